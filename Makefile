@@ -1,0 +1,32 @@
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: venv demo test test-all bench clean
+
+venv: $(STAMP)
+
+$(STAMP): setup.cfg constraints.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt torch==2.13.0 -e '.[test,postgres]'
+	touch $(STAMP)
+
+demo: venv
+	$(VENV)/bin/mixsig demo --out demo-output
+
+test: venv
+	$(PY) -m pytest -q
+
+test-all: venv
+	$(PY) -m pytest -q -m ""
+
+bench: venv
+	$(PY) benchmarks/run_all.py --out bench-output/benchmarks.json
+
+clean:
+	rm -rf $(VENV) demo-output bench-output

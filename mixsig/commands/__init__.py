@@ -1,0 +1,1 @@
+"""Subcommands of the ``mixsig`` CLI, one module each (``register(subparsers)`` + ``run(args)``)."""

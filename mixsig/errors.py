@@ -1,0 +1,55 @@
+"""The one exception root of mixsig and its few subclasses.
+
+The CLI turns a :class:`MixsigError` into one clear line on stderr and ``exit_code``;
+``mixsig --debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+
+class MixsigError(Exception):
+    """Root of every error mixsig raises on purpose (bad input, refused operation)."""
+
+    exit_code = 1
+
+
+class UsageError(MixsigError):
+    """The command line or an argument is wrong (exit code 2)."""
+
+    exit_code = 2
+
+
+class ManifestError(MixsigError):
+    """A manifest has problems; ``problems`` lists every one of them."""
+
+    def __init__(self, message: str, problems: list | None = None):
+        super().__init__(message)
+        self.problems = list(problems or [])
+
+
+class StoreError(MixsigError):
+    """The feature store is missing, malformed, or an operation on it was refused."""
+
+
+class ProvenanceMismatch(StoreError):
+    """A key exists with a different provenance record than the one asked for."""
+
+
+class LeaseHeld(StoreError):
+    """Another writer holds the lease on a key (or on an overlapping shard of it)."""
+
+
+class CorruptChunk(StoreError):
+    """A chunk of an array failed its checksum or could not be decoded."""
+
+
+class ExtractionError(MixsigError):
+    """Extraction failed in a way that stops the run (``--strict``, a bad encoder, ...)."""
+
+
+class HeadError(MixsigError):
+    """A head could not be built, trained, saved or loaded."""
+
+
+class StudyError(MixsigError):
+    """A study was refused (changed keys or splits, unsafe storage, ...)."""
