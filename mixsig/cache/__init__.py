@@ -1,0 +1,23 @@
+"""The Zarr feature store: samples table, provenance keys, resumable writer, reader, verify, HDF5 exchange, runs.
+
+Example::
+
+    from mixsig.cache import open_store
+    store = open_store("cache.zarr")
+    view = store.read("text.roberta-base.cls.3f9a1c0d2b7e", split="train")   # view.X: [n, 768] float32
+"""
+
+from mixsig.cache._h5 import export_h5, import_h5
+from mixsig.cache._keys import FEATURE_FORMAT_VERSION, Provenance, canonical_json, diff_dicts, sha256_of
+from mixsig.cache._runs import Run, RunSubset, subset_name
+from mixsig.cache._samples import MODALITIES, Samples
+from mixsig.cache._status import Status
+from mixsig.cache._store import FeatureStore, FeatureView, create_store, open_store
+from mixsig.cache._verify import VerifyReport, verify_store
+from mixsig.cache._writer import FeatureWriter
+
+__all__ = [
+    "FEATURE_FORMAT_VERSION", "MODALITIES", "FeatureStore", "FeatureView", "FeatureWriter", "Provenance", "Run",
+    "RunSubset", "Samples", "Status", "VerifyReport", "canonical_json", "create_store", "diff_dicts", "export_h5",
+    "import_h5", "open_store", "sha256_of", "subset_name", "verify_store",
+]

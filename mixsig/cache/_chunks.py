@@ -1,0 +1,107 @@
+"""Chunk-level I/O for local stores: a fast, checksummed read path and chunk enumeration.
+
+Feature arrays are written by zarr with the codecs ``bytes`` (little endian) + ``crc32c`` and no sharding, so a
+chunk file is the raw little-endian payload followed by its 4-byte CRC32C. Reading those files directly (one
+``readinto`` per chunk straight into the output array, checksum verified) is several times faster than zarr's
+generic path for whole-array reads, and any bit flip is caught. Other layouts fall back to zarr.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import google_crc32c
+import numpy as np
+
+from mixsig.errors import CorruptChunk
+
+
+def local_root(zarr_store) -> Path | None:
+    """The folder of a zarr LocalStore, or None for any other store."""
+    from zarr.storage import LocalStore
+
+    return Path(zarr_store.root) if isinstance(zarr_store, LocalStore) else None
+
+
+def array_dir(root: Path, array_path: str) -> Path:
+    return root.joinpath(*array_path.split("/"))
+
+
+def chunk_file(adir: Path, chunk_index: int, ndim: int) -> Path:
+    """The file of row-chunk ``chunk_index`` (default v3 chunk key encoding ``c/i/0/...``)."""
+    return adir.joinpath("c", str(chunk_index), *(["0"] * (ndim - 1)))
+
+
+def fast_layout(arr) -> bool:
+    """True when ``arr`` is stored as plain little-endian bytes + crc32c, chunked over rows only."""
+    from zarr.codecs import BytesCodec, Crc32cCodec
+
+    codecs = arr.metadata.codecs
+    if len(codecs) != 2 or not isinstance(codecs[0], BytesCodec) or not isinstance(codecs[1], Crc32cCodec):
+        return False
+    if arr.dtype.kind not in "fiub" or (arr.dtype.itemsize > 1 and codecs[0].endian is not None and codecs[0].endian.value != "little"):
+        return False
+    return tuple(arr.chunks[1:]) == tuple(arr.shape[1:])
+
+
+def read_chunk_into(path: Path, out: np.ndarray, chunk_shape: tuple, dtype: np.dtype, where: str) -> bool:
+    """Read one chunk file into ``out`` (rows of the chunk that exist in the array). False if the file is absent."""
+    nbytes = int(np.prod(chunk_shape)) * dtype.itemsize
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        size = os.fstat(fd).st_size
+        if size != nbytes + 4:
+            raise CorruptChunk(f"{where}: chunk file {path} has {size} bytes, expected {nbytes + 4} (truncated or foreign)")
+        direct = out.dtype == dtype and out.flags.c_contiguous and out.shape[0] == chunk_shape[0]
+        buf = out if direct else np.empty(chunk_shape, dtype)
+        flat = buf.reshape(-1).view(np.uint8)
+        mv = memoryview(flat)
+        got = 0
+        with os.fdopen(fd, "rb", buffering=0, closefd=False) as f:
+            while got < nbytes:
+                n = f.readinto(mv[got:])
+                if not n:
+                    break
+                got += n
+            crc = f.read(4)
+        if got != nbytes or len(crc) != 4:
+            raise CorruptChunk(f"{where}: chunk file {path} ended early")
+        if google_crc32c.value(flat) != int.from_bytes(crc, "little"):
+            raise CorruptChunk(f"{where}: chunk file {path} fails its CRC32C checksum (bit rot or a partial write); "
+                               "run `mixsig cache verify` and re-extract the rows it names")
+        if not direct:
+            out[...] = buf[: out.shape[0]]
+        return True
+    finally:
+        os.close(fd)
+
+
+def read_rows_fast(arr, adir: Path, out: np.ndarray, fill=np.nan, threads: int = 2) -> np.ndarray:
+    """Read every row of ``arr`` into ``out`` [N, ...] (any float dtype) from its chunk files.
+
+    Missing chunk files (never written) give ``fill``; a checksum or size mismatch raises :class:`CorruptChunk`.
+    """
+    rows = arr.chunks[0]
+    n = arr.shape[0]
+    dtype = arr.dtype
+    chunk_shape = tuple(arr.chunks)
+    where = f"array {arr.path}"
+
+    def one(i: int) -> None:
+        lo, hi = i * rows, min((i + 1) * rows, n)
+        if not read_chunk_into(chunk_file(adir, i, arr.ndim), out[lo:hi], chunk_shape, dtype, f"{where} chunk {i}"):
+            out[lo:hi] = fill
+
+    count = -(-n // rows) if n else 0
+    if threads > 1 and count > 1:
+        with ThreadPoolExecutor(threads) as ex:
+            list(ex.map(one, range(count)))
+    else:
+        for i in range(count):
+            one(i)
+    return out

@@ -1,0 +1,157 @@
+"""The samples table: one entry per row of the store, in store order (``samples/`` group)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from mixsig.errors import StoreError
+
+MODALITIES = ("text", "audio", "video")
+_STR_COLUMNS = ("ids", "split", "group", "text", "audio", "video")
+
+
+def _str_array(values) -> np.ndarray:
+    return np.asarray(["" if v is None else str(v) for v in values], dtype=object).astype(str)
+
+
+@dataclass
+class Samples:
+    """The samples table. Every array has one entry per row (``N``); row order is the store's row order.
+
+    - ``ids`` [N] str, ``split`` [N] str, ``group`` [N] str ("" = none)
+    - ``label`` [N] int64 index into ``classes`` (-1 = unlabelled)
+    - ``text`` [N] str, ``audio``/``video`` [N] str paths relative to the manifest folder ("" = none)
+    - ``start``/``end`` [N] float64 seconds (NaN = none)
+    - ``content_hash`` {modality: [N] str}: 16 hex digits of sha256 over the row's input bytes + segment
+    - ``votes`` [N, A] int16 class index per annotator (-1 = none); ``votes_by_condition`` {condition: [N, A_c]}
+    - ``columns`` {name: [N] str}: any other manifest columns, kept as strings (e.g. ``planted``)
+    """
+
+    ids: np.ndarray
+    split: np.ndarray
+    label: np.ndarray
+    classes: tuple[str, ...]
+    group: np.ndarray | None = None
+    text: np.ndarray | None = None
+    audio: np.ndarray | None = None
+    video: np.ndarray | None = None
+    start: np.ndarray | None = None
+    end: np.ndarray | None = None
+    content_hash: dict[str, np.ndarray] = field(default_factory=dict)
+    votes: np.ndarray | None = None
+    votes_by_condition: dict[str, np.ndarray] = field(default_factory=dict)
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        self.ids = _str_array(self.ids)
+        self.split = _str_array(self.split)
+        self.label = np.asarray(self.label, dtype=np.int64)
+        self.classes = tuple(str(c) for c in self.classes)
+        for name in ("group", "text", "audio", "video"):
+            v = getattr(self, name)
+            setattr(self, name, _str_array([""] * n if v is None else v))
+        for name in ("start", "end"):
+            v = getattr(self, name)
+            setattr(self, name, np.full(n, np.nan) if v is None else np.asarray(v, dtype=np.float64))
+        self.content_hash = {m: _str_array(v) for m, v in self.content_hash.items()}
+        self.votes = np.zeros((n, 0), np.int16) if self.votes is None else np.asarray(self.votes, np.int16).reshape(n, -1)
+        self.votes_by_condition = {c: np.asarray(v, np.int16).reshape(n, -1) for c, v in self.votes_by_condition.items()}
+        self.columns = {c: _str_array(v) for c, v in self.columns.items()}
+        if len(set(self.ids.tolist())) != n:
+            raise StoreError("samples table has duplicate ids; run `mixsig validate` on the manifest and fix them")
+        arrays = [self.split, self.label, self.group, self.text, self.audio, self.video, self.start, self.end,
+                  self.votes, *self.content_hash.values(), *self.votes_by_condition.values(), *self.columns.values()]
+        for a in arrays:
+            if len(a) != n:
+                raise StoreError(f"samples table columns differ in length: {len(a)} != {n} ids")
+        if n and (self.label.max(initial=-1) >= len(self.classes) or self.label.min(initial=0) < -1):
+            raise StoreError(f"labels must be -1 or an index into classes {self.classes}")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def splits(self) -> list[str]:
+        """Split names in order of first appearance."""
+        return list(dict.fromkeys(self.split.tolist()))
+
+    def rows(self, split: str | Sequence[str] | None = None) -> np.ndarray:
+        """Row indices [n] int64 of a split (``None`` = all rows; ``"val+test"`` or a list = several splits)."""
+        if split is None:
+            return np.arange(len(self), dtype=np.int64)
+        names = split.split("+") if isinstance(split, str) else list(split)
+        unknown = [s for s in names if s not in set(self.split.tolist())]
+        if unknown:
+            raise StoreError(f"split {unknown[0]!r} has no rows; the store's splits are {self.splits}")
+        return np.flatnonzero(np.isin(self.split, names)).astype(np.int64)
+
+    def split_hash(self) -> str:
+        """sha256 over (id, split, label) of every row: what studies and runs record to detect changed splits."""
+        h = hashlib.sha256()
+        for i, s, y in zip(self.ids.tolist(), self.split.tolist(), self.label.tolist()):
+            h.update(f"{i}\t{s}\t{y}\n".encode())
+        h.update(("\t".join(self.classes)).encode())
+        return h.hexdigest()
+
+    def vote_counts(self, votes: np.ndarray | None = None) -> np.ndarray:
+        """[N, C] int64 count of votes per class (``votes`` defaults to ``self.votes``)."""
+        v = self.votes if votes is None else votes
+        c = len(self.classes)
+        out = np.zeros((len(self), c), np.int64)
+        for k in range(c):
+            out[:, k] = (v == k).sum(axis=1)
+        return out
+
+
+# ----------------------------------------------------------------------------------------- zarr I/O
+
+def write_samples(group, samples: Samples) -> None:
+    """Write ``samples`` into the zarr group ``group`` (the store's ``samples/``)."""
+    n = len(samples)
+    chunks = (max(n, 1),)
+
+    def put(name: str, data: np.ndarray) -> None:
+        arr = group.create_array(name, shape=data.shape, dtype=data.dtype if data.dtype.kind != "U" else str,
+                                 chunks=chunks + data.shape[1:], overwrite=True)
+        if data.size:
+            arr[...] = data
+
+    put("id", samples.ids)
+    put("split", samples.split)
+    put("label", samples.label)
+    for name in ("group", "text", "audio", "video"):
+        put(name, getattr(samples, name))
+    put("start", samples.start)
+    put("end", samples.end)
+    for m, v in samples.content_hash.items():
+        put(f"content_hash@{m}", v)
+    put("votes", samples.votes)
+    for c, v in samples.votes_by_condition.items():
+        put(f"votes@{c}", v)
+    for c, v in samples.columns.items():
+        put(f"column@{c}", v)
+    group.attrs.update({"classes": list(samples.classes), "n_rows": n, "split_hash": samples.split_hash()})
+
+
+def read_samples(group) -> Samples:
+    """Read the samples table back from the store's ``samples/`` group."""
+    names = set(group.array_keys())
+
+    def get(name):
+        a = group[name]
+        return a[...] if a.size else np.zeros(a.shape, dtype=a.dtype if a.dtype != np.dtypes.StringDType() else str)
+
+    return Samples(
+        ids=get("id"), split=get("split"), label=get("label"), classes=tuple(group.attrs["classes"]),
+        group=get("group"), text=get("text"), audio=get("audio"), video=get("video"),
+        start=get("start"), end=get("end"),
+        content_hash={n.split("@", 1)[1]: get(n) for n in names if n.startswith("content_hash@")},
+        votes=get("votes"),
+        votes_by_condition={n.split("@", 1)[1]: get(n) for n in sorted(names) if n.startswith("votes@")},
+        columns={n.split("@", 1)[1]: get(n) for n in sorted(names) if n.startswith("column@")},
+    )

@@ -1,0 +1,322 @@
+"""The feature store: a Zarr v3 group holding the samples table, feature keys and runs.
+
+Layout (plain Zarr, readable with ``zarr.open_group`` and no mixsig import)::
+
+    samples/          id, split, label, group, text, audio, video, start, end, content_hash@<m>, votes, votes@<c>
+    features/<key>/   embedding [N, D] or [N, L, D] (NaN = not written), done [N] bool, status [N] int8,
+                      message [N] str (error ledger), input_hash [N] str; attrs: provenance, modality, ready
+    runs/<run>/       subsets/<a+b>/probs [S, N, C], gates, attention; attrs: head, params, metrics, ...
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import time
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from mixsig.cache._chunks import array_dir, fast_layout, local_root, read_rows_fast, read_chunk_into, chunk_file
+from mixsig.cache._keys import Provenance, diff_dicts
+from mixsig.cache._runs import Run, RunSubset, read_run, write_run
+from mixsig.cache._samples import Samples, read_samples, write_samples
+from mixsig.cache._status import Status
+from mixsig.errors import CorruptChunk, ProvenanceMismatch, StoreError
+
+log = logging.getLogger(__name__)
+
+STORE_FORMAT = 1
+#: Target size of one embedding chunk; rows per chunk is the largest power of two under it (16..8192).
+CHUNK_BYTES = 1 << 20
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def default_chunk_rows(row_bytes: int) -> int:
+    rows = max(1, CHUNK_BYTES // max(row_bytes, 1))
+    return int(min(8192, max(16, 1 << (rows.bit_length() - 1))))
+
+
+@dataclass
+class FeatureView:
+    """Rows of one key: ``rows`` [n] int64 into the samples table, ``ids`` [n] str, ``X`` [n, D] or [n, L, D]
+    float32, and ``excluded``: rows of the requested split left out because they are not done."""
+
+    key: str
+    modality: str
+    rows: np.ndarray
+    ids: np.ndarray
+    X: np.ndarray
+    excluded: int
+
+
+class FeatureStore:
+    """A mixsig store. Open with :func:`open_store` or make one with :func:`create_store`."""
+
+    def __init__(self, group, url: str, mode: str):
+        self.root = group
+        self.url = str(url)
+        self.mode = mode
+        if group.attrs.get("mixsig_store") is None:
+            raise StoreError(f"{url} is a Zarr group but not a mixsig store (no 'mixsig_store' attribute); "
+                             "create one with `mixsig cache init STORE --manifest MANIFEST`")
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def local_path(self) -> Path | None:
+        """The store's folder for local stores (leases, fast reads, verify of temp files); None otherwise."""
+        return local_root(self.root.store)
+
+    @property
+    def attrs(self) -> dict:
+        return dict(self.root.attrs)
+
+    @cached_property
+    def samples(self) -> Samples:
+        return read_samples(self.root["samples"])
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def split_hash(self) -> str:
+        return self.samples.split_hash()
+
+    def _require_writable(self) -> None:
+        if self.mode == "r":
+            raise StoreError(f"store {self.url} is open read-only; open it with mode='r+'")
+
+    # ------------------------------------------------------------------ keys
+    def _features(self):
+        return self.root["features"]
+
+    def keys(self) -> list[str]:
+        """Feature keys whose creation finished, sorted."""
+        f = self._features()
+        return sorted(k for k in f.group_keys() if f[k].attrs.get("ready"))
+
+    def has_key(self, key: str) -> bool:
+        return key in self.keys()
+
+    def key_group(self, key: str):
+        if not self.has_key(key):
+            raise StoreError(f"no feature key {key!r} in {self.url}; keys: {self.keys() or 'none yet (run `mixsig extract`)'}")
+        return self._features()[key]
+
+    def provenance(self, key: str) -> dict:
+        return dict(self.key_group(key).attrs["provenance"])
+
+    def read_array(self, key: str, name: str) -> np.ndarray:
+        """One whole per-row array of a key: ``done``, ``status``, ``message``, ``input_hash`` or ``embedding``."""
+        g = self.key_group(key)
+        arr = g[name]
+        try:
+            if name == "embedding":
+                return self._read_embedding(key, arr)
+            return arr[...]
+        except (ValueError, OSError) as exc:
+            raise CorruptChunk(f"key {key} array {name}: {exc}; run `mixsig cache verify {self.url}`") from exc
+
+    def _read_embedding(self, key: str, arr, rows: np.ndarray | None = None) -> np.ndarray:
+        root = self.local_path
+        n = arr.shape[0]
+        if root is not None and fast_layout(arr):
+            adir = array_dir(root, arr.path)
+            if rows is None or len(rows) * 2 >= n:
+                out = np.empty(arr.shape, np.float32)
+                read_rows_fast(arr, adir, out)
+                return out if rows is None else out[rows]
+            cr = arr.chunks[0]
+            out = np.empty((len(rows),) + arr.shape[1:], np.float32)
+            chunk_of = rows // cr
+            buf = np.empty(arr.chunks, np.float32)
+            for c in np.unique(chunk_of):
+                sel = np.flatnonzero(chunk_of == c)
+                lo = c * cr
+                view = buf[: min(cr, n - lo)]
+                if not read_chunk_into(chunk_file(adir, int(c), arr.ndim), view, tuple(arr.chunks), arr.dtype,
+                                       f"array {arr.path} chunk {c}"):
+                    view[...] = np.nan
+                out[sel] = view[rows[sel] - lo]
+            return out
+        data = arr[...] if rows is None else arr.get_orthogonal_selection((rows,) + (slice(None),) * (arr.ndim - 1))
+        return np.asarray(data, np.float32)
+
+    def key_info(self, key: str) -> dict:
+        g = self.key_group(key)
+        status = g["status"][...]
+        counts = {Status.name_of(c): int((status == c).sum()) for c in np.unique(status)}
+        emb = g["embedding"]
+        done = int(g["done"][...].sum())
+        return {
+            "key": key,
+            "modality": g.attrs.get("modality"),
+            "shape": list(emb.shape),
+            "width": int(emb.shape[-1]),
+            "dtype": str(emb.dtype),
+            "chunk_rows": int(emb.chunks[0]),
+            "rows": int(emb.shape[0]),
+            "done": done,
+            "failed": int(sum(v for k, v in counts.items() if k not in ("ok", "pending"))),
+            "status": counts,
+            "created": g.attrs.get("created"),
+            "provenance": dict(g.attrs["provenance"]),
+        }
+
+    def read(self, key: str, split=None, only_done: bool = True, rows: np.ndarray | None = None) -> FeatureView:
+        """Features of ``key`` for a split (``None`` = all rows; ``"val+test"`` allowed) or explicit ``rows``.
+
+        Rows not done are excluded (counted in ``excluded``), never returned as NaN, unless ``only_done=False``.
+        """
+        g = self.key_group(key)
+        want = self.samples.rows(split) if rows is None else np.asarray(rows, np.int64)
+        done = g["done"][...]
+        keep = want[done[want]] if only_done else want
+        X = self._read_embedding(key, g["embedding"], keep)
+        return FeatureView(key=key, modality=str(g.attrs.get("modality")), rows=keep,
+                           ids=self.samples.ids[keep], X=X, excluded=int(len(want) - len(keep)))
+
+    def stale_rows(self, key: str, current_hash: np.ndarray | None = None) -> np.ndarray:
+        """Done rows whose input changed since extraction (``input_hash`` != the current content hash)."""
+        g = self.key_group(key)
+        modality = g.attrs.get("modality")
+        cur = current_hash if current_hash is not None else self.samples.content_hash.get(modality)
+        if cur is None:
+            return np.zeros(0, np.int64)
+        done = g["done"][...]
+        stored = g["input_hash"][...]
+        return np.flatnonzero(done & (stored != np.asarray(cur, dtype=str)) & (stored != "")).astype(np.int64)
+
+    def create_key(self, provenance: Provenance, dim, *, chunk_rows: int | None = None, dtype: str | None = None,
+                   compressor: str | None = None) -> str:
+        """Create the arrays of ``provenance.key()`` (idempotent). Only the coordinator calls this.
+
+        ``dim`` is D (rows [N, D]) or (L, D) (rows [N, L, D]). Raises :class:`ProvenanceMismatch` if the key exists
+        with another provenance. Safe when several shard processes call it at once on a local store.
+        """
+        self._require_writable()
+        key = provenance.key()
+        want = provenance.to_dict()
+        dtype = dtype or provenance.dtype
+        if dtype not in ("float16", "float32"):
+            raise StoreError(f"The 'dtype' of a feature key must be one of {{'float16', 'float32'}}. Got {dtype!r} instead.")
+        shape = (len(self.samples),) + ((int(dim),) if np.isscalar(dim) else tuple(int(d) for d in dim))
+        root = self.local_path
+        if root is not None:
+            from mixsig.cache._lease import _mutex
+
+            with _mutex(root / ".mixsig" / "locks" / f"create-{key}", timeout=600):
+                self._create_key_locked(key, want, shape, chunk_rows, dtype, compressor)
+        else:
+            self._create_key_locked(key, want, shape, chunk_rows, dtype, compressor)
+        return key
+
+    def _create_key_locked(self, key, want, shape, chunk_rows, dtype, compressor) -> None:
+        f = self._features()
+        if key in set(f.group_keys()):
+            g = f[key]
+            if g.attrs.get("ready"):
+                have = dict(g.attrs["provenance"])
+                if have != want:
+                    diffs = "; ".join(f"{p}: {a!r} -> {b!r}" for p, a, b in diff_dicts(have, want))
+                    raise ProvenanceMismatch(f"key {key} exists with a different provenance ({diffs})")
+                if tuple(g["embedding"].shape) != shape:
+                    raise ProvenanceMismatch(f"key {key} exists with shape {tuple(g['embedding'].shape)}, asked for {shape}")
+                return
+            log.info("key %s was left half-created by an interrupted run; creating it again", key)
+            del f[key]
+        from zarr.codecs import Crc32cCodec, ZstdCodec
+
+        n = shape[0]
+        row_bytes = int(np.prod(shape[1:])) * np.dtype(dtype).itemsize
+        cr = int(chunk_rows or default_chunk_rows(row_bytes))
+        compressors = [Crc32cCodec()] if compressor in (None, "none") else [ZstdCodec(level=3), Crc32cCodec()]
+        g = f.create_group(key)
+        g.create_array("embedding", shape=shape, dtype=dtype, chunks=(cr,) + shape[1:], fill_value=np.nan,
+                       compressors=compressors)
+        g.create_array("done", shape=(n,), dtype=bool, chunks=(cr,), fill_value=False, compressors=[Crc32cCodec()])
+        g.create_array("status", shape=(n,), dtype="int8", chunks=(cr,), fill_value=0, compressors=[Crc32cCodec()])
+        g.create_array("message", shape=(n,), dtype=str, chunks=(cr,), fill_value="")
+        g.create_array("input_hash", shape=(n,), dtype=str, chunks=(cr,), fill_value="")
+        g.attrs.update({"provenance": want, "modality": want["modality"], "created": _now(), "chunk_rows": cr})
+        g.attrs["ready"] = True  # last: a key without `ready` was interrupted while being created
+
+    def wait_for_key(self, key: str, timeout: float = 600.0) -> None:
+        """Block until another process (the coordinator) has created ``key``."""
+        deadline = time.monotonic() + timeout
+        while not self.has_key(key):
+            if time.monotonic() > deadline:
+                raise StoreError(f"timed out after {timeout:.0f} s waiting for the coordinator to create key {key}")
+            time.sleep(0.2)
+
+    def writer(self, key: str, shard: tuple[int, int] = (0, 1), lease: bool = True, break_lease: bool = False,
+               fsync: bool = True):
+        """A :class:`~mixsig.cache.FeatureWriter` for shard ``(i, n)`` of ``key`` (a context manager)."""
+        from mixsig.cache._writer import FeatureWriter
+
+        self._require_writable()
+        return FeatureWriter(self, key, shard=shard, lease=lease, break_lease=break_lease, fsync=fsync)
+
+    def delete_key(self, key: str) -> None:
+        self._require_writable()
+        self.key_group(key)
+        del self._features()[key]
+
+    # ------------------------------------------------------------------ runs
+    def runs(self) -> list[str]:
+        return sorted(self.root["runs"].group_keys())
+
+    def write_run(self, name: str, attrs: dict, subsets: dict[str, RunSubset], overwrite: bool = False) -> None:
+        self._require_writable()
+        write_run(self.root["runs"], name, attrs, subsets, len(self.samples), overwrite=overwrite)
+
+    def read_run(self, name: str) -> Run:
+        return read_run(self.root["runs"], name)
+
+
+def _open_group(url, mode):
+    import zarr
+
+    return zarr.open_group(store=str(url), mode=mode)
+
+
+def create_store(url, samples: Samples, attrs: dict | None = None, overwrite: bool = False) -> FeatureStore:
+    """Create a store at ``url`` (a folder path or any URL zarr's fsspec store takes) holding ``samples``."""
+    import zarr
+    from mixsig import __version__
+
+    url = str(url)
+    try:
+        existing = zarr.open_group(store=url, mode="r")
+        exists = True
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
+        exists = False
+    if exists and not overwrite:
+        if existing.attrs.get("mixsig_store") is not None:
+            raise StoreError(f"a store exists at {url}; open it with open_store, or delete it to start over")
+        raise StoreError(f"{url} already holds Zarr data that is not a mixsig store; choose another path")
+    group = zarr.open_group(store=url, mode="w")
+    write_samples(group.create_group("samples"), samples)
+    group.create_group("features")
+    group.create_group("runs")
+    group.attrs.update(dict(attrs or {}, created=_now(), mixsig_version=__version__))
+    group.attrs["mixsig_store"] = STORE_FORMAT  # last: marks a complete store
+    return FeatureStore(group, url, "r+")
+
+
+def open_store(url, mode: str = "r") -> FeatureStore:
+    """Open an existing store (``mode`` "r" or "r+"). Raises :class:`StoreError` naming the fix if it isn't one."""
+    import zarr
+
+    if mode not in ("r", "r+"):
+        raise StoreError(f"The 'mode' of open_store must be one of {{'r', 'r+'}}. Got {mode!r} instead.")
+    try:
+        group = _open_group(url, mode)
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError) as exc:
+        raise StoreError(f"no mixsig store at {url} ({type(exc).__name__}); create one with "
+                         "`mixsig cache init STORE --manifest MANIFEST` or `mixsig extract`") from exc
+    return FeatureStore(group, url, mode)

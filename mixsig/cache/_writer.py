@@ -1,0 +1,199 @@
+"""The resumable writer of one feature key: whole chunk-aligned row blocks, ``done`` marked last."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from mixsig.cache._chunks import array_dir, chunk_file
+from mixsig.cache._status import Status
+from mixsig.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+
+def shard_chunks(n_chunks: int, shard: tuple[int, int]) -> range:
+    """The contiguous range of chunk indices that shard ``(i, n)`` owns."""
+    i, n = shard
+    return range(i * n_chunks // n, (i + 1) * n_chunks // n)
+
+
+class FeatureWriter:
+    """Writes rows of one key for one shard. Every write covers whole chunks; ``done`` is written after the data.
+
+    Rows already done keep their stored bytes, so a rerun after a crash (or with failed rows retried) leaves
+    committed rows bit-for-bit as they were. Non-finite rows are never marked done.
+
+    Example::
+
+        with store.writer(key) as w:
+            for start, stop in w.blocks():
+                emb, status = encode(rows=range(start, stop))
+                w.write_block(start, stop, emb, status)
+    """
+
+    def __init__(self, store, key: str, shard=(0, 1), lease: bool = True, break_lease: bool = False, fsync: bool = True):
+        i, n = (int(shard[0]), int(shard[1]))
+        if not (n >= 1 and 0 <= i < n):
+            raise StoreError(f"--shard must be I/N with 0 <= I < N; got {i}/{n}")
+        self.store = store
+        self.key = key
+        self.shard = (i, n)
+        self.group = store.key_group(key)
+        self.embedding = self.group["embedding"]
+        self.n_rows = int(self.embedding.shape[0])
+        self.chunk_rows = int(self.embedding.chunks[0])
+        for name in ("done", "status", "message", "input_hash"):
+            if int(self.group[name].chunks[0]) != self.chunk_rows:
+                raise StoreError(f"key {key}: array {name} is not chunked like embedding; refusing to write")
+        self.n_chunks = -(-self.n_rows // self.chunk_rows)
+        self._chunks = shard_chunks(self.n_chunks, self.shard)
+        self._fsync = fsync
+        root = store.local_path
+        self._lease = None
+        if lease and root is not None:
+            from mixsig.cache._lease import Lease
+
+            self._lease = Lease(root, key, self.shard, break_lease=break_lease)
+        self.rows_written = 0
+
+    # ---------------------------------------------------------------- what is left
+    @property
+    def row_range(self) -> tuple[int, int]:
+        """[start, stop) rows of this shard."""
+        return (self._chunks.start * self.chunk_rows, min(self._chunks.stop * self.chunk_rows, self.n_rows))
+
+    def done_mask(self) -> np.ndarray:
+        return self.group["done"][...]
+
+    def pending_rows(self) -> np.ndarray:
+        """Rows of this shard not yet done (failed rows included: they are retried)."""
+        lo, hi = self.row_range
+        done = self.group["done"][lo:hi]
+        return (np.flatnonzero(~done) + lo).astype(np.int64)
+
+    def blocks(self) -> list[tuple[int, int]]:
+        """One-chunk [start, stop) blocks of this shard that still have pending rows."""
+        done = self.done_mask()
+        out = []
+        for c in self._chunks:
+            lo, hi = c * self.chunk_rows, min((c + 1) * self.chunk_rows, self.n_rows)
+            if not done[lo:hi].all():
+                out.append((lo, hi))
+        return out
+
+    # ---------------------------------------------------------------- writing
+    def _check_block(self, start: int, stop: int) -> None:
+        cr = self.chunk_rows
+        if start % cr or (stop % cr and stop != self.n_rows) or not (0 <= start < stop <= self.n_rows):
+            raise StoreError(f"key {self.key}: block [{start}, {stop}) is not aligned to chunks of {cr} rows "
+                             f"(N={self.n_rows}); writers must own whole chunks. Nothing was written.")
+        lo, hi = self.row_range
+        if start < lo or stop > hi:
+            raise StoreError(f"key {self.key}: block [{start}, {stop}) lies outside shard "
+                             f"{self.shard[0]}/{self.shard[1]} rows [{lo}, {hi}). Nothing was written.")
+
+    def write_block(self, start: int, stop: int, embedding: np.ndarray, status, messages=None, input_hash=None) -> int:
+        """Write rows [start, stop): ``embedding`` [stop-start, ...], ``status`` [stop-start] (:class:`Status`).
+
+        Rows already done keep their stored values (what is passed for them is ignored). Rows whose status is not
+        ``OK``, or whose values are not finite once cast to the key's dtype, are stored as NaN and not marked done.
+        Returns the number of rows newly marked done.
+        """
+        self._check_block(start, stop)
+        if self._lease is not None:
+            self._lease.check()
+        m = stop - start
+        emb = np.asarray(embedding)
+        shape = (m,) + tuple(self.embedding.shape[1:])
+        if emb.shape != shape:
+            raise StoreError(f"key {self.key}: block [{start}, {stop}) needs embedding of shape {shape}, got {emb.shape}")
+        status = np.asarray(status, np.int8).reshape(m).copy()
+        messages = np.array([""] * m if messages is None else ["" if x is None else str(x) for x in messages], dtype=str)
+        hashes = np.array([""] * m if input_hash is None else ["" if x is None else str(x) for x in input_hash], dtype=str)
+        if len(messages) != m or len(hashes) != m:
+            raise StoreError(f"key {self.key}: messages and input_hash need {m} entries for block [{start}, {stop})")
+
+        emb = emb.astype(self.embedding.dtype, copy=True)
+        flat = emb.reshape(m, -1)
+        ok = status == Status.OK
+        bad = ok & ~np.isfinite(flat).all(axis=1)
+        if bad.any():
+            status[bad] = Status.NONFINITE
+            messages[bad] = f"non-finite values once stored as {self.embedding.dtype}"
+            log.warning("key %s: %d rows in [%d, %d) are not finite; marked nonfinite", self.key, int(bad.sum()), start, stop)
+        flat[status != Status.OK] = np.nan
+
+        old_done = self.group["done"][start:stop]
+        if old_done.any():  # keep committed rows exactly as they are
+            keep = np.flatnonzero(old_done)
+            emb[keep] = self.embedding[start:stop][keep]
+            status[keep] = Status.OK
+            messages[keep] = self.group["message"][start:stop][keep]
+            hashes[keep] = self.group["input_hash"][start:stop][keep]
+
+        try:
+            self.embedding[start:stop] = emb
+            self.group["status"][start:stop] = status
+            self.group["message"][start:stop] = messages
+            self.group["input_hash"][start:stop] = hashes
+            self._sync(start, stop, ("embedding", "status", "message", "input_hash"))
+            done = status == Status.OK
+            self.group["done"][start:stop] = done
+            self._sync(start, stop, ("done",))
+        except OSError as exc:
+            raise StoreError(f"key {self.key}: writing rows [{start}, {stop}) failed ({exc}); none of them were "
+                             "marked done. Free disk space (or fix the store) and rerun to resume.") from exc
+        new = int((done & ~old_done).sum())
+        self.rows_written += new
+        return new
+
+    def invalidate(self, rows) -> None:
+        """Mark ``rows`` (of this shard) not done, e.g. because their media changed; the next run recomputes them."""
+        rows = np.unique(np.asarray(rows, np.int64))
+        if not len(rows):
+            return
+        lo, hi = self.row_range
+        if rows.min() < lo or rows.max() >= hi:
+            raise StoreError(f"key {self.key}: rows to invalidate lie outside this writer's shard [{lo}, {hi})")
+        done = self.group["done"][...]
+        status = self.group["status"][...]
+        done[rows] = False
+        status[rows] = Status.PENDING
+        for c in np.unique(rows // self.chunk_rows):
+            a, b = int(c) * self.chunk_rows, min((int(c) + 1) * self.chunk_rows, self.n_rows)
+            self.group["done"][a:b] = done[a:b]
+            self.group["status"][a:b] = status[a:b]
+
+    def _sync(self, start: int, stop: int, names) -> None:
+        """fsync the chunk files of rows [start, stop) so ``done`` never reaches disk before the data (local stores)."""
+        root = self.store.local_path
+        if not self._fsync or root is None:
+            return
+        for name in names:
+            arr = self.group[name]
+            adir = array_dir(root, arr.path)
+            for c in range(start // self.chunk_rows, -(-stop // self.chunk_rows)):
+                p: Path = chunk_file(adir, c, arr.ndim)
+                try:
+                    fd = os.open(p, os.O_RDONLY)
+                except FileNotFoundError:
+                    continue  # all fill value: zarr wrote nothing
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+
+    def close(self) -> None:
+        if self._lease is not None:
+            self._lease.release()
+            self._lease = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
