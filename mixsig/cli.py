@@ -35,7 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        module = importlib.import_module(f"mixsig.commands.{name}")
+        try:
+            module = importlib.import_module(f"mixsig.commands.{name}")
+        except ModuleNotFoundError as exc:  # a command whose package is not installed in this checkout
+            if exc.name != f"mixsig.commands.{name}":
+                raise
+            continue
         module.register(sub)
     return parser
 
@@ -58,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"mixsig {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:  # e.g. `mixsig cache ls --json | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(f"mixsig {args.command}: interrupted; committed work is kept, rerun to resume", file=sys.stderr)
         return 130

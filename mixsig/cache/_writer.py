@@ -58,6 +58,7 @@ class FeatureWriter:
             from mixsig.cache._lease import Lease
 
             self._lease = Lease(root, key, self.shard, break_lease=break_lease)
+            self._remove_orphans(root)
         self.rows_written = 0
 
     # ---------------------------------------------------------------- what is left
@@ -186,6 +187,16 @@ class FeatureWriter:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
+
+    def _remove_orphans(self, root: Path) -> None:
+        """Delete temp files an interrupted write left in this shard's chunks (we hold the lease on them)."""
+        for name in ("embedding", "done", "status", "message", "input_hash"):
+            cdir = array_dir(root, self.group[name].path) / "c"
+            for c in self._chunks:
+                base = cdir / str(c)
+                for p in list(base.parent.glob(f"{c}.*.partial")) + (list(base.rglob("*.partial")) if base.is_dir() else []):
+                    log.info("removing temp file of an interrupted write: %s", p)
+                    p.unlink(missing_ok=True)
 
     def close(self) -> None:
         if self._lease is not None:

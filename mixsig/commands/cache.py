@@ -1,0 +1,229 @@
+"""``mixsig cache``: look into and maintain a feature store."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from mixsig.commands._util import print_json, table
+
+
+def register(sub) -> None:
+    p = sub.add_parser("cache", help="inspect and maintain a feature store (ls, info, explain, diff, verify, HDF5)",
+                       description="Inspect and maintain a mixsig feature store (a Zarr v3 group).")
+    cs = p.add_subparsers(dest="cache_command", metavar="ACTION")
+
+    q = cs.add_parser("init", help="create a store's samples table from a manifest (no extraction)")
+    q.add_argument("store", help="store folder (or URL) to create")
+    q.add_argument("--manifest", required=True, help="CSV or JSONL manifest (see `mixsig validate --help`)")
+    q.add_argument("--classes", help="comma-separated label set (default: labels seen, sorted)")
+    q.add_argument("--overwrite", action="store_true", help="replace an existing store at that path")
+    q.set_defaults(func=run_init)
+
+    q = cs.add_parser("ls", help="list feature keys with modality, width and done/failed counts, and runs")
+    q.add_argument("store")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q.set_defaults(func=run_ls)
+
+    q = cs.add_parser("info", help="summary of the store, or everything about one key")
+    q.add_argument("store")
+    q.add_argument("key", nargs="?")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=run_info)
+
+    q = cs.add_parser("explain", help="what a key's hash covers: its provenance, field by field")
+    q.add_argument("store")
+    q.add_argument("key")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=run_explain)
+
+    q = cs.add_parser("diff", help="how two keys' provenances differ (why they are different keys)")
+    q.add_argument("store")
+    q.add_argument("key_a")
+    q.add_argument("key_b")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=run_diff)
+
+    q = cs.add_parser("verify", help="find corrupt or missing chunks, done rows that are not finite, orphan temp files",
+                      description="Read every chunk of every key (checksums), check that done rows are finite, and "
+                                  "list temp files left by interrupted writes and stale leases. Exit 0 when clean, 1 "
+                                  "with findings.")
+    q.add_argument("store")
+    q.add_argument("--key", action="append", help="only this key (repeatable)")
+    q.add_argument("--fix", action="store_true",
+                   help="remove orphan temp files and stale leases, and unmark done rows without data so the next "
+                        "`mixsig extract` recomputes them (do not run while extractions are writing)")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=run_verify)
+
+    q = cs.add_parser("import-h5", help="import features computed elsewhere from HDF5, matched by id")
+    q.add_argument("store")
+    q.add_argument("file")
+    q.add_argument("--modality", help="modality name; any name works (e.g. face, prosody)")
+    q.add_argument("--name", help="what the features are (e.g. openface-au); goes into the key and provenance")
+    q.add_argument("--ids-dataset", default="ids", help="dataset of sample ids (default: ids)")
+    q.add_argument("--dataset", default="embedding", help="dataset of features [N, D] (default: embedding)")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=run_import)
+
+    q = cs.add_parser("export-h5", help="write a key (ids, embedding, done, status, provenance) to HDF5")
+    q.add_argument("store")
+    q.add_argument("key")
+    q.add_argument("file")
+    q.set_defaults(func=run_export)
+
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+
+def _open(path, mode="r"):
+    from mixsig.cache import open_store
+
+    return open_store(path, mode=mode)
+
+
+def run_init(args: argparse.Namespace) -> int:
+    from mixsig.cache import create_store
+    from mixsig.manifest import load_manifest, to_samples
+
+    classes = tuple(c.strip() for c in args.classes.split(",")) if args.classes else None
+    manifest = load_manifest(args.manifest, classes=classes)
+    store = create_store(args.store, to_samples(manifest), attrs=store_attrs(manifest, args.store),
+                         overwrite=args.overwrite)
+    s = store.samples
+    counts = {sp: int((s.split == sp).sum()) for sp in s.splits}
+    print(f"created {args.store}: {len(s)} rows {counts}, classes {list(s.classes)}")
+    return 0
+
+
+def store_attrs(manifest, store_path) -> dict:
+    """Store-level attrs recorded from a manifest. The manifest path is kept relative to the store when possible."""
+    try:
+        rel = os.path.relpath(manifest.path, Path(str(store_path)).resolve())
+    except ValueError:
+        rel = str(manifest.path)
+    return {"manifest_sha256": manifest.sha256, "manifest_path": rel, "manifest_name": manifest.path.name}
+
+
+def run_ls(args) -> int:
+    store = _open(args.store)
+    infos = [store.key_info(k) for k in store.keys()]
+    if args.json:
+        print_json({"keys": [{k: v for k, v in i.items() if k != "provenance"} for i in infos], "runs": store.runs()})
+        return 0
+    if not infos:
+        print("no feature keys yet (run `mixsig extract`)")
+    else:
+        print(table([(i["key"], i["modality"], i["width"], i["dtype"], f"{i['done']}/{i['rows']}", i["failed"])
+                     for i in infos], ["key", "modality", "width", "dtype", "done", "failed"]))
+    print(f"runs: {', '.join(store.runs()) or 'none'}")
+    return 0
+
+
+def run_info(args) -> int:
+    store = _open(args.store)
+    if args.key:
+        info = store.key_info(args.key)
+        if args.json:
+            print_json(info)
+        else:
+            for k, v in info.items():
+                if k != "provenance":
+                    print(f"{k:12s} {v}")
+            print("provenance:")
+            _print_nested(info["provenance"], indent=2)
+        return 0
+    s = store.samples
+    info = {
+        "url": store.url, "rows": len(s), "classes": list(s.classes),
+        "splits": {sp: int((s.split == sp).sum()) for sp in s.splits},
+        "annotators": int(s.votes.shape[1]), "vote_conditions": sorted(s.votes_by_condition),
+        "split_hash": store.split_hash()[:16], "keys": store.keys(), "runs": store.runs(),
+        **{k: v for k, v in store.attrs.items() if k != "mixsig_store"},
+    }
+    if args.json:
+        print_json(info)
+    else:
+        for k, v in info.items():
+            print(f"{k:16s} {v}")
+    return 0
+
+
+def _print_nested(d: dict, indent: int = 0) -> None:
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            print(" " * indent + f"{k}:")
+            _print_nested(v, indent + 2)
+        else:
+            print(" " * indent + f"{k}: {v}")
+
+
+def run_explain(args) -> int:
+    from mixsig.cache import Provenance
+
+    store = _open(args.store)
+    prov = store.provenance(args.key)
+    p = Provenance.from_dict(prov)
+    if args.json:
+        print_json({"key": args.key, "sha256": p.sha256(), "provenance": prov})
+        return 0
+    print(f"{args.key} = <modality>.<encoder>.<pooling>.<first 12 hex of sha256 of the provenance below>")
+    print(f"sha256 {p.sha256()}  (matches key: {p.key() == args.key})")
+    _print_nested(prov, indent=2)
+    return 0
+
+
+def run_diff(args) -> int:
+    from mixsig.cache import diff_dicts
+
+    store = _open(args.store)
+    diffs = diff_dicts(store.provenance(args.key_a), store.provenance(args.key_b))
+    if args.json:
+        print_json([{"field": f, "a": a, "b": b} for f, a, b in diffs])
+        return 0
+    if not diffs:
+        print("same provenance")
+        return 0
+    print(table([(f, a, b) for f, a, b in diffs], ["field", args.key_a, args.key_b]))
+    return 0
+
+
+def run_verify(args) -> int:
+    from mixsig.cache import verify_store
+
+    store = _open(args.store, "r+" if args.fix else "r")
+    report = verify_store(store, keys=args.key, fix=args.fix)
+    if args.json:
+        print_json(report.to_dict())
+    else:
+        for f in report.findings:
+            rows = f" rows {f.rows[0]}..{f.rows[-1]} ({len(f.rows)})" if f.rows else ""
+            print(f"{f.kind:16s} {f.where}{rows}: {f.message}")
+        for r in report.removed:
+            print(f"fixed: {r}")
+        state = "clean" if report.ok else f"{len(report.findings)} problem(s)"
+        print(f"verify: {report.keys_checked} keys, {report.chunks_checked} chunks checked: {state}")
+    return 0 if report.ok else 1
+
+
+def run_import(args) -> int:
+    from mixsig.cache import import_h5
+
+    store = _open(args.store, "r+")
+    key, summary = import_h5(store, args.file, modality=args.modality, name=args.name,
+                             ids_dataset=args.ids_dataset, dataset=args.dataset)
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"imported {summary['matched']} of {summary['rows_in_file']} rows into {key} "
+              f"({summary['missing_in_file']} store rows missing from the file, {summary['unknown_ids']} unknown ids)")
+    return 0
+
+
+def run_export(args) -> int:
+    from mixsig.cache import export_h5
+
+    store = _open(args.store)
+    path = export_h5(store, args.key, args.file)
+    print(f"exported {args.key} to {path}")
+    return 0
