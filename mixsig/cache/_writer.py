@@ -113,12 +113,13 @@ class FeatureWriter:
         if emb.shape != shape:
             raise StoreError(f"key {self.key}: block [{start}, {stop}) needs embedding of shape {shape}, got {emb.shape}")
         status = np.asarray(status, np.int8).reshape(m).copy()
-        messages = np.array([""] * m if messages is None else ["" if x is None else str(x) for x in messages], dtype=str)
-        hashes = np.array([""] * m if input_hash is None else ["" if x is None else str(x) for x in input_hash], dtype=str)
+        messages = np.array([""] * m if messages is None else ["" if x is None else str(x) for x in messages], dtype=object)
+        hashes = np.array([""] * m if input_hash is None else ["" if x is None else str(x) for x in input_hash], dtype=object)
         if len(messages) != m or len(hashes) != m:
             raise StoreError(f"key {self.key}: messages and input_hash need {m} entries for block [{start}, {stop})")
 
-        emb = emb.astype(self.embedding.dtype, copy=True)
+        with np.errstate(over="ignore", invalid="ignore"):
+            emb = emb.astype(self.embedding.dtype, copy=True)
         flat = emb.reshape(m, -1)
         ok = status == Status.OK
         bad = ok & ~np.isfinite(flat).all(axis=1)
@@ -139,8 +140,8 @@ class FeatureWriter:
         try:
             self.embedding[start:stop] = emb
             self.group["status"][start:stop] = status
-            self.group["message"][start:stop] = messages
-            self.group["input_hash"][start:stop] = hashes
+            self.group["message"][start:stop] = messages.astype(str)
+            self.group["input_hash"][start:stop] = hashes.astype(str)
             self._sync(start, stop, ("embedding", "status", "message", "input_hash"))
             done = status == Status.OK
             self.group["done"][start:stop] = done
