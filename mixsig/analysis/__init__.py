@@ -1,0 +1,38 @@
+"""Disagreement analysis of a run's cached predictions and the report (PAPER.md, "Analyses").
+
+Public API::
+
+    from mixsig.analysis import analyse, write_report
+    result = analyse("cache.zarr", "my-run", split="test")     # every number, as a dict
+    paths = write_report(result, "report/")                     # report.html/.md/.json, samples.csv
+
+``AnalysisInput`` + ``analyse_input`` run the same analyses on plain arrays (no store needed);
+the statistics helpers (``krippendorff_alpha_nominal``, ``vote_entropy``, ``mann_whitney``,
+``benjamini_hochberg``, ...) are exported for reuse.
+"""
+
+from mixsig.analysis._analyse import analyse, analyse_input
+from mixsig.analysis._core import aggregate_seeds
+from mixsig.analysis._data import AnalysisInput, input_from_run, input_from_store
+from mixsig.analysis._descriptors import prosody
+from mixsig.analysis._metrics import auroc, bootstrap_metrics, point_metrics
+from mixsig.analysis._render import write_report
+from mixsig.analysis._stats import (
+    benjamini_hochberg,
+    bootstrap_mean_difference,
+    krippendorff_alpha_bootstrap,
+    krippendorff_alpha_nominal,
+    majority_share,
+    mann_whitney,
+    rank_biserial,
+    spearman,
+    vote_counts,
+    vote_entropy,
+)
+
+__all__ = [
+    "AnalysisInput", "aggregate_seeds", "analyse", "analyse_input", "auroc", "benjamini_hochberg",
+    "bootstrap_mean_difference", "bootstrap_metrics", "input_from_run", "input_from_store",
+    "krippendorff_alpha_bootstrap", "krippendorff_alpha_nominal", "majority_share", "mann_whitney",
+    "point_metrics", "prosody", "rank_biserial", "spearman", "vote_counts", "vote_entropy", "write_report",
+]

@@ -1,0 +1,169 @@
+"""The analysis input: plain arrays for the rows of one split, built from a store or from arrays.
+
+The analyses only see :class:`AnalysisInput`; :func:`input_from_store` is the one place that reads a
+store (the samples table, the run, small imported feature keys used as descriptors).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mixsig.errors import StoreError, UsageError
+
+log = logging.getLogger(__name__)
+
+MEDIA_MODALITIES = ("text", "audio", "video")
+#: Imported feature keys of other modalities up to this width become descriptors.
+DESCRIPTOR_MAX_WIDTH = 64
+
+
+@dataclass
+class AnalysisInput:
+    """Everything the analyses need, for the rows of every split (selection happens in ``analyse``).
+
+    Per-row arrays have length ``N`` (every row of the samples table):
+
+    - ``ids``, ``split``, ``text``, ``audio``: ``[N]`` str (``audio`` relative to ``media_root``)
+    - ``labels``: ``[N]`` int64 class index, ``-1`` = unlabelled
+    - ``start``, ``end``: ``[N]`` float64 seconds, NaN = none
+    - ``probs``: ``{subset: [S, N, C] float}``; NaN rows = not predicted. Subset names are modalities
+      joined by ``+`` in ``modalities`` order; the full subset holds every modality.
+    - ``gates``, ``attention``: ``{subset: [S, N, M]}`` where the head has them
+    - ``votes``: ``[N, A]`` int, ``-1`` = no vote (``A`` may be 0); ``votes_by_condition``: ``{c: [N, A_c]}``
+    - ``descriptors``: ``{name: [N] float}`` extra per-sample columns (imported features, ...)
+    """
+
+    ids: np.ndarray
+    split: np.ndarray
+    labels: np.ndarray
+    classes: tuple[str, ...]
+    modalities: tuple[str, ...]
+    probs: dict[str, np.ndarray]
+    gates: dict[str, np.ndarray] = field(default_factory=dict)
+    attention: dict[str, np.ndarray] = field(default_factory=dict)
+    votes: np.ndarray | None = None
+    votes_by_condition: dict[str, np.ndarray] = field(default_factory=dict)
+    text: np.ndarray | None = None
+    audio: np.ndarray | None = None
+    start: np.ndarray | None = None
+    end: np.ndarray | None = None
+    descriptors: dict[str, np.ndarray] = field(default_factory=dict)
+    seeds: tuple = ()
+    media_root: Path | None = None
+    run_name: str = "run"
+    run_attrs: dict = field(default_factory=dict)
+    source: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        self.ids = np.asarray(self.ids).astype(str)
+        self.split = np.asarray(self.split).astype(str)
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        self.classes = tuple(str(c) for c in self.classes)
+        self.modalities = tuple(self.modalities)
+        self.probs = {k: np.asarray(v, dtype=np.float64) for k, v in self.probs.items()}
+        for name, p in self.probs.items():
+            if p.ndim != 3 or p.shape[1] != n or p.shape[2] != len(self.classes):
+                raise UsageError(
+                    f"subset {name!r}: probs must be [S, {n}, {len(self.classes)}] (seeds, rows, classes); "
+                    f"got {list(p.shape)}")
+        for attr in ("gates", "attention"):
+            setattr(self, attr, {k: np.asarray(v, dtype=np.float64) for k, v in getattr(self, attr).items()
+                                 if v is not None})
+        self.votes = (np.zeros((n, 0), np.int64) if self.votes is None
+                      else np.asarray(self.votes, dtype=np.int64).reshape(n, -1))
+        self.votes_by_condition = {c: np.asarray(v, dtype=np.int64).reshape(n, -1)
+                                   for c, v in self.votes_by_condition.items()}
+        self.text = np.full(n, "", dtype=object).astype(str) if self.text is None else np.asarray(self.text).astype(str)
+        self.audio = np.full(n, "", dtype=object).astype(str) if self.audio is None else np.asarray(self.audio).astype(str)
+        self.start = np.full(n, np.nan) if self.start is None else np.asarray(self.start, dtype=np.float64)
+        self.end = np.full(n, np.nan) if self.end is None else np.asarray(self.end, dtype=np.float64)
+        self.descriptors = {k: np.asarray(v, dtype=np.float64) for k, v in self.descriptors.items()}
+        if not self.seeds:
+            s = next(iter(self.probs.values())).shape[0] if self.probs else 0
+            self.seeds = tuple(range(s))
+        self.media_root = Path(self.media_root) if self.media_root else None
+
+    @property
+    def full_subset(self) -> str:
+        return "+".join(self.modalities)
+
+
+def split_names(split: str | None) -> list[str] | None:
+    """``"val+test"`` -> ``["val", "test"]``; ``None``/``"all"`` -> ``None`` (every row)."""
+    if split is None or split == "all":
+        return None
+    return [s for s in split.split("+") if s]
+
+
+def input_from_run(samples, run, *, media_root=None, descriptors=None, source="") -> AnalysisInput:
+    """Build the input from a :class:`mixsig.cache.Samples` table and a :class:`mixsig.cache.Run`."""
+    modalities = tuple(run.attrs.get("modalities") or run.modalities)
+    classes = tuple(run.attrs.get("classes") or samples.classes)
+    if tuple(samples.classes) != classes:
+        raise StoreError(f"run {run.name!r} was trained on classes {list(classes)} but the samples table has "
+                         f"{list(samples.classes)}; train the run again on this store")
+    return AnalysisInput(
+        ids=samples.ids, split=samples.split, labels=samples.label, classes=classes, modalities=modalities,
+        probs={k: v.probs for k, v in run.subsets.items()},
+        gates={k: v.gates for k, v in run.subsets.items() if v.gates is not None},
+        attention={k: v.attention for k, v in run.subsets.items() if v.attention is not None},
+        votes=samples.votes, votes_by_condition=dict(samples.votes_by_condition),
+        text=samples.text, audio=samples.audio, start=samples.start, end=samples.end,
+        descriptors=dict(descriptors or {}), seeds=tuple(run.attrs.get("seeds") or ()),
+        media_root=media_root, run_name=run.name, run_attrs=dict(run.attrs), source=source,
+    )
+
+
+def _store_descriptors(store) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Small feature keys whose modality is not text/audio/video (e.g. imported facial action units).
+
+    Returns ``({"<key>[j]": [N] float}, notes)``; rows not done are NaN."""
+    out: dict[str, np.ndarray] = {}
+    notes: list[str] = []
+    n = len(store.samples)
+    for key in store.keys():
+        try:
+            info = store.key_info(key)
+        except Exception as exc:  # a broken key must not stop the report
+            notes.append(f"feature key {key!r} skipped as a descriptor source: {exc}")
+            continue
+        if info.get("modality") in MEDIA_MODALITIES:
+            continue
+        shape = tuple(info.get("shape") or ())
+        if len(shape) != 2 or shape[1] > DESCRIPTOR_MAX_WIDTH:
+            notes.append(f"feature key {key!r} ({info.get('modality')}) not used as descriptors: shape {list(shape)} "
+                         f"is not [N, D] with D <= {DESCRIPTOR_MAX_WIDTH}")
+            continue
+        view = store.read(key, split=None, only_done=True)
+        names = (info.get("provenance") or {}).get("extra", {}).get("columns")
+        for j in range(shape[1]):
+            col = np.full(n, np.nan)
+            col[view.rows] = view.X[:, j]
+            label = names[j] if isinstance(names, (list, tuple)) and len(names) == shape[1] else str(j)
+            out[f"{key}[{label}]"] = col
+    return out, notes
+
+
+def input_from_store(store_or_url, run: str, *, media_root=None, descriptors=None) -> AnalysisInput:
+    """Open the store (a URL/path or an open :class:`mixsig.cache.FeatureStore`), read ``run`` and the
+    samples table, and collect small non-media feature keys as descriptors. ``media_root`` defaults to
+    the folder of the store's ``manifest_path`` attribute."""
+    from mixsig.cache import open_store
+
+    store = open_store(str(store_or_url), mode="r") if isinstance(store_or_url, (str, Path)) else store_or_url
+    run_obj = store.read_run(run)
+    extra, notes = _store_descriptors(store)
+    extra.update(descriptors or {})
+    if media_root is None:
+        manifest_path = (store.attrs or {}).get("manifest_path")
+        if manifest_path:
+            media_root = Path(manifest_path).parent
+    inp = input_from_run(store.samples, run_obj, media_root=media_root, descriptors=extra, source=str(store.url))
+    inp.notes.extend(notes)
+    return inp
