@@ -441,7 +441,7 @@ def validate_manifest(
         else:
             for m in MODALITIES:
                 # a gap in a column that most rows fill is likely a mistake; partial modalities are allowed
-                if m in columns and not r[m] and 2 * present[m] >= len(rows) and not (m == "text" and blank_text):
+                if m in columns and not r[m] and 2 * present[m] > len(rows) and not (m == "text" and blank_text):
                     problems.append(Problem(rownum, m, f"no {m} in this row while {present[m]} other rows have it; "
                                         f"its {m} features will be missing (status missing_input): fill it in if "
                                         "that is a mistake", "missing_modality", "warning"))
