@@ -1,0 +1,117 @@
+"""``mixsig extract``: run one encoder over one modality of a manifest and cache pooled embeddings in a store.
+
+Exit code 0 when every row with input for the modality is done, 1 when some rows failed (decode_error,
+too_short, nonfinite, error: the summary and the key's ledger list them; rerunning retries them), 2 on usage
+errors. ``--strict`` stops at the first failed row (exit 1), keeping the blocks finished before it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EPILOG = """\
+exit codes:
+  0  every row with input for the modality is done
+  1  some rows failed (status decode_error / too_short / nonfinite / error; see the summary, `--json`
+     and the key's ledger: `mixsig cache info STORE KEY`); rerun to retry them. With --strict: stopped at the first.
+  2  usage error
+
+Rows already done are skipped, so an interrupted run resumes where it stopped. Shards: start N processes with
+--shard 0/N .. N-1/N (or under torchrun, which sets RANK/WORLD_SIZE); shard 0 creates the store and the key.
+"""
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "extract",
+        help="cache pooled embeddings of one encoder over one modality (resumable, sharded)",
+        description=(
+            "Run a Hugging Face encoder (hub name or local folder) over the text, audio or video of a manifest and "
+            "write pooled embeddings into a feature key of STORE. The key is named by its provenance (encoder, "
+            "resolved revision, preprocessing, pooling, layers, dtype), so changed settings give a new key."),
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("manifest", metavar="MANIFEST", help="the manifest file (.csv or .jsonl)")
+    p.add_argument("--store", required=True, help="the store folder (created from the manifest if missing)")
+    p.add_argument("--modality", required=True, choices=("text", "audio", "video"))
+    p.add_argument("--encoder", required=True, metavar="NAME_OR_PATH",
+                   help="hub name (e.g. roberta-base) or a local folder saved with save_pretrained")
+    p.add_argument("--revision", default=None, help="hub branch, tag or commit (the resolved commit is recorded)")
+    p.add_argument("--pooling", default="cls", choices=("cls", "mean"),
+                   help="cls: first token/frame; mean: average over real (unpadded) positions (default: cls)")
+    p.add_argument("--layers", default="last",
+                   help="last (rows [N, D]), all, or comma-separated hidden-state indices (rows [N, L, D]); default last")
+    p.add_argument("--dtype", default="float32", choices=("float32", "float16"),
+                   help="stored dtype; float16 also computes under autocast on CUDA (non-finite rows retried in float32)")
+    p.add_argument("--max-seconds", type=float, default=10.0, help="audio/video: first seconds of each segment (10)")
+    p.add_argument("--no-peak-normalize", action="store_true", help="audio: do not divide by the peak amplitude")
+    p.add_argument("--frames", type=int, default=None, help="video: frames per clip (default: the model's, else 16)")
+    p.add_argument("--text-max-length", type=int, default=None, help="text: max tokens (default: the tokenizer's, <= 512)")
+    p.add_argument("--classes", default=None, help="the label set in order, comma-separated (as for validate)")
+    p.add_argument("--shard", default=None, metavar="I/N", help="process shard I of N (default: RANK/WORLD_SIZE or 0/1)")
+    p.add_argument("--device", default=None, help="torch device (default: cuda:LOCAL_RANK if available, else cpu)")
+    p.add_argument("--batch-budget", type=int, default=None,
+                   help="padded size per batch: tokens (text), samples (audio) or clips (video)")
+    p.add_argument("--max-batch", type=int, default=128, help="at most this many rows per batch (128)")
+    p.add_argument("--workers", type=int, default=2, help="decoding threads (2)")
+    p.add_argument("--chunk-rows", type=int, default=None, help="rows per chunk of a new key (unit of sharding/resume)")
+    p.add_argument("--strict", action="store_true", help="stop at the first row that fails")
+    p.add_argument("--refresh-stale", action="store_true",
+                   help="re-extract done rows whose media/text changed since (default: only report them)")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="allow model code from the hub (never without this flag; only for code you trust)")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.set_defaults(func=run)
+
+
+def _preprocess(args):
+    from mixsig.extract import Preprocess
+
+    return Preprocess(max_seconds=args.max_seconds, peak_normalize=not args.no_peak_normalize, frames=args.frames,
+                      text_max_length=args.text_max_length)
+
+
+def _options(args):
+    from mixsig.extract import RunOptions
+
+    return RunOptions(batch_budget=args.batch_budget, max_batch=args.max_batch, workers=args.workers,
+                      strict=args.strict, refresh_stale=args.refresh_stale)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from mixsig.commands._util import print_json
+    from mixsig.errors import UsageError
+    from mixsig.extract import extract, resolve_shard
+
+    if args.max_batch < 1 or (args.batch_budget is not None and args.batch_budget < 1):
+        raise UsageError("--max-batch and --batch-budget must be positive")
+    shard = resolve_shard(args.shard)
+    classes = tuple(c.strip() for c in args.classes.split(",")) if args.classes else None
+    bar = tqdm(total=0, unit="row", desc=f"extract {args.modality}", disable=None, file=sys.stderr, dynamic_ncols=True)
+
+    def on_total(n):
+        bar.total = n
+        bar.refresh()
+
+    try:
+        res = extract(args.manifest, args.store, args.modality, args.encoder, revision=args.revision,
+                      pooling=args.pooling, layers=args.layers, dtype=args.dtype, preprocess=_preprocess(args),
+                      options=_options(args), shard=shard, device=args.device,
+                      trust_remote_code=args.trust_remote_code, chunk_rows=args.chunk_rows, classes=classes,
+                      on_rows=bar.update, on_total=on_total)
+    finally:
+        bar.close()
+    if args.json:
+        print_json(res.to_dict())
+    else:
+        print(res.summary())
+        for entry in res.ledger[:20]:
+            print(f"  {entry['id']}: {entry['status']}: {entry['message']}")
+        if len(res.ledger) > 20:
+            print(f"  ... and {len(res.ledger) - 20} more (use --json for all)")
+        if not res.ok:
+            print(f"{res.n_failed} rows failed; rerun to retry them (exit code 1)")
+    return 0 if res.ok else 1

@@ -1,0 +1,119 @@
+"""``extract``: a manifest + a store + an encoder -> one feature key filled (one shard of it)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from mixsig.errors import ProvenanceMismatch, StoreError
+from mixsig.extract._encoders import Preprocess
+from mixsig.extract._model import Encoder, load_encoder
+from mixsig.extract._pipeline import ExtractResult, RunOptions, default_chunk_rows, row_sources, run_extraction
+
+log = logging.getLogger(__name__)
+
+
+def _store_attrs(manifest, store_url) -> dict:
+    try:
+        rel = os.path.relpath(manifest.path, Path(str(store_url)).resolve())
+    except ValueError:
+        rel = str(manifest.path)
+    return {"manifest_sha256": manifest.sha256, "manifest_path": rel, "manifest_name": manifest.path.name}
+
+
+def open_or_create_store(store_url, manifest, samples, *, coordinator: bool, wait_timeout: float = 600.0):
+    """Open the store at ``store_url`` for writing; the coordinator creates it from ``samples`` if missing,
+    other shards wait for it. Refuses a store whose ids differ from the manifest's."""
+    from mixsig.cache import create_store, open_store
+
+    deadline = time.monotonic() + wait_timeout
+    while True:
+        try:
+            store = open_store(store_url, "r+")
+            break
+        except StoreError:
+            if coordinator:
+                try:
+                    store = create_store(store_url, samples, attrs=_store_attrs(manifest, store_url))
+                    log.info("created store %s with %d rows", store_url, len(samples))
+                    break
+                except StoreError:
+                    if time.monotonic() > deadline:
+                        raise
+            elif time.monotonic() > deadline:
+                raise StoreError(f"timed out after {wait_timeout:.0f} s waiting for shard 0 to create store {store_url}")
+            time.sleep(0.2)
+    have = store.samples.ids
+    if len(have) != len(samples.ids) or not np.array_equal(have, samples.ids):
+        raise StoreError(f"store {store_url} holds {len(have)} rows whose ids differ from the {len(samples.ids)} rows "
+                         f"of manifest {manifest.path}; use the manifest the store was made from, or a new store")
+    return store
+
+
+def prepare_key(store, encoder: Encoder, *, coordinator: bool, chunk_rows: int | None = None,
+                extra: dict | None = None, wait_timeout: float = 600.0) -> str:
+    """Create (coordinator) or wait for (other shards) the key of ``encoder``'s provenance; return the key."""
+    prov = encoder.provenance(extra)
+    key = prov.key()
+    if coordinator:
+        dim = encoder.dim
+        width = int(np.prod(dim)) * (2 if encoder.dtype == "float16" else 4)
+        cr = chunk_rows or default_chunk_rows(len(store.samples), width)
+        store.create_key(prov, dim, chunk_rows=cr, dtype=encoder.dtype)
+    else:
+        store.wait_for_key(key, timeout=wait_timeout)
+        have = store.provenance(key)
+        if have != prov.to_dict():
+            raise ProvenanceMismatch(f"key {key} was created with a different provenance than this shard's; start "
+                                     "every shard with the same arguments")
+    return key
+
+
+def extract(manifest, store, modality: str, encoder: str | Encoder, *, revision: str | None = None,
+            pooling: str = "cls", layers: str = "last", dtype: str = "float32", preprocess: Preprocess | None = None,
+            options: RunOptions = RunOptions(), shard: tuple[int, int] = (0, 1), device: str | None = None,
+            trust_remote_code: bool = False, chunk_rows: int | None = None, classes=None, extra: dict | None = None,
+            wait_timeout: float = 600.0, on_rows: Callable[[int], None] | None = None,
+            on_block: Callable[[int, int], None] | None = None, on_total: Callable[[int], None] | None = None,
+            on_key: Callable[[str], None] | None = None) -> ExtractResult:
+    """Extract pooled embeddings of ``modality`` for the rows of ``manifest`` into ``store`` (shard ``(i, n)``).
+
+    ``manifest``: a path or a loaded :class:`~mixsig.manifest.Manifest`. ``store``: a store URL/folder (created
+    from the manifest by shard 0 if missing) or an open :class:`~mixsig.cache.FeatureStore`. ``encoder``: a hub
+    name, a local folder saved with ``save_pretrained``, or an already loaded :class:`Encoder`.
+
+    Returns an :class:`ExtractResult`; rows that fail are in ``result.ledger`` and in the key's ``status`` /
+    ``message`` arrays. Example::
+
+        >>> res = extract("demo/manifest.csv", "cache.zarr", "text", "roberta-base", pooling="cls")  # doctest: +SKIP
+        >>> res.key, res.written, res.failed                                                         # doctest: +SKIP
+        ('text.roberta-base.cls.3f9a1c0d2b7e', 120, {})
+    """
+    from mixsig.cache import FeatureStore
+    from mixsig.manifest import Manifest, load_manifest, to_samples
+
+    if not isinstance(manifest, Manifest):
+        manifest = load_manifest(manifest, classes=classes, check_media=False)
+    samples = to_samples(manifest)
+    coordinator = shard[0] == 0
+    if not isinstance(store, FeatureStore):
+        store = open_or_create_store(store, manifest, samples, coordinator=coordinator, wait_timeout=wait_timeout)
+    if not isinstance(encoder, Encoder):
+        encoder = load_encoder(modality, encoder, revision=revision, pooling=pooling, layers=layers, dtype=dtype,
+                               preprocess=preprocess, device=device, trust_remote_code=trust_remote_code)
+    key = prepare_key(store, encoder, coordinator=coordinator, chunk_rows=chunk_rows, extra=extra,
+                      wait_timeout=wait_timeout)
+    if on_key:
+        on_key(key)
+    current = samples.content_hash.get(encoder.modality)
+    return run_extraction(
+        store, key, encoder, lambda rows: row_sources(samples, manifest.root, encoder.modality, rows, current),
+        shard=shard, options=options, current_hash=current, on_rows=on_rows, on_block=on_block, on_total=on_total)
+
+
+__all__ = ["extract", "open_or_create_store", "prepare_key"]

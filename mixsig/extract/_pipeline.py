@@ -1,0 +1,314 @@
+"""The extraction loop: pending rows of one shard -> decoded in worker threads -> length-sorted batches under a
+budget -> pooled embeddings -> whole chunk-aligned blocks written by a writer thread.
+
+Resumable: only rows not ``done`` are computed; a block is written once all its pending rows have a result,
+and rows already done keep their bytes. Rows that fail get a status and a ledger message and the run goes on
+(``strict=True`` stops at the first failure instead).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from mixsig.cache import Status
+from mixsig.errors import ExtractionError, StoreError
+from mixsig.extract._decode import RowFailure, has_input
+from mixsig.extract._encoders import RowInput, RowSource
+from mixsig.extract._model import Encoder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run (none of it changes the numbers, so none of it is in the provenance)."""
+
+    batch_budget: int | None = None   # padded length units per batch (tokens / samples / clips); None = adapter default
+    max_batch: int = 128              # at most this many rows per batch
+    workers: int = 2                  # decoding threads
+    window_rows: int | None = None    # rows decoded and sorted together; None = per-modality default
+    strict: bool = False              # stop at the first failed row
+    refresh_stale: bool = False       # re-extract done rows whose input changed
+
+
+@dataclass
+class ExtractResult:
+    """Summary of one extraction run (of one shard)."""
+
+    key: str
+    shard: tuple[int, int]
+    rows: int = 0                     # rows of this shard
+    written: int = 0                  # rows newly marked done
+    skipped_done: int = 0             # rows already done before this run
+    failed: dict = field(default_factory=dict)   # {status name: count} of rows that failed in this run
+    no_input: int = 0                 # rows without input for this modality (not failures)
+    stale: list = field(default_factory=list)    # ids of done rows whose input changed (reported)
+    refreshed: int = 0                # stale rows invalidated and recomputed (--refresh-stale)
+    seconds: float = 0.0
+    ledger: list = field(default_factory=list)   # [{"row", "id", "status", "message"}] of this run's failures
+
+    @property
+    def n_failed(self) -> int:
+        return int(sum(self.failed.values()))
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.written / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.n_failed == 0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.update(n_failed=self.n_failed, rows_per_s=round(self.rows_per_s, 3), ok=self.ok, shard=list(self.shard))
+        return d
+
+    def summary(self) -> str:
+        failed = ", ".join(f"{k} {v}" for k, v in sorted(self.failed.items())) or "none"
+        parts = [f"{self.key} shard {self.shard[0]}/{self.shard[1]}: {self.written} rows written",
+                 f"{self.skipped_done} skipped as done", f"failed: {failed}"]
+        if self.no_input:
+            parts.append(f"{self.no_input} without input")
+        if self.stale:
+            parts.append(f"{len(self.stale)} stale" + (" (re-extracted)" if self.refreshed else
+                                                      " (rerun with --refresh-stale to re-extract)"))
+        parts.append(f"{self.seconds:.1f} s, {self.rows_per_s:.1f} rows/s")
+        return "; ".join(parts)
+
+
+_DEFAULT_WINDOW = {"text": 4096, "audio": 256, "video": 64}
+
+
+def make_batches(items: list[RowInput], budget: int, max_batch: int, exact_length: bool = False) -> list[list[RowInput]]:
+    """Length-sorted batches (longest first) whose padded size ``len(batch) * max_length`` stays within ``budget``
+    (a single over-budget row still gets its own batch). With ``exact_length`` a batch holds rows of one length."""
+    order = sorted(items, key=lambda it: (-it.length, it.row))
+    batches: list[list[RowInput]] = []
+    cur: list[RowInput] = []
+    for it in order:
+        if cur:
+            longest = cur[0].length
+            fits = (len(cur) + 1) * longest <= budget and len(cur) < max_batch
+            if not fits or (exact_length and it.length != longest):
+                batches.append(cur)
+                cur = []
+        cur.append(it)
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+@dataclass
+class _Block:
+    start: int
+    stop: int
+    emb: np.ndarray
+    status: np.ndarray
+    messages: list
+    hashes: list
+    waiting: set
+
+
+def row_sources(samples, root: Path, modality: str, rows: Iterable[int], current_hash: np.ndarray) -> dict[int, RowSource]:
+    """:class:`RowSource` per row of the samples table (media paths resolved against the manifest folder)."""
+    out = {}
+    col = getattr(samples, modality)
+    for r in rows:
+        r = int(r)
+        value = col[r]
+        start = float(samples.start[r]) if np.isfinite(samples.start[r]) else None
+        end = float(samples.end[r]) if np.isfinite(samples.end[r]) else None
+        h = str(current_hash[r]) if current_hash is not None else ""
+        if modality == "text":
+            out[r] = RowSource(r, text=str(value) if has_input(value) else None, input_hash=h)
+        else:
+            path = None
+            if has_input(value):
+                p = Path(str(value))
+                path = p if p.is_absolute() else Path(root) / p
+            out[r] = RowSource(r, path=path, start=start, end=end, input_hash=h)
+    return out
+
+
+def _prepare(encoder: Encoder, src: RowSource):
+    try:
+        return encoder.inputs.prepare(src)
+    except RowFailure as exc:
+        return exc
+    except Exception as exc:  # a bug or an odd file: the row fails, the run goes on
+        log.debug("row %d failed to prepare", src.row, exc_info=True)
+        return RowFailure(Status.ERROR, f"row {src.row}: {type(exc).__name__}: {exc}")
+
+
+def run_extraction(store, key: str, encoder: Encoder, sources_for: Callable[[Iterable[int]], dict[int, RowSource]],
+                   *, shard: tuple[int, int] = (0, 1), options: RunOptions = RunOptions(),
+                   current_hash: np.ndarray | None = None, on_rows: Callable[[int], None] | None = None,
+                   on_block: Callable[[int, int], None] | None = None, on_total: Callable[[int], None] | None = None,
+                   ) -> ExtractResult:
+    """Fill the pending rows of shard ``shard`` of ``key`` with ``encoder``'s embeddings.
+
+    ``sources_for(rows)`` maps row indices to :class:`RowSource`. ``on_rows(n)`` is called as rows finish,
+    ``on_block(start, stop)`` after each block is durably written, ``on_total(n)`` once with the rows to compute.
+    """
+    t0 = time.perf_counter()
+    ids = store.samples.ids
+    res = ExtractResult(key=key, shard=tuple(shard))
+    with store.writer(key, shard=shard) as writer:
+        lo, hi = writer.row_range
+        res.rows = hi - lo
+        if current_hash is not None and hi > lo:
+            stale = store.stale_rows(key, current_hash)
+            stale = stale[(stale >= lo) & (stale < hi)]
+            res.stale = [str(ids[r]) for r in stale]
+            if len(stale):
+                if options.refresh_stale:
+                    writer.invalidate(stale)
+                    res.refreshed = int(len(stale))
+                    log.info("key %s: %d stale rows invalidated; re-extracting them", key, len(stale))
+                else:
+                    log.warning("key %s: %d done rows have changed input (stale), e.g. id %s; rerun with "
+                                "--refresh-stale to re-extract them", key, len(stale), res.stale[0])
+        pending = writer.pending_rows()
+        res.skipped_done = int(res.rows - len(pending))
+        blocks = writer.blocks()
+        if on_total:
+            on_total(len(pending))
+        if not len(pending):
+            res.seconds = time.perf_counter() - t0
+            return res
+        tail = tuple(store.key_group(key)["embedding"].shape[1:])
+        done = store.read_array(key, "done")
+        block_of: dict[int, _Block] = {}
+        for a, b in blocks:
+            blk = _Block(a, b, np.full((b - a,) + tail, np.nan, np.float32), np.full(b - a, int(Status.OK), np.int8),
+                         [""] * (b - a), [""] * (b - a), set())
+            for r in range(a, b):
+                if not done[r]:
+                    blk.waiting.add(r)
+                    blk.status[r - a] = Status.PENDING
+                block_of[r] = blk
+        sources = sources_for(pending)
+        for r, s in sources.items():
+            blk = block_of[r]
+            blk.hashes[r - blk.start] = s.input_hash
+        budget = int(options.batch_budget or encoder.inputs.default_budget)
+        window = int(options.window_rows or _DEFAULT_WINDOW.get(encoder.modality, 256))
+        windows = [pending[i:i + window] for i in range(0, len(pending), window)]
+        failures: Counter = Counter()
+        writes: list[Future] = []
+
+        def finish(blk: _Block, r: int) -> None:
+            blk.waiting.discard(r)
+            if not blk.waiting:
+                writes.append(write_pool.submit(write, blk))
+
+        def write(blk: _Block) -> None:
+            writer.write_block(blk.start, blk.stop, blk.emb, blk.status, blk.messages, blk.hashes)
+            if on_block:
+                on_block(blk.start, blk.stop)
+
+        def record_failure(r: int, status: Status, message: str) -> None:
+            blk = block_of[r]
+            blk.status[r - blk.start] = status
+            blk.messages[r - blk.start] = message
+            if status == Status.MISSING_INPUT:
+                res.no_input += 1
+            else:
+                failures[Status.name_of(status)] += 1
+                res.ledger.append({"row": int(r), "id": str(ids[r]), "status": Status.name_of(status), "message": message})
+                log.warning("id %s (row %d): %s: %s", ids[r], r, Status.name_of(status), message)
+                if options.strict:
+                    raise ExtractionError(f"--strict: id {ids[r]!r} (row {r}) failed with {Status.name_of(status)}: "
+                                          f"{message}. Blocks finished before it are kept; fix the input or run "
+                                          "without --strict to record failures and go on.")
+
+        decode_pool = ThreadPoolExecutor(max_workers=max(1, options.workers), thread_name_prefix="mixsig-decode")
+        write_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mixsig-write")
+        try:
+            submitted = [decode_pool.submit(_prepare, encoder, sources[int(r)]) for r in windows[0]]
+            for w in range(len(windows)):
+                current = submitted
+                if w + 1 < len(windows):  # decode the next window while this one runs through the model
+                    submitted = [decode_pool.submit(_prepare, encoder, sources[int(r)]) for r in windows[w + 1]]
+                items: list[RowInput] = []
+                for r, fut in zip(windows[w], current):
+                    got = fut.result()
+                    if isinstance(got, RowFailure):
+                        record_failure(int(r), got.status, got.message)
+                        finish(block_of[int(r)], int(r))
+                        if on_rows:
+                            on_rows(1)
+                    else:
+                        items.append(got)
+                for batch in make_batches(items, budget, options.max_batch, encoder.inputs.exact_length):
+                    out = _encode_checked(encoder, batch)
+                    for it, vec in zip(batch, out):
+                        blk = block_of[it.row]
+                        if vec is None:
+                            record_failure(it.row, Status.NONFINITE, f"id {ids[it.row]}: the encoder produced NaN/Inf"
+                                           + (" (also when retried in float32)" if encoder.autocast else ""))
+                        elif encoder.dtype == "float16" and not np.isfinite(vec.astype(np.float16)).all():
+                            record_failure(it.row, Status.NONFINITE, f"id {ids[it.row]}: values beyond the float16 "
+                                           "range; extract with --dtype float32")
+                        else:
+                            blk.emb[it.row - blk.start] = vec
+                            blk.status[it.row - blk.start] = Status.OK
+                        finish(blk, it.row)
+                    if on_rows:
+                        on_rows(len(batch))
+                    _raise_write_errors(writes)
+        finally:
+            decode_pool.shutdown(wait=True, cancel_futures=True)
+            write_pool.shutdown(wait=True)
+        _raise_write_errors(writes, wait=True)
+        res.written = writer.rows_written
+        res.failed = dict(failures)
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _encode_checked(encoder: Encoder, batch: list[RowInput]) -> list:
+    """Embeddings of ``batch`` as a list (None for rows that stay non-finite after an fp32 retry)."""
+    out = encoder.encode(batch)
+    flat = out.reshape(len(batch), -1)
+    ok = np.isfinite(flat).all(axis=1)
+    rows = [out[i] if ok[i] else None for i in range(len(batch))]
+    if not ok.all() and encoder.autocast:
+        for i in np.flatnonzero(~ok):
+            log.info("row %d: non-finite under float16 autocast; retrying in float32", batch[i].row)
+            again = encoder.encode([batch[i]], fp32=True)[0]
+            rows[i] = again if np.isfinite(again).all() else None
+    return rows
+
+
+def _raise_write_errors(writes: list[Future], wait: bool = False) -> None:
+    for f in list(writes):
+        if wait or f.done():
+            exc = f.exception()
+            if exc is not None:
+                if isinstance(exc, StoreError):
+                    raise exc
+                raise StoreError(f"writing a block failed: {type(exc).__name__}: {exc}") from exc
+            writes.remove(f)
+
+
+def default_chunk_rows(n_rows: int, row_bytes: int) -> int:
+    """Rows per chunk for a new key: at most ~1 MiB and 1024 rows, at least 16, and small enough that a store
+    of ``n_rows`` has ~64 chunks to share between shards and to resume from (a power of two)."""
+    by_bytes = max(1, (1 << 20) // max(row_bytes, 1))
+    by_rows = max(1, math.ceil(n_rows / 64))
+    rows = max(16, min(1024, by_bytes, 1 << (by_rows - 1).bit_length()))
+    return int(1 << (rows.bit_length() - 1)) if rows & (rows - 1) else int(rows)
+
+
+__all__ = ["ExtractResult", "RunOptions", "make_batches", "row_sources", "run_extraction", "default_chunk_rows"]
