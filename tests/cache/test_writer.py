@@ -61,7 +61,10 @@ def test_sigkill_mid_write_then_resume_equals_uninterrupted_run(tmp_path):
     ref, got = open_store(ref_path), open_store(path)
     for name in ("embedding", "done", "status", "message", "input_hash"):
         a, b = ref.read_array(key, name), got.read_array(key, name)
-        assert a.tobytes() == b.tobytes(), name
+        if a.dtype.kind in "fiub":
+            assert a.tobytes() == b.tobytes(), name  # bit for bit
+        else:
+            assert a.tolist() == b.tolist(), name
     assert verify_store(got).ok
 
 
