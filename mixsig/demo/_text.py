@@ -54,12 +54,12 @@ NEUTRAL_STRONG = (
 def make_text(strength: float, rng: np.random.Generator) -> str:
     """A 2-3 sentence utterance. ``strength`` in [-1, 1]: +1 clearly empathetic, -1 clearly neutral, 0 mixed.
 
-    Each sentence is empathetic with probability ``(1 + strength) / 2`` and from the strong pool with
-    probability ``|strength|``; the topic is shared by both classes (it carries no label signal).
+    Each sentence is empathetic with probability ``(1 + sign(strength) * sqrt(|strength|)) / 2`` and from the
+    strong pool with probability ``|strength|``; the topic is shared by both classes (it carries no label signal).
     """
     topic = TOPICS[rng.integers(len(TOPICS))]
     n = int(rng.integers(2, 4))
-    p_emp = (1.0 + strength) / 2.0
+    p_emp = (1.0 + np.sign(strength) * np.sqrt(abs(strength))) / 2.0
     sentences = []
     for _ in range(n):
         empathetic = rng.random() < p_emp
