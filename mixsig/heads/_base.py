@@ -1,0 +1,302 @@
+"""The :class:`Head` interface every head implements, and the checks shared by all of them.
+
+A head is a scikit-learn-style estimator over a dict of modalities:
+
+* ``__init__(**params)`` only stores hyperparameters (a frozen dataclass ``Config`` per head; an
+  unknown name is refused at once, values are checked in ``fit``);
+* ``fit(X, y, ...)`` with ``X = {modality: [n, D_m] float32}`` returns ``self``; fitted state ends in ``_``;
+* ``predict_proba(X) -> [n, C] float32``; ``modality_weights(X)`` where the head has gates/attention;
+* ``save(dir)`` / ``Head.load(dir)``: a folder with ``head.json`` plus ``model.safetensors`` (torch,
+  logreg) or ``model.txt`` (LightGBM's text format). Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+
+from mixsig.errors import HeadError
+from mixsig.heads._registry import head_class
+from mixsig.heads._targets import target_matrix
+
+log = logging.getLogger(__name__)
+
+META_FILE = "head.json"
+HEAD_FORMAT_VERSION = 1
+_PICKLE_MAGIC = (b"\x80",)  # pickle protocol >= 2 starts with PROTO (0x80)
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default container
+
+
+class Head:
+    """Base class of every head. Subclasses set ``Config`` (a frozen dataclass of hyperparameters)
+    and implement ``_fit``, ``_predict_proba``, ``_save_state`` and ``_load_state``."""
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type]
+
+    def __init__(self, **params: Any) -> None:
+        fields = {f.name for f in dataclasses.fields(self.Config)}
+        unknown = sorted(set(params) - fields)
+        if unknown:
+            raise HeadError(
+                f"Unknown parameter(s) {unknown} for head {self.name!r}. Valid parameters: {sorted(fields)}."
+            )
+        self.config = self.Config(**params)
+
+    # -- parameters ---------------------------------------------------------------------------------
+    def get_params(self) -> dict:
+        """The hyperparameters (every field of ``Config``, defaults included) as a JSON-able dict."""
+        return _jsonable(dataclasses.asdict(self.config))
+
+    def __repr__(self) -> str:
+        changed = {
+            f.name: getattr(self.config, f.name)
+            for f in dataclasses.fields(self.config)
+            if getattr(self.config, f.name) != f.default
+        }
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+
+    # -- fitting ------------------------------------------------------------------------------------
+    def fit(
+        self,
+        X: dict[str, np.ndarray],
+        y: np.ndarray,
+        *,
+        X_val: dict[str, np.ndarray] | None = None,
+        y_val: np.ndarray | None = None,
+        sample_weight: np.ndarray | None = None,
+        soft_labels: np.ndarray | None = None,
+        seed: int = 0,
+        callback: Callable[[int, float], bool] | None = None,
+        n_classes: int | None = None,
+    ) -> "Head":
+        """Train on ``X = {modality: [n, D_m] float32}`` and ``y: [n] int64`` class indices.
+
+        ``X_val``/``y_val`` (same modalities, [n_val] labels) select the best epoch / stop early.
+        ``sample_weight: [n]`` multiplies each row's loss; ``soft_labels: [n, C]`` (rows summing to 1,
+        e.g. the annotators' vote shares) replaces the one-hot targets of ``y``; ``seed`` fixes every
+        random choice; ``callback(epoch, val_score) -> True`` stops training (Optuna pruning) — the
+        score is validation accuracy for torch heads and LightGBM. ``n_classes`` (optional) is the
+        size of the label set when ``y`` may not contain every class. Returns ``self``.
+        """
+        self._check_config()
+        mods, Xs = self._check_X(X, fitting=True)
+        n = Xs[0].shape[0]
+        y = _check_labels(y, n, "y")
+        C = _n_classes(y, y_val, soft_labels, n_classes)
+        if sample_weight is not None:
+            sample_weight = np.asarray(sample_weight, dtype=np.float64)
+            if sample_weight.shape != (n,) or not np.all(np.isfinite(sample_weight)) or np.any(sample_weight < 0):
+                raise HeadError(f"sample_weight must be [{n}] finite and >= 0; got shape {sample_weight.shape}.")
+        if soft_labels is not None:
+            soft_labels = np.asarray(soft_labels, dtype=np.float64)
+            if soft_labels.shape != (n, C):
+                raise HeadError(f"soft_labels must be [{n}, {C}]; got {soft_labels.shape}.")
+            sums = soft_labels.sum(axis=1)
+            bad = np.flatnonzero(~np.isfinite(sums) | (np.abs(sums - 1) > 1e-4) | np.any(soft_labels < 0, axis=1))
+            if bad.size:
+                raise HeadError(
+                    f"soft_labels rows must be >= 0 and sum to 1; {bad.size} do not (first: row {bad[0]}, "
+                    f"sum {sums[bad[0]]:.4g}). Rows without votes should carry the one-hot gold label."
+                )
+        Xs_val = None
+        if X_val is not None:
+            if y_val is None:
+                raise HeadError("X_val was given without y_val; pass both or neither.")
+            mods_val, Xs_val = self._check_X(X_val, fitting=False, modalities=mods, dims=[x.shape[1] for x in Xs])
+            y_val = _check_labels(y_val, Xs_val[0].shape[0], "y_val")
+            if np.any(y_val >= C):
+                raise HeadError(f"y_val holds class {int(y_val.max())} but there are only {C} classes.")
+        T = target_matrix(y, C, soft_labels=soft_labels, sample_weight=sample_weight,
+                          class_weight=self.config.class_weight)
+        self.modalities_ = tuple(mods)
+        self.dims_ = tuple(int(x.shape[1]) for x in Xs)
+        self.n_classes_ = int(C)
+        self._fit(Xs, T, Xs_val, y_val, seed=int(seed), callback=callback)
+        return self
+
+    def predict_proba(self, X: dict[str, np.ndarray]) -> np.ndarray:
+        """Class probabilities ``[n, C] float32`` for ``X = {modality: [n, D_m]}``."""
+        self._check_fitted()
+        _, Xs = self._check_X(X, fitting=False, modalities=self.modalities_, dims=self.dims_)
+        return np.ascontiguousarray(self._predict_proba(Xs), dtype=np.float32)
+
+    def modality_weights(self, X: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+        """``{"gates": [n, M], "attention": [n, M]}`` in ``modalities_`` order, or None if the head has none."""
+        return None
+
+    # -- persistence --------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write the fitted head into folder ``path`` (created): ``head.json`` + the model file."""
+        self._check_fitted()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format_version": HEAD_FORMAT_VERSION,
+            "head": self.name,
+            "params": self.get_params(),
+            "modalities": list(self.modalities_),
+            "dims": list(self.dims_),
+            "n_classes": self.n_classes_,
+            "state": self._save_state(path),
+        }
+        from mixsig import __version__
+
+        meta["mixsig_version"] = __version__
+        tmp = path / (META_FILE + ".tmp")
+        tmp.write_text(json.dumps(meta, indent=1, sort_keys=True))
+        tmp.replace(path / META_FILE)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Head":
+        """Load a head saved by :meth:`save`. Refuses pickles and torch ``.pt`` files."""
+        path = Path(path)
+        if path.is_file():
+            _refuse_foreign_file(path)
+            raise HeadError(
+                f"{path} is a file; a saved head is a folder with {META_FILE} and its model file "
+                f"(written by Head.save)."
+            )
+        meta_path = path / META_FILE
+        if not meta_path.is_file():
+            raise HeadError(f"No saved head at {path}: {META_FILE} is missing. Save heads with Head.save(folder).")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise HeadError(f"{meta_path} is not valid JSON ({exc}); re-save the head.") from None
+        if meta.get("format_version") != HEAD_FORMAT_VERSION:
+            raise HeadError(f"{meta_path}: head format {meta.get('format_version')} is not supported "
+                            f"(this mixsig reads {HEAD_FORMAT_VERSION}).")
+        klass = head_class(meta["head"])
+        if cls is not Head and not issubclass(klass, cls):
+            raise HeadError(f"{path} holds a {meta['head']!r} head, not a {cls.name!r} head.")
+        head = klass(**meta["params"])
+        head.modalities_ = tuple(meta["modalities"])
+        head.dims_ = tuple(int(d) for d in meta["dims"])
+        head.n_classes_ = int(meta["n_classes"])
+        head._load_state(path, meta["state"])
+        return head
+
+    # -- for subclasses -----------------------------------------------------------------------------
+    def _check_config(self) -> None:
+        cw = self.config.class_weight
+        if cw is not None and cw != "balanced" and not isinstance(cw, dict):
+            raise HeadError(f"class_weight must be None, 'balanced' or a dict {{class index: weight}}; got {cw!r}.")
+
+    def _fit(self, Xs, T, Xs_val, y_val, *, seed, callback) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _predict_proba(self, Xs: list[np.ndarray]) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _save_state(self, path: Path) -> dict:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _load_state(self, path: Path, state: dict) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "n_classes_"):
+            raise HeadError(f"This {self.name!r} head is not fitted yet; call fit(X, y) first.")
+
+    def _check_X(self, X, *, fitting: bool, modalities=None, dims=None) -> tuple[list[str], list[np.ndarray]]:
+        if not isinstance(X, dict) or not X:
+            raise HeadError("X must be a non-empty dict {modality: [n, D] array}.")
+        if modalities is None:
+            mods = list(X)
+        else:
+            missing = [m for m in modalities if m not in X]
+            if missing:
+                raise HeadError(f"X lacks modalities {missing}; the head was fitted on {list(modalities)}.")
+            mods = list(modalities)
+        Xs = []
+        for i, m in enumerate(mods):
+            a = np.asarray(X[m])
+            if a.ndim != 2:
+                raise HeadError(f"X[{m!r}] must be 2-D [n, D]; got shape {a.shape}. Pool [n, L, D] features first.")
+            if dims is not None and a.shape[1] != dims[i]:
+                raise HeadError(f"X[{m!r}] has {a.shape[1]} columns; the head was fitted on {dims[i]}.")
+            a = np.ascontiguousarray(a, dtype=np.float32)
+            finite = np.isfinite(a).all(axis=1)
+            if not finite.all():
+                bad = np.flatnonzero(~finite)
+                raise HeadError(
+                    f"X[{m!r}] has {bad.size} rows with NaN/Inf (first: row {bad[0]}); exclude rows whose "
+                    f"features are not done before training or predicting."
+                )
+            Xs.append(a)
+        n = {a.shape[0] for a in Xs}
+        if len(n) != 1:
+            raise HeadError(f"Modalities have different row counts {dict(zip(mods, (a.shape[0] for a in Xs)))}.")
+        if fitting and Xs[0].shape[0] < 2:
+            raise HeadError(f"Need at least 2 training rows; got {Xs[0].shape[0]}.")
+        return mods, Xs
+
+
+def _check_labels(y, n: int, what: str) -> np.ndarray:
+    y = np.asarray(y)
+    if y.shape != (n,):
+        raise HeadError(f"{what} must be [{n}] class indices; got shape {y.shape}.")
+    if y.dtype.kind not in "iu":
+        if y.dtype.kind == "f" and np.all(y == np.round(y)):
+            y = y.astype(np.int64)
+        else:
+            raise HeadError(f"{what} must hold integer class indices; got dtype {y.dtype}.")
+    y = y.astype(np.int64)
+    if n and y.min() < 0:
+        raise HeadError(f"{what} holds {int((y < 0).sum())} negative (unlabelled) entries; drop those rows.")
+    return y
+
+
+def _n_classes(y, y_val, soft_labels, n_classes) -> int:
+    seen = int(y.max()) + 1
+    if y_val is not None and len(y_val):
+        seen = max(seen, int(np.max(y_val)) + 1)
+    if soft_labels is not None:
+        seen = max(seen, int(np.shape(soft_labels)[1]))
+    if n_classes is not None:
+        if n_classes < seen:
+            raise HeadError(f"n_classes={n_classes} but the labels hold class index {seen - 1}.")
+        return int(n_classes)
+    if seen < 2:
+        raise HeadError("The training labels hold a single class; pass n_classes or include both classes.")
+    return seen
+
+
+def check_model_file(path: Path, kind: str) -> Path:
+    """Make sure ``path`` is a ``kind`` ("safetensors" | "lightgbm") file before anything parses it."""
+    if not path.is_file():
+        raise HeadError(f"Model file {path} is missing; the saved head is incomplete, save it again.")
+    with open(path, "rb") as fh:
+        start = fh.read(9)
+    ok = start[8:9] == b"{" if kind == "safetensors" else start.startswith(b"tree")
+    if not ok:
+        _refuse_foreign_file(path)
+        raise HeadError(f"{path} is not a {kind} model file; the saved head is damaged, save it again.")
+    return path
+
+
+def _refuse_foreign_file(path: Path) -> None:
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head[:1] in _PICKLE_MAGIC or head == _ZIP_MAGIC or path.suffix in {".pkl", ".pickle", ".pt", ".pth", ".joblib"}:
+        raise HeadError(
+            f"Refusing to load {path}: it looks like a pickle / torch.save file. mixsig loads heads only "
+            f"from safetensors or LightGBM text files written by Head.save; retrain and save the head."
+        )
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
