@@ -117,20 +117,30 @@ class FeatureStore:
         try:
             if name == "embedding":
                 return self._read_embedding(key, arr)
-            return arr[...]
+            return self._read_plain(arr)
         except (ValueError, OSError) as exc:
             raise CorruptChunk(f"key {key} array {name}: {exc}; run `mixsig cache verify {self.url}`") from exc
+
+    def _read_plain(self, arr) -> np.ndarray:
+        """A whole per-row array (done, status, ...) through the checksummed fast path where possible."""
+        root = self.local_path
+        if root is not None and fast_layout(arr):
+            out = np.empty(arr.shape, arr.dtype)
+            return read_rows_fast(arr, array_dir(root, arr.path), out, fill=arr.fill_value, threads=1)
+        return arr[...]
 
     def _read_embedding(self, key: str, arr, rows: np.ndarray | None = None) -> np.ndarray:
         root = self.local_path
         n = arr.shape[0]
         if root is not None and fast_layout(arr):
             adir = array_dir(root, arr.path)
-            if rows is None or len(rows) * 2 >= n:
+            if rows is not None and len(rows) == n and (n == 0 or (rows[0] == 0 and (np.diff(rows) == 1).all())):
+                rows = None  # every row, in order: no gather needed
+            cr = arr.chunks[0]
+            if rows is None or len(np.unique(rows // cr)) * 2 >= -(-n // cr):
                 out = np.empty(arr.shape, np.float32)
                 read_rows_fast(arr, adir, out)
                 return out if rows is None else out[rows]
-            cr = arr.chunks[0]
             out = np.empty((len(rows),) + arr.shape[1:], np.float32)
             chunk_of = rows // cr
             buf = np.empty(arr.chunks, np.float32)
@@ -148,10 +158,10 @@ class FeatureStore:
 
     def key_info(self, key: str) -> dict:
         g = self.key_group(key)
-        status = g["status"][...]
+        status = self._read_plain(g["status"])
         counts = {Status.name_of(c): int((status == c).sum()) for c in np.unique(status)}
         emb = g["embedding"]
-        done = int(g["done"][...].sum())
+        done = int(self._read_plain(g["done"]).sum())
         return {
             "key": key,
             "modality": g.attrs.get("modality"),
@@ -174,7 +184,7 @@ class FeatureStore:
         """
         g = self.key_group(key)
         want = self.samples.rows(split) if rows is None else np.asarray(rows, np.int64)
-        done = g["done"][...]
+        done = self._read_plain(g["done"])
         keep = want[done[want]] if only_done else want
         X = self._read_embedding(key, g["embedding"], keep)
         return FeatureView(key=key, modality=str(g.attrs.get("modality")), rows=keep,

@@ -68,7 +68,7 @@ class FeatureWriter:
         return (self._chunks.start * self.chunk_rows, min(self._chunks.stop * self.chunk_rows, self.n_rows))
 
     def done_mask(self) -> np.ndarray:
-        return self.group["done"][...]
+        return self.store._read_plain(self.group["done"])
 
     def pending_rows(self) -> np.ndarray:
         """Rows of this shard not yet done (failed rows included: they are retried)."""

@@ -1,0 +1,107 @@
+"""Read speed of a cached key against np.load and h5py on the same array (one process, side by side).
+
+A 20,000 x 768 float32 key is read fully and by 1,700 random rows (a typical split), from the mixsig store
+(checksummed chunks), np.load (.npy) and h5py (contiguous dataset). Prints times and ratios; ``--json PATH`` saves them.
+Target: full read <= 1.2x np.load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from mixsig.cache import Provenance, Samples, Status, create_store
+
+
+def best_of(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times), statistics.median(times)
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--rows", type=int, default=20000)
+    ap.add_argument("--dim", type=int, default=768)
+    ap.add_argument("--sample", type=int, default=1700)
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--json", help="write results to this file")
+    args = ap.parse_args(argv)
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((args.rows, args.dim), dtype=np.float32)
+    pick = np.sort(rng.choice(args.rows, args.sample, replace=False))
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        np.save(tmp / "x.npy", X)
+        with h5py.File(tmp / "x.h5", "w") as f:
+            f["x"] = X
+        samples = Samples(ids=[f"r{i}" for i in range(args.rows)], split=["train"] * args.rows,
+                          label=np.zeros(args.rows, int), classes=("a", "b"))
+        store = create_store(tmp / "s.zarr", samples)
+        key = store.create_key(Provenance("text", "bench", "none", "cls"), args.dim)
+        with store.writer(key, fsync=False) as w:
+            for lo, hi in w.blocks():
+                w.write_block(lo, hi, X[lo:hi], np.full(hi - lo, Status.OK, np.int8))
+        chunk_rows = w.chunk_rows
+        assert np.array_equal(store.read(key).X, X)
+        assert np.array_equal(store.read(key, rows=pick).X, X[pick])
+
+        def h5_full():
+            with h5py.File(tmp / "x.h5", "r") as f:
+                return f["x"][...]
+
+        def h5_rows():
+            with h5py.File(tmp / "x.h5", "r") as f:
+                return f["x"][pick]
+
+        import zarr
+
+        zarr_arr = zarr.open_group(str(tmp / "s.zarr"), mode="r")[f"features/{key}/embedding"]
+        res = {}
+        for name, fn in [
+            ("np_load_full", lambda: np.load(tmp / "x.npy")),
+            ("mixsig_full", lambda: store.read(key).X),
+            ("plain_zarr_full", lambda: zarr_arr[...]),
+            ("h5py_full", h5_full),
+            ("np_load_rows", lambda: np.load(tmp / "x.npy", mmap_mode="r")[pick]),
+            ("mixsig_rows", lambda: store.read(key, rows=pick).X),
+            ("h5py_rows", h5_rows),
+        ]:
+            best, med = best_of(fn, args.repeat)
+            res[name] = {"best_s": best, "median_s": med}
+    out = {
+        "shape": [args.rows, args.dim], "chunk_rows": chunk_rows, "sample_rows": args.sample, "times": res,
+        "ratio_full_vs_np_load": res["mixsig_full"]["best_s"] / res["np_load_full"]["best_s"],
+        "ratio_full_plain_zarr_vs_np_load": res["plain_zarr_full"]["best_s"] / res["np_load_full"]["best_s"],
+        "ratio_full_vs_h5py": res["mixsig_full"]["best_s"] / res["h5py_full"]["best_s"],
+        "ratio_rows_vs_np_mmap": res["mixsig_rows"]["best_s"] / res["np_load_rows"]["best_s"],
+        "ratio_rows_vs_h5py": res["mixsig_rows"]["best_s"] / res["h5py_rows"]["best_s"],
+    }
+    mb = X.nbytes / 1e6
+    print(f"cache read benchmark: {args.rows} x {args.dim} float32 ({mb:.0f} MB), chunks of {chunk_rows} rows, "
+          f"best of {args.repeat}")
+    for name, r in res.items():
+        print(f"  {name:18s} {r['best_s'] * 1e3:8.1f} ms  (median {r['median_s'] * 1e3:.1f} ms)")
+    print(f"  full read, mixsig / np.load      = {out['ratio_full_vs_np_load']:.2f}x  (target <= 1.2x)")
+    print(f"  full read, plain zarr / np.load  = {out['ratio_full_plain_zarr_vs_np_load']:.2f}x")
+    print(f"  full read, mixsig / h5py         = {out['ratio_full_vs_h5py']:.2f}x")
+    print(f"  {args.sample} random rows, mixsig / np.load(mmap) = {out['ratio_rows_vs_np_mmap']:.2f}x, "
+          f"mixsig / h5py = {out['ratio_rows_vs_h5py']:.2f}x")
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2))
+    return out
+
+
+if __name__ == "__main__":
+    main()
