@@ -179,6 +179,9 @@ def _read_records(path: Path, data: bytes) -> tuple[str, list[tuple[int, dict]],
     except UnicodeDecodeError as exc:
         return "", [], [], [Problem(None, None, f"the manifest is not UTF-8 ({exc}); save it as UTF-8", "encoding")]
     fmt = _detect_format(path, text)
+    if fmt != "jsonl" and text.lstrip().startswith("["):
+        return fmt, [], [], [Problem(None, None, "the manifest is a JSON array; write JSONL (one JSON object per "
+                                                 "line, suffix .jsonl) or CSV", "unsupported_format")]
     if fmt == "jsonl":
         return (fmt, *_read_jsonl(text))
     return (fmt, *_read_csv(text, delimiter="\t" if path.suffix.lower() == ".tsv" else ","))
@@ -359,7 +362,7 @@ def validate_manifest(
     sha = hashlib.sha256(data).hexdigest()
     fmt, records, columns, problems = _read_records(p, data)
     is_jsonl = fmt == "jsonl"
-    if any(pr.code in ("encoding", "empty_manifest") for pr in problems) and not records:
+    if any(pr.code in ("encoding", "empty_manifest", "unsupported_format") for pr in problems) and not records:
         return None, _sorted(problems)
     if records or columns:
         if "id" not in columns:
@@ -381,7 +384,10 @@ def validate_manifest(
                                     "e.g. votes@text", "bad_column"))
     conditions = tuple(sorted(c[len(VOTES_PREFIX):] for c in columns
                               if c.startswith(VOTES_PREFIX) and c[len(VOTES_PREFIX):].strip()))
-    extra = tuple(c for c in columns if c not in STANDARD_COLUMNS and not c.startswith(VOTES_PREFIX)
+    if "" in columns:
+        problems.append(Problem(None, None, "a column has no name in the header; its values are ignored (name it to "
+                                "keep them, or delete it)", "unnamed_column", "warning"))
+    extra = tuple(c for c in columns if c and c not in STANDARD_COLUMNS and not c.startswith(VOTES_PREFIX)
                   and c not in ROW_KEYS)
 
     rows: list[dict] = []

@@ -197,6 +197,15 @@ def test_file_level_problems(tmp_path):
     p = tmp_path / "empty.csv"
     p.write_text("")
     assert validate_manifest(p) == (None, [Problem(None, None, validate_manifest(p)[1][0].message, "empty_manifest")])
+    p = tmp_path / "array.json"
+    p.write_text('[{"id": "a", "split": "train", "label": "x", "text": "hi"}]')
+    manifest, problems = validate_manifest(p)
+    assert manifest is None and codes(problems) == [(None, None, "unsupported_format")]
+    p = tmp_path / "unnamed.csv"
+    p.write_text(",id,split,label,text\n0,a,train,x,hi\n")
+    manifest, problems = validate_manifest(p)
+    assert codes(problems) == [(None, None, "unnamed_column")] and problems[0].severity == "warning"
+    assert manifest.extra_columns == () and manifest.rows[0]["id"] == "a"
     p = tmp_path / "latin1.csv"
     p.write_bytes("id,split,label,text\na,train,x,caf\xe9\n".encode("latin-1"))
     manifest, problems = validate_manifest(p)
