@@ -150,3 +150,16 @@ def test_validate_imports_no_heavy_library(bad_manifest):
     """)
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "HEAVY [] RC 1" in res.stderr, res.stderr
+
+
+def test_unparseable_manifest_json_has_no_summary(cli, tmp_path, capsys):
+    (tmp_path / "m.csv").write_text("name,split,text\na,train,hi\n")
+    rc = cli(["validate", str(tmp_path / "m.csv"), "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert rc == 1
+    assert data["summary"] is None and data["sha256"] is None
+    assert [(p["row"], p["column"], p["code"]) for p in data["problems"]] == [(None, "id", "missing_column")]
+    rc = cli(["validate", str(tmp_path / "m.csv")])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "column id: error: the manifest has no 'id' column" in out
