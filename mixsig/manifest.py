@@ -401,85 +401,12 @@ def validate_manifest(
 
     if classes is None:
         classes = tuple(sorted({r["label"] for r in rows if r["label"]}))
-    class_set = set(classes)
-    known = ", ".join(splits_ok)
-
-    first_row_of_id: dict[str, int] = {}
     present = {m: sum(1 for r in rows if r[m]) for m in MODALITIES}
+    ctx = _RowContext(columns=frozenset(columns), classes=tuple(classes), splits_ok=splits_ok, conditions=conditions,
+                      n_rows=len(rows), present=present, root=p.parent, check_media=check_media)
+    first_row_of_id: dict[str, int] = {}
     for rownum, r in zip(row_numbers, rows):
-        # id
-        rid = r["id"]
-        if not rid:
-            problems.append(Problem(rownum, "id", "empty id; give every row a unique id", "empty_id"))
-        elif rid in first_row_of_id:
-            problems.append(Problem(rownum, "id", f"duplicate id {rid!r} (first used in row "
-                                    f"{first_row_of_id[rid]}); give every row a unique id", "duplicate_id"))
-        else:
-            first_row_of_id[rid] = rownum
-        # split
-        split = r["split"]
-        if "split" in columns:
-            if not split:
-                problems.append(Problem(rownum, "split", f"empty split; write one of {known}", "empty_split"))
-            elif split not in splits_ok:
-                problems.append(Problem(rownum, "split", f"unknown split {split!r}; write one of {known}, or "
-                                        "allow it (`--allow-splits NAME`, allowed_splits=[...])", "unknown_split"))
-        # label
-        label = r["label"]
-        if label is None:
-            if split in KNOWN_SPLITS and "label" in columns:
-                problems.append(Problem(rownum, "label", f"missing label in split {split!r}; every train/val/test "
-                                        f"row needs one of: {', '.join(classes) or '(no labels seen)'}",
-                                        "missing_label"))
-        elif label not in class_set:
-            problems.append(Problem(rownum, "label", f"label {label!r} is not in the label set "
-                                    f"({', '.join(classes)}); fix the label or pass it in --classes",
-                                    "unknown_label"))
-        # modalities
-        blank_text = r.pop("_blank_text", False)
-        if blank_text:
-            problems.append(Problem(rownum, "text", "empty text (only whitespace); write the transcript, or leave "
-                                    "the cell empty if the row has no text", "empty_text"))
-        if not any(r[m] for m in MODALITIES):
-            if not blank_text:
-                problems.append(Problem(rownum, None, "the row has no text, audio or video; give at least one "
-                                        "(or remove the row)", "no_modality"))
-        else:
-            for m in MODALITIES:
-                # a gap in a column that most rows fill is likely a mistake; partial modalities are allowed
-                if m in columns and not r[m] and 2 * present[m] > len(rows) and not (m == "text" and blank_text):
-                    problems.append(Problem(rownum, m, f"no {m} in this row while {present[m]} other rows have it; "
-                                        f"its {m} features will be missing (status missing_input): fill it in if "
-                                        "that is a mistake", "missing_modality", "warning"))
-        # segment
-        start, end = r["start"], r["end"]
-        if start is not None and start < 0:
-            problems.append(Problem(rownum, "start", f"negative start {start}; segments start at 0 s or later",
-                                    "negative_start"))
-        if start is not None and end is not None and start >= end:
-            problems.append(Problem(rownum, "end", f"start {start} >= end {end}; the segment must have "
-                                    "start < end (seconds)", "bad_segment"))
-        # votes
-        for column, votes in [("votes", r["votes"])] + [(VOTES_PREFIX + c, r["votes_by_condition"].get(c))
-                                                         for c in conditions]:
-            if votes:
-                unknown = sorted({v for v in votes if v not in class_set})
-                if unknown:
-                    problems.append(Problem(rownum, column, f"unknown label(s) {unknown} in votes; the label set is "
-                                            f"({', '.join(classes)}); fix the votes or pass --classes",
-                                            "unknown_vote_label"))
-        # media files
-        if check_media:
-            for m in MEDIA_MODALITIES:
-                value = r[m]
-                if not value:
-                    continue
-                fp = _resolve(p.parent, value)
-                msg = _media_problem(fp)
-                if msg:
-                    code = "missing_media" if "does not exist" in msg or "not a file" in msg else "unreadable_media"
-                    problems.append(Problem(rownum, m, f"{m} file {value!r} {msg}; the path is relative to the "
-                                            f"manifest's folder ({p.parent})", code))
+        problems.extend(_check_row(rownum, r, ctx, first_row_of_id))
 
     problems.extend(_group_leaks(rows, row_numbers))
     if check_media:
@@ -488,6 +415,99 @@ def validate_manifest(
     manifest = Manifest(path=p, root=p.parent, rows=rows, classes=tuple(classes), conditions=conditions,
                         sha256=sha, extra_columns=extra)
     return manifest, _sorted(problems)
+
+
+@dataclass(frozen=True)
+class _RowContext:
+    """What the per-row checks need to know about the whole manifest."""
+
+    columns: frozenset
+    classes: tuple[str, ...]
+    splits_ok: tuple[str, ...]
+    conditions: tuple[str, ...]
+    n_rows: int
+    present: dict          # {modality: rows that have it}
+    root: Path
+    check_media: bool
+
+
+def _check_row(rownum: int, r: dict, ctx: _RowContext, first_row_of_id: dict[str, int]) -> list[Problem]:
+    """Every problem of one normalised row (``first_row_of_id`` is updated: it finds duplicate ids)."""
+    problems: list[Problem] = []
+    columns, classes, splits_ok, conditions = ctx.columns, ctx.classes, ctx.splits_ok, ctx.conditions
+    class_set = set(classes)
+    known = ", ".join(splits_ok)
+    # id
+    rid = r["id"]
+    if not rid:
+        problems.append(Problem(rownum, "id", "empty id; give every row a unique id", "empty_id"))
+    elif rid in first_row_of_id:
+        problems.append(Problem(rownum, "id", f"duplicate id {rid!r} (first used in row "
+                                f"{first_row_of_id[rid]}); give every row a unique id", "duplicate_id"))
+    else:
+        first_row_of_id[rid] = rownum
+    # split
+    split = r["split"]
+    if "split" in columns:
+        if not split:
+            problems.append(Problem(rownum, "split", f"empty split; write one of {known}", "empty_split"))
+        elif split not in splits_ok:
+            problems.append(Problem(rownum, "split", f"unknown split {split!r}; write one of {known}, or "
+                                    "allow it (`--allow-splits NAME`, allowed_splits=[...])", "unknown_split"))
+    # label
+    label = r["label"]
+    if label is None:
+        if split in KNOWN_SPLITS and "label" in columns:
+            problems.append(Problem(rownum, "label", f"missing label in split {split!r}; every train/val/test "
+                                    f"row needs one of: {', '.join(classes) or '(no labels seen)'}",
+                                    "missing_label"))
+    elif label not in class_set:
+        problems.append(Problem(rownum, "label", f"label {label!r} is not in the label set "
+                                f"({', '.join(classes)}); fix the label or pass it in --classes",
+                                "unknown_label"))
+    # modalities
+    blank_text = r.pop("_blank_text", False)
+    if blank_text:
+        problems.append(Problem(rownum, "text", "empty text (only whitespace); write the transcript, or leave "
+                                "the cell empty if the row has no text", "empty_text"))
+    if not any(r[m] for m in MODALITIES):
+        if not blank_text:
+            problems.append(Problem(rownum, None, "the row has no text, audio or video; give at least one "
+                                    "(or remove the row)", "no_modality"))
+    else:
+        for m in MODALITIES:
+            # a gap in a column that most rows fill is likely a mistake; partial modalities are allowed
+            if m in columns and not r[m] and 2 * ctx.present[m] > ctx.n_rows and not (m == "text" and blank_text):
+                problems.append(Problem(rownum, m, f"no {m} in this row while {ctx.present[m]} other rows have it; "
+                                    f"its {m} features will be missing (status missing_input): fill it in if "
+                                    "that is a mistake", "missing_modality", "warning"))
+    # segment
+    start, end = r["start"], r["end"]
+    if start is not None and start < 0:
+        problems.append(Problem(rownum, "start", f"negative start {start}; segments start at 0 s or later",
+                                "negative_start"))
+    if start is not None and end is not None and start >= end:
+        problems.append(Problem(rownum, "end", f"start {start} >= end {end}; the segment must have "
+                                "start < end (seconds)", "bad_segment"))
+    # votes
+    for column, votes in [("votes", r["votes"])] + [(VOTES_PREFIX + c, r["votes_by_condition"].get(c))
+                                                     for c in conditions]:
+        if votes:
+            unknown = sorted({v for v in votes if v not in class_set})
+            if unknown:
+                problems.append(Problem(rownum, column, f"unknown label(s) {unknown} in votes; the label set is "
+                                        f"({', '.join(classes)}); fix the votes or pass --classes",
+                                        "unknown_vote_label"))
+    # media files
+    if ctx.check_media:
+        for m in MEDIA_MODALITIES:
+            if r[m]:
+                found = _media_problem(_resolve(ctx.root, r[m]))
+                if found:
+                    code, msg = found
+                    problems.append(Problem(rownum, m, f"{m} file {r[m]!r} {msg}; the path is relative to the "
+                                            f"manifest's folder ({ctx.root})", code))
+    return problems
 
 
 def _sorted(problems: list[Problem]) -> list[Problem]:
@@ -546,17 +566,17 @@ def _normalise(rownum: int, rec: dict, conditions: tuple[str, ...], extra: tuple
     return row, problems
 
 
-def _media_problem(path: Path) -> str | None:
-    """None when the file exists and is readable; else what is wrong (without decoding)."""
+def _media_problem(path: Path) -> tuple[str, str] | None:
+    """None when the file exists and is readable; else ``(code, what is wrong)`` (the file is not decoded)."""
     try:
         if not path.exists():
-            return "does not exist"
+            return "missing_media", "does not exist"
         if not path.is_file():
-            return "is not a file"
+            return "missing_media", "is not a file"
         with open(path, "rb") as fh:
             fh.read(1)
     except OSError as exc:
-        return f"cannot be read ({exc.strerror or exc})"
+        return "unreadable_media", f"cannot be read ({exc.strerror or exc})"
     return None
 
 
