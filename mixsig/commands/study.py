@@ -1,0 +1,192 @@
+"""``mixsig study run|worker|show STORE --name NAME``: Optuna searches over the cache.
+
+``run`` creates (or resumes) a study and searches; then re-evaluates the best configurations over several
+seeds and trains the winner on every modality subset as run ``study-<name>``. ``worker`` joins a running study
+from another process or machine. ``show`` prints best trials, parameter importances, trials by state and the
+linked run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mixsig.studies._metrics import METRICS
+from mixsig.studies._space import describe_spaces
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("store", metavar="STORE", help="the feature store (folder or URL)")
+    p.add_argument("--name", required=True, help="study name (unique within the storage)")
+    p.add_argument("--storage", default=None, metavar="URL",
+                   help="Optuna storage: default STORE/studies.journal (journal file, safe for several local "
+                        "processes); postgresql://user@host/db for workers on several machines (heartbeats, "
+                        "dead workers' trials retried); sqlite:// only for a single `run` process")
+
+
+def _search_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--timeout", type=float, default=None, metavar="S", help="stop this process' search after S seconds")
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="threads per trial for torch and LightGBM (default 1: run more workers for parallelism)")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "study", help="Optuna searches over heads, hyperparameters, modality subsets and cached encoders",
+        description=__doc__.split("\n\n", 1)[1].strip(),
+    )
+    sub = p.add_subparsers(dest="study_command", metavar="{run,worker,show}")
+
+    r = sub.add_parser(
+        "run", help="create or resume a study, search, and write the winner as a run",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Search heads, their hyperparameters, the modality subset and (with --features text=K1|K2) the key per\n"
+            "modality; score on the val split or with --cv K group-aware folds over train+val. Trials are pruned\n"
+            "early (median of earlier trials of the same head). Afterwards the best --reeval-top configurations are\n"
+            "trained again over --reeval-seeds seeds; the best mean wins and is trained on every modality subset as\n"
+            "run study-NAME, scored once on test. Rerunning resumes the study; a store whose keys, split or done\n"
+            "rows changed is refused (or --new starts NAME-2 beside it).\n\n"
+            "Search space per head:\n" + describe_spaces()
+        ),
+    )
+    _common(r)
+    r.add_argument("--heads", required=True, metavar="H1,H2", help="heads to search, e.g. gated,lightgbm")
+    r.add_argument("--features", required=True, metavar="M=K[|K2],...",
+                   help="keys per modality, e.g. text=K1|K2,audio=K3,video=K4 (| = the study picks one)")
+    r.add_argument("--trials", type=int, default=100,
+                   help="finished (complete + pruned) trials the study should reach, over all workers (default 100)")
+    r.add_argument("--metric", default="macro_f1", choices=sorted(METRICS), help="objective (default macro_f1)")
+    r.add_argument("--cv", type=int, default=None, metavar="K",
+                   help="score by K-fold CV over train+val; folds never split a group")
+    r.add_argument("--seed", type=int, default=0, help="sampler and training seed (default 0)")
+    r.add_argument("--reeval-top", type=int, default=3, metavar="K", help="configurations re-evaluated (default 3)")
+    r.add_argument("--reeval-seeds", type=int, default=3, metavar="S",
+                   help="seeds for the re-evaluation and the final run (default 3)")
+    r.add_argument("--new", action="store_true",
+                   help="if NAME exists with other settings or data, start a new study NAME-2 beside it")
+    r.add_argument("--no-final", action="store_true", help="search only: no re-evaluation, no run")
+    _search_opts(r)
+    r.set_defaults(func=run, study_command="run")
+
+    w = sub.add_parser(
+        "worker", help="join an existing study as one more worker (settings read from the study)",
+        description="Run trials of study NAME in this process until it reaches its target trial count (or --trials "
+                    "more, or --timeout). Settings come from the study; the store must still match them. "
+                    "Refuses SQLite storage (not safe for parallel workers).",
+    )
+    _common(w)
+    w.add_argument("--trials", type=int, default=None, help="finished trials to add to the study's count from now")
+    _search_opts(w)
+    w.set_defaults(func=run, study_command="worker")
+
+    s = sub.add_parser("show", help="best trials, parameter importances, trials by state, the linked run")
+    _common(s)
+    s.add_argument("--top", type=int, default=5, help="best trials to list (default 5)")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=run, study_command="show")
+    p.set_defaults(func=_no_sub, _parser=p)
+
+
+def _no_sub(args) -> int:
+    args._parser.print_help(sys.stderr)
+    return 2
+
+
+def _progress(total: int | None, disable: bool):
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="trial", disable=True if disable else None, file=sys.stderr)
+
+    def on_trial(study, trial):
+        bar.update(1)
+        try:
+            bar.set_postfix_str(f"best {study.best_value:.4f}")
+        except ValueError:
+            pass
+
+    return bar, on_trial
+
+
+def run(args: argparse.Namespace) -> int:
+    from mixsig.commands._util import print_json
+    from mixsig.studies import join_study, run_study, study_summary
+
+    cmd = args.study_command
+    if cmd == "run":
+        bar, on_trial = _progress(args.trials, args.json or args.quiet)
+        try:
+            summary = run_study(
+                args.store, args.name, heads=args.heads, features=args.features, trials=args.trials,
+                timeout=args.timeout, metric=args.metric, cv=args.cv, storage=args.storage, seed=args.seed,
+                new=args.new, reeval_top=args.reeval_top, reeval_seeds=args.reeval_seeds,
+                final=not args.no_final, threads=args.threads, on_trial=on_trial,
+            )
+        finally:
+            bar.close()
+    elif cmd == "worker":
+        bar, on_trial = _progress(args.trials, args.json or args.quiet)
+        try:
+            ran = join_study(args.store, args.name, storage=args.storage, trials=args.trials,
+                             timeout=args.timeout, threads=args.threads, on_trial=on_trial)
+        finally:
+            bar.close()
+        summary = study_summary(args.store, args.name, storage=args.storage)
+        summary["ran_here"] = ran
+    else:
+        summary = study_summary(args.store, args.name, storage=args.storage, top=args.top)
+    if args.json:
+        print_json(summary)
+    else:
+        print(render(summary))
+    return 0
+
+
+def render(summary: dict) -> str:
+    """The text form of :func:`mixsig.studies.study_summary`."""
+    from mixsig.commands._util import table
+
+    s = summary["settings"]
+    lines = [
+        f"study {summary['name']}  ({summary['storage']})",
+        f"heads {','.join(s['heads'])}; metric {s['metric']}; " + (f"{s['cv']}-fold CV" if s.get("cv") else "val split")
+        + f"; target {s['trials']} trials; {s['n_rows']} train/val rows; split {s['split_hash'][:12]}",
+        "features: " + ", ".join(f"{m}={'|'.join(k)}" for m, k in s["features"].items()),
+        "trials: " + (", ".join(f"{n} {k.lower()}" for k, n in sorted(summary["states"].items())) or "none"),
+    ]
+    if "ran_here" in summary:
+        lines.append(f"this worker ran {summary['ran_here']} trial(s)")
+    if summary["best"]:
+        rows = []
+        for b in summary["best"]:
+            p = dict(b["params"])
+            head = p.pop("head", s["heads"][0])
+            mods = p.pop("modalities", "+".join(s["features"]))
+            hp = ", ".join(f"{k.split('.', 1)[1]}={_fmt(v)}" for k, v in p.items() if k.startswith(head + "."))
+            rows.append([b["number"], f"{b['value']:.4f}", head, mods, hp])
+        lines += ["", "best trials:", table(rows, ["trial", s["metric"], "head", "modalities", "hyperparameters"])]
+    imp = summary.get("importances") or {}
+    if imp:
+        lines += ["", "parameter importances (fANOVA):"]
+        for label, vals in imp.items():
+            if "unavailable" in vals:
+                lines.append(f"  {label}: not available ({vals['unavailable']})")
+            else:
+                lines.append(f"  {label}: " + ", ".join(f"{k} {v:.2f}" for k, v in list(vals.items())[:6]))
+    res = summary.get("result")
+    if res:
+        lines += ["", f"re-evaluated over seeds {res['seeds']}: winner trial {res['trial']} "
+                      f"(val {res['metric']} {res['val_mean']:.4f} ± {res['val_std']:.4f})"]
+        full = "+".join(res["config"]["features"])
+        t = (res.get("test") or {}).get(full)
+        if t:
+            lines.append(f"test {res['metric']} of {full}: {t['mean']:.4f} ± {t['std']:.4f}")
+    run = summary.get("run")
+    if run:
+        lines.append(f"run {run['name']}: head {run['head']}, subsets {', '.join(run['subsets'])} (source {run['source']})")
+    return "\n".join(lines)
+
+
+def _fmt(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)

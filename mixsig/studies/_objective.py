@@ -1,0 +1,179 @@
+"""The objective: train one configuration on the study's fold(s) and score it on validation.
+
+Features come from :class:`~mixsig.studies._data.StudyData` (in memory, loaded once per process); heads come
+from :mod:`mixsig.heads`. Torch heads report validation accuracy per epoch through the head's ``callback``;
+LightGBM reports per boosting round through optuna-integration's ``LightGBMPruningCallback`` and reuses
+its constructed ``lightgbm.Dataset`` per (features, fold) across trials.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from mixsig.studies._data import Fold, StudyData
+from mixsig.studies._metrics import get_metric
+from mixsig.studies._space import TrialConfig, suggest_config
+from mixsig.studies._storage import WORKER_ATTR, worker_identity
+
+if TYPE_CHECKING:  # pragma: no cover
+    import optuna
+
+log = logging.getLogger(__name__)
+
+
+class Objective:
+    """Callable ``objective(trial) -> validation score`` (higher is better) over one study's data.
+
+    ``heads``: head names searched; ``features``: {modality: (key, ...)}; ``metric``: a name of
+    :data:`mixsig.studies._metrics.METRICS`; ``seed``: the training seed of every trial.
+    """
+
+    def __init__(self, data: StudyData, heads: tuple[str, ...], features: dict[str, tuple[str, ...]],
+                 metric: str, seed: int = 0, threads: int | None = 1):
+        self.data = data
+        self.heads = tuple(heads)
+        self.features = {m: tuple(k) for m, k in features.items()}
+        self.metric_name = metric
+        self.metric = get_metric(metric)
+        self.seed = seed
+        self.threads = threads
+        self._inputs: dict = {}
+        self._lgb_cache: dict = {}
+        self._identity = worker_identity()
+
+    def inputs(self, features, fold_index: int):
+        """``(X_train, y_train, X_val, y_val)`` of ``features`` on fold ``fold_index``, built once and reused
+        (the same array objects every trial, so LightGBM's Dataset check is an identity check)."""
+        cache_key = (tuple(features.items()), fold_index)
+        hit = self._inputs.get(cache_key)
+        if hit is None:
+            d, fold = self.data, self.data.folds[fold_index]
+            hit = (d.inputs(features, fold.train), d.y[fold.train], d.inputs(features, fold.val), d.y[fold.val])
+            self._inputs[cache_key] = hit
+        return hit
+
+    def make_head(self, config: TrialConfig):
+        """The head of ``config``, with this process' thread count where the head takes one."""
+        import dataclasses
+
+        from mixsig.heads import get_head
+        from mixsig.heads._registry import head_class
+
+        params = dict(config.params)
+        fields = {f.name for f in dataclasses.fields(head_class(config.head).Config)}
+        if self.threads and "num_threads" in fields and "num_threads" not in params:
+            params["num_threads"] = self.threads
+        return get_head(config.head, **params)
+
+    # -- one fit ---------------------------------------------------------------------------------------------
+    def fit_predict(self, config: TrialConfig, fold_index: int, seed: int, trial: "optuna.Trial | None" = None) -> np.ndarray:
+        """Fit ``config`` on fold ``fold_index``'s training rows; its validation probabilities ``[n_val, C]``.
+
+        With a ``trial`` the head's per-step validation accuracy goes to ``trial.report`` and a pruned trial
+        raises :class:`optuna.TrialPruned`.
+        """
+        Xtr, ytr, Xva, yva = self.inputs(config.features, fold_index)
+        head = self.make_head(config)
+        fitter = _FITTERS.get(config.head, _fit_default)
+        fitter(self, head, config, fold_index, seed, trial, Xtr, ytr, Xva, yva)
+        return head.predict_proba(Xva)
+
+    def evaluate(self, config: TrialConfig, seed: int, trial: "optuna.Trial | None" = None) -> float:
+        """Mean validation score of ``config`` over the study's fold(s), trained with ``seed``.
+
+        With a ``trial`` and one fold the head reports per epoch/round; with several folds the running mean
+        is reported after each fold (step = fold index) so a bad configuration stops early.
+        """
+        import optuna
+
+        folds = self.data.folds
+        scores = []
+        for i, fold in enumerate(folds):  # noqa: B007
+            proba = self.fit_predict(config, i, seed, trial if len(folds) == 1 else None)
+            score = self.metric(self.data.y[fold.val], proba)
+            if not math.isfinite(score):
+                return float("nan")
+            scores.append(score)
+            if trial is not None and len(folds) > 1:
+                trial.report(float(np.mean(scores)), i)
+                if i < len(folds) - 1 and trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned after fold {i}")
+        return float(np.mean(scores))
+
+    def __call__(self, trial: "optuna.Trial") -> float:
+        trial.set_user_attr(WORKER_ATTR, self._identity)
+        config = suggest_config(trial, self.heads, self.features)
+        trial.set_user_attr("features", dict(config.features))
+        return self.evaluate(config, self.seed, trial)
+
+
+# --- head-specific fitting (a registry, like the heads themselves) --------------------------------------------
+
+_FITTERS: dict[str, Callable] = {}
+
+
+def register_fitter(head: str):
+    """Decorator: ``fitter(objective, head, config, fold_index, seed, trial, Xtr, ytr, Xva, yva)`` fits ``head``."""
+
+    def decorate(fn):
+        _FITTERS[head] = fn
+        return fn
+
+    return decorate
+
+
+def _pruning_callback(trial: "optuna.Trial | None"):
+    """``callback(step, val_score) -> stop`` reporting to ``trial``; raises TrialPruned when the pruner says so."""
+    import optuna
+
+    if trial is None:
+        return None
+
+    def callback(step: int, score: float) -> bool:
+        trial.report(float(score), step)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at step {step} (validation accuracy {score:.4f})")
+        return False
+
+    return callback
+
+
+def _fit_default(obj: Objective, head, config, fold_index, seed, trial, Xtr, ytr, Xva, yva) -> None:
+    head.fit(Xtr, ytr, X_val=Xva, y_val=yva, seed=seed, callback=_pruning_callback(trial),
+             n_classes=obj.data.n_classes)
+
+
+LGB_REPORT_INTERVAL = 5
+
+
+@register_fitter("lightgbm")
+def _fit_lightgbm(obj: Objective, head, config, fold_index, seed, trial, Xtr, ytr, Xva, yva) -> None:
+    """LightGBM: reuse the constructed Dataset of (features, fold); prune with optuna-integration's
+    ``LightGBMPruningCallback`` on validation accuracy every ``LGB_REPORT_INTERVAL`` rounds.
+
+    The head runs ``lightgbm.train`` itself and hands each round's validation accuracy to its ``callback``;
+    that value is passed on to ``LightGBMPruningCallback`` as the round's evaluation result.
+    """
+    cache_key = (tuple(config.features.items()), fold_index, head.config.max_bin, head.config.min_data_in_bin)
+    data = obj._lgb_cache.get(cache_key)
+    if data is None:
+        data = head.make_dataset(Xtr, ytr, X_val=Xva, y_val=yva, n_classes=obj.data.n_classes)
+        obj._lgb_cache[cache_key] = data
+    callback = None
+    if trial is not None:
+        from types import SimpleNamespace
+
+        from optuna_integration import LightGBMPruningCallback
+
+        pruning = LightGBMPruningCallback(trial, "accuracy", valid_name="val", report_interval=LGB_REPORT_INTERVAL)
+
+        def callback(step: int, score: float) -> bool:
+            pruning(SimpleNamespace(iteration=step, evaluation_result_list=[("val", "accuracy", score, True)]))
+            return False
+
+    head.fit(Xtr, ytr, X_val=Xva, y_val=yva, seed=seed, callback=callback, dataset=data,
+             n_classes=obj.data.n_classes)

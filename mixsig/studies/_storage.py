@@ -1,0 +1,191 @@
+"""Where studies live: Optuna's journal file beside the store (default) or an RDB URL (PostgreSQL).
+
+- Default: ``<store>/studies.journal``, an :class:`optuna.storages.JournalStorage` over a
+  :class:`~optuna.storages.journal.JournalFileBackend`; safe for several processes on one machine.
+  A journal has no heartbeat, so each trial records the worker's host, pid and process start time
+  (:func:`worker_identity`) and :func:`fail_dead_trials` marks FAIL the RUNNING trials whose local process is gone.
+- ``postgresql://...`` (or any SQLAlchemy URL but SQLite): :class:`optuna.storages.RDBStorage` with heartbeats;
+  a trial whose worker stops beating is failed and re-queued by
+  :class:`optuna.storages.RetryHeartbeatStaleTrialCallback` (the Optuna 5 name of ``RetryFailedTrialCallback``).
+- ``sqlite://`` is refused for parallel workers ("database is locked"); one ``study run`` process may use it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mixsig.errors import StudyError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import optuna
+
+log = logging.getLogger(__name__)
+
+JOURNAL_NAME = "studies.journal"
+HEARTBEAT_SECONDS = 10
+GRACE_SECONDS = 30
+MAX_RETRY = 3
+ORPHAN_SECONDS = 60.0  # a RUNNING trial without a worker record this old was left by a process killed at birth
+
+_ALTERNATIVES = (
+    "use the default journal file beside the store (omit --storage) for workers on one machine, "
+    "or a PostgreSQL URL (--storage postgresql://user@host/db) for workers on several machines"
+)
+
+
+def local_store_path(store_url: str) -> Path | None:
+    """The local folder of a store URL (plain path or ``file://``), None for remote (fsspec) stores."""
+    if store_url.startswith("file://"):
+        return Path(store_url[len("file://"):])
+    if "://" in store_url:
+        return None
+    return Path(store_url)
+
+
+def describe_storage(store_url: str, url: str | None) -> str:
+    """The storage URL as recorded and shown: the journal path or the RDB URL without its password."""
+    if url is None:
+        path = local_store_path(store_url)
+        return str((path / JOURNAL_NAME).resolve()) if path is not None else "?"
+    return _hide_password(url)
+
+
+def _hide_password(url: str) -> str:
+    if "://" in url and "@" in url:
+        scheme, rest = url.split("://", 1)
+        cred, host = rest.rsplit("@", 1)
+        if ":" in cred:
+            return f"{scheme}://{cred.split(':', 1)[0]}:***@{host}"
+    return url
+
+
+def _rdb_url(url: str) -> str:
+    """Use psycopg2 for a bare ``postgresql://`` when psycopg (3) is not installed (SQLAlchemy 2.1 defaults to it)."""
+    if url.startswith(("postgresql://", "postgres://")):
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            return "postgresql+psycopg2://" + url.split("://", 1)[1]
+    return url
+
+
+def open_storage(store_url: str, url: str | None = None, *, parallel: bool = False) -> "optuna.storages.BaseStorage":
+    """The Optuna storage for studies of the store at ``store_url``.
+
+    ``url=None`` gives the journal file ``<store>/studies.journal``; otherwise an RDB URL. ``parallel=True``
+    (a ``study worker``) refuses SQLite with the alternatives.
+    """
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+    if url is None or url.startswith("journal:"):
+        if url is None:
+            folder = local_store_path(store_url)
+            if folder is None:
+                raise StudyError(
+                    f"the store {store_url!r} is not a local folder, so the default journal file cannot live beside it; "
+                    "pass --storage postgresql://... (or --storage journal:/local/path/studies.journal)"
+                )
+            if not folder.is_dir():
+                raise StudyError(f"no store folder at {str(folder)!r}; create the store first (mixsig extract)")
+            path = folder / JOURNAL_NAME
+        else:
+            path = Path(url[len("journal:"):])
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
+    if url.startswith("sqlite:"):
+        if parallel:
+            raise StudyError(
+                f"SQLite storage ({url}) is not safe for parallel study workers (\"database is locked\"); " + _ALTERNATIVES
+            )
+        log.warning("SQLite storage %s: fine for one process; for parallel workers %s", url, _ALTERNATIVES)
+        return optuna.storages.RDBStorage(url)
+    if "://" not in url:
+        raise StudyError(f"--storage {url!r} is not a storage URL; {_ALTERNATIVES}")
+    try:
+        return optuna.storages.RDBStorage(
+            _rdb_url(url),
+            heartbeat_interval=HEARTBEAT_SECONDS,
+            grace_period=GRACE_SECONDS,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+        )
+    except ImportError as exc:
+        raise StudyError(f"cannot open storage {_hide_password(url)}: {exc} (pip install psycopg2-binary)") from exc
+    except Exception as exc:  # sqlalchemy OperationalError etc.: name the URL and the cause in one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StudyError(f"cannot open storage {_hide_password(url)}: {first}") from exc
+
+
+# --- liveness of journal workers --------------------------------------------------------------------------------
+
+
+def _process_start(pid: int) -> str | None:
+    """Start time of ``pid`` in clock ticks since boot (``/proc/<pid>/stat`` field 22), None if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode()
+        return stat.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def worker_identity() -> dict:
+    """``{"host", "pid", "start"}`` of this process: what a trial records so a later run can tell it died."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "start": _process_start(os.getpid())}
+
+
+def is_alive(worker: dict) -> bool | None:
+    """Whether the worker process recorded in ``worker`` still runs: None when it ran on another host."""
+    if worker.get("host") != socket.gethostname():
+        return None
+    pid = int(worker.get("pid", -1))
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    start = worker.get("start")
+    return start is None or _process_start(pid) in (None, start)  # a reused pid has another start time
+
+
+WORKER_ATTR = "mixsig_worker"
+
+
+def fail_dead_trials(study: "optuna.Study") -> list[int]:
+    """Mark FAIL every RUNNING trial of ``study`` whose worker process (on this host) is gone.
+
+    Trials of workers on other hosts are left alone (RDB storages fail those by heartbeat). A RUNNING trial that
+    never recorded its worker is failed once it is older than a minute (its process died right after starting it).
+    Returns the numbers of the trials failed.
+    """
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    failed = []
+    now = datetime.now()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = t.user_attrs.get(WORKER_ATTR)
+        if worker is None:
+            age = (now - t.datetime_start).total_seconds() if t.datetime_start else 0.0
+            dead = age > ORPHAN_SECONDS
+        else:
+            dead = is_alive(worker) is False
+        if not dead:
+            continue
+        try:
+            study._storage.set_trial_user_attr(t._trial_id, "mixsig_failed", "worker process died")
+            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        except (UpdateFinishedTrialError, RuntimeError):  # finished meanwhile
+            continue
+        failed.append(t.number)
+    if failed:
+        log.warning("marked %d trial(s) FAIL whose worker process died: %s", len(failed), failed)
+    return failed
+
