@@ -28,6 +28,17 @@ def run(args) -> int:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import logging
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if not args.debug:  # the demo speaks in stage lines; library logs only when something is wrong
+        logging.getLogger("mixsig").setLevel(logging.WARNING)
+        import optuna
+        import transformers
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        transformers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.set_verbosity_error()
     from mixsig.commands._util import print_json
     from mixsig.demo.pipeline import DemoConfig, run_demo
 

@@ -111,14 +111,21 @@ def run_demo(out_dir, config: DemoConfig = DemoConfig(), on_stage: Callable[[Sta
             stage("finetune text", t0, ft["what"], key=ft["key"])
 
     # 6. study over gated + LightGBM heads
-    from mixsig.studies import run_study
+    from mixsig.studies import run_study, study_summary
 
     t0 = time.perf_counter()
     features = {"text": tuple(text_keys), "audio": keys["audio"], "video": keys["video"]}
     store = open_store(store_url)
-    summary = run_study(str(store_url), config.study_name, heads="gated,lightgbm", features=features,
-                        trials=config.trials, seed=config.seed)
-    run_name = summary.get("run") or f"study-{config.study_name}"
+    summary = None
+    if f"study-{config.study_name}" in store.runs():  # finished before: reuse unless more trials are asked for
+        summary = study_summary(str(store_url), config.study_name)
+        if _complete_trials(summary) < config.trials:
+            summary = None
+    if summary is None:
+        summary = run_study(str(store_url), config.study_name, heads="gated,lightgbm", features=features,
+                            trials=config.trials, seed=config.seed)
+    run_info = summary.get("run")
+    run_name = (run_info.get("name") if isinstance(run_info, dict) else run_info) or f"study-{config.study_name}"
     n_trials = summary.get("n_trials", summary.get("trials", {}))
     stage("study", t0, f"study '{config.study_name}': {_trial_text(summary)}; winner trained on all 7 subsets as "
                        f"run '{run_name}'", run=run_name, trials=n_trials)
@@ -134,6 +141,11 @@ def run_demo(out_dir, config: DemoConfig = DemoConfig(), on_stage: Callable[[Sta
     findings = headline_findings(json.loads(Path(paths["json"]).read_text()))
     return {"stages": [s.__dict__ for s in stages], "report": str(paths["html"]), "findings": findings,
             "keys": keys, "run": run_name, "config": config.to_dict()}
+
+
+def _complete_trials(summary: dict) -> int:
+    states = summary.get("trials_by_state") or summary.get("states") or {}
+    return int(states.get("COMPLETE", states.get("complete", 0)))
 
 
 def _trial_text(summary: dict) -> str:
@@ -157,27 +169,30 @@ def _finetune_text(manifest, store_url, encoder_path, config: DemoConfig) -> dic
 def headline_findings(report: dict) -> list[str]:
     """Three sentences a researcher would want first, from ``report.json``."""
     out: list[str] = []
-    metrics = report.get("metrics", {})
-    subsets = metrics.get("subsets") or metrics
-    try:
-        f1 = {s: v["macro_f1"]["mean"] if isinstance(v["macro_f1"], dict) else v["macro_f1"]
-              for s, v in subsets.items() if isinstance(v, dict) and "macro_f1" in v}
-    except (KeyError, TypeError):
-        f1 = {}
+    f1 = {}
+    for sub, m in (report.get("metrics") or {}).items():
+        try:
+            f1[sub] = float(m["over_seeds"]["macro_f1"]["mean"])
+        except (KeyError, TypeError, ValueError):
+            continue
     if f1:
         best = max(f1, key=f1.get)
         full = max(f1, key=lambda s: s.count("+"))
-        out.append(f"Best subset by macro-F1 is {best} ({f1[best]:.2f}); the full model {full} scores {f1[full]:.2f}.")
-    join = report.get("join") or {}
-    mw = join.get("mann_whitney") or join.get("entropy_disagree_vs_agree") or {}
-    if isinstance(mw, dict) and "p" in mw:
-        out.append(f"Annotator vote entropy is {'higher' if mw.get('rank_biserial', 0) > 0 else 'not higher'} where "
-                   f"unimodal and full predictions disagree (Mann-Whitney p = {mw['p']:.2g}, rank-biserial "
-                   f"{mw.get('rank_biserial', float('nan')):.2f}).")
-    dis = report.get("disagreement") or {}
-    per = dis.get("per_modality") or {}
-    if per:
-        rates = {m: v.get("rate") for m, v in per.items() if isinstance(v, dict) and v.get("rate") is not None}
+        out.append(f"Best subset by macro-F1 is {best} ({f1[best]:.2f}); the full model {full} scores {f1[full]:.2f}"
+                   + (" — fusion is not always better." if best != full else "."))
+    mw = ((report.get("join") or {}).get("entropy") or {}).get("mann_whitney") or {}
+    if "p" in mw:
+        direction = "higher" if mw.get("rank_biserial", 0) > 0 else "not higher"
+        out.append(f"Annotator vote entropy is {direction} where unimodal and full predictions disagree "
+                   f"(mean {mw.get('mean_a', float('nan')):.2f} vs {mw.get('mean_b', float('nan')):.2f} bits, "
+                   f"Mann-Whitney p = {mw['p']:.2g}, rank-biserial {mw.get('rank_biserial', float('nan')):.2f}).")
+    dom = report.get("dominance") or {}
+    per = (report.get("disagreement") or {}).get("per_modality") or {}
+    if dom.get("n_misled") and dom.get("dominant_modality"):
+        out.append(f"When the full model was misled ({dom['n_misled']} samples) it most often followed "
+                   f"{dom['dominant_modality']}.")
+    elif per:
+        rates = {m: v["rate"] for m, v in per.items() if isinstance(v, dict) and v.get("rate") is not None}
         if rates:
             m = max(rates, key=rates.get)
             out.append(f"{m} disagrees with the full model most often ({rates[m]:.0%} of samples).")
