@@ -14,8 +14,10 @@ from mixsig.heads._registry import get_head, list_heads, register_head
 from mixsig.heads._torch import ConcatHead, GatedConfig, GatedFusionHead, LateFusionHead, TorchConfig
 from mixsig.heads._lightgbm import LightGBMConfig, LightGBMData, LightGBMHead
 from mixsig.heads._logreg import LogRegConfig, LogRegHead
+from mixsig.heads._runs import modality_subsets, train_run
 
 __all__ = [
     "ConcatHead", "GatedConfig", "GatedFusionHead", "Head", "LateFusionHead", "LightGBMConfig", "LightGBMData",
-    "LightGBMHead", "LogRegConfig", "LogRegHead", "TorchConfig", "get_head", "list_heads", "register_head",
+    "LightGBMHead", "LogRegConfig", "LogRegHead", "TorchConfig", "get_head", "list_heads", "modality_subsets",
+    "register_head", "train_run",
 ]

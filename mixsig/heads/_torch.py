@@ -126,7 +126,7 @@ def train_loop(net, xs, T, xs_val, y_val, cfg: TorchConfig, callback=None) -> tu
     starts = list(range(0, n, bs))
     if len(starts) > 1 and n - starts[-1] < 2:
         starts.pop()
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     sched = None
     if cfg.max_lr:
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.max_lr, total_steps=cfg.epochs * len(starts))

@@ -1,0 +1,109 @@
+"""``mixsig train STORE --head H --features text=KEY,...``: train a head on every modality subset × seed
+and write ``runs/<name>`` into the store; print a subset × split table of metrics (``--json`` for machines)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a fusion head on every modality subset and seed over cached features; write a run",
+        description=(
+            "Train a head (gated, concat, late, logreg, lightgbm) on every non-empty subset of the given "
+            "modalities for each seed, on the store's train split, selecting the epoch / stopping early on val. "
+            "Predicts every row of every split and writes runs/<name> (probabilities [S, N, C] per subset, "
+            "gates and attention for the gated head, metrics per split in attrs). Rows whose features are not "
+            "done in every key are excluded with a count. Prints a subset x split table of mean ± std metrics."
+        ),
+    )
+    p.add_argument("store", metavar="STORE", help="the feature store (folder or URL)")
+    p.add_argument("--head", required=True, help="head name (see `--head list`): gated, concat, late, logreg, lightgbm")
+    p.add_argument("--features", required=False, metavar="M=KEY,...",
+                   help="modality=key pairs in the run's modality order, e.g. text=KEY,audio=KEY,video=KEY")
+    p.add_argument("--seeds", default="1", metavar="N|S1,S2,...",
+                   help="a number of seeds (5 -> 0..4) or a comma list (42,43,44,45); default 1")
+    p.add_argument("--params", default=None, metavar="JSON",
+                   help='head hyperparameters as a JSON object, e.g. \'{"epochs": 30, "batch_size": 0}\'')
+    p.add_argument("--name", default=None, help="run name (default: <head>-<hash of the configuration>)")
+    p.add_argument("--soft-labels", action="store_true",
+                   help="train on the annotators' vote shares instead of the gold label")
+    p.add_argument("--class-weight", default=None, metavar="balanced|JSON",
+                   help='"balanced" or a JSON object {class: weight}')
+    p.add_argument("--overwrite", action="store_true", help="replace a run of the same name")
+    p.add_argument("--json", action="store_true", help="print one JSON object (run name, attrs) instead of a table")
+    p.set_defaults(func=run)
+
+
+def _json_arg(text: str, option: str):
+    from mixsig.errors import UsageError
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{option} must be JSON; got {text!r} ({exc.msg} at position {exc.pos})") from None
+
+
+def _fmt(d: dict | None) -> str:
+    if not d or d.get("mean") is None:
+        return "-"
+    return f"{d['mean']:.3f}" + (f" ± {d['std']:.3f}" if d.get("std") is not None else "")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mixsig.commands._util import parse_features, print_json, table
+    from mixsig.errors import UsageError
+    from mixsig.heads import list_heads, train_run
+    from mixsig.heads._runs import parse_seeds
+
+    if args.head == "list":
+        print("\n".join(list_heads()))
+        return 0
+    if not args.features:
+        raise UsageError("--features is required: modality=key pairs, e.g. text=KEY,audio=KEY (see `mixsig cache ls`)")
+    features = parse_features(args.features)
+    for m, k in features.items():
+        if "|" in k:
+            raise UsageError(f"--features {m}={k}: `mixsig train` takes one key per modality (alternatives "
+                             f"separated by | are for `mixsig study`)")
+    params = _json_arg(args.params, "--params") if args.params else None
+    if params is not None and not isinstance(params, dict):
+        raise UsageError(f"--params must be a JSON object; got {args.params!r}")
+    cw = args.class_weight
+    if cw is not None and cw != "balanced":
+        cw = _json_arg(cw, "--class-weight")
+    seeds = parse_seeds(args.seeds)
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=None, desc="train", unit="fit", disable=None, file=sys.stderr, leave=False)
+
+    def progress(done: int, total: int, what: str) -> None:
+        bar.total = total
+        bar.set_postfix_str(what)
+        bar.update(done - bar.n)
+
+    try:
+        result = train_run(args.store, args.head, features, seeds=seeds, params=params, name=args.name,
+                           soft_labels=args.soft_labels, class_weight=cw, progress=progress,
+                           overwrite=args.overwrite)
+    finally:
+        bar.close()
+    attrs = result.attrs
+    if args.json:
+        print_json({"run": result.name, "store": str(args.store), **attrs})
+        return 0
+    rows = []
+    for sub, by_split in attrs["metrics"].items():
+        for split, m in by_split.items():
+            rows.append([sub, split, _fmt(m["accuracy"]), _fmt(m["macro_f1"]), _fmt(m["weighted_f1"]),
+                         _fmt(m["auroc"])])
+    r = attrs["rows"]
+    print(f"run {result.name}: head {attrs['head']}, {len(attrs['seeds'])} seed(s) {attrs['seeds']}, "
+          f"{len(result.subsets)} subsets, {r['used']} of {r['total']} rows used "
+          f"({r['excluded']} excluded: not done in every key), {attrs['train_seconds']:.1f} s")
+    print(table(rows, ["subset", "split", "accuracy", "macro_f1", "weighted_f1", "auroc"]))
+    return 0
