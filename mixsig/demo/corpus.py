@@ -17,8 +17,8 @@ prosody of the audio and the face of the video:
   (0.75-1 towards the other class) while the others support it — a fusion model may be misled by it.
 
 Empathetic clips are longer on average (a duration shortcut, as in the paper's data): ``duration`` column.
-Rows come in ``group`` s (source "videos" of 2-8 rows; each has its own speaker pitch and face look) and the
-splits (about 70/15/15 of rows) are drawn by group, so the manifest validates clean.
+Rows come in ``group`` s (source "videos" of 2-8 rows, fewer in tiny corpora; each has its own speaker pitch and
+face look) and the splits (about 70/15/15 of rows) are drawn by group, so the manifest validates clean.
 
 Votes: ``votes`` holds 5 simulated annotators who saw everything (their accuracy grows with the mean cue
 strength, so agreement drops on ambiguous and conflicting rows); ``votes@text|audio|video|all`` hold 3
@@ -37,7 +37,7 @@ import io
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +105,7 @@ def make_corpus(out_dir: str | os.PathLike, n_rows: int = 120, seed: int = 0, me
     out.mkdir(parents=True, exist_ok=True)
     rows = _plan_rows(n_rows, seed)
     splits = _assign_splits(rows, seed)
+    rows = _ensure_both_labels(rows, splits)
     group_look = _group_looks(max(r.group for r in rows) + 1, seed)
     annotator_skill = _rng(seed, _ANNOTATORS).uniform(0.85, 1.0, N_ANNOTATORS + N_STUDY_ANNOTATORS * len(CONDITIONS))
 
@@ -135,17 +136,19 @@ def make_corpus(out_dir: str | os.PathLike, n_rows: int = 120, seed: int = 0, me
 def _plan_rows(n_rows: int, seed: int) -> list[_Row]:
     """Labels, planted cases, cue strengths, durations and groups of every row."""
     rng = _rng(seed, _PLAN)
-    # groups of 2-8 rows, contiguous in row order (a source video's segments)
+    # groups of 2-8 rows (smaller in small corpora), contiguous in row order (a source video's segments)
+    largest = int(np.clip(n_rows // 6, 2, 8))
     sizes: list[int] = []
     while sum(sizes) < n_rows:
-        sizes.append(int(rng.integers(2, 9)))
+        sizes.append(int(rng.integers(2, largest + 1)))
     sizes[-1] -= sum(sizes) - n_rows
-    if sizes[-1] < 1:
-        sizes.pop()
-    while len(sizes) < 3:  # three splits need three groups
-        i = int(np.argmax(sizes))
-        sizes[i] -= 1
-        sizes.append(1)
+    if sizes[-1] < 2:  # no group of one row: borrow from the previous group, or join it
+        if sizes[-2] > 2:
+            sizes[-2] -= 2 - sizes[-1]
+            sizes[-1] = 2
+        else:
+            last = sizes.pop()
+            sizes[-1] += last
     group_of = np.repeat(np.arange(len(sizes)), sizes)
 
     width = max(5, len(str(n_rows - 1)))
@@ -195,12 +198,28 @@ def _assign_splits(rows: list[_Row], seed: int) -> dict[int, str]:
             count[name] += int(size[g])
         both = sum(len(set().union(*[labels_of[g] for g, s in assign.items() if s == name])) == 2 for name in target)
         off = sum(abs(count[s] - target[s] * len(rows)) for s in target)
-        score = (both, -off)
+        score = (min(count.values()) >= 2, both, -off)
         if best_score is None or score > best_score:
             best, best_score = assign, score
         if both == 3:
             break
     return best
+
+
+def _ensure_both_labels(rows: list[_Row], split_of_group: dict[int, str]) -> list[_Row]:
+    """Where a split holds one class only, turn its last unplanted row into the other class (cues and duration
+    follow the new label), so every split of even a tiny corpus has both labels."""
+    rows = list(rows)
+    for name in ("train", "val", "test"):
+        members = [r for r in rows if split_of_group[r.group] == name]
+        if len(members) < 2 or len({r.empathetic for r in members}) == 2:
+            continue
+        pick = next((r for r in reversed(members) if not r.planted), members[-1])
+        shift = -0.75 if pick.empathetic else 0.75
+        seconds = float(np.clip(pick.seconds + shift, 1.0, 4.0))
+        rows[pick.index] = replace(pick, empathetic=not pick.empathetic, seconds=seconds,
+                                   cues={m: -c for m, c in pick.cues.items()})
+    return rows
 
 
 def _group_looks(n_groups: int, seed: int) -> list[dict]:

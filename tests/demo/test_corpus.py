@@ -202,6 +202,20 @@ def test_cues_are_learnable_from_decoded_media(media_corpus):
     assert auroc(emp, np.array(mouth)) > 0.8       # empathetic: smiling
 
 
+@pytest.mark.parametrize("n_rows", [12, 13, 16, 17, 20, 23, 31])
+def test_every_split_of_a_small_corpus_has_both_labels(tmp_path, n_rows):
+    for seed in range(6):
+        manifest = load_manifest(make_corpus(tmp_path / str(seed), n_rows=n_rows, seed=seed, media=False))
+        labels: dict[str, set] = {}
+        for r in manifest.rows:
+            labels.setdefault(r["split"], set()).add(r["label"])
+        assert labels == {s: {"empathetic", "neutral"} for s in ("train", "val", "test")}, (seed, labels)
+        for r in manifest.rows:  # cues still agree with the label outside planted rows
+            sign = 1.0 if r["label"] == "empathetic" else -1.0
+            if not r["planted"]:
+                assert min(sign * float(r[f"cue_{m}"]) for m in ("text", "audio", "video")) >= 0.5
+
+
 def test_too_few_rows_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="at least 12 rows"):
         make_corpus(tmp_path, n_rows=5)
