@@ -1,0 +1,55 @@
+import json
+
+import numpy as np
+
+from mixsig.cache import open_store
+from mixsig.cli import main
+from tests.cache.helpers import D, fill_key, prov
+
+
+def test_cache_init_from_a_manifest(tmp_path, capsys):
+    from mixsig.demo import make_corpus
+
+    manifest = make_corpus(tmp_path / "corpus", n_rows=24, seed=3, media=False)
+    assert main(["cache", "init", str(tmp_path / "s.zarr"), "--manifest", str(manifest)]) == 0
+    assert "created" in capsys.readouterr().out
+    s = open_store(tmp_path / "s.zarr")
+    assert len(s.samples) == 24 and s.samples.classes == ("empathetic", "neutral")
+    assert s.attrs["manifest_path"].endswith("manifest.csv") and not s.attrs["manifest_path"].startswith("/")
+    assert main(["cache", "info", str(tmp_path / "s.zarr"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["rows"] == 24 and sum(info["splits"].values()) == 24 and info["annotators"] == 5
+
+
+def test_ls_explain_diff(store, tmp_path, capsys):
+    a = store.create_key(prov(), D, chunk_rows=16)
+    fill_key(store, a, rows_fail=[1, 2])
+    b = store.create_key(prov(pooling="mean", preprocessing={"max_length": 64}), D, chunk_rows=16)
+    path = str(tmp_path / "store.zarr")
+    assert main(["cache", "ls", path, "--json"]) == 0
+    listed = {k["key"]: k for k in json.loads(capsys.readouterr().out)["keys"]}
+    assert listed[a]["modality"] == "text" and listed[a]["width"] == D
+    assert listed[a]["done"] == 48 and listed[a]["failed"] == 2 and listed[b]["done"] == 0
+    assert main(["cache", "explain", path, a]) == 0
+    out = capsys.readouterr().out
+    assert "matches key: True" in out and "max_length: 32" in out
+    assert main(["cache", "diff", path, a, b, "--json"]) == 0
+    fields = {d["field"]: (d["a"], d["b"]) for d in json.loads(capsys.readouterr().out)}
+    assert fields == {"pooling": ("cls", "mean"), "preprocessing.max_length": (32, 64)}
+
+
+def test_unknown_key_is_one_clear_line(store, tmp_path, capsys):
+    assert main(["cache", "info", str(tmp_path / "store.zarr"), "nope"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("mixsig cache: error: no feature key 'nope'") and "Traceback" not in err
+
+
+def test_export_h5_cli(store, tmp_path, capsys):
+    import h5py
+
+    a = store.create_key(prov(), D, chunk_rows=16)
+    fill_key(store, a)
+    assert main(["cache", "export-h5", str(tmp_path / "store.zarr"), a, str(tmp_path / "x.h5")]) == 0
+    with h5py.File(tmp_path / "x.h5") as f:
+        assert f["embedding"].shape == (50, D) and f["ids"][0].decode() == "s000"
+        np.testing.assert_array_equal(f["embedding"][...], store.read(a).X)
