@@ -16,7 +16,7 @@ from mixsig.analysis._core import aggregate_seeds
 from mixsig.analysis._data import AnalysisInput, input_from_run, input_from_store
 from mixsig.analysis._descriptors import prosody
 from mixsig.analysis._metrics import auroc, bootstrap_metrics, point_metrics
-from mixsig.analysis._render import write_report
+from mixsig.analysis._render import jsonable, write_report
 from mixsig.analysis._stats import (
     benjamini_hochberg,
     bootstrap_mean_difference,
@@ -32,7 +32,7 @@ from mixsig.analysis._stats import (
 
 __all__ = [
     "AnalysisInput", "aggregate_seeds", "analyse", "analyse_input", "auroc", "benjamini_hochberg",
-    "bootstrap_mean_difference", "bootstrap_metrics", "input_from_run", "input_from_store",
+    "bootstrap_mean_difference", "bootstrap_metrics", "input_from_run", "input_from_store", "jsonable",
     "krippendorff_alpha_bootstrap", "krippendorff_alpha_nominal", "majority_share", "mann_whitney",
     "point_metrics", "prosody", "rank_biserial", "spearman", "vote_counts", "vote_entropy", "write_report",
 ]

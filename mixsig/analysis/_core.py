@@ -42,19 +42,31 @@ class Aggregated:
     seed_pred: np.ndarray
 
 
+def argmax_last(x: np.ndarray) -> np.ndarray:
+    """``x.argmax(axis=-1)`` (first maximum wins) in ``C`` vectorised passes: much faster than numpy's
+    argmax along a short last axis."""
+    best = x[..., 0].copy()
+    idx = np.zeros(best.shape, dtype=np.int64)
+    for k in range(1, x.shape[-1]):
+        better = x[..., k] > best
+        idx[better] = k
+        np.maximum(best, x[..., k], out=best)
+    return idx
+
+
 def aggregate_seeds(probs: np.ndarray) -> Aggregated:
     """Majority vote of per-seed argmax predictions, ties broken by the mean probability.
 
     probs: ``[S, n, C]`` finite."""
     s, n, c = probs.shape
-    seed_pred = probs.argmax(axis=2)
+    seed_pred = argmax_last(probs)
     mean = probs.mean(axis=0)
     votes = np.zeros((n, c))
     for k in range(c):
         votes[:, k] = (seed_pred == k).sum(axis=0)
     # mean probabilities lie in [0, 1]; scaled by 0.5 they only decide between classes with equal votes
-    pred = (votes + 0.5 * mean).argmax(axis=1)
-    return Aggregated(mean_probs=mean, pred=pred.astype(np.int64), seed_pred=seed_pred.astype(np.int64))
+    pred = argmax_last(votes + 0.5 * mean)
+    return Aggregated(mean_probs=mean, pred=pred, seed_pred=seed_pred)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -3,19 +3,19 @@
 Accuracy and the F1 scores depend on the data only through the confusion matrix, so their bootstrap
 draws confusion matrices as ``Multinomial(n, cells / n)`` — exactly the distribution that resampling
 the samples gives, at ``O(B x C^2)`` cost. AUROC is resampled from sample indices, with the number of
-replicates capped for large ``n`` (the cap is recorded in the result).
+replicates drawn over (label, score-bin) cells: see :func:`auroc_bootstrap`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from mixsig.analysis._stats import resample_counts
-
 METRICS = ("accuracy", "macro_f1", "weighted_f1", "auroc")
 #: AUROC bootstrap: at most this many sample draws in total (replicates x n).
 _AUROC_BOOT_BUDGET = 20_000_000
 _AUROC_MIN_BOOT = 100
+#: AUROC bootstrap: scores are binned into at most this many bins per class (exact below it).
+AUROC_BINS = 256
 
 
 def confusion(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
@@ -41,43 +41,25 @@ def _scores_from_confusion(cm: np.ndarray) -> dict[str, np.ndarray]:
     return {"accuracy": acc, "macro_f1": f1.mean(axis=-1), "weighted_f1": weighted}
 
 
-def _auc_sorted(pos_w: np.ndarray, neg_w: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Weighted AUC from weights in ascending-score order; ``starts`` = first index of each tie group.
-
-    pos_w, neg_w: ``[B, n]``. Returns ``[B]``."""
-    gpos = np.add.reduceat(pos_w, starts, axis=1)
-    gneg = np.add.reduceat(neg_w, starts, axis=1)
-    below = np.cumsum(gneg, axis=1) - gneg
-    num = (gpos * (below + 0.5 * gneg)).sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return num / (gpos.sum(axis=1) * gneg.sum(axis=1))
-
-
-def auroc(y: np.ndarray, probs: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray | float:
+def auroc(y: np.ndarray, probs: np.ndarray) -> float:
     """AUROC: binary = score of class 1; multi-class = macro mean of one-vs-rest AUROCs over the classes
-    present in ``y`` with at least one negative (as scikit-learn's ``multi_class="ovr"``).
+    present in ``y`` with at least one negative (as scikit-learn's ``multi_class="ovr"``, which needs
+    every class present). Computed from average ranks (Mann–Whitney). NaN when fewer than two classes.
 
-    y: ``[n]`` int; probs: ``[n, C]``; weights: optional ``[B, n]`` bootstrap counts.
-    Returns a float (no weights) or ``[B]`` (weights). NaN when fewer than two classes are present.
-    """
+    y: ``[n]`` int; probs: ``[n, C]``."""
+    from scipy.stats import rankdata
+
     n, n_classes = probs.shape
-    w = np.ones((1, n)) if weights is None else np.asarray(weights, dtype=np.float64)
     classes = [1] if n_classes == 2 else list(range(n_classes))
-    present = [c for c in classes if 0 < int((y == c).sum()) < n]
-    if not present:
-        out = np.full(w.shape[0], np.nan)
-        return float(out[0]) if weights is None else out
     aucs = []
-    for c in present:
-        score = probs[:, c]
-        order = np.argsort(score, kind="stable")
-        s = score[order]
-        starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
-        pos = (y[order] == c).astype(np.float64)
-        wo = w[:, order]
-        aucs.append(_auc_sorted(wo * pos, wo * (1.0 - pos), starts))
-    out = np.nanmean(np.stack(aucs), axis=0) if len(aucs) > 1 else aucs[0]
-    return float(out[0]) if weights is None else out
+    for c in classes:
+        pos = y == c
+        m = int(pos.sum())
+        if m == 0 or m == n:
+            continue
+        ranks = rankdata(probs[:, c])
+        aucs.append((ranks[pos].sum() - m * (m + 1) / 2.0) / (m * (n - m)))
+    return float(np.mean(aucs)) if aucs else float("nan")
 
 
 def point_metrics(y: np.ndarray, pred: np.ndarray, probs: np.ndarray) -> dict[str, float]:
@@ -91,13 +73,70 @@ def point_metrics(y: np.ndarray, pred: np.ndarray, probs: np.ndarray) -> dict[st
     return out
 
 
+def _binary_auc_cells(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """AUC from counts per score bin (ascending), ``[..., K]`` -> ``[...]``; pairs in one bin count half."""
+    below = np.cumsum(neg, axis=-1) - neg
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (pos * (below + 0.5 * neg)).sum(axis=-1) / (pos.sum(axis=-1) * neg.sum(axis=-1))
+
+
+def _score_bins(score: np.ndarray, n_bins: int) -> tuple[np.ndarray, int]:
+    """Bin index per sample, ``[n]`` int64, and the number of bins. Exact (one bin per distinct score)
+    when there are at most ``n_bins`` distinct scores, else quantile bins (ties share a bin)."""
+    uniq, inv = np.unique(score, return_inverse=True)
+    if uniq.size <= n_bins:
+        return inv.astype(np.int64), int(uniq.size)
+    edges = np.unique(np.quantile(score, np.linspace(0, 1, n_bins + 1)[1:-1]))
+    return np.searchsorted(edges, score, side="right").astype(np.int64), int(edges.size + 1)
+
+
+def auroc_bootstrap(y: np.ndarray, probs: np.ndarray, *, n_boot: int, rng: np.random.Generator,
+                    n_bins: int = AUROC_BINS) -> tuple[np.ndarray, np.ndarray, str]:
+    """Bootstrap replicates of AUROC on scores binned into at most ``n_bins`` bins per class.
+
+    Returns ``(replicates [B], value on the binned scores, method)``. Binary: the binned statistic
+    depends on the data only through the (bin, label) cell counts, so resamples are drawn exactly as
+    multinomial cell counts (``O(B x bins)``). Multi-class (macro one-vs-rest): sample indices are
+    resampled (at most ``_AUROC_BOOT_BUDGET / n`` replicates) and counted per cell.
+    """
+    n, n_classes = probs.shape
+    classes = [1] if n_classes == 2 else [c for c in range(n_classes) if 0 < int((y == c).sum()) < n]
+    cells = []
+    for c in classes:
+        b, k = _score_bins(probs[:, c], n_bins)
+        cells.append((c, (y == c).astype(np.int64) * k + b, k))
+    if n_classes == 2:
+        c, cell, k = cells[0]
+        counts = np.bincount(cell, minlength=2 * k)
+        binned = float(_binary_auc_cells(counts[k:].astype(float), counts[:k].astype(float)))
+        draws = rng.multinomial(n, counts / n, size=n_boot).astype(np.float64)
+        reps = _binary_auc_cells(draws[:, k:], draws[:, :k])
+        return reps, binned, f"multinomial over (label, score bin) cells, <= {n_bins} bins"
+    b_auc = min(n_boot, max(_AUROC_MIN_BOOT, _AUROC_BOOT_BUDGET // max(n, 1)))
+    point = np.nanmean([_binary_auc_cells(*(lambda cnt, k: (cnt[k:], cnt[:k]))(
+        np.bincount(cell, minlength=2 * k).astype(float), k)) for _, cell, k in cells])
+    reps = np.empty(b_auc)
+    for i in range(b_auc):
+        idx = rng.integers(0, n, size=n)
+        vals = []
+        for _, cell, k in cells:
+            cnt = np.bincount(cell[idx], minlength=2 * k).astype(float)
+            vals.append(_binary_auc_cells(cnt[k:], cnt[:k]))
+        reps[i] = np.nanmean(vals)
+    return reps, float(point), (f"resampled sample indices ({b_auc} replicates), one-vs-rest cells with "
+                                f"<= {n_bins} score bins per class")
+
+
 def bootstrap_metrics(
     y: np.ndarray, pred: np.ndarray, probs: np.ndarray, *, n_boot: int = 1000, seed: int = 0,
     level: float = 0.95,
 ) -> dict[str, dict]:
     """Point value and percentile bootstrap interval over samples of every metric.
 
-    Returns ``{metric: {"value", "ci_low", "ci_high", "n_boot"}}``."""
+    AUROC's interval is the exact AUROC shifted by the bootstrap quantiles of (replicate - original)
+    of AUROC computed on binned scores (see :func:`auroc_bootstrap`); with at most ``AUROC_BINS``
+    distinct scores it is the plain percentile interval.
+    Returns ``{metric: {"value", "ci_low", "ci_high", "n_boot"}}`` (AUROC also has ``"method"``)."""
     n_classes = probs.shape[1]
     point = point_metrics(y, pred, probs)
     rng = np.random.default_rng(seed)
@@ -115,17 +154,13 @@ def bootstrap_metrics(
         if name in boot:
             lo, hi = (float(v) for v in np.nanquantile(boot[name], q))
         out[name] = {"value": point[name], "ci_low": lo, "ci_high": hi, "n_boot": int(n_boot)}
-    b_auc = min(n_boot, max(_AUROC_MIN_BOOT, _AUROC_BOOT_BUDGET // max(n, 1)))
     lo = hi = float("nan")
-    if b_auc > 0 and n > 1 and np.isfinite(point["auroc"]):
-        reps = []
-        step = max(1, 4_000_000 // n)
-        for b0 in range(0, b_auc, step):
-            w = resample_counts(np.ones(n, dtype=np.int64), min(step, b_auc - b0), rng)
-            reps.append(auroc(y, probs, w))
-        rep = np.concatenate(reps)
-        rep = rep[np.isfinite(rep)]
-        if rep.size:
-            lo, hi = (float(v) for v in np.quantile(rep, q))
-    out["auroc"] = {"value": point["auroc"], "ci_low": lo, "ci_high": hi, "n_boot": int(b_auc)}
+    method, b_used = None, 0
+    if n_boot > 0 and n > 1 and np.isfinite(point["auroc"]):
+        reps, binned, method = auroc_bootstrap(y, probs, n_boot=n_boot, rng=rng)
+        reps = reps[np.isfinite(reps)]
+        b_used = int(reps.size)
+        if reps.size:
+            lo, hi = (float(point["auroc"] + v - binned) for v in np.quantile(reps, q))
+    out["auroc"] = {"value": point["auroc"], "ci_low": lo, "ci_high": hi, "n_boot": b_used, "method": method}
     return out

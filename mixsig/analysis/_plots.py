@@ -7,7 +7,7 @@ import io
 import numpy as np
 
 #: Scatter plots draw at most this many points (a seeded random subset; the caption says so).
-MAX_SCATTER_POINTS = 20_000
+MAX_SCATTER_POINTS = 15_000
 CATEGORY_COLOURS = {"agreement": "#9aa5b1", "rescued": "#2b8a3e", "misled": "#c92a2a", "disagree_wrong": "#e67700"}
 
 
@@ -23,7 +23,7 @@ def _plt():
 def _png(fig) -> bytes:
     plt = _plt()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
     plt.close(fig)
     return buf.getvalue()
 

@@ -7,12 +7,12 @@ HTML and Markdown from the same blocks, so both show the same numbers; report.js
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import json
 import logging
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -64,13 +64,13 @@ def _p(p) -> str:
     return f"{p:.2e}" if p < 1e-3 else f"{p:.4f}"
 
 
-def _jsonable(x):
+def jsonable(x):
     if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
+        return [jsonable(v) for v in x]
     if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
+        return jsonable(x.tolist())
     if isinstance(x, (np.integer,)):
         return int(x)
     if isinstance(x, (float, np.floating)):
@@ -344,22 +344,37 @@ def _figures(result: dict) -> dict[str, tuple[bytes, str]]:
     return figs
 
 
+_NEEDS_QUOTES = re.compile(r'[,"\r\n]').search
+
+
+def _csv_field(text: str) -> str:
+    if _NEEDS_QUOTES(text):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
 def _write_csv(path: Path, cols: dict) -> None:
-    names = list(cols)
-    n = len(cols["id"])
+    """RFC 4180 CSV (fields quoted only where needed), floats as ``%.6g``, NaN as an empty field."""
+    fmt = "{:.6g}".format
     formatted = []
-    for name in names:
+    for name in cols:
         v = np.asarray(cols[name])
         if v.dtype.kind == "f":
-            s = np.char.mod("%.6g", v).astype(object)
-            s[~np.isfinite(v)] = ""
-            formatted.append(s.tolist())
+            s = list(map(fmt, v.tolist()))
+            for i in np.flatnonzero(~np.isfinite(v)).tolist():
+                s[i] = ""
+        elif v.dtype.kind in "iub":
+            s = list(map(str, v.tolist()))
         else:
-            formatted.append([str(x) for x in v.tolist()])
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(names)
-        w.writerows(zip(*formatted) if n else [])
+            values = [str(x) for x in v.tolist()]
+            quoted = {x: _csv_field(x) for x in set(values)}
+            s = [quoted[x] for x in values]
+        formatted.append(s)
+    header = ",".join(_csv_field(str(c)) for c in cols)
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        fh.write(header + "\r\n")
+        if formatted and formatted[0]:
+            fh.write("\r\n".join(map(",".join, zip(*formatted))) + "\r\n")
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -384,7 +399,7 @@ def write_report(result: dict, out_dir, plots: bool = True) -> dict[str, Path]:
     doc = {k: v for k, v in result.items() if k != "samples"}
     doc["figures"] = list(figures)
     doc["samples_csv"] = "samples.csv"
-    _atomic_write(paths["json"], json.dumps(_jsonable(doc), indent=1, allow_nan=False))
+    _atomic_write(paths["json"], json.dumps(jsonable(doc), indent=1, allow_nan=False))
     tmp = paths["csv"].with_name(f".samples.csv.tmp-{os.getpid()}")
     _write_csv(tmp, result["samples"])
     os.replace(tmp, paths["csv"])

@@ -1,0 +1,100 @@
+"""Benchmark: `mixsig.analysis` on a synthetic run of 100,000 samples x 7 subsets x 5 seeds.
+
+Times ``analyse`` + ``write_report`` with and without plots (target: <= 10 s on 2 cores) and prints
+the numbers; ``--json PATH`` writes them as JSON. Data are generated in memory (no store, no media):
+three modalities, binary labels, 5 annotator votes, gates and attention on the full subset, two
+human-study conditions.
+
+    .venv/bin/python benchmarks/bench_report.py [--n 100000] [--seeds 5] [--json bench.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from itertools import combinations
+
+import numpy as np
+
+
+def synthetic_input(n: int, seeds: int, seed: int = 0):
+    from mixsig.analysis import AnalysisInput
+
+    rng = np.random.default_rng(seed)
+    mods = ("text", "audio", "video")
+    subsets = ["+".join(c) for k in (1, 2, 3) for c in combinations(mods, k)]
+    y = rng.integers(0, 2, n)
+    hard = rng.random(n) < 0.2
+    probs = {}
+    for s in subsets:
+        skill = 0.6 + 0.1 * s.count("+")
+        p_true = np.clip(skill + 0.25 * rng.standard_normal((seeds, n)), 0.01, 0.99)
+        if "audio" in s:
+            p_true[:, hard] = np.clip(p_true[:, hard] - 0.5, 0.01, 0.99)
+        p = np.empty((seeds, n, 2), np.float32)
+        p[:, np.arange(n), y] = p_true
+        p[:, np.arange(n), 1 - y] = 1 - p_true
+        probs[s] = p
+    full = "+".join(mods)
+    w = rng.random((seeds, n, 3)).astype(np.float32)
+    votes = np.where(rng.random((n, 5)) < np.where(hard, 0.6, 0.9)[:, None], y[:, None], 1 - y[:, None])
+    split = np.where(rng.random(n) < 0.5, "test", "val")
+    return AnalysisInput(
+        ids=np.char.add("s", np.arange(n).astype(str)), split=split, labels=y, classes=("neutral", "empathetic"),
+        modalities=mods, probs=probs, gates={full: w}, attention={full: w / w.sum(axis=2, keepdims=True)},
+        votes=votes, votes_by_condition={"text": votes[:, :3], "all": votes},
+        text=np.array(["a few words of text"] * n), start=np.zeros(n), end=1 + 3 * rng.random(n),
+        run_name="bench",
+    )
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--json", metavar="PATH")
+    args = ap.parse_args(argv)
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+    from mixsig.analysis import analyse, write_report
+
+    import matplotlib  # warm the import and font cache so the timing is the report, not the first import
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+    import scipy.stats  # noqa: F401
+
+    inp = synthetic_input(args.n, args.seeds)
+    results = {"n_samples": args.n, "subsets": len(inp.probs), "seeds": args.seeds, "split": "all",
+               "cpus": os.cpu_count(), "python": platform.python_version(), "runs": []}
+    for plots in (False, True):
+        for _ in range(args.repeats):
+            with tempfile.TemporaryDirectory() as out:
+                t0 = time.perf_counter()
+                result = analyse(inp, split="all", media_descriptors=False)
+                t1 = time.perf_counter()
+                write_report(result, out, plots=plots)
+                t2 = time.perf_counter()
+                size = os.path.getsize(os.path.join(out, "report.html"))
+            results["runs"].append({"plots": plots, "analyse_s": round(t1 - t0, 3), "write_s": round(t2 - t1, 3),
+                                    "total_s": round(t2 - t0, 3), "html_bytes": size})
+            print(f"plots={'yes' if plots else 'no ':3s} analyse {t1 - t0:6.2f} s  write {t2 - t1:6.2f} s  "
+                  f"total {t2 - t0:6.2f} s  (report.html {size / 1e6:.2f} MB)")
+    best = {p: min(r["total_s"] for r in results["runs"] if r["plots"] == p) for p in (False, True)}
+    results["best_total_s"] = {"no_plots": best[False], "plots": best[True]}
+    results["target_s"] = 10.0
+    print(f"{args.n} samples x {len(inp.probs)} subsets x {args.seeds} seeds: "
+          f"{best[False]:.2f} s without plots, {best[True]:.2f} s with plots (target <= 10 s)")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(results, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
