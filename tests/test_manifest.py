@@ -80,7 +80,9 @@ def test_every_row_problem_reported_once_with_row_and_column(tmp_path):
         row(13, text=""),                                               # no modality at all
         row(14, audio="nope/missing.wav"),                              # missing media
         row(15, start="soon"),                                          # not a number
+        row(16, audio="adir"),                                          # a folder, not a file
     ]
+    (tmp_path / "adir").mkdir()
     path = write_csv(tmp_path / "m.csv", rows)
     manifest, problems = validate_manifest(path, classes=["empathetic", "neutral"])
     assert manifest is not None
@@ -100,13 +102,15 @@ def test_every_row_problem_reported_once_with_row_and_column(tmp_path):
         (13, None, "no_modality"),
         (14, "audio", "missing_media"),
         (15, "start", "bad_time"),
+        (16, "audio", "missing_media"),
     ]
     by_code = {p.code: p for p in errors}
     assert "first used in row 1" in by_code["duplicate_id"].message
     assert "'dev'" in by_code["unknown_split"].message and "train, val, test" in by_code["unknown_split"].message
     assert "'happy'" in by_code["unknown_label"].message and "empathetic, neutral" in by_code["unknown_label"].message
     assert "['sad']" in by_code["unknown_vote_label"].message
-    assert "'nope/missing.wav' does not exist" in by_code["missing_media"].message
+    assert "'nope/missing.wav' does not exist" in errors[13].message
+    assert "'adir' is not a file" in errors[14].message
     # the audio column is mostly empty: no warnings about rows without audio
     assert [p for p in problems if p.severity == "warning"] == []
 
