@@ -109,7 +109,7 @@ def test_every_row_problem_reported_once_with_row_and_column(tmp_path):
     assert "'dev'" in by_code["unknown_split"].message and "train, val, test" in by_code["unknown_split"].message
     assert "'happy'" in by_code["unknown_label"].message and "empathetic, neutral" in by_code["unknown_label"].message
     assert "['sad']" in by_code["unknown_vote_label"].message
-    assert "'nope/missing.wav' does not exist" in errors[13].message
+    assert "'nope/missing.wav' does not exist" in errors[12].message
     assert "'adir' is not a file" in errors[14].message
     # the audio column is mostly empty: no warnings about rows without audio
     assert [p for p in problems if p.severity == "warning"] == []
