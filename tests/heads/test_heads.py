@@ -1,0 +1,160 @@
+"""Every head through the one interface: save/load, determinism, soft labels, class weights, refusals."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+from mixsig.errors import HeadError
+from mixsig.heads import Head, LightGBMHead, get_head, list_heads
+from mixsig.heads._targets import expand_targets, target_matrix
+from tests.heads.helpers import synthetic
+
+FAST = {"gated": {"epochs": 3}, "concat": {"epochs": 3}, "late": {"epochs": 3},
+        "logreg": {}, "lightgbm": {"n_estimators": 40, "min_child_samples": 5}}
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y = synthetic(120, 0)
+    Xv, yv = synthetic(50, 1)
+    return X, y, Xv, yv
+
+
+def test_registry_lists_every_head_and_refuses_unknown_names():
+    assert list_heads() == ["concat", "gated", "late", "lightgbm", "logreg"]
+    with pytest.raises(HeadError, match="Unknown head 'mlp'. Valid heads: concat, gated, late, lightgbm, logreg"):
+        get_head("mlp")
+    assert get_head("lightgbm", num_leaves=7).get_params()["num_leaves"] == 7
+    assert get_head("gated").get_params()["lr"] == 1e-4 and get_head("gated").get_params()["max_lr"] == 1e-3
+
+
+@pytest.mark.parametrize("name", sorted(FAST))
+def test_save_load_gives_identical_probabilities(name, data, tmp_path):
+    X, y, Xv, yv = data
+    head = get_head(name, **FAST[name]).fit(X, y, X_val=Xv, y_val=yv, seed=1)
+    p = head.predict_proba(Xv)
+    assert p.shape == (50, 2) and (p.argmax(1) == yv).mean() > 0.8
+    head.save(tmp_path / "h")
+    loaded = Head.load(tmp_path / "h")
+    assert type(loaded) is type(head) and loaded.get_params() == head.get_params()
+    assert np.array_equal(loaded.predict_proba(Xv), p)
+    w, lw = head.modality_weights(Xv), loaded.modality_weights(Xv)
+    assert (w is None) == (lw is None) == (name != "gated")
+    if w:
+        assert all(np.array_equal(w[k], lw[k]) for k in ("gates", "attention"))
+    files = sorted(f.name for f in (tmp_path / "h").iterdir())
+    assert files == ["head.json", "model.txt" if name == "lightgbm" else "model.safetensors"]
+
+
+@pytest.mark.parametrize("name", sorted(FAST))
+def test_same_seed_gives_identical_probabilities(name, data):
+    X, y, Xv, yv = data
+    params = dict(FAST[name], **({"feature_fraction": 0.5} if name == "lightgbm" else {}))
+    a = get_head(name, **params).fit(X, y, X_val=Xv, y_val=yv, seed=5).predict_proba(Xv)
+    b = get_head(name, **params).fit(X, y, X_val=Xv, y_val=yv, seed=5).predict_proba(Xv)
+    assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", sorted(FAST))
+def test_one_hot_soft_labels_equal_hard_labels(name, data):
+    X, y, Xv, yv = data
+    hard = get_head(name, **FAST[name]).fit(X, y, X_val=Xv, y_val=yv, seed=2).predict_proba(Xv)
+    soft = get_head(name, **FAST[name]).fit(X, y, X_val=Xv, y_val=yv, seed=2,
+                                            soft_labels=np.eye(2)[y]).predict_proba(Xv)
+    np.testing.assert_allclose(soft, hard, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["logreg", "lightgbm", "concat"])
+def test_uniform_soft_labels_give_uniform_probabilities(name, data):
+    X, y, Xv, _ = data
+    params = dict(FAST[name], **({"epochs": 30} if name == "concat" else {}))
+    p = get_head(name, **params).fit(X, y, soft_labels=np.full((len(y), 2), 0.5), seed=0).predict_proba(Xv)
+    assert np.abs(p[:, 1].mean() - 0.5) < 0.1
+
+
+@pytest.mark.parametrize("name", ["logreg", "lightgbm", "gated"])
+def test_balanced_class_weight_raises_the_minority_class(name):
+    rng = np.random.default_rng(0)
+    n = 200
+    y = (rng.random(n) < 0.15).astype(np.int64)            # 15% minority, features are noise
+    X = {"a": rng.standard_normal((n, 6)).astype(np.float32)}
+    params = {"gated": {"epochs": 5}, "lightgbm": {"n_estimators": 30}}.get(name, {})
+    plain = get_head(name, **params).fit(X, y, seed=0).predict_proba(X)[:, 1].mean()
+    balanced = get_head(name, class_weight="balanced", **params).fit(X, y, seed=0).predict_proba(X)[:, 1].mean()
+    assert plain < 0.3 and balanced > 0.35 and balanced > plain + 0.15
+
+
+def test_target_matrix_weights():
+    y = np.array([0, 0, 0, 1])
+    T = target_matrix(y, 2, class_weight="balanced")
+    np.testing.assert_allclose(T, [[4 / 6, 0], [4 / 6, 0], [4 / 6, 0], [0, 2.0]])   # sklearn's n / (C * n_c)
+    T = target_matrix(y, 2, class_weight={"1": 3.0}, sample_weight=np.array([1, 2, 1, 1.0]))
+    np.testing.assert_allclose(T, [[1, 0], [2, 0], [1, 0], [0, 3]])
+    q = np.array([[0.5, 0.5], [1, 0], [0, 1], [0.25, 0.75]])
+    rows, labels, w = expand_targets(target_matrix(y, 2, soft_labels=q))
+    assert rows.tolist() == [0, 0, 1, 2, 3, 3] and labels.tolist() == [0, 1, 0, 1, 0, 1]
+    np.testing.assert_allclose(w, [0.5, 0.5, 1, 1, 0.25, 0.75])
+    with pytest.raises(HeadError, match="class_weight names class 2, but there are only 2 classes"):
+        target_matrix(y, 2, class_weight={2: 1.0})
+
+
+@pytest.mark.parametrize("name", sorted(FAST))
+def test_three_classes(name):
+    rng = np.random.default_rng(0)
+    y = np.arange(150) % 3
+    X = {"a": (np.eye(3)[y] * 3 + rng.standard_normal((150, 3))).astype(np.float32),
+         "b": rng.standard_normal((150, 4)).astype(np.float32)}
+    p = get_head(name, **FAST[name]).fit(X, y, X_val=X, y_val=y, seed=0).predict_proba(X)
+    assert p.shape == (150, 3) and (p.argmax(1) == y).mean() > 0.8
+    np.testing.assert_allclose(p.sum(1), 1.0, rtol=1e-5)
+
+
+def test_n_classes_keeps_a_column_for_an_unseen_class(data):
+    X, y, Xv, _ = data
+    p = get_head("logreg").fit(X, y, n_classes=3).predict_proba(Xv)
+    assert p.shape == (50, 3) and np.all(p[:, 2] == 0)
+
+
+def test_pickles_and_torch_files_are_refused(data, tmp_path):
+    X, y, _, _ = data
+    head = get_head("logreg").fit(X, y)
+    head.save(tmp_path / "h")
+    (tmp_path / "h" / "model.safetensors").write_bytes(pickle.dumps({"coef": 1}))
+    with pytest.raises(HeadError, match="Refusing to load .*model.safetensors: it looks like a pickle"):
+        Head.load(tmp_path / "h")
+    (tmp_path / "m.pt").write_bytes(b"PK\x03\x04" + b"\0" * 20)
+    with pytest.raises(HeadError, match="Refusing to load .*m.pt"):
+        Head.load(tmp_path / "m.pt")
+    with pytest.raises(HeadError, match="head.json is missing"):
+        Head.load(tmp_path)
+
+
+def test_lightgbm_reuses_a_constructed_dataset(data):
+    X, y, Xv, yv = data
+    head = LightGBMHead(n_estimators=40, min_child_samples=5)
+    ds = head.make_dataset(X, y, X_val=Xv, y_val=yv)
+    rebuilt = head.fit(X, y, X_val=Xv, y_val=yv, seed=3).predict_proba(Xv)
+    reused = LightGBMHead(n_estimators=40, min_child_samples=5).fit(X, y, X_val=Xv, y_val=yv, seed=3,
+                                                                   dataset=ds).predict_proba(Xv)
+    assert np.array_equal(rebuilt, reused)
+    # other tree parameters reuse the same binned data
+    other = LightGBMHead(n_estimators=40, min_child_samples=5, num_leaves=4)
+    other.fit(X, y, X_val=Xv, y_val=yv, dataset=ds)
+    again = LightGBMHead(n_estimators=40, min_child_samples=5, num_leaves=4).fit(X, y, X_val=Xv, y_val=yv)
+    assert np.array_equal(other.predict_proba(Xv), again.predict_proba(Xv))
+    with pytest.raises(HeadError, match="labels, soft labels, sample weights or class weights"):
+        head.fit(X, 1 - y, X_val=Xv, y_val=yv, dataset=ds)
+    with pytest.raises(HeadError, match="binning parameters"):
+        LightGBMHead(max_bin=15).fit(X, y, X_val=Xv, y_val=yv, dataset=ds)
+    with pytest.raises(HeadError, match="training features"):
+        head.fit({m: x + 1 for m, x in X.items()}, y, X_val=Xv, y_val=yv, dataset=ds)
+
+
+def test_lightgbm_stops_early_on_validation_loss():
+    rng = np.random.default_rng(0)
+    X = {"a": rng.standard_normal((200, 5)).astype(np.float32)}
+    y = rng.integers(0, 2, 200)
+    head = get_head("lightgbm", n_estimators=500, early_stopping_rounds=10, min_child_samples=5)
+    head.fit(X, y, X_val={"a": X["a"][:50] + 0}, y_val=rng.integers(0, 2, 50), seed=0)
+    assert head.best_iteration_ < 100 and head.booster_.current_iteration() == head.best_iteration_
