@@ -35,7 +35,7 @@ class RunOptions:
     batch_budget: int | None = None   # padded length units per batch (tokens / samples / clips); None = adapter default
     max_batch: int = 128              # at most this many rows per batch
     workers: int = 2                  # decoding threads
-    window_rows: int | None = None    # rows decoded and sorted together; None = per-modality default
+    window_rows: int | None = None    # rows decoded ahead together (whole blocks); None = per-modality default
     strict: bool = False              # stop at the first failed row
     refresh_stale: bool = False       # re-extract done rows whose input changed
 
@@ -203,7 +203,13 @@ def run_extraction(store, key: str, encoder: Encoder, sources_for: Callable[[Ite
             blk.hashes[r - blk.start] = s.input_hash
         budget = int(options.batch_budget or encoder.inputs.default_budget)
         window = int(options.window_rows or _DEFAULT_WINDOW.get(encoder.modality, 256))
-        windows = [pending[i:i + window] for i in range(0, len(pending), window)]
+        # Windows of whole blocks are decoded ahead; batches never mix rows of two blocks, so a row's batch (and
+        # so its last bits) is the same whatever the sharding or the point a previous run stopped at.
+        windows: list[list[_Block]] = [[]]
+        for a, _ in blocks:
+            if sum(len(b.waiting) for b in windows[-1]) >= window:
+                windows.append([])
+            windows[-1].append(block_of[a])
         failures: Counter = Counter()
         writes: list[Future] = []
 
@@ -235,22 +241,27 @@ def run_extraction(store, key: str, encoder: Encoder, sources_for: Callable[[Ite
         decode_pool = ThreadPoolExecutor(max_workers=max(1, options.workers), thread_name_prefix="mixsig-decode")
         write_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mixsig-write")
         try:
-            submitted = [decode_pool.submit(_prepare, encoder, sources[int(r)]) for r in windows[0]]
+            def submit(win: list[_Block]) -> list[tuple[int, Future]]:
+                return [(r, decode_pool.submit(_prepare, encoder, sources[r])) for b in win for r in sorted(b.waiting)]
+
+            submitted = submit(windows[0])
             for w in range(len(windows)):
                 current = submitted
                 if w + 1 < len(windows):  # decode the next window while this one runs through the model
-                    submitted = [decode_pool.submit(_prepare, encoder, sources[int(r)]) for r in windows[w + 1]]
-                items: list[RowInput] = []
-                for r, fut in zip(windows[w], current):
+                    submitted = submit(windows[w + 1])
+                items: dict[int, list[RowInput]] = {b.start: [] for b in windows[w]}
+                for r, fut in current:
                     got = fut.result()
                     if isinstance(got, RowFailure):
-                        record_failure(int(r), got.status, got.message)
-                        finish(block_of[int(r)], int(r))
+                        record_failure(r, got.status, got.message)
+                        finish(block_of[r], r)
                         if on_rows:
                             on_rows(1)
                     else:
-                        items.append(got)
-                for batch in make_batches(items, budget, options.max_batch, encoder.inputs.exact_length):
+                        items[block_of[r].start].append(got)
+                batches = [bt for blk_items in items.values()
+                           for bt in make_batches(blk_items, budget, options.max_batch, encoder.inputs.exact_length)]
+                for batch in batches:
                     out = _encode_checked(encoder, batch)
                     for it, vec in zip(batch, out):
                         blk = block_of[it.row]
@@ -304,9 +315,10 @@ def _raise_write_errors(writes: list[Future], wait: bool = False) -> None:
 
 def default_chunk_rows(n_rows: int, row_bytes: int) -> int:
     """Rows per chunk for a new key: at most ~1 MiB and 1024 rows, at least 16, and small enough that a store
-    of ``n_rows`` has ~64 chunks to share between shards and to resume from (a power of two)."""
+    of ``n_rows`` has ~16 chunks to share between shards and to resume from (a power of two). Batches never
+    span two chunks, so bigger chunks allow bigger length-sorted batches."""
     by_bytes = max(1, (1 << 20) // max(row_bytes, 1))
-    by_rows = max(1, math.ceil(n_rows / 64))
+    by_rows = max(1, math.ceil(n_rows / 16))
     rows = max(16, min(1024, by_bytes, 1 << (by_rows - 1).bit_length()))
     return int(1 << (rows.bit_length() - 1)) if rows & (rows - 1) else int(rows)
 
