@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 PROSODY = ("rms_db", "rms_db_std", "pitch_mean_hz", "pitch_std_hz", "voiced_fraction")
 #: Audio longer than this is analysed over its first ``MAX_SECONDS`` only.
 MAX_SECONDS = 30.0
-FRAME_SECONDS = 0.04
+FRAME_SECONDS = 0.05
 HOP_SECONDS = 0.01
 PITCH_RANGE_HZ = (60.0, 400.0)
 VOICING_THRESHOLD = 0.5
@@ -24,8 +24,9 @@ VOICING_THRESHOLD = 0.5
 def prosody(signal: np.ndarray, sample_rate: int) -> dict[str, float]:
     """RMS energy and autocorrelation pitch statistics of one signal.
 
-    signal: ``[T]`` or ``[T, channels]`` float (channels are averaged). Frames of 40 ms every 10 ms;
-    a frame is voiced when its normalised autocorrelation peak in the 60–400 Hz lag range exceeds 0.5
+    signal: ``[T]`` or ``[T, channels]`` float (channels are averaged). Frames of 50 ms every 10 ms (Hann window);
+    a frame is voiced when its normalised autocorrelation (divided by the window's, as in Boersma 1993)
+    peaks above 0.5 in the 60–400 Hz lag range
     and its RMS is above 10% of the loudest frame's. Returns ``rms_db`` (mean frame RMS, dBFS),
     ``rms_db_std``, ``pitch_mean_hz``, ``pitch_std_hz`` (over voiced frames, NaN if none) and
     ``voiced_fraction``.
@@ -45,10 +46,14 @@ def prosody(signal: np.ndarray, sample_rate: int) -> dict[str, float]:
     rms = np.sqrt((frames**2).mean(axis=1))
     db = 20.0 * np.log10(np.maximum(rms, 1e-10))
     nfft = 1 << int(np.ceil(np.log2(2 * frame)))
-    spec = np.fft.rfft(frames * np.hanning(frame), n=nfft, axis=1)
+    window = np.hanning(frame)
+    spec = np.fft.rfft(frames * window, n=nfft, axis=1)
     ac = np.fft.irfft(np.abs(spec) ** 2, n=nfft, axis=1)[:, :frame]
+    # divide by the window's own autocorrelation (Boersma 1993) so longer lags are not penalised
+    ac_w = np.fft.irfft(np.abs(np.fft.rfft(window, n=nfft)) ** 2, n=nfft)[:frame]
+    ac = ac / np.maximum(ac_w / ac_w[0], 1e-6)
     lo = max(1, int(sample_rate / PITCH_RANGE_HZ[1]))
-    hi = min(frame - 1, int(sample_rate / PITCH_RANGE_HZ[0]))
+    hi = min(frame // 2, int(sample_rate / PITCH_RANGE_HZ[0]))
     out = dict(nan)
     out["rms_db"] = float(db.mean())
     out["rms_db_std"] = float(db.std())
@@ -56,7 +61,12 @@ def prosody(signal: np.ndarray, sample_rate: int) -> dict[str, float]:
         return out
     with np.errstate(invalid="ignore", divide="ignore"):
         norm = ac[:, lo:hi + 1] / ac[:, :1]
-    peak = np.nanargmax(np.where(np.isfinite(norm), norm, -np.inf), axis=1)
+    norm = np.where(np.isfinite(norm), norm, -np.inf)
+    best = norm.max(axis=1)
+    # octave guard: the shortest lag that is a local maximum within 10% of the best peak
+    inner_max = (norm[:, 1:-1] > norm[:, :-2]) & (norm[:, 1:-1] >= norm[:, 2:])
+    near = inner_max & (norm[:, 1:-1] >= 0.9 * best[:, None])
+    peak = np.where(near.any(axis=1), near.argmax(axis=1) + 1, norm.argmax(axis=1))
     peak_val = norm[np.arange(len(norm)), peak]
     voiced = (peak_val > VOICING_THRESHOLD) & (rms > 0.1 * rms.max()) & (rms > 0)
     lag = (peak + lo).astype(np.float64)
