@@ -53,6 +53,6 @@ def make_pruner(warmups: Mapping[str, int], *, n_startup_trials: int = N_STARTUP
             if head is None and len(self._pruners) == 1:
                 head = next(iter(self._pruners))
             pruner = self._pruners.get(head, self._default)
-            return pruner.prune(_SameHeadView(study, head), trial)  # type: ignore[arg-type]
+            return bool(pruner.prune(_SameHeadView(study, head), trial))  # type: ignore[arg-type]
 
     return PerHeadMedianPruner()

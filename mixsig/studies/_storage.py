@@ -1,9 +1,11 @@
 """Where studies live: Optuna's journal file beside the store (default) or an RDB URL (PostgreSQL).
 
 - Default: ``<store>/studies.journal``, an :class:`optuna.storages.JournalStorage` over a
-  :class:`~optuna.storages.journal.JournalFileBackend`; safe for several processes on one machine.
-  A journal has no heartbeat, so each trial records the worker's host, pid and process start time
-  (:func:`worker_identity`) and :func:`fail_dead_trials` marks FAIL the RUNNING trials whose local process is gone.
+  :class:`~optuna.storages.journal.JournalFileBackend`; safe for several processes on one machine. Writes are
+  locked with ``fcntl.flock`` on ``studies.journal.flock`` (the kernel releases it if a worker dies); other tools
+  may read the journal freely (``optuna.load_study``, optuna-dashboard) but should write through
+  :func:`open_storage`. A journal has no heartbeat, so each trial records the worker's host, pid and process start
+  time (:func:`worker_identity`) and :func:`fail_dead_trials` marks FAIL the RUNNING trials whose process is gone.
 - ``postgresql://...`` (or any SQLAlchemy URL but SQLite): :class:`optuna.storages.RDBStorage` with heartbeats;
   a trial whose worker stops beating is failed and re-queued by
   :class:`optuna.storages.RetryHeartbeatStaleTrialCallback` (the Optuna 5 name of ``RetryFailedTrialCallback``).
@@ -81,7 +83,7 @@ def open_storage(store_url: str, url: str | None = None, *, parallel: bool = Fal
     (a ``study worker``) refuses SQLite with the alternatives.
     """
     import optuna
-    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+    from optuna.storages.journal import JournalFileBackend
 
     if url is None or url.startswith("journal:"):
         if url is None:
@@ -96,7 +98,7 @@ def open_storage(store_url: str, url: str | None = None, *, parallel: bool = Fal
             path = folder / JOURNAL_NAME
         else:
             path = Path(url[len("journal:"):])
-        return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=flock_lock(str(path))))
     if url.startswith("sqlite:"):
         if parallel:
             raise StudyError(
@@ -118,6 +120,35 @@ def open_storage(store_url: str, url: str | None = None, *, parallel: bool = Fal
     except Exception as exc:  # sqlalchemy OperationalError etc.: name the URL and the cause in one line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StudyError(f"cannot open storage {_hide_password(url)}: {first}") from exc
+
+
+def flock_lock(journal_path: str):
+    """A journal lock held with ``fcntl.flock`` on ``<journal>.flock``: the kernel releases it when the holder
+    dies, so a SIGKILLed worker never leaves a stale lock (Optuna's file locks wait a 30 s grace period)."""
+    import fcntl
+
+    class FlockLock:  # the acquire/release protocol of optuna's BaseJournalFileLock
+        def __init__(self, path: str) -> None:
+            self._path = path
+            self._fd: int | None = None
+
+        def acquire(self) -> bool:
+            fd = os.open(self._path, os.O_CREAT | os.O_RDWR, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except BaseException:
+                os.close(fd)
+                raise
+            self._fd = fd
+            return True
+
+        def release(self) -> None:
+            fd, self._fd = self._fd, None
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+
+    return FlockLock(journal_path + ".flock")
 
 
 # --- liveness of journal workers --------------------------------------------------------------------------------

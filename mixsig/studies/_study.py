@@ -219,10 +219,12 @@ def join_study(store, name: str, *, storage: str | None = None, trials: int | No
     study = _load(stor, name)
     settings = _settings_of(study)
     fmap = settings.feature_map
-    _check_keys(st, fmap)
-    data = StudyData(st, fmap, cv=settings.cv, seed=settings.seed)
-    problems = settings.store_differences(split_hash=st.split_hash(), rows_hash=data.rows_hash(),
-                                          n_rows=len(data.rows), store_keys=st.keys())
+    problems = settings.store_differences(split_hash=st.split_hash(), rows_hash=settings.rows_hash,
+                                          n_rows=settings.n_rows, store_keys=st.keys())
+    if not problems:
+        data = StudyData(st, fmap, cv=settings.cv, seed=settings.seed)
+        problems = settings.store_differences(split_hash=st.split_hash(), rows_hash=data.rows_hash(),
+                                              n_rows=len(data.rows), store_keys=st.keys())
     if problems:
         raise StudyError(f"study {name!r} was made on other data than this store now holds: " + "; ".join(problems)
                          + ". Start a new study with `mixsig study run ... --new`.")
