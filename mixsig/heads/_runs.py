@@ -25,6 +25,7 @@ from mixsig.heads._registry import get_head, head_class
 log = logging.getLogger(__name__)
 
 TRAIN_SPLIT, VAL_SPLIT = "train", "val"
+_SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
 
 
 def modality_subsets(modalities: list[str]) -> list[tuple[str, ...]]:
@@ -203,7 +204,7 @@ def train_run(store, head: str, features: dict[str, str], *, seeds=(0,), params:
     metrics = {}
     for sname, rs in out.items():
         metrics[sname] = {}
-        for split in samples.splits:
+        for split in sorted(samples.splits, key=lambda x: (_SPLIT_ORDER.get(x, 3), x)):
             rows = used[(split_of == split) & labelled]
             if rows.size == 0:
                 continue

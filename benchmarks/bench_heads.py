@@ -1,0 +1,189 @@
+"""Heads, side by side in one process (plain script; ``--json PATH`` saves the numbers).
+
+1. The gated fusion head, the paper's recipe (15 epochs, batch 64, Adam + one-cycle, best validation
+   epoch kept) on EmpSpeech-sized random features: 1,535 rows x three 768-d modalities split
+   1,228 train / 153 val / 154 test (train on train, score val every epoch).
+   - reference style: the authors' loop — a DataLoader of batch 64 over a TensorDataset, default Adam,
+     CrossEntropyLoss, a val DataLoader every epoch, ``copy.deepcopy`` of the best state;
+   - reference style with fused Adam: the same loop with ``Adam(fused=True)`` (what the optimizer alone buys);
+   - mixsig: ``get_head("gated").fit(...)`` — in-memory tensors sliced with ``index_select``, fused Adam.
+   Same network class, same threads. Ratio = reference / mixsig.
+2. LightGBM on the concatenated 1,228 x 2,304 train rows (early stopping on 153 val rows): K fits with
+   different seeds, the Dataset rebuilt every fit vs constructed once and reused
+   (``LightGBMHead.make_dataset`` + ``fit(..., dataset=...)``). Ratio = rebuilt / reused.
+
+Each timing is repeated ``--repeat`` times, interleaved; min and median are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mixsig.heads import LightGBMHead, get_head  # noqa: E402
+
+N_TRAIN, N_VAL, N_TEST, DIM = 1228, 153, 154, 768
+MODS = ("text", "audio", "video")
+
+
+def make_data(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    n = N_TRAIN + N_VAL + N_TEST
+    X = {m: rng.standard_normal((n, DIM)).astype(np.float32) for m in MODS}
+    w = rng.standard_normal(3 * DIM) / np.sqrt(3 * DIM)
+    score = np.hstack([X[m] for m in MODS]) @ w
+    y = (score + 0.5 * rng.standard_normal(n) > 0).astype(np.int64)   # learnable, not trivial
+    tr, va = slice(0, N_TRAIN), slice(N_TRAIN, N_TRAIN + N_VAL)
+    return ({m: x[tr] for m, x in X.items()}, y[tr], {m: x[va] for m, x in X.items()}, y[va])
+
+
+def reference_fit(Xtr, ytr, Xva, yva, seed: int, fused: bool) -> float:
+    """The authors' training loop (DataLoader of batch 64 over a TensorDataset); returns best val accuracy."""
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from mixsig.heads._nets import GatedFusionNet
+
+    torch.manual_seed(seed)
+    model = GatedFusionNet([DIM] * 3, 2)
+    train = DataLoader(TensorDataset(*(torch.from_numpy(Xtr[m]) for m in MODS), torch.from_numpy(ytr)),
+                       batch_size=64, shuffle=True)
+    val = DataLoader(TensorDataset(*(torch.from_numpy(Xva[m]) for m in MODS), torch.from_numpy(yva)),
+                     batch_size=64)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-3, **({"fused": True} if fused else {}))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, epochs=15, steps_per_epoch=len(train))
+    loss_fn = torch.nn.CrossEntropyLoss()
+    best, best_state = -1.0, None
+    for _ in range(15):
+        model.train()
+        for t, a, v, yb in train:
+            opt.zero_grad()
+            logits, _ = model([t, a, v])
+            loss = loss_fn(logits[0], yb)
+            loss.backward()
+            opt.step()
+            sched.step()
+        model.eval()
+        correct = 0
+        with torch.no_grad():
+            for t, a, v, yb in val:
+                correct += int((model([t, a, v])[0][0].argmax(1) == yb).sum())
+        acc = correct / len(val.dataset)
+        if acc > best:
+            best, best_state = acc, copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    return best
+
+
+def timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t, out
+
+
+def summary(times):
+    return {"min_s": round(min(times), 3), "median_s": round(statistics.median(times), 3),
+            "all_s": [round(t, 3) for t in times]}
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1, help="torch / LightGBM threads for every variant (default 1)")
+    ap.add_argument("--lgb-fits", type=int, default=5, help="LightGBM fits per timing (default 5)")
+    ap.add_argument("--skip-gated", action="store_true")
+    ap.add_argument("--skip-lightgbm", action="store_true")
+    ap.add_argument("--json", help="write results to this file")
+    args = ap.parse_args(argv)
+
+    import lightgbm
+    import torch
+
+    torch.set_num_threads(args.threads)
+    Xtr, ytr, Xva, yva = make_data()
+    res: dict = {"machine": {"python": platform.python_version(), "torch": torch.__version__,
+                             "lightgbm": lightgbm.__version__, "threads": args.threads},
+                 "rows": {"train": N_TRAIN, "val": N_VAL, "test": N_TEST, "dims": [DIM] * 3}}
+
+    if not args.skip_gated:
+        get_head("gated", epochs=1, num_threads=args.threads).fit(Xtr, ytr, seed=0)  # warm-up (imports, allocator)
+        t_ref, t_ref_fused, t_ours, accs = [], [], [], {}
+        for r in range(args.repeat):
+            dt, accs["reference"] = timed(lambda: reference_fit(Xtr, ytr, Xva, yva, seed=r, fused=False))
+            t_ref.append(dt)
+            dt, accs["reference_fused_adam"] = timed(lambda: reference_fit(Xtr, ytr, Xva, yva, seed=r, fused=True))
+            t_ref_fused.append(dt)
+            dt, head = timed(lambda: get_head("gated", num_threads=args.threads).fit(
+                Xtr, ytr, X_val=Xva, y_val=yva, seed=r))
+            t_ours.append(dt)
+            accs["mixsig"] = max(head.history_)
+        g = {"reference_dataloader": summary(t_ref), "reference_dataloader_fused_adam": summary(t_ref_fused),
+             "mixsig_gated_head": summary(t_ours), "best_val_accuracy_last_repeat": accs,
+             "parameters": get_head("gated").n_parameters([DIM] * 3)}
+        g["ratio_reference_over_mixsig"] = round(g["reference_dataloader"]["median_s"]
+                                                 / g["mixsig_gated_head"]["median_s"], 2)
+        g["ratio_reference_fused_over_mixsig"] = round(g["reference_dataloader_fused_adam"]["median_s"]
+                                                       / g["mixsig_gated_head"]["median_s"], 2)
+        res["gated_15_epochs"] = g
+        print(f"gated head, 15 epochs, {N_TRAIN} train x 3x{DIM} (+{N_VAL} val each epoch), "
+              f"{g['parameters']:,} parameters, {args.threads} thread(s):")
+        for label, key in (("reference (DataLoader, Adam)", "reference_dataloader"),
+                           ("reference with fused Adam", "reference_dataloader_fused_adam"),
+                           ("mixsig gated head", "mixsig_gated_head")):
+            print(f"  {label:32s} min {g[key]['min_s']:7.2f} s   median {g[key]['median_s']:7.2f} s")
+        print(f"  ratio reference / mixsig (median): {g['ratio_reference_over_mixsig']:.2f}x "
+              f"(fused-Adam reference / mixsig: {g['ratio_reference_fused_over_mixsig']:.2f}x)")
+
+    if not args.skip_lightgbm:
+        params = {"num_threads": args.threads}
+        head = LightGBMHead(**params)
+        t_build, _ = timed(lambda: head.make_dataset(Xtr, ytr, X_val=Xva, y_val=yva))
+        rebuilt, reused, rounds = [], [], []
+        for r in range(args.repeat):
+            def fit_rebuilt():
+                for s in range(args.lgb_fits):
+                    h = LightGBMHead(**params).fit(Xtr, ytr, X_val=Xva, y_val=yva, seed=s)
+                    rounds.append(h.best_iteration_)
+
+            def fit_reused():
+                data = head.make_dataset(Xtr, ytr, X_val=Xva, y_val=yva)   # once per K fits, counted
+                for s in range(args.lgb_fits):
+                    LightGBMHead(**params).fit(Xtr, ytr, X_val=Xva, y_val=yva, seed=s, dataset=data)
+
+            rebuilt.append(timed(fit_rebuilt)[0])
+            reused.append(timed(fit_reused)[0])
+        lg = {"fits_per_timing": args.lgb_fits, "dataset_construction_s": round(t_build, 3),
+              "rebuilt_each_fit": summary(rebuilt), "constructed_once_reused": summary(reused),
+              "best_iterations": sorted(set(rounds)),
+              "params": {k: v for k, v in LightGBMHead(**params).get_params().items() if k != "class_weight"}}
+        lg["ratio_rebuilt_over_reused"] = round(lg["rebuilt_each_fit"]["median_s"]
+                                                / lg["constructed_once_reused"]["median_s"], 2)
+        res["lightgbm"] = lg
+        print(f"LightGBM, {args.lgb_fits} fits on {N_TRAIN} x {3 * DIM} (max_bin {lg['params']['max_bin']}, "
+              f"feature_fraction {lg['params']['feature_fraction']}, early stopping on val; best iterations "
+              f"{lg['best_iterations']}), {args.threads} thread(s); one Dataset construction "
+              f"{t_build:.2f} s:")
+        print(f"  Dataset rebuilt every fit        min {lg['rebuilt_each_fit']['min_s']:7.2f} s   "
+              f"median {lg['rebuilt_each_fit']['median_s']:7.2f} s")
+        print(f"  Dataset constructed once, reused min {lg['constructed_once_reused']['min_s']:7.2f} s   "
+              f"median {lg['constructed_once_reused']['median_s']:7.2f} s")
+        print(f"  ratio rebuilt / reused (median): {lg['ratio_rebuilt_over_reused']:.2f}x")
+
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(res, indent=2))
+    return res
+
+
+if __name__ == "__main__":
+    main()
