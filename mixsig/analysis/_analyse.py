@@ -195,7 +195,7 @@ def analyse_input(inp: AnalysisInput, split: str | None = "test", *, n_boot: int
     desc: dict[str, np.ndarray] = {}
     if media_descriptors:
         mcols, mnotes = _descriptors.media_descriptors(inp.audio[rows], inp.start[rows], inp.end[rows],
-                                                       inp.media_root)
+                                                       inp.media_root, inp.video[rows])
         notes.extend(mnotes)
         desc.update(mcols)
     else:

@@ -327,7 +327,7 @@ def human_section(y, votes_by_condition: dict[str, np.ndarray], modalities, n_cl
             "all_beats_best_single": float((a > b).mean()) if ok.any() else None,
             "tie": float((a == b).mean()) if ok.any() else None,
             "all_worse": float((a < b).mean()) if ok.any() else None,
-            "definition": ("per sample, the share of correct votes in the all-modalities condition vs the "
+            "definition": ("Per sample, the share of correct votes in the all-modalities condition vs the "
                            "highest share among the single conditions (samples with votes in every condition)"),
         }
     return {"conditions": per, "all_vs_best_single": comparison}

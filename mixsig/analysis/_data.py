@@ -27,7 +27,7 @@ class AnalysisInput:
 
     Per-row arrays have length ``N`` (every row of the samples table):
 
-    - ``ids``, ``split``, ``text``, ``audio``: ``[N]`` str (``audio`` relative to ``media_root``)
+    - ``ids``, ``split``, ``text``, ``audio``, ``video``: ``[N]`` str (media paths relative to ``media_root``)
     - ``labels``: ``[N]`` int64 class index, ``-1`` = unlabelled
     - ``start``, ``end``: ``[N]`` float64 seconds, NaN = none
     - ``probs``: ``{subset: [S, N, C] float}``; NaN rows = not predicted. Subset names are modalities
@@ -49,6 +49,7 @@ class AnalysisInput:
     votes_by_condition: dict[str, np.ndarray] = field(default_factory=dict)
     text: np.ndarray | None = None
     audio: np.ndarray | None = None
+    video: np.ndarray | None = None
     start: np.ndarray | None = None
     end: np.ndarray | None = None
     descriptors: dict[str, np.ndarray] = field(default_factory=dict)
@@ -81,6 +82,7 @@ class AnalysisInput:
                                    for c, v in self.votes_by_condition.items()}
         self.text = np.full(n, "", dtype=object).astype(str) if self.text is None else np.asarray(self.text).astype(str)
         self.audio = np.full(n, "", dtype=object).astype(str) if self.audio is None else np.asarray(self.audio).astype(str)
+        self.video = np.full(n, "", dtype=object).astype(str) if self.video is None else np.asarray(self.video).astype(str)
         self.start = np.full(n, np.nan) if self.start is None else np.asarray(self.start, dtype=np.float64)
         self.end = np.full(n, np.nan) if self.end is None else np.asarray(self.end, dtype=np.float64)
         self.descriptors = {k: np.asarray(v, dtype=np.float64) for k, v in self.descriptors.items()}
@@ -114,7 +116,7 @@ def input_from_run(samples, run, *, media_root=None, descriptors=None, source=""
         gates={k: v.gates for k, v in run.subsets.items() if v.gates is not None},
         attention={k: v.attention for k, v in run.subsets.items() if v.attention is not None},
         votes=samples.votes, votes_by_condition=dict(samples.votes_by_condition),
-        text=samples.text, audio=samples.audio, start=samples.start, end=samples.end,
+        text=samples.text, audio=samples.audio, video=samples.video, start=samples.start, end=samples.end,
         descriptors=dict(descriptors or {}), seeds=tuple(run.attrs.get("seeds") or ()),
         media_root=media_root, run_name=run.name, run_attrs=dict(run.attrs), source=source,
     )

@@ -89,26 +89,51 @@ def prosody(signal: np.ndarray, sample_rate: int) -> dict[str, float]:
     return out
 
 
-def media_descriptors(audio_paths, start, end, media_root: Path | None) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Duration (``end - start``, else the audio file's length) and prosody from the audio files.
+def _video_seconds(path: Path) -> float:
+    """Length of a video file in seconds from its container (PyAV), NaN when unknown."""
+    import av
 
-    audio_paths: ``[n]`` str relative to ``media_root`` ("" = none); start/end ``[n]`` seconds.
+    with av.open(str(path)) as container:
+        if container.duration is not None:
+            return container.duration / 1_000_000  # AV_TIME_BASE
+        stream = container.streams.video[0]
+        if stream.duration is not None and stream.time_base is not None:
+            return float(stream.duration * stream.time_base)
+    return float("nan")
+
+
+def media_descriptors(audio_paths, start, end, media_root: Path | None, video_paths=None
+                      ) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Duration (``end - start``, else the audio file's length, else the video file's) and prosody from
+    the audio files.
+
+    audio_paths, video_paths: ``[n]`` str relative to ``media_root`` ("" = none); start/end ``[n]`` seconds.
     Returns ``({name: [n] float}, notes)``.
     """
     n = len(audio_paths)
     notes: list[str] = []
     duration = np.where(np.isfinite(start) & np.isfinite(end), end - start, np.nan)
     cols = {"duration_s": duration}
-    has_audio = np.array([bool(p) for p in audio_paths])
-    if not has_audio.any():
-        notes.append("prosody skipped: no sample has an audio file")
-        return cols, notes
-    if media_root is None:
-        notes.append("prosody skipped: no media root (pass --media-root or keep the store's manifest_path valid)")
+    has_audio = np.array([bool(p) for p in audio_paths], dtype=bool)
+    if media_root is None or not Path(media_root).is_dir():
+        where = "no media root" if media_root is None else f"media root {media_root} is not a folder"
+        if has_audio.any():
+            notes.append(f"prosody skipped: {where} (pass --media-root or keep the store's manifest_path valid)")
         return cols, notes
     media_root = Path(media_root)
-    if not media_root.is_dir():
-        notes.append(f"prosody skipped: media root {media_root} is not a folder; pass --media-root")
+    if video_paths is not None:
+        need = ~np.isfinite(duration) & ~has_audio & np.array([bool(p) for p in video_paths], dtype=bool)
+        bad = 0
+        for i in np.flatnonzero(need):
+            try:
+                duration[i] = _video_seconds(media_root / video_paths[i])
+            except Exception as exc:  # unreadable video: duration stays NaN
+                bad += 1
+                log.debug("duration: cannot read %s: %s", media_root / video_paths[i], exc)
+        if bad:
+            notes.append(f"duration: {bad} video file(s) could not be read; those samples are NaN")
+    if not has_audio.any():
+        notes.append("prosody skipped: no sample has an audio file")
         return cols, notes
     import soundfile as sf
 

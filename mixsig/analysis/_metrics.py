@@ -41,14 +41,27 @@ def _scores_from_confusion(cm: np.ndarray) -> dict[str, np.ndarray]:
     return {"accuracy": acc, "macro_f1": f1.mean(axis=-1), "weighted_f1": weighted}
 
 
+def _binary_auc(pos: np.ndarray, score: np.ndarray) -> float:
+    """Exact AUROC (ties count half) of one score: ``[n]`` bool positives, ``[n]`` float scores."""
+    order = np.argsort(score)
+    s = score[order]
+    p = pos[order]
+    m = int(p.sum())
+    n = p.size
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    gpos = np.add.reduceat(p.astype(np.float64), starts)
+    gneg = np.diff(np.r_[starts, n]) - gpos
+    below = np.cumsum(gneg) - gneg
+    return float((gpos * (below + 0.5 * gneg)).sum() / (m * (n - m)))
+
+
 def auroc(y: np.ndarray, probs: np.ndarray) -> float:
     """AUROC: binary = score of class 1; multi-class = macro mean of one-vs-rest AUROCs over the classes
     present in ``y`` with at least one negative (as scikit-learn's ``multi_class="ovr"``, which needs
-    every class present). Computed from average ranks (Mann–Whitney). NaN when fewer than two classes.
+    every class present). Exact, ties count half (the Mann–Whitney U statistic). NaN when fewer than
+    two classes are present.
 
     y: ``[n]`` int; probs: ``[n, C]``."""
-    from scipy.stats import rankdata
-
     n, n_classes = probs.shape
     classes = [1] if n_classes == 2 else list(range(n_classes))
     aucs = []
@@ -57,8 +70,7 @@ def auroc(y: np.ndarray, probs: np.ndarray) -> float:
         m = int(pos.sum())
         if m == 0 or m == n:
             continue
-        ranks = rankdata(probs[:, c])
-        aucs.append((ranks[pos].sum() - m * (m + 1) / 2.0) / (m * (n - m)))
+        aucs.append(_binary_auc(pos, probs[:, c]))
     return float(np.mean(aucs)) if aucs else float("nan")
 
 

@@ -403,5 +403,5 @@ def write_report(result: dict, out_dir, plots: bool = True) -> dict[str, Path]:
     tmp = paths["csv"].with_name(f".samples.csv.tmp-{os.getpid()}")
     _write_csv(tmp, result["samples"])
     os.replace(tmp, paths["csv"])
-    log.info("report written to %s", out)
+    log.debug("report written to %s", out)
     return paths

@@ -89,3 +89,32 @@ def test_prosody_is_skipped_with_a_reason_without_media_root(tmp_path):
     r = analyse(inp, split="test", n_boot=0)
     assert any("prosody skipped: no media root" in n for n in r["notes"])
     assert "duration_s" in r["descriptors"]["available"]
+
+
+def write_video(path, frames, fps=10):
+    import av
+
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mpeg4", rate=fps)
+        s.width, s.height, s.pix_fmt = 32, 32, "yuv420p"
+        for i in range(frames):
+            for p in s.encode(av.VideoFrame.from_ndarray(np.full((32, 32, 3), i * 10, np.uint8), format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+
+
+def test_duration_of_video_only_samples_comes_from_the_container(tmp_path):
+    inp, amb = planted(n=40, seed=8)
+    videos = []
+    for i, a in enumerate(amb):
+        write_video(tmp_path / f"v{i}.mp4", 25 if a else 12)
+        videos.append(f"v{i}.mp4")
+    inp.video = np.array(videos)
+    inp.start = np.full(40, np.nan)
+    inp.end = np.full(40, np.nan)
+    r = analyse(inp, split="test", n_boot=0, media_root=tmp_path)
+    dur = r["samples"]["desc[duration_s]"]
+    assert dur[amb] == pytest.approx(2.5) and dur[~amb] == pytest.approx(1.2)
+    assert not any("prosody" in n and "audio file" not in n for n in r["notes"])
+    assert any("no sample has an audio file" in n for n in r["notes"])
