@@ -314,12 +314,12 @@ def _raise_write_errors(writes: list[Future], wait: bool = False) -> None:
 
 
 def default_chunk_rows(n_rows: int, row_bytes: int) -> int:
-    """Rows per chunk for a new key: at most ~1 MiB and 1024 rows, at least 16, and small enough that a store
+    """Rows per chunk for a new key: at most ~1 MiB and 1024 rows, at least 64, and small enough that a store
     of ``n_rows`` has ~16 chunks to share between shards and to resume from (a power of two). Batches never
     span two chunks, so bigger chunks allow bigger length-sorted batches."""
     by_bytes = max(1, (1 << 20) // max(row_bytes, 1))
     by_rows = max(1, math.ceil(n_rows / 16))
-    rows = max(16, min(1024, by_bytes, 1 << (by_rows - 1).bit_length()))
+    rows = max(64, min(1024, by_bytes, 1 << (by_rows - 1).bit_length()))
     return int(1 << (rows.bit_length() - 1)) if rows & (rows - 1) else int(rows)
 
 

@@ -1,0 +1,153 @@
+"""Extraction throughput: ``mixsig.extract`` against the reference loop, same inputs, same models, one process.
+
+The reference loop is what research scripts do: rows in manifest order, per-sample decoding and preprocessing,
+a fixed batch of 8 padded by the processor, no length sorting, a plain ``torch.no_grad`` forward, first-token
+pooling, results kept in a list. mixsig runs its pipeline (decoding threads overlapped with the forward pass,
+length-sorted batches under a budget, ``torch.inference_mode``) *and* writes every row into a Zarr store.
+Both sides use the same decoders (``mixsig.extract.decode_audio`` / ``decode_video``) and preloaded models, so
+the difference is the pipeline. Prints rows/s per modality and the ratio; ``--json PATH`` saves them.
+
+``--arch tiny`` uses the demo's tiny encoders; ``--arch base`` builds base-size architectures (RoBERTa-base,
+Wav2Vec2-base, VideoMAE-base shapes, random weights) for a GPU machine. Target on CPU: ratio >= 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def build_base(out: Path, tiny: dict) -> dict:
+    """Base-size random-weight encoders (tokenizer / extractor / processor copied from the tiny ones)."""
+    import shutil
+
+    import torch
+    from transformers import (AutoImageProcessor, AutoTokenizer, RobertaConfig, RobertaModel, VideoMAEConfig,
+                              VideoMAEModel, Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model)
+
+    paths = {m: out / f"base-{m}" for m in ("text", "audio", "video")}
+    if all((p / "model.safetensors").exists() for p in paths.values()):
+        return {m: str(p) for m, p in paths.items()}
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(tiny["text"])
+    RobertaModel(RobertaConfig(vocab_size=len(tok), max_position_embeddings=514, pad_token_id=tok.pad_token_id,
+                               bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)).save_pretrained(paths["text"])
+    tok.save_pretrained(paths["text"])
+    Wav2Vec2Model(Wav2Vec2Config(feat_extract_norm="layer", do_stable_layer_norm=True)).save_pretrained(paths["audio"])
+    Wav2Vec2FeatureExtractor(return_attention_mask=True).save_pretrained(paths["audio"])
+    VideoMAEModel(VideoMAEConfig(num_frames=16)).save_pretrained(paths["video"])
+    for f in ("preprocessor_config.json",):
+        shutil.copy(Path(tiny["video"]) / f, paths["video"] / f)
+    proc = json.loads((paths["video"] / "preprocessor_config.json").read_text())
+    proc.update(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224})
+    (paths["video"] / "preprocessor_config.json").write_text(json.dumps(proc))
+    AutoImageProcessor.from_pretrained(paths["video"])
+    return {m: str(p) for m, p in paths.items()}
+
+
+def reference_loop(modality: str, encoder, manifest, samples, batch_size: int = 8) -> np.ndarray:
+    """Per-sample preprocessing, fixed batches in manifest order, torch.no_grad, cls pooling."""
+    import torch
+
+    from mixsig.extract import decode_audio, decode_video
+
+    model = encoder.model
+    inputs = encoder.inputs
+    root = manifest.root
+    out = []
+    n = len(samples)
+    for a in range(0, n, batch_size):
+        rows = range(a, min(a + batch_size, n))
+        if modality == "text":
+            batch = inputs.tokenizer([str(samples.text[r]) for r in rows], padding=True, truncation=True,
+                                     max_length=inputs.max_length, return_tensors="pt")
+        elif modality == "audio":
+            waves = [decode_audio(root / samples.audio[r], inputs.sample_rate, samples.start[r], samples.end[r], 10.0)
+                     for r in rows]
+            batch = inputs.extractor(waves, sampling_rate=inputs.sample_rate, padding=True, return_tensors="pt",
+                                     return_attention_mask=inputs.use_mask)
+        else:
+            clips = [list(decode_video(root / samples.video[r], inputs.frames, samples.start[r], samples.end[r], 10.0))
+                     for r in rows]
+            batch = inputs.processor(clips, return_tensors="pt")
+        batch = {k: v.to(encoder.device) for k, v in batch.items()}
+        with torch.no_grad():
+            out.append(model(**batch).last_hidden_state[:, 0].float().cpu().numpy())
+    return np.concatenate(out)
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=160, help="demo corpus rows (default 160)")
+    ap.add_argument("--arch", choices=("tiny", "base"), default="tiny")
+    ap.add_argument("--modalities", default="text,audio,video")
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--repeat", type=int, default=3, help="best of this many runs per side")
+    ap.add_argument("--workdir", default=None, help="keep corpus/encoders here (default: a temporary folder)")
+    ap.add_argument("--json", help="write results to this file")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from mixsig.cache import create_store
+    from mixsig.demo import make_corpus, make_tiny_encoders
+    from mixsig.extract import extract, load_encoder
+    from mixsig.manifest import load_manifest, to_samples
+
+    tmp_ctx = tempfile.TemporaryDirectory() if args.workdir is None else None
+    work = Path(args.workdir or tmp_ctx.name)
+    work.mkdir(parents=True, exist_ok=True)
+    manifest_path = make_corpus(work / "corpus", n_rows=args.rows, seed=0, media=True)
+    encoders = {m: str(p) for m, p in make_tiny_encoders(work / "encoders").items()}
+    if args.arch == "base":
+        encoders = build_base(work / "encoders", encoders)
+    manifest = load_manifest(manifest_path, check_media=False)
+    samples = to_samples(manifest)
+    results = {"load_average_before": os.getloadavg(), "rows": args.rows, "arch": args.arch, "torch_threads": torch.get_num_threads(),
+               "device": args.device or ("cuda" if torch.cuda.is_available() else "cpu"), "modalities": {}}
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (other processes skew CPU timings)")
+    print(f"{args.rows} rows, arch {args.arch}, device {results['device']}, torch threads {results['torch_threads']}")
+    print(f"{'modality':8s} {'reference rows/s':>17s} {'mixsig rows/s':>14s} {'ratio':>6s}  max|diff|")
+    for m in args.modalities.split(","):
+        enc = load_encoder(m, encoders[m], pooling="cls", device=args.device)
+        reference_loop(m, enc, manifest, samples)  # warm-up (allocator, lazy init) for both sides
+        ref_t, mix_t = [], []
+        for rep in range(args.repeat):
+            t = time.perf_counter()
+            ref = reference_loop(m, enc, manifest, samples)
+            ref_t.append(time.perf_counter() - t)
+            store = create_store(work / f"store-{m}-{rep}-{time.time_ns()}.zarr", samples)  # as `mixsig cache init`
+            t = time.perf_counter()
+            res = extract(manifest, store, m, enc)
+            mix_t.append(time.perf_counter() - t)
+            assert res.written == len(samples), res.summary()
+        X = store.read(store.keys()[0]).X
+        diff = float(np.abs(X - ref).max())
+        r = {"reference_rows_per_s": len(samples) / min(ref_t), "mixsig_rows_per_s": len(samples) / min(mix_t),
+             "reference_s": min(ref_t), "mixsig_s": min(mix_t), "max_abs_diff": diff}
+        r["ratio"] = r["mixsig_rows_per_s"] / r["reference_rows_per_s"]
+        results["modalities"][m] = r
+        print(f"{m:8s} {r['reference_rows_per_s']:17.1f} {r['mixsig_rows_per_s']:14.1f} {r['ratio']:5.2f}x  {diff:.1e}")
+    total_ref = sum(v["reference_s"] for v in results["modalities"].values())
+    total_mix = sum(v["mixsig_s"] for v in results["modalities"].values())
+    results["overall_ratio"] = total_ref / total_mix
+    results["load_average_after"] = os.getloadavg()
+    print(f"overall (all modalities, total time): {results['overall_ratio']:.2f}x")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    if tmp_ctx is not None:
+        tmp_ctx.cleanup()
+    return results
+
+
+if __name__ == "__main__":
+    main()
