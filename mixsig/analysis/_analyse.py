@@ -89,7 +89,8 @@ def analyse_input(inp: AnalysisInput, split: str | None = "test", *, n_boot: int
     full = inp.full_subset
     if full not in inp.probs:
         raise UsageError(f"run {inp.run_name!r} has no full subset {full!r}; its subsets are {list(inp.probs)}")
-    subsets = {name: p[:, rows, :] for name, p in inp.probs.items()}
+    every_row = rows.size == len(inp.ids)
+    subsets = {name: (p if every_row else p[:, rows, :]) for name, p in inp.probs.items()}
     agg = {name: _core.aggregate_seeds(p) for name, p in subsets.items()}
     unimodal = [m for m in inp.modalities if m in subsets and m != full]
     n_seeds = {name: int(p.shape[0]) for name, p in subsets.items()}

@@ -7,7 +7,7 @@ import io
 import numpy as np
 
 #: Scatter plots draw at most this many points (a seeded random subset; the caption says so).
-MAX_SCATTER_POINTS = 15_000
+MAX_SCATTER_POINTS = 8_000
 CATEGORY_COLOURS = {"agreement": "#9aa5b1", "rescued": "#2b8a3e", "misled": "#c92a2a", "disagree_wrong": "#e67700"}
 
 
@@ -112,7 +112,7 @@ def uncertainty_plot(result: dict, samples: dict) -> bytes:
             data.append(ent[sel])
             labels.append(f"{c}\n(n={int(sel.sum())})")
     if data:
-        a1.boxplot(data, tick_labels=labels, showmeans=True)
+        a1.boxplot(data, tick_labels=labels, showmeans=True, showfliers=False)
     a1.set_ylabel("vote entropy (bits)")
     a1.set_title("Annotator uncertainty by category")
     ks = np.unique(nd[have])

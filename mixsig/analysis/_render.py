@@ -334,7 +334,8 @@ def _figures(result: dict) -> dict[str, tuple[bytes, str]]:
                              "misled samples, and the mean gate/attention weights per category where the head has them.")
     if result.get("join"):
         figs["uncertainty"] = (_plots.uncertainty_plot(result, s), "Vote entropy by sample category (box: "
-                               "quartiles, triangle: mean) and mean entropy by the number of disagreeing modalities.")
+                               "quartiles, whiskers: 1.5 IQR, outliers not drawn, triangle: mean) and mean "
+                               "entropy by the number of disagreeing modalities.")
     if result.get("human_study"):
         figs["human"] = (_plots.human_plot(result), "Annotator accuracy against the gold label and Krippendorff's "
                          "alpha per condition.")

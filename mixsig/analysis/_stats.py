@@ -114,6 +114,18 @@ def krippendorff_alpha_nominal(votes: np.ndarray, n_classes: int | None = None) 
     return float(_alpha_from_coincidence(o))
 
 
+def _unique_rows(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of a small non-negative int matrix ``[U, C]`` and their multiplicities (rows are
+    packed into one int64 key when they fit, which is much faster than ``np.unique(axis=0)``)."""
+    base = int(counts.max(initial=0)) + 1
+    c = counts.shape[1]
+    if c * np.log2(max(base, 2)) < 62:
+        weights = base ** np.arange(c, dtype=np.int64)
+        keys, first, mult = np.unique(counts.astype(np.int64) @ weights, return_index=True, return_counts=True)
+        return counts[first], mult
+    return np.unique(counts, axis=0, return_counts=True)
+
+
 def krippendorff_alpha_bootstrap(
     votes: np.ndarray, n_classes: int, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95
 ) -> dict:
@@ -129,7 +141,7 @@ def krippendorff_alpha_bootstrap(
            "n_units": int(counts.shape[0]), "n_values": int(counts.sum()), "n_boot": int(n_boot)}
     if counts.shape[0] == 0:
         return out
-    patterns, mult = np.unique(counts, axis=0, return_counts=True)
+    patterns, mult = _unique_rows(counts)
     per_pattern = _unit_coincidences(patterns)  # [P, C, C]
     o = np.einsum("p,pck->ck", mult.astype(np.float64), per_pattern)
     out["alpha"] = float(_alpha_from_coincidence(o))
