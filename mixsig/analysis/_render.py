@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mixsig.analysis._metrics import AUROC_BINS
+
 log = logging.getLogger(__name__)
 
 _CSS = """
@@ -109,7 +111,8 @@ def _blocks(result: dict, figures: dict[str, tuple[bytes, str]]) -> list[tuple]:
                         "AUROC, aggregated [95% CI]"], rows))
     b.append(("p", "“(seeds)”: mean ± standard deviation over seeds; “aggregated”: the seed-aggregated "
                    f"predictions with percentile bootstrap intervals over samples ({result['bootstrap']['n_boot']} "
-                   "resamples; AUROC may use fewer on large sets, see report.json)."))
+                   f"resamples; AUROC's interval is drawn on scores binned into at most {AUROC_BINS} bins per class and "
+                   "shifted to the exact AUROC, see report.json)."))
     if "metrics" in figures:
         b.append(("img", *figures["metrics"]))
 
