@@ -134,3 +134,15 @@ def test_disagreement_rates_cells_categories_on_a_hand_built_run():
     assert r["metrics"]["text+audio+video"]["aggregated"]["accuracy"]["value"] == pytest.approx(0.6)
     assert r["metrics"]["text"]["over_seeds"]["accuracy"]["std"] is None  # one seed
     assert any("one seed" in note for note in r["notes"])
+
+
+def test_multiclass_auroc_interval_brackets_the_exact_value():
+    rng = np.random.default_rng(9)
+    n = 900
+    y = rng.integers(0, 3, n)
+    logits = rng.normal(size=(n, 3)) + 1.0 * np.eye(3)[y]
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    a = bootstrap_metrics(y, probs.argmax(axis=1), probs, n_boot=300, seed=0)["auroc"]
+    assert a["value"] == pytest.approx(roc_auc_score(y, probs, multi_class="ovr"), abs=1e-9)
+    assert a["ci_low"] < a["value"] < a["ci_high"] and a["ci_high"] - a["ci_low"] < 0.15
+    assert a["n_boot"] == 300 and "one-vs-rest" in a["method"]
