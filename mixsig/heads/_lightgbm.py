@@ -35,7 +35,7 @@ import numpy as np
 from mixsig.errors import HeadError
 from mixsig.heads._base import Head, check_model_file
 from mixsig.heads._registry import register_head
-from mixsig.heads._targets import expand_targets, target_matrix
+from mixsig.heads._targets import expand_targets
 from mixsig.heads._torch import available_cores
 
 log = logging.getLogger(__name__)
@@ -103,11 +103,10 @@ class LightGBMHead(Head):
         """:meth:`Head.fit`, plus ``dataset``: a :class:`LightGBMData` from :meth:`make_dataset` built
         on these same arrays and options, reused instead of binning the features again."""
         self._dataset = dataset
-        self._X_raw, self._X_val_raw = X, kwargs.get("X_val")
         try:
             return super().fit(X, y, **kwargs)
         finally:
-            self._dataset = self._X_raw = self._X_val_raw = None
+            self._dataset = None
 
     def make_dataset(self, X, y, *, X_val=None, y_val=None, sample_weight=None, soft_labels=None,
                      n_classes=None) -> LightGBMData:

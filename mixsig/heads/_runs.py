@@ -104,6 +104,11 @@ def _load_features(store, features: dict[str, str]):
                             f"features. Extract with --pooling cls or mean.")
         if view.modality and view.modality != m:
             log.warning("key %s holds modality %r but is used as %r", key, view.modality, m)
+        bad = ~np.isfinite(view.X).all(axis=1)
+        if bad.any():
+            rows = view.rows[bad]
+            raise StoreError(f"Key {key}: {rows.size} rows are marked done but hold NaN/Inf (first: row {rows[0]}, "
+                             f"id {store.samples.ids[rows[0]]!r}); run `mixsig cache verify` and re-extract them.")
         mask = np.zeros(N, dtype=bool)
         mask[view.rows] = True
         not_done[m] = int(N - mask.sum())
