@@ -110,6 +110,7 @@ def analyse_input(inp: AnalysisInput, split: str | None = "test", *, n_boot: int
         "label_counts": {c: int((y == k).sum()) for k, c in enumerate(inp.classes)},
         "exclusions": exclusions,
         "aggregation": _core.AGGREGATION_NOTE,
+        "media_root": str(inp.media_root) if inp.media_root else None,
         "bootstrap": {"n_boot": n_boot, "seed": seed, "level": 0.95, "interval": "percentile"},
     }
     never = {name: [inp.classes[k] for k in range(n_classes) if not (agg[name].pred == k).any()]

@@ -7,6 +7,7 @@ store (the samples table, the run, small imported feature keys used as descripto
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -152,10 +153,25 @@ def _store_descriptors(store) -> tuple[dict[str, np.ndarray], list[str]]:
     return out, notes
 
 
+def manifest_folder(store) -> Path | None:
+    """The folder of the manifest the store was built from (its ``manifest_path`` attribute, which is
+    relative to the store folder unless absolute), or None when unknown or the store is not local."""
+    manifest_path = (store.attrs or {}).get("manifest_path")
+    if not manifest_path:
+        return None
+    path = Path(manifest_path)
+    if not path.is_absolute():
+        url = str(store.url)
+        if "://" in url and not url.startswith("file://"):
+            return None
+        path = Path(url.removeprefix("file://")) / path
+    return Path(os.path.normpath(path)).parent
+
+
 def input_from_store(store_or_url, run: str, *, media_root=None, descriptors=None) -> AnalysisInput:
     """Open the store (a URL/path or an open :class:`mixsig.cache.FeatureStore`), read ``run`` and the
     samples table, and collect small non-media feature keys as descriptors. ``media_root`` defaults to
-    the folder of the store's ``manifest_path`` attribute."""
+    the folder of the store's ``manifest_path`` attribute (see :func:`manifest_folder`)."""
     from mixsig.cache import open_store
 
     store = open_store(str(store_or_url), mode="r") if isinstance(store_or_url, (str, Path)) else store_or_url
@@ -163,9 +179,7 @@ def input_from_store(store_or_url, run: str, *, media_root=None, descriptors=Non
     extra, notes = _store_descriptors(store)
     extra.update(descriptors or {})
     if media_root is None:
-        manifest_path = (store.attrs or {}).get("manifest_path")
-        if manifest_path:
-            media_root = Path(manifest_path).parent
+        media_root = manifest_folder(store)
     inp = input_from_run(store.samples, run_obj, media_root=media_root, descriptors=extra, source=str(store.url))
     inp.notes.extend(notes)
     return inp

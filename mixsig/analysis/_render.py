@@ -93,7 +93,8 @@ def _blocks(result: dict, figures: dict[str, tuple[bytes, str]]) -> list[tuple]:
     b.append(("p", f"Split **{result['split']}**: {result['n_samples']} samples analysed "
                    f"({', '.join(f'{k}: {v}' for k, v in result['label_counts'].items())}). "
                    f"Head: {run.get('head') or '–'}; modalities: {', '.join(run['modalities'])}; "
-                   f"seeds: {', '.join(map(str, run['seeds'])) or '–'}; created {result['created']}."))
+                   f"seeds: {', '.join(map(str, run['seeds'])) or '–'}; created {result['created']}; "
+                   f"media root: {result.get('media_root') or '–'}."))
     b.append(("p", result["aggregation"]))
     for note in result["notes"]:
         b.append(("note", note))

@@ -123,7 +123,12 @@ def run(args: argparse.Namespace) -> int:
     if "krippendorff_alpha" in summary:
         w(f"Krippendorff's alpha (nominal): {_fmt(summary['krippendorff_alpha'])}\n")
     if summary.get("n_misled"):
-        w(f"misled samples: {summary['n_misled']}; most often followed: {summary['dominant_modality']}\n")
+        counts = (result.get("dominance") or {}).get("followed_counts", {})
+        if summary["dominant_modality"]:
+            w(f"misled samples: {summary['n_misled']}; most often followed: {summary['dominant_modality']}\n")
+        else:
+            w(f"misled samples: {summary['n_misled']}; the full model followed no single modality alone "
+              f"(several: {counts.get('several', 0)}, none: {counts.get('none', 0)})\n")
     for part, why in summary["skipped"].items():
         w(f"skipped {part}: {why}\n")
     for note in summary["notes"]:

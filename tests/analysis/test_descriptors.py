@@ -54,7 +54,8 @@ def test_media_and_imported_descriptors_separate_the_planted_samples(tmp_path):
     inp.start = np.full(len(amb), np.nan)  # no segment: duration comes from the file
     inp.end = np.full(len(amb), np.nan)
     inp.audio[5] = "missing.wav"
-    store = to_store(tmp_path / "s.zarr", inp, attrs={"manifest_path": str(media / "manifest.csv")})
+    # manifest_path is stored relative to the store folder (as `mixsig extract` writes it)
+    store = to_store(tmp_path / "s.zarr", inp, attrs={"manifest_path": "../media/manifest.csv"})
     # an imported 3-column feature key (e.g. facial action units): column 0 is high on the planted rows
     key = store.create_key(Provenance(modality="face", encoder="openface", revision="sha256:" + "1" * 64,
                                       pooling="imported", layers="last", dtype="float32", preprocessing={},
@@ -66,6 +67,7 @@ def test_media_and_imported_descriptors_separate_the_planted_samples(tmp_path):
         for lo, hi in w.blocks():
             w.write_block(lo, hi, values[lo:hi], np.full(hi - lo, Status.OK, np.int8))
     r = analyse(str(tmp_path / "s.zarr"), "planted", split="test", n_boot=0)  # media root from manifest_path
+    assert r["media_root"] == str(media)
     avail = r["descriptors"]["available"]
     assert {"duration_s", "pitch_mean_hz", "rms_db", f"{key}[AU01]", f"{key}[AU12]"} <= set(avail)
     assert any("without variation" in n and "word_count" in n for n in r["notes"])  # 4 words everywhere
