@@ -108,7 +108,7 @@ def _load_features(store, features: dict[str, str]):
         if bad.any():
             rows = view.rows[bad]
             raise StoreError(f"Key {key}: {rows.size} rows are marked done but hold NaN/Inf (first: row {rows[0]}, "
-                             f"id {store.samples.ids[rows[0]]!r}); run `mixsig cache verify` and re-extract them.")
+                             f"id {str(store.samples.ids[rows[0]])!r}); run `mixsig cache verify` and re-extract them.")
         mask = np.zeros(N, dtype=bool)
         mask[view.rows] = True
         not_done[m] = int(N - mask.sum())

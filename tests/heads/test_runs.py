@@ -134,3 +134,11 @@ def test_cli_train_prints_the_table_and_json(built, capsys):
     assert main(["train", str(path), "--head", "logreg", "--features", "a"]) == 2
     assert "MODALITY=KEY" in capsys.readouterr().err
     assert main(["train", str(path), "--head", "logreg", "--features", f"a={keys['a']}", "--params", "{bad"]) == 2
+
+
+def test_done_rows_holding_nan_are_refused(tmp_path):
+    store, keys, X, y = make_store(tmp_path / "s.zarr", n_train=40, n_val=10, n_test=10)
+    emb = zarr.open_group(str(tmp_path / "s.zarr"), mode="r+")[f"features/{keys['b']}/embedding"]
+    emb[7, 0] = np.nan
+    with pytest.raises(StoreError, match=r"1 rows are marked done but hold NaN/Inf \(first: row 7, id 'r0007'\)"):
+        train_run(store, "logreg", keys)
