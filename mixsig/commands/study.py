@@ -77,7 +77,8 @@ def register(subparsers) -> None:
                     "Refuses SQLite storage (not safe for parallel workers).",
     )
     _common(w)
-    w.add_argument("--trials", type=int, default=None, help="finished trials to add to the study's count from now")
+    w.add_argument("--trials", type=int, default=None,
+                   help="run this many trials here (default: until the study reaches its target trial count)")
     _search_opts(w)
     w.set_defaults(func=run, study_command="worker")
 

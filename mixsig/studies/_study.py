@@ -103,15 +103,16 @@ def _settings_of(study) -> StudySettings:
     return StudySettings.from_dict(raw)
 
 
-def _optimize(study, objective: Objective, target: int, timeout: float | None,
-              on_trial: Callable | None, is_rdb: bool) -> int:
-    """Run trials in this process until the study has ``target`` finished trials (or ``timeout`` s)."""
+def _optimize(study, objective: Objective, target: int | None, timeout: float | None,
+              on_trial: Callable | None, is_rdb: bool, n_trials: int | None = None) -> int:
+    """Run trials in this process until the study has ``target`` finished trials (all workers together), or this
+    process ran ``n_trials`` (when given instead), or ``timeout`` seconds passed. Returns the trials run here."""
     import optuna
     from optuna.trial import TrialState
 
     if not is_rdb:
         fail_dead_trials(study)
-    if _n_finished(study) >= target:
+    if n_trials is None and _n_finished(study) >= target:
         return 0
     ran = [0]
 
@@ -120,8 +121,10 @@ def _optimize(study, objective: Objective, target: int, timeout: float | None,
         if on_trial is not None:
             on_trial(st, tr)
 
-    callbacks = [optuna.study.MaxTrialsCallback(target, states=(TrialState.COMPLETE, TrialState.PRUNED)), count]
-    study.optimize(objective, n_trials=None, timeout=timeout, callbacks=callbacks,
+    callbacks = [count]
+    if n_trials is None:
+        callbacks.insert(0, optuna.study.MaxTrialsCallback(target, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+    study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=callbacks,
                    catch=(HeadError, FloatingPointError), gc_after_trial=False)
     return ran[0]
 
@@ -209,8 +212,9 @@ def _create_or_resume(storage, name: str, settings: StudySettings, store, data: 
 
 def join_study(store, name: str, *, storage: str | None = None, trials: int | None = None,
                timeout: float | None = None, threads: int | None = 1, on_trial: Callable | None = None) -> int:
-    """Join study ``name`` as one more worker: same settings (read from the study), trials until the study's
-    target (or ``trials`` more by this worker's count of the study total) or ``timeout``. Returns trials run here.
+    """Join study ``name`` as one more worker: same settings (read from the study); trials until the study has
+    its target number of finished trials (all workers together), or until this process ran ``trials`` (when
+    given), or ``timeout`` seconds. Returns the number of trials run here.
 
     Refuses SQLite storage, and a store whose keys, split or done rows changed since the study was created.
     """
@@ -232,9 +236,8 @@ def join_study(store, name: str, *, storage: str | None = None, trials: int | No
 
     worker_seed = (settings.seed * 1_000_003 + os.getpid()) % (2**31)
     study = optuna.load_study(study_name=name, storage=stor, sampler=_sampler(worker_seed), pruner=_pruner(settings))
-    target = settings.trials if trials is None else _n_finished(study) + trials
     objective = Objective(data, settings.heads, fmap, settings.metric, seed=settings.seed, threads=threads)
-    return _optimize(study, objective, target, timeout, on_trial, _is_rdb(stor))
+    return _optimize(study, objective, settings.trials, timeout, on_trial, _is_rdb(stor), n_trials=trials)
 
 
 # --- after the search -------------------------------------------------------------------------------------------
