@@ -1,25 +1,93 @@
-"""``mixsig finetune``: fine-tune an encoder with a classification head, cache its embeddings and its own
-class probabilities (placeholder parser until the trainer lands; see ``mixsig.extract.finetune``)."""
+"""``mixsig finetune``: fine-tune an encoder (classifier + last K blocks) on the train split, save the checkpoint
+as safetensors beside the store, cache embeddings from it in a new key and its own class probabilities as a run.
+"""
 
 from __future__ import annotations
 
 import argparse
 
+EPILOG = """\
+outputs:
+  checkpoint  STORE_PARENT/STORE_STEM.checkpoints/<modality>.<encoder>-ft.<hash>/{all,fold0,...}/ (save_pretrained,
+              safetensors, with its tokenizer / feature extractor / image processor; loadable with from_pretrained)
+  key         features/<modality>.<encoder>-ft.<pooling>.<hash>: provenance holds the checkpoint sha256(s) and the
+              training config; with --folds an array `fold` [N] int8 (-1 = the model trained on all train rows)
+  run         runs/finetune.<modality>.<encoder>.<hash> (or --name): the classifier's probabilities for every row
+
+--folds K (K >= 2): K models, each trained without one fold of the train rows, give that fold's embeddings and
+probabilities (out-of-fold); a model trained on all train rows gives val/test rows.
+
+exit codes: 0 done, 1 rows failed to decode (they are skipped in training and left NaN), 2 usage error
+"""
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "finetune",
-        help="fine-tune an encoder on the train split, then cache its embeddings and probabilities",
-        description="Fine-tune a Hugging Face encoder (classifier + last K blocks) on the train split.",
+        help="fine-tune an encoder on the train split, then cache its embeddings and class probabilities",
+        description=(
+            "Fine-tune a Hugging Face encoder with AutoModelFor{Sequence,Audio,Video}Classification: the classifier "
+            "and the last --unfreeze-last blocks train (AdamW), the epoch with the best validation accuracy is kept. "
+            "Paper defaults: --unfreeze-last 2 --lr 5e-6 --batch-size 8 --epochs 15."),
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("manifest", metavar="MANIFEST")
-    p.add_argument("--store", required=True)
+    p.add_argument("manifest", metavar="MANIFEST", help="the manifest file (.csv or .jsonl)")
+    p.add_argument("--store", required=True, help="the store folder (created from the manifest if missing)")
     p.add_argument("--modality", required=True, choices=("text", "audio", "video"))
-    p.add_argument("--encoder", required=True, metavar="NAME_OR_PATH")
+    p.add_argument("--encoder", required=True, metavar="NAME_OR_PATH", help="hub name or local folder")
+    p.add_argument("--revision", default=None, help="hub branch, tag or commit")
+    p.add_argument("--unfreeze-last", type=int, default=2, metavar="K", help="encoder blocks to train (2)")
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--lr", type=float, default=5e-6)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--folds", type=int, default=1, metavar="K", help="out-of-fold models for train rows (1 = none)")
+    p.add_argument("--pooling", default="cls", choices=("cls", "mean"), help="pooling of the cached embeddings")
+    p.add_argument("--layers", default="last", help="last, all or comma-separated hidden-state indices")
+    p.add_argument("--dtype", default="float32", choices=("float32", "float16"), help="stored dtype of the key")
+    p.add_argument("--max-seconds", type=float, default=10.0)
+    p.add_argument("--no-peak-normalize", action="store_true")
+    p.add_argument("--frames", type=int, default=None)
+    p.add_argument("--text-max-length", type=int, default=None)
+    p.add_argument("--classes", default=None, help="the label set in order, comma-separated")
+    p.add_argument("--checkpoint-dir", default=None, help="where checkpoints go (default: beside the store)")
+    p.add_argument("--name", default=None, help="run name (default: finetune.<modality>.<encoder>.<hash>)")
+    p.add_argument("--overwrite", action="store_true", help="replace a run of the same name")
+    p.add_argument("--device", default=None)
+    p.add_argument("--workers", type=int, default=2, help="decoding threads")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub (only if trusted)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from mixsig.errors import UsageError
+    from mixsig.commands._util import print_json
+    from mixsig.extract import FinetuneConfig, Preprocess, finetune
 
-    raise UsageError("mixsig finetune is not available yet in this build")
+    config = FinetuneConfig(unfreeze_last=args.unfreeze_last, epochs=args.epochs, lr=args.lr,
+                            batch_size=args.batch_size, weight_decay=args.weight_decay, seed=args.seed,
+                            folds=args.folds)
+    preprocess = Preprocess(max_seconds=args.max_seconds, peak_normalize=not args.no_peak_normalize,
+                            frames=args.frames, text_max_length=args.text_max_length)
+    classes = tuple(c.strip() for c in args.classes.split(",")) if args.classes else None
+    res = finetune(args.manifest, args.store, args.modality, args.encoder, config=config, revision=args.revision,
+                   pooling=args.pooling, layers=args.layers, dtype=args.dtype, preprocess=preprocess,
+                   device=args.device, trust_remote_code=args.trust_remote_code, checkpoint_dir=args.checkpoint_dir,
+                   run_name=args.name, classes=classes, workers=args.workers, overwrite=args.overwrite)
+    failed = sum(sum(v["failed"].values()) for v in res.extraction.values())
+    if args.json:
+        print_json(res.to_dict())
+    else:
+        print(f"key {res.key}")
+        print(f"run {res.run}")
+        for tag, path in res.checkpoints.items():
+            acc = res.val_accuracy[tag]
+            acc_s = "n/a" if acc is None else f"{acc:.3f}"
+            print(f"checkpoint {tag}: {path} (sha256 {res.checkpoint_sha256[tag][:12]}, best val accuracy {acc_s} "
+                  f"at epoch {res.best_epoch[tag]})")
+        for split, m in res.metrics.items():
+            print(f"{split}: accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f} ({m['rows']} rows)")
+        if failed:
+            print(f"{failed} rows failed to decode or encode; see `mixsig cache info` for the ledger (exit code 1)")
+    return 1 if failed else 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from mixsig.extract._api import extract, open_or_create_store, prepare_key
 from mixsig.extract._decode import RowFailure, decode_audio, decode_video, resample, sample_indices
+from mixsig.extract._finetune import AUTO_CLASSES, FinetuneConfig, FinetuneResult, checkpoint_root, finetune
 from mixsig.extract._encoders import (InputAdapter, Preprocess, RowInput, RowSource, get_inputs, list_modalities,
                                       register_inputs)
 from mixsig.extract._model import Encoder, load_encoder, parse_layers
@@ -24,6 +25,7 @@ from mixsig.extract._revision import folder_sha256, resolve_revision
 from mixsig.extract._sharding import default_device, parse_shard, resolve_shard, shard_from_env
 
 __all__ = [
+    "AUTO_CLASSES", "FinetuneConfig", "FinetuneResult", "checkpoint_root", "finetune",
     "Encoder", "ExtractResult", "InputAdapter", "Preprocess", "RowFailure", "RowInput", "RowSource", "RunOptions",
     "decode_audio", "decode_video", "default_device", "extract", "folder_sha256", "get_inputs", "list_modalities",
     "list_poolings", "load_encoder", "make_batches", "open_or_create_store", "parse_layers", "parse_shard", "pool",

@@ -63,6 +63,7 @@ class Encoder:
     dtype: str                    # storage dtype of the key
     device: str
     extra: dict = field(default_factory=dict)
+    display_name: str | None = None   # the encoder name recorded in the provenance (default: name / basename)
 
     @property
     def hidden_size(self) -> int:
@@ -85,7 +86,8 @@ class Encoder:
         return "autocast-float16" if self.autocast else "float32"
 
     def provenance(self, extra: dict | None = None) -> Provenance:
-        encoder = Path(self.name).expanduser().resolve().name if is_local(self.name) else self.name
+        encoder = self.display_name or (Path(self.name).expanduser().resolve().name if is_local(self.name)
+                                        else self.name)
         return Provenance(
             modality=self.modality, encoder=encoder, revision=self.revision, pooling=self.pooling,
             layers=self.layers, dtype=self.dtype,
@@ -113,7 +115,7 @@ class Encoder:
 def load_encoder(modality: str, name: str, *, revision: str | None = None, pooling: str = "cls",
                  layers: str = "last", dtype: str = "float32", preprocess: Preprocess | None = None,
                  device: str | None = None, trust_remote_code: bool = False, model=None,
-                 extra: dict | None = None) -> Encoder:
+                 extra: dict | None = None, display_name: str | None = None) -> Encoder:
     """Load ``name`` (hub name or local folder) for ``modality`` with its tokenizer / feature extractor /
     image processor. ``model`` may be given (e.g. a fine-tuned encoder already in memory); otherwise
     ``AutoModel`` loads it. The revision is resolved first and the weights loaded at that exact revision.
@@ -138,7 +140,8 @@ def load_encoder(modality: str, name: str, *, revision: str | None = None, pooli
     layers_norm = "last" if layer_index is None else ("all" if str(layers).strip().lower() == "all"
                                                       else ",".join(str(i) for i in layer_index))
     return Encoder(modality=modality, name=name, revision=resolved, model=model, inputs=inputs, pooling=pooling,
-                   layers=layers_norm, layer_index=layer_index, dtype=dtype, device=device, extra=dict(extra or {}))
+                   layers=layers_norm, layer_index=layer_index, dtype=dtype, device=device, extra=dict(extra or {}),
+                   display_name=display_name)
 
 
 __all__ = ["Encoder", "load_encoder", "parse_layers"]

@@ -154,11 +154,12 @@ def run_extraction(store, key: str, encoder: Encoder, sources_for: Callable[[Ite
                    *, shard: tuple[int, int] = (0, 1), options: RunOptions = RunOptions(),
                    current_hash: np.ndarray | None = None, on_rows: Callable[[int], None] | None = None,
                    on_block: Callable[[int, int], None] | None = None, on_total: Callable[[int], None] | None = None,
-                   ) -> ExtractResult:
+                   rows: np.ndarray | None = None) -> ExtractResult:
     """Fill the pending rows of shard ``shard`` of ``key`` with ``encoder``'s embeddings.
 
     ``sources_for(rows)`` maps row indices to :class:`RowSource`. ``on_rows(n)`` is called as rows finish,
     ``on_block(start, stop)`` after each block is durably written, ``on_total(n)`` once with the rows to compute.
+    ``rows`` restricts the run to those rows (others stay as they are; e.g. one fold of a fine-tuned key).
     """
     t0 = time.perf_counter()
     ids = store.samples.ids
@@ -179,8 +180,13 @@ def run_extraction(store, key: str, encoder: Encoder, sources_for: Callable[[Ite
                     log.warning("key %s: %d done rows have changed input (stale), e.g. id %s; rerun with "
                                 "--refresh-stale to re-extract them", key, len(stale), res.stale[0])
         pending = writer.pending_rows()
+        if rows is not None:
+            subset = np.asarray(rows, np.int64)
+            subset = subset[(subset >= lo) & (subset < hi)]
+            res.rows = int(len(subset))
+            pending = np.intersect1d(pending, subset)
         res.skipped_done = int(res.rows - len(pending))
-        blocks = writer.blocks()
+        blocks = [(a, b) for a, b in writer.blocks() if ((pending >= a) & (pending < b)).any()]
         if on_total:
             on_total(len(pending))
         if not len(pending):
@@ -190,12 +196,13 @@ def run_extraction(store, key: str, encoder: Encoder, sources_for: Callable[[Ite
         done = store.read_array(key, "done")
         block_of: dict[int, _Block] = {}
         for a, b in blocks:
-            blk = _Block(a, b, np.full((b - a,) + tail, np.nan, np.float32), np.full(b - a, int(Status.OK), np.int8),
+            # rows already done are passed as PENDING + NaN: the writer keeps their stored bytes and status
+            blk = _Block(a, b, np.full((b - a,) + tail, np.nan, np.float32), np.full(b - a, int(Status.PENDING), np.int8),
                          [""] * (b - a), [""] * (b - a), set())
+            wanted = set(pending[(pending >= a) & (pending < b)].tolist())
             for r in range(a, b):
-                if not done[r]:
+                if r in wanted:  # rows outside ``rows`` (not done) stay pending for another run
                     blk.waiting.add(r)
-                    blk.status[r - a] = Status.PENDING
                 block_of[r] = blk
         sources = sources_for(pending)
         for r, s in sources.items():

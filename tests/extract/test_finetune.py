@@ -1,0 +1,105 @@
+"""``mixsig finetune`` on CPU with tiny encoders: safetensors checkpoint, a key carrying the checkpoint hash,
+a run with the classifier's probabilities, and out-of-fold models with the fold recorded per row."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mixsig.cache import open_store
+from mixsig.extract import folder_sha256
+
+
+def _run(cli, capsys, *args) -> dict:
+    rc = cli("finetune", *args, "--json")
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    return json.loads(out)
+
+
+def test_finetune_text_checkpoint_key_and_run(tmp_path, corpus, tiny_encoders, cli, capsys):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    store_path = tmp_path / "s.zarr"
+    res = _run(cli, capsys, corpus, "--store", store_path, "--modality", "text", "--encoder", tiny_encoders["text"],
+               "--epochs", "2", "--lr", "1e-3", "--seed", "1")
+    ckpt = tmp_path / res["checkpoints"]["all"]
+    assert ckpt.parent.parent == tmp_path / "s.checkpoints"  # beside the store, outside its Zarr hierarchy
+    assert (ckpt / "model.safetensors").is_file() and not list(ckpt.glob("*.bin"))
+    assert folder_sha256(ckpt) == res["checkpoint_sha256"]["all"]
+
+    store = open_store(store_path)
+    assert res["key"] in store.keys() and res["key"].startswith("text.tiny-text-ft.cls.")
+    prov = store.provenance(res["key"])
+    ft = prov["extra"]["finetune"]
+    assert ft["checkpoint_sha256"] == {"all": res["checkpoint_sha256"]["all"]}
+    assert ft["config"] == {"unfreeze_last": 2, "epochs": 2, "lr": 1e-3, "batch_size": 8, "weight_decay": 0.01,
+                            "seed": 1, "folds": 1}
+    assert prov["revision"].startswith("sha256:")
+
+    run = store.read_run(res["run"])
+    probs = run.subsets["text"].probs
+    n = len(store.samples)
+    assert probs.shape == (1, n, 2) and np.allclose(probs.sum(-1), 1, atol=1e-5)
+    assert run.attrs["source"] == "finetune" and run.attrs["features"] == {"text": res["key"]}
+    assert set(run.attrs["metrics"]["text"]) == {"train", "val", "test"}
+
+    # the cached row and the run's probabilities equal a direct forward of the saved checkpoint
+    model = AutoModelForSequenceClassification.from_pretrained(ckpt).eval()
+    tok = AutoTokenizer.from_pretrained(ckpt)
+    with open(corpus, newline="") as f:
+        rows = list(csv.DictReader(f))
+    X = store.read(res["key"]).X
+    for i in (0, 7, n - 1):
+        enc = tok(rows[i]["text"], truncation=True, max_length=128, return_tensors="pt")
+        with torch.no_grad():
+            out = model(**enc, output_hidden_states=True)
+        assert np.abs(X[i] - out.hidden_states[-1][0, 0].numpy()).max() <= 1e-5
+        assert np.abs(probs[0, i] - torch.softmax(out.logits, -1)[0].numpy()).max() <= 1e-5
+    # the checkpoint really was trained: the top block moved, the frozen embeddings did not
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_encoders["text"], num_labels=2)
+    top = model.roberta.encoder.layer[-1].output.dense.weight
+    assert not torch.equal(top, base.roberta.encoder.layer[-1].output.dense.weight)
+    assert torch.equal(model.roberta.embeddings.word_embeddings.weight, base.roberta.embeddings.word_embeddings.weight)
+
+
+def test_finetune_folds_record_fold_per_row(tmp_path, corpus, tiny_encoders, cli, capsys):
+    from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
+    from mixsig.extract import decode_audio
+
+    store_path = tmp_path / "s.zarr"
+    res = _run(cli, capsys, corpus, "--store", store_path, "--modality", "audio", "--encoder", tiny_encoders["audio"],
+               "--epochs", "1", "--lr", "1e-3", "--folds", "3", "--unfreeze-last", "1")
+    assert set(res["checkpoints"]) == {"all", "fold0", "fold1", "fold2"}
+    store = open_store(store_path)
+    s = store.samples
+    fold = store.key_group(res["key"])["fold"][...]
+    train = s.split == "train"
+    assert set(fold[train].tolist()) == {0, 1, 2} and (fold[~train] == -1).all()
+    for k in range(3):  # groups never straddle folds
+        assert not set(s.group[fold == k]) & set(s.group[train & (fold != k)])
+    run = store.read_run(res["run"])
+    assert run.attrs["fold"] == fold.tolist()
+    prov = store.provenance(res["key"])
+    assert prov["extra"]["finetune"]["checkpoint_sha256"] == res["checkpoint_sha256"]
+    assert store.key_info(res["key"])["done"] == len(s)
+
+    # a train row's probabilities come from the fold model that did not see it, not from the all-train model
+    r = int(np.flatnonzero(fold == 1)[0])
+    path = Path(corpus).parent / s.audio[r]
+    x = decode_audio(path, 16000, s.start[r], s.end[r], 10.0, True)
+    preds = {}
+    for tag in ("fold1", "all"):
+        ckpt = tmp_path / res["checkpoints"][tag]
+        fe = AutoFeatureExtractor.from_pretrained(ckpt)
+        model = AutoModelForAudioClassification.from_pretrained(ckpt).eval()
+        with torch.no_grad():
+            preds[tag] = torch.softmax(model(**fe(x, sampling_rate=16000, return_tensors="pt")).logits, -1)[0].numpy()
+    got = run.subsets["audio"].probs[0, r]
+    assert np.abs(got - preds["fold1"]).max() <= 1e-5
+    assert np.abs(got - preds["all"]).max() > 1e-6
