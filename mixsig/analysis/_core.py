@@ -142,6 +142,8 @@ def disagreement_section(y, unimodal: list[str], full: str, agg: dict[str, Aggre
     followed[single] = names_arr[which[single]]
     followed[n_agree > 1] = "several"
     followed[n_agree == 0] = "none"
+    if len(unimodal) > 1:
+        followed[n_agree == len(unimodal)] = "all"
     lone_possible = len(unimodal) >= 3
     lone = np.full(n, "", dtype=object)
     if lone_possible:
@@ -257,7 +259,8 @@ def dominance_section(unimodal, full, agg, category, followed, gates, attention,
         "followed_confidence": conf,
         "weights": weights or None,
         "definition": ("followed = the single unimodal model whose aggregated prediction equals the full "
-                       "model's; 'several' when more than one does, 'none' when none does. Confidence = the "
+                       "model's; 'several' when more than one (but not all) do, 'all' when every one does, 'none' "
+                       "when none does. Confidence = the "
                        "followed model's seed-mean probability of its predicted class."),
     }
 

@@ -145,10 +145,14 @@ def dominance_plot(result: dict) -> bytes:
         mods = list(w["by_category"][cats[0]]) if cats else []
         width = 0.8 / max(len(mods), 1)
         for j, m in enumerate(mods):
-            ax.bar(np.arange(len(cats)) + j * width, [w["by_category"][c][m] for c in cats], width, label=m)
+            ax.bar(np.arange(len(cats)) + j * width, [w["by_category"][c][m] for c in cats], width, label=m,
+                   color=f"C{j}")
         ax.set_xticks(np.arange(len(cats)) + 0.4 - width / 2, cats, rotation=30, ha="right")
         ax.set_title(f"Mean {kind} weight by category")
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    if weights:
+        handles, labels = axes[0][-1].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=8, bbox_to_anchor=(0.5, -0.02),
+                   title="modality weight")
     return _png(fig)
 
 

@@ -112,6 +112,8 @@ def test_disagreement_rates_cells_categories_on_a_hand_built_run():
     assert s["category"].tolist() == ["agreement", "rescued", "misled", "rescued", "rescued", "agreement",
                                       "rescued", "misled", "rescued", "misled"]
     assert s["lone_follow"].tolist() == [""] * 8 + ["audio", "audio"]
+    assert s["followed"].tolist() == ["all", "several", "several", "several", "several", "all", "several", "none",
+                                      "audio", "audio"]
     dom = r["dominance"]
     assert dom["followed_counts"] == {"text": 0, "audio": 1, "video": 0, "several": 1, "none": 1}
     assert dom["dominant_modality"] == "audio"
