@@ -154,3 +154,15 @@ def test_write_report_round_trips_every_number_as_json(tmp_path):
     assert doc["uncertainty"]["krippendorff_alpha"]["alpha"] == pytest.approx(
         r["uncertainty"]["krippendorff_alpha"]["alpha"])
     assert "samples" not in doc and doc["samples_csv"] == "samples.csv"
+
+
+def test_analyse_accepts_a_samples_table_and_a_run_object(tmp_path):
+    from mixsig.cache import open_store
+
+    inp, _ = planted(n=80, seed=9)
+    to_store(tmp_path / "s.zarr", inp)
+    store = open_store(tmp_path / "s.zarr")
+    a = analyse(store.samples, store.read_run("planted"), split="test", n_boot=20, media_descriptors=False)
+    b = analyse(store, "planted", split="test", n_boot=20, media_descriptors=False)
+    assert a["disagreement"] == b["disagreement"] and a["metrics"] == b["metrics"]
+    assert a["run"]["head"] == "gated" and a["run"]["seeds"] == [0, 1, 2]
