@@ -22,6 +22,14 @@ MEDIA_MODALITIES = ("text", "audio", "video")
 DESCRIPTOR_MAX_WIDTH = 64
 
 
+def _as_str(values, n: int | None = None) -> np.ndarray:
+    """``[N]`` unicode array (no copy when it already is one); ``None`` -> ``n`` empty strings."""
+    if values is None:
+        return np.full(n, "", dtype="<U1")
+    arr = np.asarray(values)
+    return arr if arr.dtype.kind == "U" else arr.astype(str)
+
+
 @dataclass
 class AnalysisInput:
     """Everything the analyses need, for the rows of every split (selection happens in ``analyse``).
@@ -63,8 +71,8 @@ class AnalysisInput:
 
     def __post_init__(self) -> None:
         n = len(self.ids)
-        self.ids = np.asarray(self.ids).astype(str)
-        self.split = np.asarray(self.split).astype(str)
+        self.ids = _as_str(self.ids)
+        self.split = _as_str(self.split)
         self.labels = np.asarray(self.labels, dtype=np.int64)
         self.classes = tuple(str(c) for c in self.classes)
         self.modalities = tuple(self.modalities)
@@ -81,9 +89,9 @@ class AnalysisInput:
                       else np.asarray(self.votes, dtype=np.int64).reshape(n, -1))
         self.votes_by_condition = {c: np.asarray(v, dtype=np.int64).reshape(n, -1)
                                    for c, v in self.votes_by_condition.items()}
-        self.text = np.full(n, "", dtype=object).astype(str) if self.text is None else np.asarray(self.text).astype(str)
-        self.audio = np.full(n, "", dtype=object).astype(str) if self.audio is None else np.asarray(self.audio).astype(str)
-        self.video = np.full(n, "", dtype=object).astype(str) if self.video is None else np.asarray(self.video).astype(str)
+        self.text = _as_str(self.text, n)
+        self.audio = _as_str(self.audio, n)
+        self.video = _as_str(self.video, n)
         self.start = np.full(n, np.nan) if self.start is None else np.asarray(self.start, dtype=np.float64)
         self.end = np.full(n, np.nan) if self.end is None else np.asarray(self.end, dtype=np.float64)
         self.descriptors = {k: np.asarray(v, dtype=np.float64) for k, v in self.descriptors.items()}
