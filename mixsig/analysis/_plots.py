@@ -151,7 +151,7 @@ def dominance_plot(result: dict) -> bytes:
         ax.set_title(f"Mean {kind} weight by category")
     if weights:
         handles, labels = axes[0][-1].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=8, bbox_to_anchor=(0.5, -0.02),
+        fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=8, bbox_to_anchor=(0.5, -0.16),
                    title="modality weight")
     return _png(fig)
 
