@@ -95,10 +95,11 @@ def _binary_auc_cells(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
 def _score_bins(score: np.ndarray, n_bins: int) -> tuple[np.ndarray, int]:
     """Bin index per sample, ``[n]`` int64, and the number of bins. Exact (one bin per distinct score)
     when there are at most ``n_bins`` distinct scores, else quantile bins (ties share a bin)."""
-    uniq, inv = np.unique(score, return_inverse=True)
-    if uniq.size <= n_bins:
-        return inv.astype(np.int64), int(uniq.size)
-    edges = np.unique(np.quantile(score, np.linspace(0, 1, n_bins + 1)[1:-1]))
+    s = np.sort(score)
+    distinct = s[np.r_[True, s[1:] != s[:-1]]]
+    if distinct.size <= n_bins:
+        return np.searchsorted(distinct, score).astype(np.int64), int(distinct.size)
+    edges = np.unique(s[(np.arange(1, n_bins) * s.size) // n_bins])
     return np.searchsorted(edges, score, side="right").astype(np.int64), int(edges.size + 1)
 
 
