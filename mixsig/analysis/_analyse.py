@@ -234,6 +234,7 @@ def analyse_input(inp: AnalysisInput, split: str | None = "test", *, n_boot: int
     for name in subsets:
         cols[f"pred[{name}]"] = cls[agg[name].pred]
         cols[f"conf[{name}]"] = agg[name].mean_probs.max(axis=1)
+    for name in [*unimodal, full]:  # confidence in the true label, as in the confidence plot
         cols[f"p_true[{name}]"] = p_true[name]
     cols["category"] = category
     cols["n_disagree"] = per_sample["n_disagree"]

@@ -359,27 +359,38 @@ def _csv_field(text: str) -> str:
 
 
 def _write_csv(path: Path, cols: dict) -> None:
-    """RFC 4180 CSV (fields quoted only where needed), floats as ``%.6g``, NaN as an empty field."""
+    """RFC 4180 CSV (fields quoted only where needed), floats as ``%.6g``, NaN as an empty field.
+
+    Rows are formatted with one ``%`` per row (much faster than one call per cell)."""
     fmt = "{:.6g}".format
-    formatted = []
+    lists, specs = [], []
     for name in cols:
         v = np.asarray(cols[name])
         if v.dtype.kind == "f":
-            s = list(map(fmt, v.tolist()))
-            for i in np.flatnonzero(~np.isfinite(v)).tolist():
-                s[i] = ""
+            bad = ~np.isfinite(v)
+            if bad.any():
+                s = list(map(fmt, v.tolist()))
+                for i in np.flatnonzero(bad).tolist():
+                    s[i] = ""
+                lists.append(s)
+                specs.append("%s")
+            else:
+                lists.append(v.tolist())
+                specs.append("%.6g")
         elif v.dtype.kind in "iub":
-            s = list(map(str, v.tolist()))
+            lists.append(v.astype(np.int64).tolist())
+            specs.append("%d")
         else:
             values = [str(x) for x in v.tolist()]
             quoted = {x: _csv_field(x) for x in set(values)}
-            s = [quoted[x] for x in values]
-        formatted.append(s)
+            lists.append([quoted[x] for x in values])
+            specs.append("%s")
+    row = ",".join(specs)
     header = ",".join(_csv_field(str(c)) for c in cols)
     with open(path, "w", encoding="utf-8", newline="") as fh:
         fh.write(header + "\r\n")
-        if formatted and formatted[0]:
-            fh.write("\r\n".join(map(",".join, zip(*formatted))) + "\r\n")
+        if lists and lists[0]:
+            fh.write("\r\n".join([row % r for r in zip(*lists)]) + "\r\n")
 
 
 def _atomic_write(path: Path, text: str) -> None:
