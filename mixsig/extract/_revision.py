@@ -45,6 +45,11 @@ def is_local(name_or_path: str) -> bool:
     return Path(name_or_path).expanduser().is_dir()
 
 
+def _looks_like_path(name: str) -> bool:
+    return (Path(name).is_absolute() or name.startswith(("./", "../", "~", ".\\")) or name.count("/") > 1
+            or "\\" in name)
+
+
 def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
 
@@ -53,6 +58,9 @@ def resolve_revision(name_or_path: str, revision: str | None = None) -> str:
     """``"sha256:<hex>"`` for a local folder, the 40-hex commit hash for a hub name (offline-safe)."""
     if is_local(name_or_path):
         return "sha256:" + folder_sha256(Path(name_or_path).expanduser())
+    if _looks_like_path(name_or_path):
+        raise ExtractionError(f"encoder folder {name_or_path!r} does not exist; give a folder saved with "
+                              "save_pretrained, or a hub name like 'roberta-base' (offline: one already in the cache)")
     if revision and _COMMIT.match(revision):
         return revision
     if not _offline():
@@ -64,7 +72,10 @@ def resolve_revision(name_or_path: str, revision: str | None = None) -> str:
             log.warning("could not ask the hub for %s@%s (%s); using the local cache", name_or_path, revision, exc)
     from huggingface_hub import try_to_load_from_cache
 
-    hit = try_to_load_from_cache(name_or_path, "config.json", revision=revision or "main")
+    try:
+        hit = try_to_load_from_cache(name_or_path, "config.json", revision=revision or "main")
+    except ValueError as exc:  # HFValidationError: not a valid repo id
+        raise ExtractionError(f"encoder {name_or_path!r} is neither a local folder nor a valid hub name ({exc})") from exc
     if isinstance(hit, str):
         commit = Path(hit).parent.name
         if _COMMIT.match(commit):
