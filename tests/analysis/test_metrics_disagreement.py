@@ -148,3 +148,19 @@ def test_multiclass_auroc_interval_brackets_the_exact_value():
     assert a["value"] == pytest.approx(roc_auc_score(y, probs, multi_class="ovr"), abs=1e-9)
     assert a["ci_low"] < a["value"] < a["ci_high"] and a["ci_high"] - a["ci_low"] < 0.15
     assert a["n_boot"] == 300 and "one-vs-rest" in a["method"]
+
+
+def test_binned_auroc_interval_agrees_with_a_plain_index_bootstrap():
+    rng = np.random.default_rng(11)
+    n = 3000  # continuous scores: far more distinct values than bins
+    y = rng.integers(0, 2, n)
+    score = 1 / (1 + np.exp(-(1.2 * (y - 0.5) + rng.normal(size=n))))
+    probs = np.stack([1 - score, score], axis=1)
+    ours = bootstrap_metrics(y, probs.argmax(axis=1), probs, n_boot=1000, seed=0)["auroc"]
+    plain = []
+    for _ in range(400):
+        idx = rng.integers(0, n, n)
+        plain.append(roc_auc_score(y[idx], score[idx]))
+    lo, hi = np.quantile(plain, [0.025, 0.975])
+    assert ours["ci_low"] == pytest.approx(lo, abs=0.006)
+    assert ours["ci_high"] == pytest.approx(hi, abs=0.006)
