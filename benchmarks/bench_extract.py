@@ -91,6 +91,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--arch", choices=("tiny", "base"), default="tiny")
     ap.add_argument("--modalities", default="text,audio,video")
     ap.add_argument("--device", default=None)
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads for both sides (default: torch's)")
     ap.add_argument("--repeat", type=int, default=3, help="best of this many runs per side")
     ap.add_argument("--workdir", default=None, help="keep corpus/encoders here (default: a temporary folder)")
     ap.add_argument("--json", help="write results to this file")
@@ -98,6 +99,8 @@ def main(argv=None) -> dict:
 
     import torch
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from mixsig.cache import create_store
     from mixsig.demo import make_corpus, make_tiny_encoders
     from mixsig.extract import extract, load_encoder

@@ -278,7 +278,7 @@ def finetune(manifest, store, modality: str, encoder: str, *, config: FinetuneCo
     if len(train_rows) < 2:
         raise ExtractionError(f"finetune needs labelled train rows with {modality} input; found {len(train_rows)}")
     labels = {int(r): int(label[r]) for r in ok}
-    budget = int(batch_budget or inputs.default_budget)
+    budget = int(batch_budget or inputs.default_budget(device))
 
     fold = np.full(n, -1, np.int8)
     models_rows: dict[str, np.ndarray] = {}

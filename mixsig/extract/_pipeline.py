@@ -208,7 +208,7 @@ def run_extraction(store, key: str, encoder: Encoder, sources_for: Callable[[Ite
         for r, s in sources.items():
             blk = block_of[r]
             blk.hashes[r - blk.start] = s.input_hash
-        budget = int(options.batch_budget or encoder.inputs.default_budget)
+        budget = int(options.batch_budget or encoder.inputs.default_budget(encoder.device))
         window = int(options.window_rows or _DEFAULT_WINDOW.get(encoder.modality, 256))
         # Windows of whole blocks are decoded ahead; batches never mix rows of two blocks, so a row's batch (and
         # so its last bits) is the same whatever the sharding or the point a previous run stopped at.
