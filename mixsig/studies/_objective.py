@@ -58,16 +58,12 @@ class Objective:
 
     def make_head(self, config: TrialConfig):
         """The head of ``config``, with this process' thread count where the head takes one."""
-        import dataclasses
-
         from mixsig.heads import get_head
-        from mixsig.heads._registry import head_class
 
-        params = dict(config.params)
-        fields = {f.name for f in dataclasses.fields(head_class(config.head).Config)}
-        if self.threads and "num_threads" in fields and "num_threads" not in params:
-            params["num_threads"] = self.threads
-        return get_head(config.head, **params)
+        head = get_head(config.head, **config.params)
+        if self.threads and "num_threads" in head.get_params() and "num_threads" not in config.params:
+            head = get_head(config.head, **config.params, num_threads=self.threads)
+        return head
 
     # -- one fit ---------------------------------------------------------------------------------------------
     def fit_predict(self, config: TrialConfig, fold_index: int, seed: int, trial: "optuna.Trial | None" = None) -> np.ndarray:
@@ -92,7 +88,7 @@ class Objective:
 
         folds = self.data.folds
         scores = []
-        for i, fold in enumerate(folds):  # noqa: B007
+        for i, fold in enumerate(folds):
             proba = self.fit_predict(config, i, seed, trial if len(folds) == 1 else None)
             score = self.metric(self.data.y[fold.val], proba)
             if not math.isfinite(score):

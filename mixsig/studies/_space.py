@@ -84,15 +84,15 @@ def _torch_common(trial: "optuna.Trial", p: str) -> dict[str, Any]:
         "max_lr": trial.suggest_float(p + "max_lr", 1e-3, 3e-2, log=True),
         "weight_decay": trial.suggest_float(p + "weight_decay", 1e-6, 1e-2, log=True),
         "dropout": trial.suggest_float(p + "dropout", 0.0, 0.5),
-        "hidden": trial.suggest_categorical(p + "hidden", [64, 128, 256]),
+        "hidden": trial.suggest_categorical(p + "hidden", [32, 64, 128]),
         "n_layers": trial.suggest_int(p + "n_layers", 1, 2),
-        "epochs": trial.suggest_int(p + "epochs", 5, 20),
+        "epochs": trial.suggest_int(p + "epochs", 4, 15),
     }
 
 
 def _gated(trial: "optuna.Trial", p: str) -> dict[str, Any]:
     params = _torch_common(trial, p)
-    params["proj_dim"] = trial.suggest_categorical(p + "proj_dim", [64, 128])
+    params["proj_dim"] = trial.suggest_categorical(p + "proj_dim", [32, 64])
     params["modality_dropout"] = trial.suggest_float(p + "modality_dropout", 0.0, 0.4)
     return params
 
@@ -104,9 +104,9 @@ def _logreg(trial: "optuna.Trial", p: str) -> dict[str, Any]:
 def _lightgbm(trial: "optuna.Trial", p: str) -> dict[str, Any]:
     return {
         "num_leaves": trial.suggest_int(p + "num_leaves", 4, 32, log=True),
-        "learning_rate": trial.suggest_float(p + "learning_rate", 0.03, 0.3, log=True),
+        "learning_rate": trial.suggest_float(p + "learning_rate", 0.05, 0.3, log=True),
         "min_child_samples": trial.suggest_int(p + "min_child_samples", 5, 50, log=True),
-        "feature_fraction": trial.suggest_float(p + "feature_fraction", 0.05, 0.5, log=True),
+        "feature_fraction": trial.suggest_float(p + "feature_fraction", 0.05, 0.3, log=True),
         "lambda_l2": trial.suggest_float(p + "lambda_l2", 1e-3, 10.0, log=True),
     }
 
@@ -115,13 +115,13 @@ _TORCH_RANGES = {
     "max_lr": "[1e-3, 3e-2] log (one-cycle peak)",
     "weight_decay": "[1e-6, 1e-2] log",
     "dropout": "[0, 0.5]",
-    "hidden": "{64, 128, 256}",
+    "hidden": "{32, 64, 128}",
     "n_layers": "1..2",
-    "epochs": "5..20",
+    "epochs": "4..15",
 }
-_TORCH_FIXED = {"batch_size": 256}
+_TORCH_FIXED = {"batch_size": 512}
 
-register_space(HeadSpace("gated", _gated, {**_TORCH_RANGES, "proj_dim": "{64, 128}", "modality_dropout": "[0, 0.4]"},
+register_space(HeadSpace("gated", _gated, {**_TORCH_RANGES, "proj_dim": "{32, 64}", "modality_dropout": "[0, 0.4]"},
                          fixed={**_TORCH_FIXED, "att_dim": 64}, warmup_steps=3))
 register_space(HeadSpace("concat", _torch_common, _TORCH_RANGES, fixed=_TORCH_FIXED, warmup_steps=3))
 register_space(HeadSpace("late", _torch_common, _TORCH_RANGES, fixed=_TORCH_FIXED, warmup_steps=3))
@@ -132,12 +132,12 @@ register_space(
         _lightgbm,
         {
             "num_leaves": "4..32 log",
-            "learning_rate": "[0.03, 0.3] log",
+            "learning_rate": "[0.05, 0.3] log",
             "min_child_samples": "5..50 log",
-            "feature_fraction": "[0.05, 0.5] log",
+            "feature_fraction": "[0.05, 0.3] log",
             "lambda_l2": "[1e-3, 10] log",
         },
-        fixed={"max_bin": 63, "n_estimators": 300, "early_stopping_rounds": 20},
+        fixed={"max_bin": 63, "n_estimators": 200, "early_stopping_rounds": 15},
         warmup_steps=10,
     )
 )
