@@ -9,6 +9,7 @@ generic path for whole-array reads, and any bit flip is caught. Other layouts fa
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -46,8 +47,23 @@ def fast_layout(arr) -> bool:
     return tuple(arr.chunks[1:]) == tuple(arr.shape[1:])
 
 
+_local = threading.local()
+
+
+def _scratch(nbytes: int) -> np.ndarray:
+    """A per-thread reusable byte buffer (reading into a small cache-hot buffer, then copying, is ~2x faster
+    here than reading straight into a large destination array)."""
+    buf = getattr(_local, "buf", None)
+    if buf is None or buf.nbytes < nbytes:
+        buf = _local.buf = np.empty(nbytes, np.uint8)
+    return buf[:nbytes]
+
+
 def read_chunk_into(path: Path, out: np.ndarray, chunk_shape: tuple, dtype: np.dtype, where: str) -> bool:
-    """Read one chunk file into ``out`` (rows of the chunk that exist in the array). False if the file is absent."""
+    """Read one chunk file into ``out`` (rows of the chunk that exist in the array). False if the file is absent.
+
+    The payload's CRC32C is checked before anything is copied, so corrupt bytes never reach ``out``.
+    """
     nbytes = int(np.prod(chunk_shape)) * dtype.itemsize
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -57,28 +73,26 @@ def read_chunk_into(path: Path, out: np.ndarray, chunk_shape: tuple, dtype: np.d
         size = os.fstat(fd).st_size
         if size != nbytes + 4:
             raise CorruptChunk(f"{where}: chunk file {path} has {size} bytes, expected {nbytes + 4} (truncated or foreign)")
-        direct = out.dtype == dtype and out.flags.c_contiguous and out.shape[0] == chunk_shape[0]
-        buf = out if direct else np.empty(chunk_shape, dtype)
-        flat = buf.reshape(-1).view(np.uint8)
-        mv = memoryview(flat)
+        raw = _scratch(nbytes + 4)
+        mv = memoryview(raw)
         got = 0
-        with os.fdopen(fd, "rb", buffering=0, closefd=False) as f:
-            while got < nbytes:
-                n = f.readinto(mv[got:])
-                if not n:
-                    break
-                got += n
-            crc = f.read(4)
-        if got != nbytes or len(crc) != 4:
-            raise CorruptChunk(f"{where}: chunk file {path} ended early")
-        if google_crc32c.value(flat) != int.from_bytes(crc, "little"):
-            raise CorruptChunk(f"{where}: chunk file {path} fails its CRC32C checksum (bit rot or a partial write); "
-                               "run `mixsig cache verify` and re-extract the rows it names")
-        if not direct:
-            out[...] = buf[: out.shape[0]]
-        return True
+        while got < nbytes + 4:
+            k = os.readv(fd, [mv[got:]])
+            if not k:
+                break
+            got += k
     finally:
         os.close(fd)
+    if got != nbytes + 4:
+        raise CorruptChunk(f"{where}: chunk file {path} ended early")
+    payload = raw[:nbytes]
+    if google_crc32c.value(payload) != int.from_bytes(raw[nbytes:].tobytes(), "little"):
+        raise CorruptChunk(f"{where}: chunk file {path} fails its CRC32C checksum (bit rot or a partial write); "
+                           "run `mixsig cache verify` and re-extract the rows it names")
+    rows = out.shape[0]
+    data = payload.view(dtype).reshape(chunk_shape)[:rows]
+    out[...] = data
+    return True
 
 
 def read_rows_fast(arr, adir: Path, out: np.ndarray, fill=np.nan, threads: int = 2) -> np.ndarray:

@@ -100,12 +100,20 @@ class FeatureStore:
         return sorted(k for k in f.group_keys() if f[k].attrs.get("ready"))
 
     def has_key(self, key: str) -> bool:
-        return key in self.keys()
+        return self._ready_group(key) is not None
+
+    def _ready_group(self, key: str):
+        try:
+            g = self._features()[key]
+        except (KeyError, FileNotFoundError):
+            return None
+        return g if g.attrs.get("ready") else None
 
     def key_group(self, key: str):
-        if not self.has_key(key):
+        g = self._ready_group(key)
+        if g is None:
             raise StoreError(f"no feature key {key!r} in {self.url}; keys: {self.keys() or 'none yet (run `mixsig extract`)'}")
-        return self._features()[key]
+        return g
 
     def provenance(self, key: str) -> dict:
         return dict(self.key_group(key).attrs["provenance"])

@@ -174,7 +174,7 @@ def planted_check(samples, samples_csv: Path, report: dict) -> dict:
     share_agree = c_ / max(c_ + d_, 1)
     mw = ((report.get("join") or {}).get("entropy") or {}).get("mann_whitney") or {}
     what = (f"planted conflicts are {share_dis:.0%} of disagreement samples vs {share_agree:.0%} of agreement "
-            f"samples (Fisher one-sided p = {p:.2g}); entropy disagreement vs agreement p = {mw.get('p', float('nan')):.2g}")
+            f"samples (Fisher one-sided p = {p:.2g}); entropy disagreement vs agreement p = {_num(mw.get('p'), '.2g')}")
     return {"what": what, "conflict_share_disagreement": share_dis, "conflict_share_agreement": share_agree,
             "fisher_p": float(p), "odds_ratio": float(odds), "entropy_p": mw.get("p"),
             "n_disagreement": a + b, "n_agreement": c_ + d_}
@@ -212,6 +212,10 @@ def _finetune_text(manifest, store_url, encoder_path, config: DemoConfig, out: P
                                     f"best val accuracy {best}; key {res.key}, run {res.run}"}
 
 
+def _num(x, fmt: str = ".2f") -> str:
+    return "n/a" if x is None or (isinstance(x, float) and x != x) else format(x, fmt)
+
+
 def headline_findings(report: dict) -> list[str]:
     """Three sentences a researcher would want first, from ``report.json``."""
     out: list[str] = []
@@ -228,10 +232,10 @@ def headline_findings(report: dict) -> list[str]:
                    + (" — fusion is not always better." if best != full else "."))
     mw = ((report.get("join") or {}).get("entropy") or {}).get("mann_whitney") or {}
     if "p" in mw:
-        direction = "higher" if mw.get("rank_biserial", 0) > 0 else "not higher"
+        direction = "higher" if (mw.get("rank_biserial") or 0) > 0 else "not higher"
         out.append(f"Annotator vote entropy is {direction} where unimodal and full predictions disagree "
-                   f"(mean {mw.get('mean_a', float('nan')):.2f} vs {mw.get('mean_b', float('nan')):.2f} bits, "
-                   f"Mann-Whitney p = {mw['p']:.2g}, rank-biserial {mw.get('rank_biserial', float('nan')):.2f}).")
+                   f"(mean {_num(mw.get('mean_a'))} vs {_num(mw.get('mean_b'))} bits, "
+                   f"Mann-Whitney p = {_num(mw.get('p'), '.2g')}, rank-biserial {_num(mw.get('rank_biserial'))}).")
     dom = report.get("dominance") or {}
     per = (report.get("disagreement") or {}).get("per_modality") or {}
     if dom.get("n_misled") and dom.get("dominant_modality"):
