@@ -95,7 +95,7 @@ def read_chunk_into(path: Path, out: np.ndarray, chunk_shape: tuple, dtype: np.d
     return True
 
 
-def read_rows_fast(arr, adir: Path, out: np.ndarray, fill=np.nan, threads: int = 2) -> np.ndarray:
+def read_rows_fast(arr, adir: Path, out: np.ndarray, fill=np.nan, threads: int = 1) -> np.ndarray:
     """Read every row of ``arr`` into ``out`` [N, ...] (any float dtype) from its chunk files.
 
     Missing chunk files (never written) give ``fill``; a checksum or size mismatch raises :class:`CorruptChunk`.
