@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -26,9 +27,56 @@ def _store_attrs(manifest, store_url) -> dict:
     return {"manifest_sha256": manifest.sha256, "manifest_path": rel, "manifest_name": manifest.path.name}
 
 
+@dataclass
+class CurrentInputs:
+    """The manifest's inputs of one modality as they are now (row order = manifest order): what
+    :func:`~mixsig.extract._pipeline.row_sources` reads, plus ``content_hash`` [N] str for staleness."""
+
+    ids: np.ndarray
+    text: np.ndarray
+    audio: np.ndarray
+    video: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    content_hash: dict
+
+
+def current_inputs(manifest, modality: str, workers: int = 4) -> CurrentInputs:
+    """Hash only ``modality``'s inputs (texts / media files + segment), files in a thread pool; same hashes as
+    :func:`mixsig.manifest.to_samples` ("" = none or unreadable)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mixsig.manifest import media_hash, text_hash
+
+    rows = manifest.rows
+    n = len(rows)
+
+    def col(name):
+        return np.asarray(["" if r.get(name) is None else str(r.get(name)) for r in rows], dtype=str).reshape(n)
+
+    def num(name):
+        return np.asarray([np.nan if r.get(name) is None else float(r[name]) for r in rows], dtype=np.float64).reshape(n)
+
+    def one(r) -> str:
+        if modality == "text":
+            return text_hash(r["text"]) if r.get("text") else ""
+        if not r.get(modality):
+            return ""
+        try:
+            return media_hash(manifest.media_path(r, modality), r.get("start"), r.get("end"))
+        except OSError:
+            return ""
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        hashes = np.asarray(list(pool.map(one, rows)), dtype=str).reshape(n)
+    return CurrentInputs(ids=col("id"), text=col("text"), audio=col("audio"), video=col("video"), start=num("start"),
+                         end=num("end"), content_hash={modality: hashes})
+
+
 def open_or_create_store(store_url, manifest, samples, *, coordinator: bool, wait_timeout: float = 600.0):
     """Open the store at ``store_url`` for writing; the coordinator creates it from ``samples`` if missing,
-    other shards wait for it. Refuses a store whose ids differ from the manifest's."""
+    other shards wait for it. Refuses a store whose ids differ from the manifest's. ``samples`` may be a
+    callable returning them (only called when the store must be created)."""
     from mixsig.cache import create_store, open_store
 
     deadline = time.monotonic() + wait_timeout
@@ -39,6 +87,7 @@ def open_or_create_store(store_url, manifest, samples, *, coordinator: bool, wai
         except StoreError:
             if coordinator:
                 try:
+                    samples = samples() if callable(samples) else samples
                     store = create_store(store_url, samples, attrs=_store_attrs(manifest, store_url))
                     log.info("created store %s with %d rows", store_url, len(samples))
                     break
@@ -48,11 +97,16 @@ def open_or_create_store(store_url, manifest, samples, *, coordinator: bool, wai
             elif time.monotonic() > deadline:
                 raise StoreError(f"timed out after {wait_timeout:.0f} s waiting for shard 0 to create store {store_url}")
             time.sleep(0.2)
-    have = store.samples.ids
-    if len(have) != len(samples.ids) or not np.array_equal(have, samples.ids):
-        raise StoreError(f"store {store_url} holds {len(have)} rows whose ids differ from the {len(samples.ids)} rows "
-                         f"of manifest {manifest.path}; use the manifest the store was made from, or a new store")
+    check_ids(store, manifest)
     return store
+
+
+def check_ids(store, manifest) -> None:
+    have = store.samples.ids
+    want = [r["id"] for r in manifest.rows]
+    if len(have) != len(want) or have.tolist() != want:
+        raise StoreError(f"store {store.url} holds {len(have)} rows whose ids differ from the {len(want)} rows "
+                         f"of manifest {manifest.path}; use the manifest the store was made from, or a new store")
 
 
 def prepare_key(store, encoder: Encoder, *, coordinator: bool, chunk_rows: int | None = None,
@@ -99,10 +153,12 @@ def extract(manifest, store, modality: str, encoder: str | Encoder, *, revision:
 
     if not isinstance(manifest, Manifest):
         manifest = load_manifest(manifest, classes=classes, check_media=False)
-    samples = to_samples(manifest)
     coordinator = shard[0] == 0
     if not isinstance(store, FeatureStore):
-        store = open_or_create_store(store, manifest, samples, coordinator=coordinator, wait_timeout=wait_timeout)
+        store = open_or_create_store(store, manifest, lambda: to_samples(manifest), coordinator=coordinator,
+                                     wait_timeout=wait_timeout)
+    else:
+        check_ids(store, manifest)
     if not isinstance(encoder, Encoder):
         encoder = load_encoder(modality, encoder, revision=revision, pooling=pooling, layers=layers, dtype=dtype,
                                preprocess=preprocess, device=device, trust_remote_code=trust_remote_code)
@@ -110,9 +166,10 @@ def extract(manifest, store, modality: str, encoder: str | Encoder, *, revision:
                       wait_timeout=wait_timeout)
     if on_key:
         on_key(key)
-    current = samples.content_hash.get(encoder.modality)
+    inputs = current_inputs(manifest, encoder.modality)
+    current = inputs.content_hash[encoder.modality]
     return run_extraction(
-        store, key, encoder, lambda rows: row_sources(samples, manifest.root, encoder.modality, rows, current),
+        store, key, encoder, lambda rows: row_sources(inputs, manifest.root, encoder.modality, rows, current),
         shard=shard, options=options, current_hash=current, on_rows=on_rows, on_block=on_block, on_total=on_total)
 
 

@@ -153,7 +153,22 @@ class TextInputs(InputAdapter):
         return RowInput(src.row, feats, len(feats["input_ids"]), src.input_hash)
 
     def collate(self, items):
-        return dict(self.tokenizer.pad([it.features for it in items], padding=True, return_tensors="pt"))
+        import torch
+
+        n = max(it.length for it in items)
+        left = getattr(self.tokenizer, "padding_side", "right") == "left"
+        pads = {"input_ids": int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0)}
+        out = {}
+        for name in items[0].features:
+            arr = np.full((len(items), n), pads.get(name, 0), np.int64)
+            for i, it in enumerate(items):
+                v = it.features[name]
+                if left:
+                    arr[i, n - len(v):] = v
+                else:
+                    arr[i, : len(v)] = v
+            out[name] = torch.from_numpy(arr)
+        return out
 
     def output_mask(self, model, batch, hidden):
         return batch["attention_mask"].to(hidden.device).bool()

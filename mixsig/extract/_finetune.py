@@ -238,7 +238,7 @@ def finetune(manifest, store, modality: str, encoder: str, *, config: FinetuneCo
     from mixsig import __version__
     from mixsig.cache import FeatureStore
     from mixsig.cache._keys import short_name
-    from mixsig.extract._api import open_or_create_store
+    from mixsig.extract._api import check_ids, open_or_create_store
     from mixsig.extract._sharding import default_device
     from mixsig.manifest import Manifest, load_manifest, to_samples
 
@@ -250,6 +250,8 @@ def finetune(manifest, store, modality: str, encoder: str, *, config: FinetuneCo
     samples = to_samples(manifest)
     if not isinstance(store, FeatureStore):
         store = open_or_create_store(store, manifest, samples, coordinator=True)
+    else:
+        check_ids(store, manifest)
     device = device or default_device()
     preprocess = preprocess or Preprocess()
     s = store.samples
