@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -76,11 +77,14 @@ def _rdb_url(url: str) -> str:
     return url
 
 
-def open_storage(store_url: str, url: str | None = None, *, parallel: bool = False) -> "optuna.storages.BaseStorage":
+def open_storage(store_url: str, url: str | None = None, *, parallel: bool = False,
+                 heartbeat_interval: int = HEARTBEAT_SECONDS, grace_period: int = GRACE_SECONDS,
+                 ) -> "optuna.storages.BaseStorage":
     """The Optuna storage for studies of the store at ``store_url``.
 
-    ``url=None`` gives the journal file ``<store>/studies.journal``; otherwise an RDB URL. ``parallel=True``
-    (a ``study worker``) refuses SQLite with the alternatives.
+    ``url=None`` gives the journal file ``<store>/studies.journal``; otherwise an RDB URL, whose workers beat every
+    ``heartbeat_interval`` seconds and whose RUNNING trials without a beat for ``grace_period`` seconds are failed
+    and re-queued (up to 3 times). ``parallel=True`` (a ``study worker``) refuses SQLite with the alternatives.
     """
     import optuna
     from optuna.storages.journal import JournalFileBackend
@@ -109,12 +113,14 @@ def open_storage(store_url: str, url: str | None = None, *, parallel: bool = Fal
     if "://" not in url:
         raise StudyError(f"--storage {url!r} is not a storage URL; {_ALTERNATIVES}")
     try:
-        return optuna.storages.RDBStorage(
-            _rdb_url(url),
-            heartbeat_interval=HEARTBEAT_SECONDS,
-            grace_period=GRACE_SECONDS,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                _rdb_url(url),
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+            )
     except ImportError as exc:
         raise StudyError(f"cannot open storage {_hide_password(url)}: {exc} (pip install psycopg2-binary)") from exc
     except Exception as exc:  # sqlalchemy OperationalError etc.: name the URL and the cause in one line

@@ -246,3 +246,68 @@ def test_two_workers_on_postgres(small_store):
     assert summary["best"][0]["number"] == best.number and summary["best"][0]["value"] == best.value
     assert summary["storage"].startswith("postgresql")
     optuna.delete_study(study_name=name, storage=open_storage(path, url))
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not os.environ.get("MIXSIG_TEST_POSTGRES_URL"), reason="MIXSIG_TEST_POSTGRES_URL is not set")
+def test_postgres_trial_of_a_killed_worker_is_failed_by_heartbeat_and_retried(tmp_path):
+    from mixsig.studies._synthetic import make_synthetic_store
+
+    store, keys = make_synthetic_store(tmp_path / "k.zarr", n=300, dims={"text": 64, "audio": 64})
+    url = os.environ["MIXSIG_TEST_POSTGRES_URL"]
+    path = str(store.local_path)
+    name = f"pgkill-{os.getpid()}-{int(time.time())}"
+    run_study(store, name, heads="lightgbm", features={m: tuple(k) for m, k in keys.items()}, trials=1,
+              storage=url, final=False)
+    proc = popen("study", "worker", path, "--name", name, "--storage", url, "--trials", "50")
+    killed = None
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        st = optuna.load_study(study_name=name, storage=open_storage(path, url))
+        running = [t for t in st.get_trials(states=(TrialState.RUNNING,))
+                   if t.user_attrs.get("mixsig_worker", {}).get("pid") == proc.pid]
+        if running:
+            os.kill(proc.pid, signal.SIGKILL)
+            killed = running[0]
+            break
+        time.sleep(0.05)
+    proc.wait(timeout=30)
+    assert killed is not None, "the worker finished before it could be killed mid-trial"
+    # a worker whose storage allows 2 s without a heartbeat sees the trial as stale: FAIL + a WAITING retry
+    time.sleep(3)
+    fast = open_storage(path, url, heartbeat_interval=1, grace_period=2)
+    st = optuna.load_study(study_name=name, storage=fast)
+    optuna.storages.fail_stale_trials(st)
+    trials = st.get_trials()
+    assert trials[killed.number].state == TrialState.FAIL
+    retry = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
+    assert len(retry) == 1 and retry[0].state == TrialState.WAITING and retry[0].params == killed.params
+    assert join_study(store, name, storage=url, trials=1) == 1  # the next worker runs the queued retry first
+    st = optuna.load_study(study_name=name, storage=open_storage(path, url))
+    assert st.trials[retry[0].number].state in FINISHED
+    assert not st.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+    optuna.delete_study(study_name=name, storage=open_storage(path, url))
+
+
+@pytest.mark.slow
+def test_thirty_trial_gated_lightgbm_study_with_a_concurrent_worker(small_store):
+    store, keys = small_store
+    path = str(store.local_path)
+    first = popen("study", "run", path, "--name", "t30", "--heads", "gated,lightgbm", "--features",
+                  features_arg(keys), "--trials", "30", "--json")
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if os.path.exists(os.path.join(path, "studies.journal")) and "t30" in optuna.study.get_all_study_names(
+                open_storage(path)):
+            break
+        time.sleep(0.1)
+    second = popen("study", "worker", path, "--name", "t30", "--json")
+    out1, err1 = first.communicate(timeout=600)
+    out2, err2 = second.communicate(timeout=600)
+    assert first.returncode == 0 and second.returncode == 0, err1 + err2
+    assert "Traceback" not in err1 + err2
+    study = _load(store, "t30")
+    assert len(study.get_trials(states=FINISHED)) >= 30
+    assert {t.params["head"] for t in study.trials} == {"gated", "lightgbm"}
+    assert json.loads(out2)["ran_here"] >= 1
+    assert store.read_run("study-t30").attrs["source"] == "study:t30"
