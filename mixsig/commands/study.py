@@ -34,7 +34,12 @@ def _search_opts(p: argparse.ArgumentParser) -> None:
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "study", help="Optuna searches over heads, hyperparameters, modality subsets and cached encoders",
-        description=__doc__.split("\n\n", 1)[1].strip(),
+        description=(
+            "run: create (or resume) a study and search; then re-evaluate the best configurations over several "
+            "seeds and train the winner on every modality subset as run study-NAME. worker: join a running study "
+            "from another process or machine. show: best trials, parameter importances, trials by state and the "
+            "linked run. Studies live in STORE/studies.journal unless --storage names a PostgreSQL database."
+        ),
     )
     sub = p.add_subparsers(dest="study_command", metavar="{run,worker,show}")
 

@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import optuna
@@ -277,7 +278,9 @@ def test_postgres_trial_of_a_killed_worker_is_failed_by_heartbeat_and_retried(tm
     time.sleep(3)
     fast = open_storage(path, url, heartbeat_interval=1, grace_period=2)
     st = optuna.load_study(study_name=name, storage=fast)
-    optuna.storages.fail_stale_trials(st)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(st)
     trials = st.get_trials()
     assert trials[killed.number].state == TrialState.FAIL
     retry = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
