@@ -96,6 +96,19 @@ def _load(storage, name: str):
     return optuna.load_study(study_name=name, storage=storage)
 
 
+def _wait_for_settings(storage, name: str, seconds: float = 10.0) -> None:
+    """Wait until the creator of study ``name`` has written its settings (it does so right after creating it)."""
+    import time
+
+    import optuna
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if SETTINGS_ATTR in optuna.load_study(study_name=name, storage=storage).user_attrs:
+            return
+        time.sleep(0.1)
+
+
 def _settings_of(study) -> StudySettings:
     raw = study.user_attrs.get(SETTINGS_ATTR)
     if raw is None:
@@ -200,8 +213,12 @@ def _create_or_resume(storage, name: str, settings: StudySettings, store, data: 
             )
         name = _new_name(storage, name)
         log.warning("study exists with other settings (%s); starting new study %r", "; ".join(problems), name)
-    study = optuna.create_study(study_name=name, storage=storage, direction="maximize",
-                                sampler=_sampler(settings.seed), pruner=_pruner(settings))
+    try:
+        study = optuna.create_study(study_name=name, storage=storage, direction="maximize",
+                                    sampler=_sampler(settings.seed), pruner=_pruner(settings))
+    except optuna.exceptions.DuplicatedStudyError:  # another `study run` created it a moment ago: resume that
+        _wait_for_settings(storage, name)
+        return _create_or_resume(storage, name, settings, store, data, new=False)
     from mixsig import __version__
 
     study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
@@ -221,6 +238,9 @@ def join_study(store, name: str, *, storage: str | None = None, trials: int | No
     st = _open(store, mode="r")
     stor = open_storage(_store_url(st), storage, parallel=True)
     study = _load(stor, name)
+    if SETTINGS_ATTR not in study.user_attrs:
+        _wait_for_settings(stor, name)
+        study = _load(stor, name)
     settings = _settings_of(study)
     fmap = settings.feature_map
     problems = settings.store_differences(split_hash=st.split_hash(), rows_hash=settings.rows_hash,
