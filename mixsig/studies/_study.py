@@ -312,8 +312,8 @@ def finalize_study(store, study, settings: StudySettings, objective: Objective) 
     if getattr(st, "mode", "r+") != "r+":
         st = _open(str(st.url), mode="r+")
     head_params = objective.make_head(cfg).get_params()
-    run = train_run(st, cfg.head, dict(cfg.features), seeds=list(seeds), params=head_params, name=name,
-                    overwrite=True)
+    run = train_run(st, cfg.head, run_features(study, settings, cfg), seeds=list(seeds), params=head_params,
+                    name=name, overwrite=True)
     _link_run(st, name, study, settings, winner)
     test = _test_scores(st, run, settings.metric)
     record = {"run": name, "trial": winner["trial"], "config": winner["config"], "val_mean": winner["mean"],
@@ -323,6 +323,28 @@ def finalize_study(store, study, settings: StudySettings, objective: Objective) 
     study.set_user_attr(RUN_ATTR, name)
     study.set_user_attr("result", record)
     return record
+
+
+def run_features(study, settings: StudySettings, cfg: TrialConfig) -> dict[str, str]:
+    """The keys the winner's run is trained on: every modality of the study, not only the winner's subset.
+
+    The disagreement analysis compares the same head on every modality subset (PAPER.md), so the run covers all
+    of the study's modalities. A modality in the winner's subset keeps the winner's key; any other takes the key of
+    the best completed trial that used it (or its first alternative).
+    """
+    import optuna
+
+    fmap = settings.feature_map
+    out: dict[str, str] = {}
+    done = sorted((t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None),
+                  key=lambda t: t.value, reverse=study.direction == optuna.study.StudyDirection.MAXIMIZE)
+    for m, keys in fmap.items():
+        if m in cfg.features:
+            out[m] = cfg.features[m]
+            continue
+        used = (t.params.get(f"key.{m}") for t in done if m in str(t.params.get("modalities", "")).split("+"))
+        out[m] = next((k for k in used if k in keys), keys[0])
+    return out
 
 
 def _link_run(store, name: str, study, settings: StudySettings, winner: dict) -> None:
