@@ -22,8 +22,8 @@ MODALITIES = ("text", "audio", "video")
 class DemoConfig:
     """Sizes of the demo. Defaults finish in a few minutes on 2 CPU cores, extraction included."""
 
-    rows: int = 240
-    trials: int = 30
+    rows: int = 480
+    trials: int = 40
     seed: int = 0
     finetune: bool = True
     finetune_epochs: int = 2
@@ -207,7 +207,7 @@ def _finetune_text(manifest, store_url, encoder_path, config: DemoConfig, out: P
             return {"key": done["key"], "what": f"reused fine-tuned text key {done['key']} and run {done['run']}"}
     res = finetune(manifest, str(store_url), "text", str(encoder_path), config=ft_config)
     stamp.write_text(json.dumps({"key": res.key, "run": res.run, "config": ft_config.to_dict()}))
-    best = ", ".join(f"{k}: {v:.2f}" for k, v in res.val_accuracy.items())
+    best = ", ".join(f"{v:.2f}" if k == "all" else f"{k} {v:.2f}" for k, v in res.val_accuracy.items())
     return {"key": res.key, "what": f"{ft_config.epochs} epochs (classifier + last {ft_config.unfreeze_last} blocks), "
                                     f"best val accuracy {best}; key {res.key}, run {res.run}"}
 
