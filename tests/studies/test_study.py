@@ -314,3 +314,13 @@ def test_thirty_trial_gated_lightgbm_study_with_a_concurrent_worker(small_store)
     assert {t.params["head"] for t in study.trials} == {"gated", "lightgbm"}
     assert json.loads(out2)["ran_here"] >= 1
     assert store.read_run("study-t30").attrs["source"] == "study:t30"
+
+
+@pytest.mark.parametrize("head", ["gated", "concat", "late", "logreg", "lightgbm"])
+def test_every_search_space_trains_its_head(small_store, head):
+    store, keys = small_store
+    s = run_study(store, f"one-{head}", heads=head, features={m: tuple(k) for m, k in keys.items()}, trials=2,
+                  final=False)
+    assert s["states"] == {"COMPLETE": 2}
+    assert all(0.0 <= b["value"] <= 1.0 for b in s["best"])
+    assert all(k == "modalities" or k.startswith(("key.", f"{head}.")) for b in s["best"] for k in b["params"])
