@@ -116,9 +116,13 @@ def _progress(total: int | None, disable: bool):
 
 
 def run(args: argparse.Namespace) -> int:
+    import optuna
+
     from mixsig.commands._util import print_json
     from mixsig.studies import join_study, run_study, study_summary
 
+    # optuna resets its own logger to INFO when imported; one line per trial is the progress bar's job here
+    optuna.logging.set_verbosity(optuna.logging.INFO if getattr(args, "debug", False) else optuna.logging.WARNING)
     cmd = args.study_command
     if cmd == "run":
         bar, on_trial = _progress(args.trials, args.json or args.quiet)
@@ -184,10 +188,13 @@ def render(summary: dict) -> str:
     if res:
         lines += ["", f"re-evaluated over seeds {res['seeds']}: winner trial {res['trial']} "
                       f"(val {res['metric']} {res['val_mean']:.4f} ± {res['val_std']:.4f})"]
-        full = "+".join(res["config"]["features"])
-        t = (res.get("test") or {}).get(full)
-        if t:
-            lines.append(f"test {res['metric']} of {full}: {t['mean']:.4f} ± {t['std']:.4f}")
+        test = res.get("test") or {}
+        chosen = "+".join(res["config"]["features"])
+        full = max(test, key=lambda k: k.count("+"), default=chosen)
+        for sub in dict.fromkeys([chosen, full]):
+            if sub in test:
+                what = "the winner's subset" if sub == chosen else "all modalities"
+                lines.append(f"test {res['metric']} of {sub} ({what}): {test[sub]['mean']:.4f} ± {test[sub]['std']:.4f}")
     run = summary.get("run")
     if run:
         lines.append(f"run {run['name']}: head {run['head']}, subsets {', '.join(run['subsets'])} (source {run['source']})")

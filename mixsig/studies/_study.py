@@ -287,9 +287,10 @@ def finalize_study(store, study, settings: StudySettings, objective: Objective) 
 
     The best ``settings.reeval_top`` distinct completed configurations are each trained with seeds
     ``seed, seed+1, ...`` (``reeval_seeds`` of them) on the study's fold(s); the one with the best mean
-    validation score wins and is trained with :func:`mixsig.heads.train_run` on every modality subset with the
-    same seeds (run ``study-<name>``, attrs ``source="study:<name>"``). Study user attrs ``reeval``, ``run``
-    and ``test`` record the outcome. Returns the ``test`` record.
+    validation score wins and is trained with :func:`mixsig.heads.train_run` on every subset of the study's
+    modalities (see :func:`run_features`) with the same seeds: run ``study-<name>``, attrs
+    ``source="study:<name>"``. Study user attrs ``reeval``, ``run`` and ``result`` (winner, validation mean/std,
+    the study metric on test for every subset of the run) record the outcome. Returns the ``result`` record.
     """
     from mixsig.heads import train_run
 

@@ -58,10 +58,13 @@ def test_study_run_cli_searches_writes_the_winner_and_show_reads_it(small_store,
     assert res["val_mean"] == max(r["mean"] for r in out["reeval"])
     run = store.read_run("study-s")
     assert run.attrs["source"] == "study:s" and run.attrs["study"]["name"] == "s"
+    # the run covers every modality of the study (the disagreement analysis compares all subsets), the winner's
+    # subset with the winner's keys
     mods = list(res["config"]["features"])
-    assert run.attrs["modalities"] == mods and len(run.subsets) == 2 ** len(mods) - 1
+    assert run.attrs["modalities"] == list(keys) and len(run.subsets) == 7
+    assert all(run.attrs["features"][m] == k for m, k in res["config"]["features"].items())
     assert run.subsets["+".join(mods)].probs.shape[0] == 2
-    assert 0.0 <= res["test"]["+".join(mods)]["mean"] <= 1.0
+    assert 0.0 <= res["test"]["+".join(mods)]["mean"] <= 1.0 and set(res["test"]) == set(run.subsets)
     # the informative text key beats the noise key and the video modality carries no signal
     best = study.best_trial
     assert best.value > 0.75
