@@ -165,6 +165,9 @@ def render(summary: dict) -> str:
         "features: " + ", ".join(f"{m}={'|'.join(k)}" for m, k in s["features"].items()),
         "trials: " + (", ".join(f"{n} {k.lower()}" for k, n in sorted(summary["states"].items())) or "none"),
     ]
+    if summary.get("excluded_rows"):
+        lines.append("train/val rows left out, not done in a key: "
+                     + ", ".join(f"{k}: {n}" for k, n in summary["excluded_rows"].items()))
     if "ran_here" in summary:
         lines.append(f"this worker ran {summary['ran_here']} trial(s)")
     if summary["best"]:

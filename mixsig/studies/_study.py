@@ -224,6 +224,7 @@ def _create_or_resume(storage, name: str, settings: StudySettings, store, data: 
     study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
     study.set_user_attr("mixsig_version", __version__)
     study.set_user_attr("store", _store_url(store))
+    study.set_user_attr("excluded_rows", {k: n for k, n in data.excluded.items() if n})
     return study
 
 
@@ -414,6 +415,7 @@ def study_summary(store, name: str, *, storage: str | None = None, top: int = 5,
         "storage": describe_storage(_store_url(st), storage),
         "settings": settings.to_dict(),
         "n_trials": len(trials),
+        "excluded_rows": study.user_attrs.get("excluded_rows", {}),
         "states": states,
         "best": best,
         "importances": _importances(complete, settings),

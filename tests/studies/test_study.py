@@ -96,6 +96,7 @@ def test_rerun_resumes_and_changed_store_is_refused_or_new(small_store):
         join_study(store, "r", trials=1)
     s2 = run_study(store, "r", heads="logreg", features=feats, trials=3, final=False, new=True)
     assert s2["name"] == "r-2" and s2["states"]["COMPLETE"] == 3
+    assert s2["excluded_rows"] == {keys["audio"][0]: 3} and s["excluded_rows"] == {}
     assert _load(store, "r").user_attrs["mixsig"]["n_rows"] > _load(store, "r-2").user_attrs["mixsig"]["n_rows"]
     # a key removed from the store
     store.delete_key(keys["video"][0])
