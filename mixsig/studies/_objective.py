@@ -8,13 +8,12 @@ its constructed ``lightgbm.Dataset`` per (features, fold) across trials.
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from mixsig.studies._data import Fold, StudyData
+from mixsig.studies._data import StudyData
 from mixsig.studies._metrics import get_metric
 from mixsig.studies._space import TrialConfig, suggest_config
 from mixsig.studies._storage import WORKER_ATTR, worker_identity
@@ -22,7 +21,6 @@ from mixsig.studies._storage import WORKER_ATTR, worker_identity
 if TYPE_CHECKING:  # pragma: no cover
     import optuna
 
-log = logging.getLogger(__name__)
 
 
 class Objective:

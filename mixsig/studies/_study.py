@@ -24,7 +24,6 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 RUN_ATTR = "run"
-FINISHED = ("COMPLETE", "PRUNED")
 
 
 def run_name_for(study_name: str) -> str:
