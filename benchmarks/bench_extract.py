@@ -6,6 +6,8 @@ pooling, results kept in a list. mixsig runs its pipeline (decoding threads over
 length-sorted batches under a budget, ``torch.inference_mode``) *and* writes every row into a Zarr store.
 Both sides use the same decoders (``mixsig.extract.decode_audio`` / ``decode_video``) and preloaded models, so
 the difference is the pipeline. Prints rows/s per modality and the ratio; ``--json PATH`` saves them.
+By default the inputs have lengths spread like real segment data (see ``make_spread_corpus``); ``--corpus demo``
+uses the demo corpus, whose lengths are narrow.
 
 ``--arch tiny`` uses the demo's tiny encoders; ``--arch base`` builds base-size architectures (RoBERTa-base,
 Wav2Vec2-base, VideoMAE-base shapes, random weights) for a GPU machine. Target on CPU: ratio >= 2.
@@ -54,8 +56,60 @@ def build_base(out: Path, tiny: dict) -> dict:
     return {m: str(p) for m, p in paths.items()}
 
 
+_WORDS = ("i am so sorry to hear that it must be really hard for you the meeting is at three on tuesday please "
+          "send report before end of week weather today cloudy with chance rain we reviewed numbers and results "
+          "are in attached file thank sharing this me takes courage train leaves nine arrives noon").split()
+
+
+def make_spread_corpus(out: Path, n_rows: int, seed: int = 0) -> Path:
+    """A corpus whose lengths spread like real segment data (the demo corpus's are narrow: 1.5-3.5 s, 3-32 words):
+    durations log-normal (median 2.8 s, 0.5-12 s; cut to 10 s when encoded), texts log-normal (median 20 words,
+    3-150). 16 kHz WAV (noise + tone), 8 fps 64x64 MP4. Written once; reused when the manifest exists."""
+    import csv
+
+    import av
+    import soundfile as sf
+
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = out / "manifest.csv"
+    if manifest.exists():
+        return manifest
+    rng = np.random.default_rng(seed)
+    (out / "audio").mkdir(exist_ok=True)
+    (out / "video").mkdir(exist_ok=True)
+    codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+    rows = []
+    for i in range(n_rows):
+        seconds = float(np.clip(rng.lognormal(np.log(2.8), 0.6), 0.5, 12.0))
+        words = int(np.clip(rng.lognormal(np.log(20), 0.7), 3, 150))
+        text = " ".join(rng.choice(_WORDS, words)) + "."
+        t = np.arange(int(seconds * 16000)) / 16000
+        wave = 0.3 * np.sin(2 * np.pi * rng.uniform(100, 300) * t) + 0.05 * rng.standard_normal(len(t))
+        sf.write(out / "audio" / f"r{i:05d}.wav", wave.astype(np.float32), 16000, subtype="PCM_16")
+        with av.open(str(out / "video" / f"r{i:05d}.mp4"), mode="w", format="mp4") as c:
+            st = c.add_stream(codec, rate=8)
+            st.width = st.height = 64
+            st.pix_fmt = "yuv420p"
+            base = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+            for f in range(max(1, int(seconds * 8))):
+                frame = np.roll(base, f, axis=1)
+                for packet in st.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                    c.mux(packet)
+            for packet in st.encode():
+                c.mux(packet)
+        rows.append({"id": f"r{i:05d}", "split": "train", "label": ("a", "b")[i % 2], "text": text,
+                     "audio": f"audio/r{i:05d}.wav", "video": f"video/r{i:05d}.mp4"})
+    with open(manifest, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return manifest
+
+
 def reference_loop(modality: str, encoder, manifest, samples, batch_size: int = 8) -> np.ndarray:
-    """Per-sample preprocessing, fixed batches in manifest order, torch.no_grad, cls pooling."""
+    """The research-script loop: rows in manifest order, each decoded and run through the tokenizer / feature
+    extractor / image processor on its own, collated by the processor's own padding (as HF's
+    DataCollatorWithPadding does) into fixed batches of 8, a plain torch.no_grad forward, cls pooling."""
     import torch
 
     from mixsig.extract import decode_audio, decode_video
@@ -68,17 +122,22 @@ def reference_loop(modality: str, encoder, manifest, samples, batch_size: int = 
     for a in range(0, n, batch_size):
         rows = range(a, min(a + batch_size, n))
         if modality == "text":
-            batch = inputs.tokenizer([str(samples.text[r]) for r in rows], padding=True, truncation=True,
-                                     max_length=inputs.max_length, return_tensors="pt")
+            feats = [inputs.tokenizer(str(samples.text[r]), truncation=True, max_length=inputs.max_length)
+                     for r in rows]
+            batch = inputs.tokenizer.pad(feats, padding=True, return_tensors="pt")
         elif modality == "audio":
-            waves = [decode_audio(root / samples.audio[r], inputs.sample_rate, samples.start[r], samples.end[r], 10.0)
-                     for r in rows]
-            batch = inputs.extractor(waves, sampling_rate=inputs.sample_rate, padding=True, return_tensors="pt",
-                                     return_attention_mask=inputs.use_mask)
+            feats = []
+            for r in rows:
+                wave = decode_audio(root / samples.audio[r], inputs.sample_rate, samples.start[r], samples.end[r], 10.0)
+                feats.append({"input_values": inputs.extractor(wave, sampling_rate=inputs.sample_rate)["input_values"][0]})
+            batch = inputs.extractor.pad(feats, padding=True, return_tensors="pt",
+                                         return_attention_mask=inputs.use_mask)
         else:
-            clips = [list(decode_video(root / samples.video[r], inputs.frames, samples.start[r], samples.end[r], 10.0))
-                     for r in rows]
-            batch = inputs.processor(clips, return_tensors="pt")
+            clips = []
+            for r in rows:
+                clip = decode_video(root / samples.video[r], inputs.frames, samples.start[r], samples.end[r], 10.0)
+                clips.append(inputs.processor(list(clip), return_tensors="pt")["pixel_values"][0])
+            batch = {"pixel_values": torch.stack(clips)}
         batch = {k: v.to(encoder.device) for k, v in batch.items()}
         with torch.no_grad():
             out.append(model(**batch).last_hidden_state[:, 0].float().cpu().numpy())
@@ -87,8 +146,10 @@ def reference_loop(modality: str, encoder, manifest, samples, batch_size: int = 
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rows", type=int, default=160, help="demo corpus rows (default 160)")
+    ap.add_argument("--rows", type=int, default=320, help="corpus rows (default 320)")
     ap.add_argument("--arch", choices=("tiny", "base"), default="tiny")
+    ap.add_argument("--corpus", choices=("spread", "demo"), default="spread",
+                    help="spread: lengths spread like real segments (default); demo: the demo corpus (narrow lengths)")
     ap.add_argument("--modalities", default="text,audio,video")
     ap.add_argument("--device", default=None)
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads for both sides (default: torch's)")
@@ -109,16 +170,19 @@ def main(argv=None) -> dict:
     tmp_ctx = tempfile.TemporaryDirectory() if args.workdir is None else None
     work = Path(args.workdir or tmp_ctx.name)
     work.mkdir(parents=True, exist_ok=True)
-    manifest_path = make_corpus(work / "corpus", n_rows=args.rows, seed=0, media=True)
+    if args.corpus == "demo":
+        manifest_path = make_corpus(work / f"demo-{args.rows}", n_rows=args.rows, seed=0, media=True)
+    else:
+        manifest_path = make_spread_corpus(work / f"spread-{args.rows}", args.rows)
     encoders = {m: str(p) for m, p in make_tiny_encoders(work / "encoders").items()}
     if args.arch == "base":
         encoders = build_base(work / "encoders", encoders)
     manifest = load_manifest(manifest_path, check_media=False)
     samples = to_samples(manifest)
-    results = {"load_average_before": os.getloadavg(), "rows": args.rows, "arch": args.arch, "torch_threads": torch.get_num_threads(),
+    results = {"load_average_before": os.getloadavg(), "rows": args.rows, "corpus": args.corpus, "arch": args.arch, "torch_threads": torch.get_num_threads(),
                "device": args.device or ("cuda" if torch.cuda.is_available() else "cpu"), "modalities": {}}
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (other processes skew CPU timings)")
-    print(f"{args.rows} rows, arch {args.arch}, device {results['device']}, torch threads {results['torch_threads']}")
+    print(f"{args.rows} rows ({args.corpus} corpus), arch {args.arch}, device {results['device']}, torch threads {results['torch_threads']}")
     print(f"{'modality':8s} {'reference rows/s':>17s} {'mixsig rows/s':>14s} {'ratio':>6s}  max|diff|")
     for m in args.modalities.split(","):
         enc = load_encoder(m, encoders[m], pooling="cls", device=args.device)
