@@ -247,7 +247,7 @@ def run_extraction(store, key: str, encoder: Encoder, sources_for: Callable[[Ite
                 res.ledger.append({"row": int(r), "id": str(ids[r]), "status": Status.name_of(status), "message": message})
                 log.warning("id %s (row %d): %s: %s", ids[r], r, Status.name_of(status), message)
                 if options.strict:
-                    raise ExtractionError(f"--strict: id {ids[r]!r} (row {r}) failed with {Status.name_of(status)}: "
+                    raise ExtractionError(f"--strict: id {str(ids[r])!r} (row {r}) failed with {Status.name_of(status)}: "
                                           f"{message}. Blocks finished before it are kept; fix the input or run "
                                           "without --strict to record failures and go on.")
 
