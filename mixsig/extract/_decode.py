@@ -137,50 +137,109 @@ def sample_indices(n_available: int, n_frames: int) -> np.ndarray:
     return np.concatenate([np.arange(n_available), np.full(n_frames - n_available, n_available - 1)]).astype(np.int64)
 
 
+def _frame_time(frame_or_packet, tb) -> float | None:
+    pts = frame_or_packet.pts
+    return None if pts is None else float(pts * tb)
+
+
+def _in_segment(t: float | None, t0: float, t1: float | None) -> int:
+    """-1 before the segment, 0 inside, 1 after."""
+    if t is None:
+        return 0
+    if t < t0 - 1e-6:
+        return -1
+    if t1 is not None and t >= t1 - 1e-6:
+        return 1
+    return 0
+
+
+def _decode_selected(path: Path, t0: float, t1: float | None, n_frames: int, keep_all: bool, expected: int | None):
+    """Decode the segment's frames; keep all (``keep_all``) or only those at the indices chosen for ``expected``
+    frames. Returns (kept {index: rgb array} or list of frames, number of frames seen)."""
+    import av
+
+    wanted = set(sample_indices(expected, n_frames).tolist()) if expected else set()
+    kept: dict[int, np.ndarray] = {}
+    frames = []
+    seen = 0
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise RowFailure(Status.DECODE_ERROR, f"{path}: no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        tb = stream.time_base or Fraction(1, 1)
+        if t0 > 0:
+            container.seek(int(t0 / tb), stream=stream, backward=True, any_frame=False)
+        for frame in container.decode(stream):
+            where = _in_segment(_frame_time(frame, tb), t0, t1)
+            if where < 0:
+                continue
+            if where > 0:
+                break
+            if keep_all:
+                frames.append(frame)
+            elif seen in wanted:
+                kept[seen] = frame.to_ndarray(format="rgb24")
+            seen += 1
+    return (frames if keep_all else kept), seen
+
+
+def _count_packets(path: Path, t0: float, t1: float | None) -> int | None:
+    """Frames in the segment, counted from the demuxed packets (no decoding); None if timestamps are missing."""
+    import av
+
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            return None
+        stream = container.streams.video[0]
+        tb = stream.time_base or Fraction(1, 1)
+        if t0 > 0:
+            container.seek(int(t0 / tb), stream=stream, backward=True, any_frame=False)
+        n = 0
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue  # flush packet
+            t = _frame_time(packet, tb)
+            if t is None:
+                return None
+            if _in_segment(t, t0, t1) == 0:
+                n += 1
+        return n
+
+
 def decode_video(path, n_frames: int = 16, start: float | None = None, end: float | None = None,
                  max_seconds: float | None = 10.0) -> np.ndarray:
     """Decode ``n_frames`` evenly spaced RGB frames ``[n_frames, H, W, 3]`` uint8 from the first ``max_seconds``
     of the segment ``[start, end)`` of ``path`` (PyAV). With fewer frames than asked, the last is repeated.
 
+    The frames of the segment are counted from the demuxed packets first, so only the selected frames are kept
+    in memory; if the decoded count disagrees with the packet count, the segment is decoded again keeping all
+    frames (same result, more memory).
+
     Raises :class:`RowFailure` (``decode_error``, or ``too_short`` for empty files / no frames).
     """
-    import av
-
     path = Path(path)
     _check_file(path)
     t0, t1 = _segment(start, end, max_seconds)
-    frames = []
     try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise RowFailure(Status.DECODE_ERROR, f"{path}: no video stream")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            tb = stream.time_base or Fraction(1, 1)
-            if t0 > 0:
-                container.seek(int(t0 / tb), stream=stream, backward=True, any_frame=False)
-            for frame in container.decode(stream):
-                t = float(frame.pts * tb) if frame.pts is not None else (frame.time or 0.0)
-                if t < t0 - 1e-6:
-                    continue
-                if t1 is not None and t >= t1 - 1e-6:
-                    break
-                # keep decoded frames as compact YUV until the selection is known
-                frames.append(frame)
-            if not frames:
-                raise RowFailure(Status.TOO_SHORT, f"{path}: no video frames in segment [{t0}, {t1}) s")
-            idx = sample_indices(len(frames), n_frames)
-            cache: dict[int, np.ndarray] = {}
-            out = []
-            for i in idx.tolist():
-                if i not in cache:
-                    cache[i] = frames[i].to_ndarray(format="rgb24")
-                out.append(cache[i])
+        expected = _count_packets(path, t0, t1)
+        if expected:
+            kept, seen = _decode_selected(path, t0, t1, n_frames, False, expected)
+            if seen == expected:
+                return np.stack([kept[i] for i in sample_indices(seen, n_frames).tolist()])
+            log.debug("%s: %d packets but %d frames in the segment; decoding again", path, expected, seen)
+        frames, seen = _decode_selected(path, t0, t1, n_frames, True, None)
+        if not seen:
+            raise RowFailure(Status.TOO_SHORT, f"{path}: no video frames in segment [{t0}, {t1}) s")
+        cache: dict[int, np.ndarray] = {}
+        for i in sample_indices(seen, n_frames).tolist():
+            if i not in cache:
+                cache[i] = frames[i].to_ndarray(format="rgb24")
+        return np.stack([cache[i] for i in sample_indices(seen, n_frames).tolist()])
     except RowFailure:
         raise
     except Exception as exc:
         raise RowFailure(Status.DECODE_ERROR, f"{path}: cannot decode video ({type(exc).__name__}: {exc})") from exc
-    return np.stack(out)
 
 
 def has_input(value) -> bool:
