@@ -142,10 +142,11 @@ class FeatureWriter:
             self.group["status"][start:stop] = status
             self.group["message"][start:stop] = messages.astype(str)
             self.group["input_hash"][start:stop] = hashes.astype(str)
-            self._sync(start, stop, ("embedding", "status", "message", "input_hash"))
+            # the data must be on disk before `done` says so; `done` itself, the ledger message and the input
+            # hash need no fsync (a lost `done` only means recomputing the rows; a lost hash reads as unknown)
+            self._sync(start, stop, ("embedding", "status"))
             done = status == Status.OK
             self.group["done"][start:stop] = done
-            self._sync(start, stop, ("done",))
         except OSError as exc:
             raise StoreError(f"key {self.key}: writing rows [{start}, {stop}) failed ({exc}); none of them were "
                              "marked done. Free disk space (or fix the store) and rerun to resume.") from exc
