@@ -205,7 +205,9 @@ class FeatureStore:
         cur = current_hash if current_hash is not None else self.samples.content_hash.get(modality)
         if cur is None:
             return np.zeros(0, np.int64)
-        done = g["done"][...]
+        done = self._read_plain(g["done"])
+        if not done.any():
+            return np.zeros(0, np.int64)
         stored = g["input_hash"][...]
         return np.flatnonzero(done & (stored != np.asarray(cur, dtype=str)) & (stored != "")).astype(np.int64)
 

@@ -43,11 +43,13 @@ class FeatureWriter:
         self.key = key
         self.shard = (i, n)
         self.group = store.key_group(key)
-        self.embedding = self.group["embedding"]
+        # array handles opened once (each lookup reads and parses zarr.json)
+        self.arrays = {name: self.group[name] for name in ("embedding", "done", "status", "message", "input_hash")}
+        self.embedding = self.arrays["embedding"]
         self.n_rows = int(self.embedding.shape[0])
         self.chunk_rows = int(self.embedding.chunks[0])
         for name in ("done", "status", "message", "input_hash"):
-            if int(self.group[name].chunks[0]) != self.chunk_rows:
+            if int(self.arrays[name].chunks[0]) != self.chunk_rows:
                 raise StoreError(f"key {key}: array {name} is not chunked like embedding; refusing to write")
         self.n_chunks = -(-self.n_rows // self.chunk_rows)
         self._chunks = shard_chunks(self.n_chunks, self.shard)
@@ -68,12 +70,12 @@ class FeatureWriter:
         return (self._chunks.start * self.chunk_rows, min(self._chunks.stop * self.chunk_rows, self.n_rows))
 
     def done_mask(self) -> np.ndarray:
-        return self.store._read_plain(self.group["done"])
+        return self.store._read_plain(self.arrays["done"])
 
     def pending_rows(self) -> np.ndarray:
         """Rows of this shard not yet done (failed rows included: they are retried)."""
         lo, hi = self.row_range
-        done = self.group["done"][lo:hi]
+        done = self.arrays["done"][lo:hi]
         return (np.flatnonzero(~done) + lo).astype(np.int64)
 
     def blocks(self) -> list[tuple[int, int]]:
@@ -129,24 +131,24 @@ class FeatureWriter:
             log.warning("key %s: %d rows in [%d, %d) are not finite; marked nonfinite", self.key, int(bad.sum()), start, stop)
         flat[status != Status.OK] = np.nan
 
-        old_done = self.group["done"][start:stop]
+        old_done = self.arrays["done"][start:stop]
         if old_done.any():  # keep committed rows exactly as they are
             keep = np.flatnonzero(old_done)
             emb[keep] = self.embedding[start:stop][keep]
             status[keep] = Status.OK
-            messages[keep] = self.group["message"][start:stop][keep]
-            hashes[keep] = self.group["input_hash"][start:stop][keep]
+            messages[keep] = self.arrays["message"][start:stop][keep]
+            hashes[keep] = self.arrays["input_hash"][start:stop][keep]
 
         try:
             self.embedding[start:stop] = emb
-            self.group["status"][start:stop] = status
-            self.group["message"][start:stop] = messages.astype(str)
-            self.group["input_hash"][start:stop] = hashes.astype(str)
+            self.arrays["status"][start:stop] = status
+            self.arrays["message"][start:stop] = messages.astype(str)
+            self.arrays["input_hash"][start:stop] = hashes.astype(str)
             # the data must be on disk before `done` says so; `done` itself, the ledger message and the input
             # hash need no fsync (a lost `done` only means recomputing the rows; a lost hash reads as unknown)
             self._sync(start, stop, ("embedding", "status"))
             done = status == Status.OK
-            self.group["done"][start:stop] = done
+            self.arrays["done"][start:stop] = done
         except OSError as exc:
             raise StoreError(f"key {self.key}: writing rows [{start}, {stop}) failed ({exc}); none of them were "
                              "marked done. Free disk space (or fix the store) and rerun to resume.") from exc
@@ -162,14 +164,14 @@ class FeatureWriter:
         lo, hi = self.row_range
         if rows.min() < lo or rows.max() >= hi:
             raise StoreError(f"key {self.key}: rows to invalidate lie outside this writer's shard [{lo}, {hi})")
-        done = self.group["done"][...]
-        status = self.group["status"][...]
+        done = self.arrays["done"][...]
+        status = self.arrays["status"][...]
         done[rows] = False
         status[rows] = Status.PENDING
         for c in np.unique(rows // self.chunk_rows):
             a, b = int(c) * self.chunk_rows, min((int(c) + 1) * self.chunk_rows, self.n_rows)
-            self.group["done"][a:b] = done[a:b]
-            self.group["status"][a:b] = status[a:b]
+            self.arrays["done"][a:b] = done[a:b]
+            self.arrays["status"][a:b] = status[a:b]
 
     def _sync(self, start: int, stop: int, names) -> None:
         """fsync the chunk files of rows [start, stop) so ``done`` never reaches disk before the data (local stores)."""
@@ -177,7 +179,7 @@ class FeatureWriter:
         if not self._fsync or root is None:
             return
         for name in names:
-            arr = self.group[name]
+            arr = self.arrays[name]
             adir = array_dir(root, arr.path)
             for c in range(start // self.chunk_rows, -(-stop // self.chunk_rows)):
                 p: Path = chunk_file(adir, c, arr.ndim)
@@ -193,7 +195,7 @@ class FeatureWriter:
     def _remove_orphans(self, root: Path) -> None:
         """Delete temp files an interrupted write left in this shard's chunks (we hold the lease on them)."""
         for name in ("embedding", "done", "status", "message", "input_hash"):
-            cdir = array_dir(root, self.group[name].path) / "c"
+            cdir = array_dir(root, self.arrays[name].path) / "c"
             for c in self._chunks:
                 base = cdir / str(c)
                 for p in list(base.parent.glob(f"{c}.*.partial")) + (list(base.rglob("*.partial")) if base.is_dir() else []):

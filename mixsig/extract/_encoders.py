@@ -101,6 +101,8 @@ class InputAdapter:
     default_budgets: ClassVar[dict[str, int]]
     #: True when rows may only be batched with rows of exactly the same length (no attention mask)
     exact_length: bool = False
+    #: True when preparing a row is so cheap (tokenising) that a thread pool costs more than it overlaps
+    inline_prepare: bool = False
 
     def __init__(self, name: str, revision: str | None, trust_remote_code: bool, options: Preprocess, config):
         self.name = name
@@ -131,6 +133,7 @@ class InputAdapter:
 @register_inputs("text")
 class TextInputs(InputAdapter):
     default_budgets = {"cpu": 2048, "gpu": 16384}  # padded tokens per batch
+    inline_prepare = True
 
     def __init__(self, name, revision, trust_remote_code, options, config):
         super().__init__(name, revision, trust_remote_code, options, config)

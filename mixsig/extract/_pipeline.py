@@ -254,7 +254,11 @@ def run_extraction(store, key: str, encoder: Encoder, sources_for: Callable[[Ite
         decode_pool = ThreadPoolExecutor(max_workers=max(1, options.workers), thread_name_prefix="mixsig-decode")
         write_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mixsig-write")
         try:
+            inline = options.workers <= 0 or getattr(encoder.inputs, "inline_prepare", False)
+
             def submit(win: list[_Block]) -> list[tuple[int, Future]]:
+                if inline:  # cheap inputs: prepare in this thread, when the window is reached
+                    return [(r, _Done(_prepare, encoder, sources[r])) for b in win for r in sorted(b.waiting)]
                 return [(r, decode_pool.submit(_prepare, encoder, sources[r])) for b in win for r in sorted(b.waiting)]
 
             submitted = submit(windows[0])
@@ -299,6 +303,16 @@ def run_extraction(store, key: str, encoder: Encoder, sources_for: Callable[[Ite
         res.failed = dict(failures)
     res.seconds = time.perf_counter() - t0
     return res
+
+
+class _Done:
+    """A deferred call with a Future's ``result()``: runs when asked, in the asking thread."""
+
+    def __init__(self, fn, *args):
+        self.fn, self.args = fn, args
+
+    def result(self):
+        return self.fn(*self.args)
 
 
 def _encode_checked(encoder: Encoder, batch: list[RowInput]) -> list:
