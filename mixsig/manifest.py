@@ -739,6 +739,16 @@ def _split_order(name: str) -> int:
     return KNOWN_SPLITS.index(name) if name in KNOWN_SPLITS else len(KNOWN_SPLITS)
 
 
+def store_attrs(manifest: Manifest, store_url) -> dict:
+    """Store-level attrs recorded from a manifest: its sha256, and its path relative to the store folder when
+    possible (so a store moved together with its corpus still finds the media)."""
+    try:
+        rel = os.path.relpath(manifest.path, Path(str(store_url)).resolve())
+    except ValueError:
+        rel = str(manifest.path)
+    return {"manifest_sha256": manifest.sha256, "manifest_path": rel, "manifest_name": manifest.path.name}
+
+
 def to_samples(manifest: Manifest):
     """Build the samples table (:class:`mixsig.cache.Samples`) of a manifest; content hashes are computed here.
 

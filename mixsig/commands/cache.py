@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 
 from mixsig.commands._util import print_json, table
 
@@ -84,7 +82,7 @@ def _open(path, mode="r"):
 
 def run_init(args: argparse.Namespace) -> int:
     from mixsig.cache import create_store
-    from mixsig.manifest import load_manifest, to_samples
+    from mixsig.manifest import load_manifest, store_attrs, to_samples
 
     classes = tuple(c.strip() for c in args.classes.split(",")) if args.classes else None
     manifest = load_manifest(args.manifest, classes=classes)
@@ -94,15 +92,6 @@ def run_init(args: argparse.Namespace) -> int:
     counts = {sp: int((s.split == sp).sum()) for sp in s.splits}
     print(f"created {args.store}: {len(s)} rows {counts}, classes {list(s.classes)}")
     return 0
-
-
-def store_attrs(manifest, store_path) -> dict:
-    """Store-level attrs recorded from a manifest. The manifest path is kept relative to the store when possible."""
-    try:
-        rel = os.path.relpath(manifest.path, Path(str(store_path)).resolve())
-    except ValueError:
-        rel = str(manifest.path)
-    return {"manifest_sha256": manifest.sha256, "manifest_path": rel, "manifest_name": manifest.path.name}
 
 
 def run_ls(args) -> int:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -17,14 +15,6 @@ from mixsig.extract._model import Encoder, load_encoder
 from mixsig.extract._pipeline import ExtractResult, RunOptions, default_chunk_rows, row_sources, run_extraction
 
 log = logging.getLogger(__name__)
-
-
-def _store_attrs(manifest, store_url) -> dict:
-    try:
-        rel = os.path.relpath(manifest.path, Path(str(store_url)).resolve())
-    except ValueError:
-        rel = str(manifest.path)
-    return {"manifest_sha256": manifest.sha256, "manifest_path": rel, "manifest_name": manifest.path.name}
 
 
 @dataclass
@@ -78,6 +68,7 @@ def open_or_create_store(store_url, manifest, samples, *, coordinator: bool, wai
     other shards wait for it. Refuses a store whose ids differ from the manifest's. ``samples`` may be a
     callable returning them (only called when the store must be created)."""
     from mixsig.cache import create_store, open_store
+    from mixsig.manifest import store_attrs
 
     deadline = time.monotonic() + wait_timeout
     while True:
@@ -88,7 +79,7 @@ def open_or_create_store(store_url, manifest, samples, *, coordinator: bool, wai
             if coordinator:
                 try:
                     samples = samples() if callable(samples) else samples
-                    store = create_store(store_url, samples, attrs=_store_attrs(manifest, store_url))
+                    store = create_store(store_url, samples, attrs=store_attrs(manifest, store_url))
                     log.info("created store %s with %d rows", store_url, len(samples))
                     break
                 except StoreError:
