@@ -168,7 +168,7 @@ def _blocks(result: dict, figures: dict[str, tuple[bytes, str]]) -> list[tuple]:
             rows.append([name.replace("_", " "), _f(mw["mean_a"]), _f(mw["mean_b"]),
                          f"{_f(d['diff'])} [{_f(d['ci_low'])}, {_f(d['ci_high'])}]", _f(mw["u"], 1), _p(mw["p"]),
                          _f(mw["rank_biserial"]), f"{_f(sp['rho'])} (p {_p(sp['p'])})"])
-        b.append(("table", [f"measure", f"disagreement (n={join['groups']['disagreement']})",
+        b.append(("table", ["measure", f"disagreement (n={join['groups']['disagreement']})",
                             f"agreement (n={join['groups']['agreement']})", "difference [95% CI]",
                             "Mann–Whitney U", "p", "rank-biserial r", "Spearman with # disagreeing"], rows))
         mm = join["entropy_misled_vs_others"]

@@ -232,7 +232,6 @@ def finetune(manifest, store, modality: str, encoder: str, *, config: FinetuneCo
     ``checkpoint_dir`` (default :func:`checkpoint_root` of the store) under a folder named after the
     fine-tuned key. Returns a :class:`FinetuneResult`.
     """
-    import torch
     import transformers
 
     from mixsig import __version__

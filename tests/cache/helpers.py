@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from mixsig.cache import Provenance, Samples, Status, create_store
+from mixsig.cache import Provenance, Samples, Status
 
 D = 6
 

@@ -3,7 +3,7 @@ import pytest
 import zarr
 from tests.cache.helpers import D, fill_key, make_samples, prov, row_values
 
-from mixsig.cache import Provenance, Samples, Status, create_store, open_store
+from mixsig.cache import Samples, Status, create_store, open_store
 from mixsig.errors import ProvenanceMismatch, StoreError
 
 

@@ -1,5 +1,4 @@
 import os
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -8,7 +7,7 @@ import pytest
 from mixsig.cache import create_store, export_h5, import_h5, open_store, verify_store
 from mixsig.cli import main
 from mixsig.errors import CorruptChunk
-from tests.cache.helpers import D, fill_key, make_samples, prov, row_values
+from tests.cache.helpers import D, fill_key, make_samples, prov
 
 
 def _chunk(tmp_path, key, i, array="embedding"):

@@ -6,7 +6,6 @@ import sys
 import time
 import warnings
 
-import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
