@@ -202,8 +202,9 @@ def test_sigkill_mid_trial_then_rerun_continues_and_nothing_stays_running(tmp_pa
                 os.kill(proc.pid, signal.SIGKILL)
                 killed_running = running[0].number
                 break
-        except (KeyError, optuna.exceptions.OptunaError):
-            pass
+        except (KeyError, optuna.exceptions.OptunaError):  # the study is not created yet: look again
+            time.sleep(0.02)
+            continue
         time.sleep(0.02)
     proc.wait(timeout=30)
     assert killed_running is not None, "the study finished before it could be killed mid-trial"
