@@ -53,3 +53,34 @@ def parse_features(text: str) -> dict[str, str]:
     if not out:
         raise UsageError("--features needs at least one MODALITY=KEY")
     return out
+
+
+def add_encoder_arguments(p) -> None:
+    """The options `extract` and `finetune` share: manifest, store, encoder, pooling and preprocessing."""
+    p.add_argument("manifest", metavar="MANIFEST", help="the manifest file (.csv or .jsonl)")
+    p.add_argument("--store", required=True, help="the store folder (created from the manifest if missing)")
+    p.add_argument("--modality", required=True, choices=("text", "audio", "video"))
+    p.add_argument("--encoder", required=True, metavar="NAME_OR_PATH",
+                   help="hub name (e.g. roberta-base) or a local folder saved with save_pretrained")
+    p.add_argument("--revision", default=None, help="hub branch, tag or commit (the resolved commit is recorded)")
+    p.add_argument("--pooling", default="cls", choices=("cls", "mean"),
+                   help="cls: first token/frame; mean: average over real (unpadded) positions (default: cls)")
+    p.add_argument("--layers", default="last",
+                   help="last (rows [N, D]), all, or comma-separated hidden-state indices (rows [N, L, D]); default last")
+    p.add_argument("--dtype", default="float32", choices=("float32", "float16"),
+                   help="stored dtype; float16 also computes under autocast on CUDA (non-finite rows retried in float32)")
+    p.add_argument("--max-seconds", type=float, default=10.0, help="audio/video: first seconds of each segment (10)")
+    p.add_argument("--no-peak-normalize", action="store_true", help="audio: do not divide by the peak amplitude")
+    p.add_argument("--frames", type=int, default=None, help="video: frames per clip (default: the model's, else 16)")
+    p.add_argument("--text-max-length", type=int, default=None, help="text: max tokens (default: the tokenizer's, <= 512)")
+    p.add_argument("--classes", default=None, help="the label set in order, comma-separated (as for validate)")
+
+
+def encoder_settings(args) -> tuple:
+    """(Preprocess, classes) from the options of :func:`add_encoder_arguments`."""
+    from mixsig.extract import Preprocess
+
+    preprocess = Preprocess(max_seconds=args.max_seconds, peak_normalize=not args.no_peak_normalize,
+                            frames=args.frames, text_max_length=args.text_max_length)
+    classes = tuple(c.strip() for c in args.classes.split(",")) if args.classes else None
+    return preprocess, classes

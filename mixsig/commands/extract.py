@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mixsig.commands._util import add_encoder_arguments
+
 EPILOG = """\
 exit codes:
   0  every row with input for the modality is done
@@ -32,23 +34,7 @@ def register(subparsers) -> None:
             "resolved revision, preprocessing, pooling, layers, dtype), so changed settings give a new key."),
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("manifest", metavar="MANIFEST", help="the manifest file (.csv or .jsonl)")
-    p.add_argument("--store", required=True, help="the store folder (created from the manifest if missing)")
-    p.add_argument("--modality", required=True, choices=("text", "audio", "video"))
-    p.add_argument("--encoder", required=True, metavar="NAME_OR_PATH",
-                   help="hub name (e.g. roberta-base) or a local folder saved with save_pretrained")
-    p.add_argument("--revision", default=None, help="hub branch, tag or commit (the resolved commit is recorded)")
-    p.add_argument("--pooling", default="cls", choices=("cls", "mean"),
-                   help="cls: first token/frame; mean: average over real (unpadded) positions (default: cls)")
-    p.add_argument("--layers", default="last",
-                   help="last (rows [N, D]), all, or comma-separated hidden-state indices (rows [N, L, D]); default last")
-    p.add_argument("--dtype", default="float32", choices=("float32", "float16"),
-                   help="stored dtype; float16 also computes under autocast on CUDA (non-finite rows retried in float32)")
-    p.add_argument("--max-seconds", type=float, default=10.0, help="audio/video: first seconds of each segment (10)")
-    p.add_argument("--no-peak-normalize", action="store_true", help="audio: do not divide by the peak amplitude")
-    p.add_argument("--frames", type=int, default=None, help="video: frames per clip (default: the model's, else 16)")
-    p.add_argument("--text-max-length", type=int, default=None, help="text: max tokens (default: the tokenizer's, <= 512)")
-    p.add_argument("--classes", default=None, help="the label set in order, comma-separated (as for validate)")
+    add_encoder_arguments(p)
     p.add_argument("--shard", default=None, metavar="I/N", help="process shard I of N (default: RANK/WORLD_SIZE or 0/1)")
     p.add_argument("--device", default=None, help="torch device (default: cuda:LOCAL_RANK if available, else cpu)")
     p.add_argument("--batch-budget", type=int, default=None,
@@ -65,13 +51,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _preprocess(args):
-    from mixsig.extract import Preprocess
-
-    return Preprocess(max_seconds=args.max_seconds, peak_normalize=not args.no_peak_normalize, frames=args.frames,
-                      text_max_length=args.text_max_length)
-
-
 def _options(args):
     from mixsig.extract import RunOptions
 
@@ -82,14 +61,14 @@ def _options(args):
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from mixsig.commands._util import print_json
+    from mixsig.commands._util import encoder_settings, print_json
     from mixsig.errors import UsageError
     from mixsig.extract import extract, resolve_shard
 
     if args.max_batch < 1 or (args.batch_budget is not None and args.batch_budget < 1):
         raise UsageError("--max-batch and --batch-budget must be positive")
     shard = resolve_shard(args.shard)
-    classes = tuple(c.strip() for c in args.classes.split(",")) if args.classes else None
+    preprocess, classes = encoder_settings(args)
     bar = tqdm(total=0, unit="row", desc=f"extract {args.modality}", disable=None, file=sys.stderr, dynamic_ncols=True)
 
     def on_total(n):
@@ -98,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         res = extract(args.manifest, args.store, args.modality, args.encoder, revision=args.revision,
-                      pooling=args.pooling, layers=args.layers, dtype=args.dtype, preprocess=_preprocess(args),
+                      pooling=args.pooling, layers=args.layers, dtype=args.dtype, preprocess=preprocess,
                       options=_options(args), shard=shard, device=args.device,
                       trust_remote_code=args.trust_remote_code, chunk_rows=args.chunk_rows, classes=classes,
                       on_rows=bar.update, on_total=on_total)

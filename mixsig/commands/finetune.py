@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 
+from mixsig.commands._util import add_encoder_arguments
+
 EPILOG = """\
 outputs:
   checkpoint  STORE_PARENT/STORE_STEM.checkpoints/<modality>.<encoder>-ft.<hash>/{all,fold0,...}/ (save_pretrained,
@@ -31,11 +33,7 @@ def register(subparsers) -> None:
             "Paper defaults: --unfreeze-last 2 --lr 5e-6 --batch-size 8 --epochs 15."),
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("manifest", metavar="MANIFEST", help="the manifest file (.csv or .jsonl)")
-    p.add_argument("--store", required=True, help="the store folder (created from the manifest if missing)")
-    p.add_argument("--modality", required=True, choices=("text", "audio", "video"))
-    p.add_argument("--encoder", required=True, metavar="NAME_OR_PATH", help="hub name or local folder")
-    p.add_argument("--revision", default=None, help="hub branch, tag or commit")
+    add_encoder_arguments(p)
     p.add_argument("--unfreeze-last", type=int, default=2, metavar="K", help="encoder blocks to train (2)")
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--lr", type=float, default=5e-6)
@@ -43,14 +41,6 @@ def register(subparsers) -> None:
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--folds", type=int, default=1, metavar="K", help="out-of-fold models for train rows (1 = none)")
-    p.add_argument("--pooling", default="cls", choices=("cls", "mean"), help="pooling of the cached embeddings")
-    p.add_argument("--layers", default="last", help="last, all or comma-separated hidden-state indices")
-    p.add_argument("--dtype", default="float32", choices=("float32", "float16"), help="stored dtype of the key")
-    p.add_argument("--max-seconds", type=float, default=10.0)
-    p.add_argument("--no-peak-normalize", action="store_true")
-    p.add_argument("--frames", type=int, default=None)
-    p.add_argument("--text-max-length", type=int, default=None)
-    p.add_argument("--classes", default=None, help="the label set in order, comma-separated")
     p.add_argument("--checkpoint-dir", default=None, help="where checkpoints go (default: beside the store)")
     p.add_argument("--name", default=None, help="run name (default: finetune.<modality>.<encoder>.<hash>)")
     p.add_argument("--overwrite", action="store_true", help="replace a run of the same name")
@@ -62,15 +52,13 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mixsig.commands._util import print_json
-    from mixsig.extract import FinetuneConfig, Preprocess, finetune
+    from mixsig.commands._util import encoder_settings, print_json
+    from mixsig.extract import FinetuneConfig, finetune
 
     config = FinetuneConfig(unfreeze_last=args.unfreeze_last, epochs=args.epochs, lr=args.lr,
                             batch_size=args.batch_size, weight_decay=args.weight_decay, seed=args.seed,
                             folds=args.folds)
-    preprocess = Preprocess(max_seconds=args.max_seconds, peak_normalize=not args.no_peak_normalize,
-                            frames=args.frames, text_max_length=args.text_max_length)
-    classes = tuple(c.strip() for c in args.classes.split(",")) if args.classes else None
+    preprocess, classes = encoder_settings(args)
     res = finetune(args.manifest, args.store, args.modality, args.encoder, config=config, revision=args.revision,
                    pooling=args.pooling, layers=args.layers, dtype=args.dtype, preprocess=preprocess,
                    device=args.device, trust_remote_code=args.trust_remote_code, checkpoint_dir=args.checkpoint_dir,
