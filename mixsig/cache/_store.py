@@ -134,7 +134,7 @@ class FeatureStore:
         root = self.local_path
         if root is not None and fast_layout(arr):
             out = np.empty(arr.shape, arr.dtype)
-            return read_rows_fast(arr, array_dir(root, arr.path), out, fill=arr.fill_value, threads=1)
+            return read_rows_fast(arr, array_dir(root, arr.path), out, fill=arr.fill_value)
         return arr[...]
 
     def _read_embedding(self, key: str, arr, rows: np.ndarray | None = None) -> np.ndarray:

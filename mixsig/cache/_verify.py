@@ -39,87 +39,87 @@ class VerifyReport:
                 "removed": self.removed, "findings": [asdict(f) for f in self.findings]}
 
 
-def _check_array_chunks(store, arr, report: VerifyReport, label: str) -> set[int]:
-    """Read every chunk of ``arr``; returns the indices of corrupt chunks."""
+def _check_array_chunks(store, arr, report: VerifyReport, label: str, collect=None) -> set[int]:
+    """Read every chunk of ``arr`` once; returns the indices of corrupt chunks.
+
+    ``collect(lo, hi, rows)`` receives the rows [lo, hi) of every readable chunk (a chunk never written reads as
+    the fill value), so callers check values without reading the array a second time.
+    """
     bad: set[int] = set()
     n, cr = arr.shape[0], arr.chunks[0]
     count = -(-n // cr) if n else 0
     root = store.local_path
-    if root is not None and fast_layout(arr):
-        adir = array_dir(root, arr.path)
-        buf = np.empty(arr.chunks, arr.dtype)
-        for c in range(count):
-            report.chunks_checked += 1
-            try:
-                read_chunk_into(chunk_file(adir, c, arr.ndim), buf, tuple(arr.chunks), arr.dtype, f"{label} chunk {c}")
-            except CorruptChunk as exc:
-                bad.add(c)
-                report.findings.append(Finding("corrupt_chunk", f"{label}/c/{c}", str(exc),
-                                               list(range(c * cr, min((c + 1) * cr, n)))))
-        return bad
+    fast = root is not None and fast_layout(arr)
+    adir = array_dir(root, arr.path) if fast else None
     for c in range(count):
         report.chunks_checked += 1
         lo, hi = c * cr, min((c + 1) * cr, n)
         try:
-            arr[lo:hi]
-        except Exception as exc:  # zarr raises codec-specific errors on bad bytes
+            if fast:
+                rows = np.empty((hi - lo,) + tuple(arr.shape[1:]), arr.dtype)
+                if not read_chunk_into(chunk_file(adir, c, arr.ndim), rows, tuple(arr.chunks), arr.dtype,
+                                       f"{label} chunk {c}"):
+                    rows[...] = arr.fill_value
+            else:
+                rows = arr[lo:hi]
+        except Exception as exc:  # CorruptChunk, or zarr's codec-specific errors on bad bytes
             bad.add(c)
-            report.findings.append(Finding("corrupt_chunk", f"{label}/c/{c}",
-                                           f"{label} chunk {c} cannot be read: {type(exc).__name__}: {exc}",
-                                           list(range(lo, hi))))
+            message = str(exc) if isinstance(exc, CorruptChunk) else \
+                f"{label} chunk {c} cannot be read: {type(exc).__name__}: {exc}"
+            report.findings.append(Finding("corrupt_chunk", f"{label}/c/{c}", message, list(range(lo, hi))))
+            continue
+        if collect is not None:
+            collect(lo, hi, rows)
     return bad
 
 
 def verify_store(store, keys=None, fix: bool = False) -> VerifyReport:
     """Check ``keys`` (default: all) of ``store``; with ``fix`` remove orphan temp files and stale leases."""
+    from mixsig.cache._status import Status
+
     report = VerifyReport()
     for key in keys or store.keys():
         report.keys_checked += 1
         g = store.key_group(key)
-        corrupt = {}
-        for name in ("embedding", "done", "status", "message", "input_hash"):
-            corrupt[name] = _check_array_chunks(store, g[name], report, f"features/{key}/{name}")
-        if corrupt["done"] or corrupt["embedding"]:
-            cr = g["embedding"].chunks[0]
-            skip = {c for c in corrupt["done"] | corrupt["embedding"]}
-        else:
-            cr, skip = g["embedding"].chunks[0], set()
-        try:
-            done = g["done"][...] if not corrupt["done"] else None
-        except Exception:
-            done = None
-        if done is None:
-            continue
-        n = len(done)
+        n = int(g["embedding"].shape[0])
+        cr = int(g["embedding"].chunks[0])
+        done = np.zeros(n, bool)
+        finite = np.ones(n, bool)   # every value of the row is finite
+        empty = np.zeros(n, bool)   # every value of the row is NaN (never written, or its chunk is gone)
+
+        def rows_of_embedding(lo, hi, rows):
+            flat = rows.reshape(hi - lo, -1)
+            finite[lo:hi] = np.isfinite(flat).all(axis=1)
+            empty[lo:hi] = np.isnan(flat).all(axis=1)
+
+        def rows_of_done(lo, hi, rows):
+            done[lo:hi] = rows
+
+        corrupt = _check_array_chunks(store, g["embedding"], report, f"features/{key}/embedding", rows_of_embedding)
+        corrupt |= _check_array_chunks(store, g["done"], report, f"features/{key}/done", rows_of_done)
+        for name in ("status", "message", "input_hash"):
+            _check_array_chunks(store, g[name], report, f"features/{key}/{name}")
         for c in range(-(-n // cr)):
-            if c in skip:
+            if c in corrupt:
                 continue
             lo, hi = c * cr, min((c + 1) * cr, n)
-            d = done[lo:hi]
-            if not d.any():
+            bad = np.flatnonzero(done[lo:hi] & ~finite[lo:hi]) + lo
+            if not len(bad):
                 continue
-            emb = store._read_embedding(key, g["embedding"], np.arange(lo, hi))
-            flat = emb.reshape(hi - lo, -1)
-            finite = np.isfinite(flat).all(axis=1)
-            bad_rows = (np.flatnonzero(d & ~finite) + lo).tolist()
-            if not bad_rows:
-                continue
-            all_nan = np.isnan(flat[d & ~finite]).all()
+            all_nan = bool(empty[bad].all())
             kind = "done_missing" if all_nan else "done_not_finite"
             what = "have no data (chunk file missing or all NaN)" if all_nan else "hold NaN/Inf"
             report.findings.append(Finding(kind, f"features/{key}/embedding/c/{c}",
-                                           f"{len(bad_rows)} rows marked done {what}; re-extract them "
-                                           f"(`mixsig extract` after `mixsig cache verify --fix`)", bad_rows))
+                                           f"{len(bad)} rows marked done {what}; re-extract them "
+                                           f"(`mixsig extract` after `mixsig cache verify --fix`)", bad.tolist()))
             if fix:
-                from mixsig.cache._status import Status
-
                 st = g["status"][lo:hi]
-                dd = d.copy()
-                dd[np.asarray(bad_rows) - lo] = False
-                st[np.asarray(bad_rows) - lo] = Status.PENDING
+                dd = done[lo:hi].copy()
+                dd[bad - lo] = False
+                st[bad - lo] = Status.PENDING
                 g["status"][lo:hi] = st
                 g["done"][lo:hi] = dd
-                report.removed.append(f"done mark of {len(bad_rows)} rows in features/{key} chunk {c}")
+                report.removed.append(f"done mark of {len(bad)} rows in features/{key} chunk {c}")
     root = store.local_path
     if root is not None:
         for p in sorted(root.rglob("*.partial")):

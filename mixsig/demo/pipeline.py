@@ -118,22 +118,20 @@ def run_demo(out_dir, config: DemoConfig = DemoConfig(), on_stage: Callable[[Sta
     summary = None
     if f"study-{config.study_name}" in store.runs():  # finished before: reuse unless more trials are asked for
         summary = study_summary(str(store_url), config.study_name)
-        if _complete_trials(summary) < config.trials:
+        if _finished_trials(summary) < config.trials:
             summary = None
     if summary is None:
         summary = run_study(str(store_url), config.study_name, heads="gated,lightgbm", features=features,
                             trials=config.trials, seed=config.seed)
-    run_info = summary.get("run")
-    run_name = (run_info.get("name") if isinstance(run_info, dict) else run_info) or f"study-{config.study_name}"
-    n_trials = summary.get("n_trials", summary.get("trials", {}))
-    stage("study", t0, f"study '{config.study_name}': {_trial_text(summary)}; winner trained on all 7 subsets as "
-                       f"run '{run_name}'", run=run_name, trials=n_trials)
+    run_name = summary["run"]["name"]
+    states = ", ".join(f"{v} {k.lower()}" for k, v in summary["states"].items())
+    stage("study", t0, f"study '{config.study_name}': {states} trials; winner trained on all 7 subsets as "
+                       f"run '{run_name}'", run=run_name, trials=_finished_trials(summary))
 
     # 7. report
     from mixsig.analysis import analyse, write_report
 
     t0 = time.perf_counter()
-    store = open_store(store_url)
     result = analyse(store, run_name, split=config.split, media_root=corpus)
     paths = write_report(result, out / "report")
     stage("report", t0, f"report of run '{run_name}' on {config.split} in {paths['html'].parent}")
@@ -180,16 +178,9 @@ def planted_check(samples, samples_csv: Path, report: dict) -> dict:
             "n_disagreement": a + b, "n_agreement": c_ + d_}
 
 
-def _complete_trials(summary: dict) -> int:
-    states = summary.get("trials_by_state") or summary.get("states") or {}
-    return int(states.get("COMPLETE", states.get("complete", 0)))
-
-
-def _trial_text(summary: dict) -> str:
-    states = summary.get("trials_by_state") or summary.get("states") or {}
-    if states:
-        return ", ".join(f"{v} {k.lower()}" for k, v in states.items()) + " trials"
-    return f"{summary.get('n_trials', '?')} trials"
+def _finished_trials(summary: dict) -> int:
+    """Trials that count towards a study's target (what ``run_study`` counts): complete or pruned."""
+    return int(sum(v for k, v in summary["states"].items() if k in ("COMPLETE", "PRUNED")))
 
 
 def _finetune_text(manifest, store_url, encoder_path, config: DemoConfig, out: Path) -> dict:

@@ -21,8 +21,12 @@ def test_demo_end_to_end_and_rerun_reuses_everything(tmp_path, capsys):
     report = json.loads((out / "report" / "report.json").read_text())
     assert len(report["metrics"]) == 7  # every modality subset of the winning head
 
+    from mixsig.cache import open_store
+
+    created = open_store(out / "cache.zarr").read_run("study-demo").attrs["created"]
     assert main(args) == 0
     capsys.readouterr()
+    assert open_store(out / "cache.zarr").read_run("study-demo").attrs["created"] == created  # not retrained
     again = json.loads((out / "demo-summary.json").read_text())
     stages2 = {s["name"]: s for s in again["stages"]}
     assert stages2["corpus"]["what"].startswith("reused")
