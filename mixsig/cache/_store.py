@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import os
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -19,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mixsig.cache._chunks import array_dir, fast_layout, local_root, read_rows_fast, read_chunk_into, chunk_file
+from mixsig.cache._chunks import (array_dir, chunk_file, empty_aligned, fast_layout, local_root, read_arrays_fast,
+                                  read_chunk_into, read_rows_fast)
 from mixsig.cache._keys import Provenance, diff_dicts
 from mixsig.cache._runs import Run, RunSubset, read_run, write_run
 from mixsig.cache._samples import Samples, read_samples, write_samples
@@ -62,6 +64,9 @@ class FeatureStore:
         self.root = group
         self.url = str(url)
         self.mode = mode
+        # Opened groups and arrays of ready keys, with the stamp they were opened under (see _key_stamp): opening
+        # them through zarr costs ~1.5 ms each, more than reading a small key.
+        self._opened: dict[str, tuple] = {}
         if group.attrs.get("mixsig_store") is None:
             raise StoreError(f"{url} is a Zarr group but not a mixsig store (no 'mixsig_store' attribute); "
                              "create one with `mixsig cache init STORE --manifest MANIFEST`")
@@ -92,7 +97,9 @@ class FeatureStore:
 
     # ------------------------------------------------------------------ keys
     def _features(self):
-        return self.root["features"]
+        if self.__dict__.get("_features_group") is None:
+            self._features_group = self.root["features"]
+        return self._features_group
 
     def keys(self) -> list[str]:
         """Feature keys whose creation finished, sorted."""
@@ -102,12 +109,42 @@ class FeatureStore:
     def has_key(self, key: str) -> bool:
         return self._ready_group(key) is not None
 
+    def _key_stamp(self, key: str):
+        """What identifies one creation of ``key``: the inode and mtime of its group's metadata on a local store
+        (a key deleted and created again, by any process, gets a new one); a constant elsewhere."""
+        root = self.local_path
+        if root is None:
+            return "remote"
+        try:
+            st = os.stat(root / "features" / key / "zarr.json")
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
     def _ready_group(self, key: str):
+        stamp = self._key_stamp(key)
+        hit = self._opened.get(key)
+        if hit is not None and stamp is not None and hit[0] == stamp:
+            return hit[1]
+        self._opened.pop(key, None)
         try:
             g = self._features()[key]
         except (KeyError, FileNotFoundError):
             return None
-        return g if g.attrs.get("ready") else None
+        if not g.attrs.get("ready"):
+            return None
+        if stamp is not None:
+            self._opened[key] = (stamp, g, {})
+        return g
+
+    def _key_array(self, key: str, name: str):
+        """Array ``name`` of ready key ``key``, opened once per creation of the key."""
+        g = self.key_group(key)
+        hit = self._opened.get(key)
+        arrays = hit[2] if hit is not None and hit[1] is g else {}
+        if name not in arrays:
+            arrays[name] = g[name]
+        return arrays[name]
 
     def key_group(self, key: str):
         g = self._ready_group(key)
@@ -120,8 +157,7 @@ class FeatureStore:
 
     def read_array(self, key: str, name: str) -> np.ndarray:
         """One whole per-row array of a key: ``done``, ``status``, ``message``, ``input_hash`` or ``embedding``."""
-        g = self.key_group(key)
-        arr = g[name]
+        arr = self._key_array(key, name)
         try:
             if name == "embedding":
                 return self._read_embedding(key, arr)
@@ -133,25 +169,42 @@ class FeatureStore:
         """A whole per-row array (done, status, ...) through the checksummed fast path where possible."""
         root = self.local_path
         if root is not None and fast_layout(arr):
-            out = np.empty(arr.shape, arr.dtype)
+            out = empty_aligned(arr.shape, arr.dtype)
             return read_rows_fast(arr, array_dir(root, arr.path), out, fill=arr.fill_value)
         return arr[...]
 
-    def _read_embedding(self, key: str, arr, rows: np.ndarray | None = None) -> np.ndarray:
+    @staticmethod
+    def _all_rows(rows: np.ndarray | None, n: int) -> bool:
+        return rows is None or (len(rows) == n and (n == 0 or (rows[0] == 0 and bool((np.diff(rows) == 1).all()))))
+
+    def _reads_whole(self, arr, rows: np.ndarray | None) -> bool:
+        """True when ``rows`` of ``arr`` are best read as the whole array from its chunk files (local store, fast
+        layout, and the rows touch at least half of the chunks)."""
+        if self.local_path is None or not fast_layout(arr):
+            return False
+        n, cr = arr.shape[0], arr.chunks[0]
+        return self._all_rows(rows, n) or len(np.unique(rows // cr)) * 2 >= -(-n // cr)
+
+    def _read_whole(self, arrays: list, dtypes: list) -> list[np.ndarray]:
+        """Whole arrays (all in :meth:`_reads_whole` layout) read together, each into a new array of its dtype."""
         root = self.local_path
+        outs = [empty_aligned(a.shape, dt) for a, dt in zip(arrays, dtypes)]
+        read_arrays_fast([(a, array_dir(root, a.path), o, a.fill_value) for a, o in zip(arrays, outs)])
+        return outs
+
+    def _read_embedding(self, key: str, arr, rows: np.ndarray | None = None) -> np.ndarray:
         n = arr.shape[0]
-        if root is not None and fast_layout(arr):
-            adir = array_dir(root, arr.path)
-            if rows is not None and len(rows) == n and (n == 0 or (rows[0] == 0 and (np.diff(rows) == 1).all())):
-                rows = None  # every row, in order: no gather needed
+        if self._all_rows(rows, n):
+            rows = None  # every row, in order: no gather needed
+        if self._reads_whole(arr, rows):
+            (out,) = self._read_whole([arr], [np.float32])
+            return out if rows is None else out[rows]
+        if self.local_path is not None and fast_layout(arr):
+            adir = array_dir(self.local_path, arr.path)
             cr = arr.chunks[0]
-            if rows is None or len(np.unique(rows // cr)) * 2 >= -(-n // cr):
-                out = np.empty(arr.shape, np.float32)
-                read_rows_fast(arr, adir, out)
-                return out if rows is None else out[rows]
             out = np.empty((len(rows),) + arr.shape[1:], np.float32)
             chunk_of = rows // cr
-            buf = np.empty(arr.chunks, np.float32)
+            buf = empty_aligned(arr.chunks, np.float32)
             for c in np.unique(chunk_of):
                 sel = np.flatnonzero(chunk_of == c)
                 lo = c * cr
@@ -192,9 +245,17 @@ class FeatureStore:
         """
         g = self.key_group(key)
         want = self.samples.rows(split) if rows is None else np.asarray(rows, np.int64)
-        done = self._read_plain(g["done"])
-        keep = want[done[want]] if only_done else want
-        X = self._read_embedding(key, g["embedding"], keep)
+        done_arr, emb = self._key_array(key, "done"), self._key_array(key, "embedding")
+        if self._reads_whole(emb, want) and self._reads_whole(done_arr, None):
+            # One pass over both arrays' chunk files, then pick the rows (no copy when every row is wanted and done).
+            done, X = self._read_whole([done_arr, emb], [done_arr.dtype, np.float32])
+            keep = want[done[want]] if only_done else want
+            if not self._all_rows(keep, len(done)):
+                X = X[keep]
+        else:
+            done = self._read_plain(done_arr)
+            keep = want[done[want]] if only_done else want
+            X = self._read_embedding(key, emb, keep)
         return FeatureView(key=key, modality=str(g.attrs.get("modality")), rows=keep,
                            ids=self.samples.ids[keep], X=X, excluded=int(len(want) - len(keep)))
 
@@ -248,6 +309,7 @@ class FeatureStore:
                     raise ProvenanceMismatch(f"key {key} exists with shape {tuple(g['embedding'].shape)}, asked for {shape}")
                 return
             log.info("key %s was left half-created by an interrupted run; creating it again", key)
+            self._opened.pop(key, None)
             del f[key]
         from zarr.codecs import Crc32cCodec, ZstdCodec
 
@@ -284,6 +346,7 @@ class FeatureStore:
     def delete_key(self, key: str) -> None:
         self._require_writable()
         self.key_group(key)
+        self._opened.pop(key, None)
         del self._features()[key]
 
     # ------------------------------------------------------------------ runs
