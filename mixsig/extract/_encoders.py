@@ -104,6 +104,10 @@ class InputAdapter:
     #: True when preparing a row is so cheap (tokenising) that a thread pool costs more than it overlaps
     inline_prepare: bool = False
 
+    def prepare_inline(self, device: str) -> bool:
+        """Whether rows are prepared in the thread that runs the model on ``device`` (no decoding threads)."""
+        return self.inline_prepare
+
     def __init__(self, name: str, revision: str | None, trust_remote_code: bool, options: Preprocess, config):
         self.name = name
         self.config = config
@@ -211,6 +215,11 @@ class AudioInputs(InputAdapter):
         for k, s in zip(reversed(list(kernels)), reversed(list(strides))):
             n = (n - 1) * s + k
         return int(n)
+
+    def prepare_inline(self, device: str) -> bool:
+        # On CPU, decoding a clip costs a few percent of its forward pass, and decoding threads only contend with
+        # torch's intra-op threads: 320 clips on 2 cores took 2.45 s inline against 3.2 s with 2 decoding threads.
+        return str(device).startswith("cpu")
 
     def prepare(self, src: RowSource) -> RowInput:
         if src.path is None:

@@ -253,7 +253,7 @@ def run_extraction(store, key: str, encoder: Encoder, sources_for: Callable[[Ite
         decode_pool = ThreadPoolExecutor(max_workers=max(1, options.workers), thread_name_prefix="mixsig-decode")
         write_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mixsig-write")
         try:
-            inline = options.workers <= 0 or getattr(encoder.inputs, "inline_prepare", False)
+            inline = options.workers <= 0 or encoder.inputs.prepare_inline(encoder.device)
 
             def submit(win: list[_Block]) -> list[tuple[int, Future]]:
                 if inline:  # cheap inputs: prepare in this thread, when the window is reached
