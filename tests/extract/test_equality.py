@@ -111,3 +111,45 @@ def test_cached_rows_equal_direct_forward(tmp_path, corpus, tiny_encoders, cli, 
     if modality != "video":
         assert len(lengths) > 3, "the corpus should have inputs of different lengths, so batches get padded"
     assert worst <= TOL, f"max abs difference {worst:.2e} > {TOL}"
+
+
+def test_group_norm_audio_without_mask_equals_direct_forward(tmp_path, corpus, cli):
+    """HuBERT with a group-norm feature encoder (as hubert-base) takes no attention mask, so zero padding would
+    change its numbers: rows are batched only with rows of exactly the same length. Each clip is used twice,
+    so batches of two equal-length rows do form; rows of different lengths must never share one."""
+    from transformers import HubertConfig, HubertModel, Wav2Vec2FeatureExtractor
+
+    from mixsig.cache import open_store
+
+    torch.manual_seed(0)
+    enc = tmp_path / "tiny-hubert-group"
+    HubertModel(HubertConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        conv_dim=(32,) * 7, conv_stride=(5, 2, 2, 2, 2, 2, 2), conv_kernel=(10, 3, 3, 3, 3, 2, 2),
+        feat_extract_norm="group", num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, vocab_size=16,
+    )).eval().save_pretrained(enc)
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
+                             return_attention_mask=False).save_pretrained(enc)
+    src = _rows(corpus)[:5]
+    root = Path(corpus).parent
+    rows = [{"id": f"{r['id']}-{k}", "split": r["split"], "label": r["label"], "audio": str(root / r["audio"]),
+             "start": r.get("start", ""), "end": r.get("end", "")} for r in src for k in (0, 1)]
+    manifest = tmp_path / "manifest.csv"
+    with open(manifest, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    store_path = tmp_path / "store.zarr"
+    assert cli("extract", manifest, "--store", store_path, "--modality", "audio", "--encoder", enc,
+               "--pooling", "mean", "--batch-budget", 16000 * 60) == 0
+    store = open_store(store_path)
+    (key,) = store.keys()
+    assert store.provenance(key)["preprocessing"]["attention_mask"] is False
+    view = store.read(key)
+    lengths, worst = set(), 0.0
+    for i, row in enumerate(rows):
+        hidden = _ref_audio(str(enc), row, tmp_path)
+        lengths.add(hidden.shape[0])
+        worst = max(worst, float(np.abs(view.X[i] - hidden.mean(axis=0)).max()))
+    assert len(lengths) > 2, "clips of different lengths are needed to show padding never leaks in"
+    assert worst <= TOL, f"max abs difference {worst:.2e} > {TOL}"
