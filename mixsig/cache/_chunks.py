@@ -1,9 +1,16 @@
 """Chunk-level I/O for local stores: a fast, checksummed read path and chunk enumeration.
 
 Feature arrays are written by zarr with the codecs ``bytes`` (little endian) + ``crc32c`` and no sharding, so a
-chunk file is the raw little-endian payload followed by its 4-byte CRC32C. Reading those files directly (one
-``readv`` per step straight into the output array, checksum verified) is several times faster than zarr's
-generic path for whole-array reads, and any bit flip is caught. Other layouts fall back to zarr.
+chunk file is the raw little-endian payload followed by its 4-byte CRC32C. Reading those files directly is as
+fast as ``np.load`` of the same array and 4-5x faster than zarr's generic path, and any bit flip is caught:
+
+- the output array starts on a page boundary (see :data:`ALIGN`);
+- each chunk file is read with one ``readv`` straight into its rows of the output (plus the checksum and one
+  byte more, to tell a longer file), then checksummed there while the bytes are still in cache;
+- large reads are split between threads over contiguous runs of chunks (reads and checksums release the GIL);
+- arrays with small chunks (``done``, ``status``) are read with as little Python per file as possible.
+
+Other layouts fall back to zarr.
 """
 
 from __future__ import annotations
