@@ -181,15 +181,6 @@ def _workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def read_rows_fast(arr, adir: Path, out: np.ndarray, fill=np.nan) -> np.ndarray:
-    """Read every row of ``arr`` into ``out`` [N, ...] (any float dtype) from its chunk files.
-
-    Missing chunk files (never written) give ``fill``; a checksum or size mismatch raises :class:`CorruptChunk`.
-    """
-    read_arrays_fast([(arr, adir, out, fill)])
-    return out
-
-
 def _read_small(plan) -> None:
     """Every chunk of a small-chunked array (done, status, ...): one open, read and close per file, no fstat, and
     one copy into ``out`` at the end."""
@@ -252,7 +243,9 @@ def _read_direct(plan, first: int, last: int) -> int:
 
 
 def read_arrays_fast(jobs: list[tuple]) -> None:
-    """:func:`read_rows_fast` for several ``(arr, adir, out, fill)`` at once.
+    """Read every row of each ``(arr, adir, out, fill)`` into ``out`` [N, ...] (any dtype ``arr`` casts to) from
+    its chunk files. Missing chunk files (never written) give ``fill``; a checksum or size mismatch raises
+    :class:`CorruptChunk`.
 
     Arrays with small chunks (done, status) are read file by file with as little work per file as possible, by
     this thread while the others start on the large ones. Large ones are read by up to 4 threads: on 2 cores this

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from mixsig.cache._chunks import (array_dir, chunk_file, empty_aligned, fast_layout, local_root, read_arrays_fast,
-                                  read_chunk_into, read_rows_fast)
+                                  read_chunk_into)
 from mixsig.cache._keys import Provenance, diff_dicts
 from mixsig.cache._runs import Run, RunSubset, read_run, write_run
 from mixsig.cache._samples import Samples, read_samples, write_samples
@@ -96,9 +96,11 @@ class FeatureStore:
             raise StoreError(f"store {self.url} is open read-only; open it with mode='r+'")
 
     # ------------------------------------------------------------------ keys
+    @cached_property
+    def _features_group(self):
+        return self.root["features"]
+
     def _features(self):
-        if self.__dict__.get("_features_group") is None:
-            self._features_group = self.root["features"]
         return self._features_group
 
     def keys(self) -> list[str]:
@@ -167,10 +169,8 @@ class FeatureStore:
 
     def _read_plain(self, arr) -> np.ndarray:
         """A whole per-row array (done, status, ...) through the checksummed fast path where possible."""
-        root = self.local_path
-        if root is not None and fast_layout(arr):
-            out = empty_aligned(arr.shape, arr.dtype)
-            return read_rows_fast(arr, array_dir(root, arr.path), out, fill=arr.fill_value)
+        if self._reads_whole(arr, None):
+            return self._read_whole([arr], [arr.dtype])[0]
         return arr[...]
 
     @staticmethod
