@@ -118,6 +118,19 @@ def _readv_all(fd: int, views: list[memoryview]) -> int:
     return total
 
 
+def _small_payload(fd: int, path, nbytes: int, where: str) -> bytes:
+    """The checked payload of a small chunk file open as ``fd`` (closed here): one ``read`` of the whole file."""
+    try:
+        data = os.read(fd, nbytes + 5)
+    finally:
+        os.close(fd)
+    if len(data) != nbytes + 4:
+        raise _size_error(where, path, len(data), nbytes)
+    if google_crc32c.value(data[:nbytes]) != int.from_bytes(data[nbytes:], "little"):
+        raise CorruptChunk(f"{where}: chunk file {path} {_BAD_CRC}")
+    return data[:nbytes]
+
+
 def _read_chunk(path, out: np.ndarray, chunk_shape: tuple, dtype: np.dtype, nbytes: int, direct: bool,
                 where: str) -> bool:
     try:
@@ -125,14 +138,7 @@ def _read_chunk(path, out: np.ndarray, chunk_shape: tuple, dtype: np.dtype, nbyt
     except FileNotFoundError:
         return False
     if nbytes <= SMALL:
-        try:
-            data = os.read(fd, nbytes + 5)
-        finally:
-            os.close(fd)
-        if len(data) != nbytes + 4:
-            raise _size_error(where, path, len(data), nbytes)
-        if google_crc32c.value(data[:nbytes]) != int.from_bytes(data[nbytes:], "little"):
-            raise CorruptChunk(f"{where}: chunk file {path} {_BAD_CRC}")
+        data = _small_payload(fd, path, nbytes, where)
         out[...] = np.frombuffer(data, dtype, nbytes // dtype.itemsize).reshape(chunk_shape)[:out.shape[0]]
         return True
     # One readv: the payload (straight into out when direct), the 4-byte checksum, and one byte more to tell a
@@ -186,7 +192,6 @@ def _read_small(plan) -> None:
     one copy into ``out`` at the end."""
     path, rows, n, count, shape, dtype, nbytes, direct, base, tail, out, fill = plan
     payloads, missing = [], []
-    crc, want = google_crc32c.value, nbytes + 4
     for i in range(count):
         name = f"{base}{i}{tail}"
         try:
@@ -195,15 +200,7 @@ def _read_small(plan) -> None:
             payloads.append(bytes(nbytes))
             missing.append(i)
             continue
-        try:
-            data = os.read(fd, want + 1)
-        finally:
-            os.close(fd)
-        if len(data) != want or crc(data[:nbytes]) != int.from_bytes(data[nbytes:], "little"):
-            # Let the general path name the fault (size or checksum); it raises for the same bytes.
-            _read_chunk(name, np.empty(shape, dtype), shape, dtype, nbytes, False, f"array {path} chunk {i}")
-            raise CorruptChunk(f"array {path} chunk {i}: chunk file {name} changed while being read")
-        payloads.append(data[:nbytes])
+        payloads.append(_small_payload(fd, name, nbytes, f"array {path} chunk {i}"))
     if count:
         out[...] = np.frombuffer(b"".join(payloads), dtype).reshape((count * rows,) + shape[1:])[:n]
     for i in missing:
@@ -265,8 +262,8 @@ def read_arrays_fast(jobs: list[tuple]) -> None:
         (small if nbytes <= SMALL else plans).append(plan)
 
     def run(part: int, parts: int) -> None:
-        # Each thread takes a contiguous run of chunks: measured faster than taking chunks in turn, where two
-        # threads fault in the same huge pages of out at once.
+        # Each thread takes a contiguous run of chunks: 9.9 ms against 13.1 ms here for threads taking chunks in
+        # turn (61 MB).
         for plan in plans:
             count = plan[3]
             first, last = count * part // parts, count * (part + 1) // parts

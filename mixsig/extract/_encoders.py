@@ -101,12 +101,9 @@ class InputAdapter:
     default_budgets: ClassVar[dict[str, int]]
     #: True when rows may only be batched with rows of exactly the same length (no attention mask)
     exact_length: bool = False
-    #: True when preparing a row is so cheap (tokenising) that a thread pool costs more than it overlaps
-    inline_prepare: bool = False
-
     def prepare_inline(self, device: str) -> bool:
         """Whether rows are prepared in the thread that runs the model on ``device`` (no decoding threads)."""
-        return self.inline_prepare
+        return False
 
     def __init__(self, name: str, revision: str | None, trust_remote_code: bool, options: Preprocess, config):
         self.name = name
@@ -137,7 +134,9 @@ class InputAdapter:
 @register_inputs("text")
 class TextInputs(InputAdapter):
     default_budgets = {"cpu": 2048, "gpu": 16384}  # padded tokens per batch
-    inline_prepare = True
+
+    def prepare_inline(self, device: str) -> bool:
+        return True  # tokenising is so cheap that a thread pool costs more than it overlaps
 
     def __init__(self, name, revision, trust_remote_code, options, config):
         super().__init__(name, revision, trust_remote_code, options, config)
