@@ -27,6 +27,21 @@ class ManifestError(MixsigError):
         self.problems = list(problems or [])
 
 
+class RefusedInput(MixsigError):
+    """Valid-looking input that mixsig refuses to use as it is, because the result would mislead (exit code 3):
+    e.g. splits that share a group (leakage). The message names the override flag where one exists."""
+
+    exit_code = 3
+
+
+class GroupLeak(RefusedInput):
+    """Groups found in more than one split; proceed only with an explicit ``--allow-group-leak``."""
+
+    def __init__(self, message: str, leak: dict | None = None):
+        super().__init__(message)
+        self.leak = dict(leak or {})
+
+
 class StoreError(MixsigError):
     """The feature store is missing, malformed, or an operation on it was refused."""
 

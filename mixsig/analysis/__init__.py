@@ -15,7 +15,7 @@ from mixsig.analysis._analyse import analyse, analyse_input
 from mixsig.analysis._core import aggregate_seeds
 from mixsig.analysis._data import AnalysisInput, input_from_run, input_from_store
 from mixsig.analysis._descriptors import prosody
-from mixsig.analysis._metrics import auroc, bootstrap_metrics, point_metrics
+from mixsig.metrics import auroc, bootstrap_metrics, point_metrics
 from mixsig.analysis._render import jsonable, write_report
 from mixsig.analysis._stats import (
     benjamini_hochberg,

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mixsig.analysis import _metrics, _stats
+from mixsig import metrics as _metrics
+from mixsig.analysis import _stats
 
 AGGREGATION_NOTE = (
     "Seeds are aggregated per sample by majority vote of their predicted classes (a tie is broken by the "
@@ -78,7 +79,7 @@ def metrics_section(y, subsets: dict[str, np.ndarray], agg: dict[str, Aggregated
     metrics with bootstrap intervals over samples."""
     out = {}
     for name, probs in subsets.items():
-        per_seed = [_metrics.point_metrics(y, agg[name].seed_pred[i], probs[i]) for i in range(probs.shape[0])]
+        per_seed = [_metrics.point_metrics(y, probs[i], agg[name].seed_pred[i]) for i in range(probs.shape[0])]
         seeds = {}
         for metric in _metrics.METRICS:
             vals = np.array([p[metric] for p in per_seed])
@@ -87,7 +88,7 @@ def metrics_section(y, subsets: dict[str, np.ndarray], agg: dict[str, Aggregated
                 "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else None,
                 "per_seed": [float(v) for v in vals],
             }
-        boot = _metrics.bootstrap_metrics(y, agg[name].pred, agg[name].mean_probs, n_boot=n_boot, seed=seed)
+        boot = _metrics.bootstrap_metrics(y, agg[name].mean_probs, agg[name].pred, n_boot=n_boot, seed=seed)
         out[name] = {"over_seeds": seeds, "aggregated": boot,
                      "predicted_classes": np.bincount(agg[name].pred, minlength=probs.shape[2]).tolist()}
     return out

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mixsig.analysis._metrics import AUROC_BINS
+from mixsig.metrics import AUROC_BINS
 
 log = logging.getLogger(__name__)
 

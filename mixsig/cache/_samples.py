@@ -90,6 +90,22 @@ class Samples:
             raise StoreError(f"split {unknown[0]!r} has no rows; the store's splits are {self.splits}")
         return np.flatnonzero(np.isin(self.split, names)).astype(np.int64)
 
+    def group_leak(self) -> dict | None:
+        """Groups found in more than one split, or None: ``{"n_groups": int, "n_rows": int,
+        "groups": {group: {split: rows}}}`` (at most 20 groups listed, sorted by name)."""
+        if self.group is None:
+            return None
+        by: dict[str, dict[str, int]] = {}
+        for g, s in zip(self.group.tolist(), self.split.tolist()):
+            if g and s:
+                d = by.setdefault(g, {})
+                d[s] = d.get(s, 0) + 1
+        leaked = sorted(g for g, d in by.items() if len(d) > 1)
+        if not leaked:
+            return None
+        return {"n_groups": len(leaked), "n_rows": int(sum(sum(by[g].values()) for g in leaked)),
+                "groups": {g: dict(sorted(by[g].items())) for g in leaked[:20]}}
+
     def split_hash(self) -> str:
         """sha256 over (id, split, label) of every row: what studies and runs record to detect changed splits."""
         h = hashlib.sha256()

@@ -26,7 +26,7 @@ from mixsig.cache._keys import Provenance, diff_dicts
 from mixsig.cache._runs import Run, RunSubset, read_run, write_run
 from mixsig.cache._samples import Samples, read_samples, write_samples
 from mixsig.cache._status import Status
-from mixsig.errors import CorruptChunk, ProvenanceMismatch, StoreError
+from mixsig.errors import CorruptChunk, GroupLeak, ProvenanceMismatch, StoreError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,39 @@ class FeatureStore:
 
     def split_hash(self) -> str:
         return self.samples.split_hash()
+
+    def check_modalities(self, features, allow: bool = False) -> dict[str, dict]:
+        """Keys used as another modality than they hold: ``features`` maps modality -> key (or keys). Raises
+        :class:`UsageError` naming each key, the modality it is used as and the one it holds, unless ``allow``;
+        returns ``{key: {"used_as": m, "holds": m2}}`` (empty when all match) for the caller to record."""
+        out: dict[str, dict] = {}
+        for m, keys in features.items():
+            for key in ([keys] if isinstance(keys, str) else list(keys)):
+                if not self.has_key(key):
+                    continue  # the caller's own check names missing keys
+                holds = self._ready_group(key).attrs.get("modality")
+                if holds and holds != m:
+                    out[key] = {"used_as": m, "holds": str(holds)}
+        if out and not allow:
+            listed = "; ".join(f"{m['used_as']}={k} holds {m['holds']} features" for k, m in out.items())
+            raise UsageError(f"--features gives keys of another modality: {listed}. Name each key under its own "
+                             f"modality, or pass --allow-modality-mismatch to use them anyway (recorded in the run "
+                             f"and warned in the report).")
+        return out
+
+    def group_leak(self) -> dict | None:
+        """Groups of the store's samples found in more than one split (see :meth:`Samples.group_leak`)."""
+        return self.samples.group_leak()
+
+    def check_group_leak(self, allow: bool, command: str) -> dict | None:
+        """Raise :class:`GroupLeak` (exit 3) when groups cross splits and ``allow`` is false; else return the
+        leak record (None when there is none) for the caller to record in its provenance."""
+        leak = self.group_leak()
+        if leak and not allow:
+            raise GroupLeak(f"{describe_group_leak(leak)} in store {self.url}. Results on such splits are "
+                            f"inflated (leakage). To reproduce a published split anyway, pass `{command} "
+                            f"--allow-group-leak` (recorded in the run and shown in the report).", leak)
+        return leak
 
     def _require_writable(self) -> None:
         if self.mode == "r":
@@ -359,6 +392,14 @@ class FeatureStore:
 
     def read_run(self, name: str) -> Run:
         return read_run(self.root["runs"], name)
+
+
+def describe_group_leak(leak: dict) -> str:
+    """One line naming a leak record: how many groups and rows, and the first groups with their splits."""
+    shown = "; ".join(f"{g!r} in {', '.join(f'{s} ({n})' for s, n in d.items())}"
+                      for g, d in list(leak["groups"].items())[:3])
+    more = f" and {leak['n_groups'] - 3} more" if leak["n_groups"] > 3 else ""
+    return f"{leak['n_groups']} group(s) ({leak['n_rows']} rows) are in more than one split: {shown}{more}"
 
 
 def _open_group(url, mode):

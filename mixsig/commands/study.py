@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mixsig.studies._metrics import METRICS
+from mixsig.metrics import METRICS
 from mixsig.studies._space import describe_spaces
 
 

@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 
 from mixsig.errors import HeadError, UsageError
-from mixsig.heads._metrics import aggregate, point_metrics
+from mixsig.metrics import aggregate, point_metrics
 from mixsig.heads._registry import get_head, head_class
 
 log = logging.getLogger(__name__)

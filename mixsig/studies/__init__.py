@@ -15,7 +15,7 @@ Search spaces per head: :func:`describe_spaces` (also in ``mixsig study run --he
 """
 
 from mixsig.studies._data import Fold, StudyData
-from mixsig.studies._metrics import METRICS, get_metric
+from mixsig.metrics import METRICS, get_metric
 from mixsig.studies._objective import Objective
 from mixsig.studies._settings import StudySettings, parse_features
 from mixsig.studies._space import (

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from mixsig.studies._data import StudyData
-from mixsig.studies._metrics import get_metric
+from mixsig.metrics import get_metric
 from mixsig.studies._space import TrialConfig, suggest_config
 from mixsig.studies._storage import WORKER_ATTR, worker_identity
 
@@ -27,7 +27,7 @@ class Objective:
     """Callable ``objective(trial) -> validation score`` (higher is better) over one study's data.
 
     ``heads``: head names searched; ``features``: {modality: (key, ...)}; ``metric``: a name of
-    :data:`mixsig.studies._metrics.METRICS`; ``seed``: the training seed of every trial.
+    :data:`mixsig.metrics.METRICS`; ``seed``: the training seed of every trial.
     """
 
     def __init__(self, data: StudyData, heads: tuple[str, ...], features: dict[str, tuple[str, ...]],

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from mixsig.errors import StudyError
-from mixsig.studies._metrics import METRICS
+from mixsig.metrics import METRICS
 from mixsig.studies._space import get_space
 
 SETTINGS_ATTR = "mixsig"

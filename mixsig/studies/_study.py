@@ -360,7 +360,7 @@ def _link_run(store, name: str, study, settings: StudySettings, winner: dict) ->
 
 def _test_scores(store, run, metric: str) -> dict:
     """The study metric on the test split for every subset of ``run``: {subset: {"mean", "std", "per_seed"}}."""
-    from mixsig.studies._metrics import get_metric
+    from mixsig.metrics import get_metric
 
     fn = get_metric(metric)
     samples = store.samples

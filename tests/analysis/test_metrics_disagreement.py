@@ -18,7 +18,7 @@ def test_point_metrics_match_sklearn(n_classes):
     probs = np.round(probs, 2)  # ties in the scores
     probs /= probs.sum(axis=1, keepdims=True)
     pred = probs.argmax(axis=1)
-    m = point_metrics(y, pred, probs)
+    m = point_metrics(y, probs, pred)
     labels = list(range(n_classes))
     assert m["accuracy"] == pytest.approx(accuracy_score(y, pred), abs=1e-9)
     assert m["macro_f1"] == pytest.approx(f1_score(y, pred, average="macro", labels=labels, zero_division=0), abs=1e-9)
@@ -33,7 +33,7 @@ def test_metrics_with_a_class_never_predicted_match_sklearn():
     y = np.array([0, 1, 2, 2, 1, 0, 2, 1])
     pred = np.array([0, 1, 1, 1, 1, 0, 1, 0])  # class 2 never predicted
     probs = one_hot_probs(pred, 3, conf=0.7)
-    m = point_metrics(y, pred, probs)
+    m = point_metrics(y, probs, pred)
     assert m["macro_f1"] == pytest.approx(f1_score(y, pred, average="macro", labels=[0, 1, 2], zero_division=0),
                                           abs=1e-9)
     assert m["weighted_f1"] == pytest.approx(f1_score(y, pred, average="weighted", labels=[0, 1, 2],
@@ -47,8 +47,8 @@ def test_bootstrap_intervals_are_seeded_and_bracket_the_value():
     score = np.clip(0.5 + 0.3 * (y - 0.5) + 0.25 * rng.normal(size=n), 0, 1)
     probs = np.stack([1 - score, score], axis=1)
     pred = probs.argmax(axis=1)
-    a = bootstrap_metrics(y, pred, probs, n_boot=400, seed=4)
-    assert a == bootstrap_metrics(y, pred, probs, n_boot=400, seed=4)
+    a = bootstrap_metrics(y, probs, pred, n_boot=400, seed=4)
+    assert a == bootstrap_metrics(y, probs, pred, n_boot=400, seed=4)
     for name in ("accuracy", "macro_f1", "weighted_f1", "auroc"):
         assert a[name]["ci_low"] < a[name]["value"] < a[name]["ci_high"], name
     acc = a["accuracy"]["value"]
@@ -144,7 +144,7 @@ def test_multiclass_auroc_interval_brackets_the_exact_value():
     y = rng.integers(0, 3, n)
     logits = rng.normal(size=(n, 3)) + 1.0 * np.eye(3)[y]
     probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    a = bootstrap_metrics(y, probs.argmax(axis=1), probs, n_boot=300, seed=0)["auroc"]
+    a = bootstrap_metrics(y, probs, probs.argmax(axis=1), n_boot=300, seed=0)["auroc"]
     assert a["value"] == pytest.approx(roc_auc_score(y, probs, multi_class="ovr"), abs=1e-9)
     assert a["ci_low"] < a["value"] < a["ci_high"] and a["ci_high"] - a["ci_low"] < 0.15
     assert a["n_boot"] == 300 and "one-vs-rest" in a["method"]
@@ -156,7 +156,7 @@ def test_binned_auroc_interval_agrees_with_a_plain_index_bootstrap():
     y = rng.integers(0, 2, n)
     score = 1 / (1 + np.exp(-(1.2 * (y - 0.5) + rng.normal(size=n))))
     probs = np.stack([1 - score, score], axis=1)
-    ours = bootstrap_metrics(y, probs.argmax(axis=1), probs, n_boot=1000, seed=0)["auroc"]
+    ours = bootstrap_metrics(y, probs, probs.argmax(axis=1), n_boot=1000, seed=0)["auroc"]
     plain = []
     for _ in range(400):
         idx = rng.integers(0, n, n)

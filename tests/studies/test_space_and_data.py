@@ -3,7 +3,7 @@ import optuna
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
-from mixsig.errors import StudyError
+from mixsig.errors import StudyError, UsageError
 from mixsig.studies import (
     StudyData, config_from_params, describe_spaces, get_metric, modality_subsets, parse_features,
 )
@@ -62,7 +62,7 @@ def test_metrics_match_sklearn(name):
             "weighted_f1": f1_score(y, pred, average="weighted"),
             "auroc": roc_auc_score(y, proba, multi_class="ovr")}[name]
     assert get_metric(name)(y, proba) == pytest.approx(want, abs=1e-12)
-    with pytest.raises(StudyError, match="must be one of"):
+    with pytest.raises(UsageError, match="must be one of"):
         get_metric("f2")
 
 

@@ -1,4 +1,5 @@
-"""Classification metrics (accuracy, macro-F1, weighted-F1, AUROC) with seeded bootstrap intervals.
+"""Classification metrics (accuracy, macro-F1, weighted-F1, AUROC; definitions in :mod:`mixsig.metrics`), their
+aggregation over seeds, the collapse check, and seeded bootstrap intervals.
 
 Accuracy and the F1 scores depend on the data only through the confusion matrix, so their bootstrap
 draws confusion matrices as ``Multinomial(n, cells / n)`` — exactly the distribution that resampling
@@ -8,9 +9,12 @@ replicates drawn over (label, score-bin) cells: see :func:`auroc_bootstrap`.
 
 from __future__ import annotations
 
+
+import functools
+
 import numpy as np
 
-METRICS = ("accuracy", "macro_f1", "weighted_f1", "auroc")
+from mixsig.metrics import METRICS
 #: AUROC bootstrap: at most this many sample draws in total (replicates x n).
 _AUROC_BOOT_BUDGET = 20_000_000
 _AUROC_MIN_BOOT = 100
@@ -74,15 +78,89 @@ def auroc(y: np.ndarray, probs: np.ndarray) -> float:
     return float(np.mean(aucs)) if aucs else float("nan")
 
 
-def point_metrics(y: np.ndarray, pred: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+def _pred(probs: np.ndarray, pred: np.ndarray | None) -> np.ndarray:
+    return np.asarray(probs).argmax(axis=1) if pred is None else np.asarray(pred)
+
+
+def point_metrics(y: np.ndarray, probs: np.ndarray, pred: np.ndarray | None = None) -> dict[str, float]:
     """Accuracy, macro-F1, weighted-F1 and AUROC of one set of predictions.
 
-    y, pred: ``[n]`` int; probs: ``[n, C]`` float."""
+    y: ``[n]`` int; probs: ``[n, C]`` float; pred: ``[n]`` int (default ``probs.argmax(1)``)."""
+    y = np.asarray(y, dtype=np.int64)
+    probs = np.asarray(probs, dtype=np.float64)
     n_classes = probs.shape[1]
-    scores = _scores_from_confusion(confusion(y, pred, n_classes))
+    scores = _scores_from_confusion(confusion(y, _pred(probs, pred).astype(np.int64), n_classes))
     out = {k: float(v) for k, v in scores.items()}
     out["auroc"] = float(auroc(y, probs))
     return out
+
+
+def score(name: str, y: np.ndarray, probs: np.ndarray) -> float:
+    """One metric of :data:`METRICS` by name (higher is better); ``ValueError`` naming the valid ones otherwise."""
+    if name not in METRICS:
+        raise ValueError(f"unknown metric {name!r}; valid: {', '.join(METRICS)}")
+    if name == "auroc":
+        return float(auroc(np.asarray(y, dtype=np.int64), np.asarray(probs, dtype=np.float64)))
+    y = np.asarray(y, dtype=np.int64)
+    cm = confusion(y, np.asarray(probs).argmax(axis=1).astype(np.int64), np.asarray(probs).shape[1])
+    return float(_scores_from_confusion(cm)[name])
+
+
+def get_metric(name: str):
+    """``fn(y, probs) -> float`` computing metric ``name`` (for objectives); :class:`UsageError` listing the valid
+    names otherwise."""
+    if name not in METRICS:
+        from mixsig.errors import UsageError
+
+        raise UsageError(f"The metric must be one of {sorted(METRICS)}. Got {name!r} instead.")
+    return functools.partial(score, name)
+
+
+def aggregate(per_seed: list[dict[str, float]]) -> dict[str, dict]:
+    """``{metric: {"mean", "std", "per_seed"}}`` over seeds; std uses ddof=1 (None for one seed); NaN → None."""
+    out = {}
+    for m in METRICS:
+        vals = np.array([p[m] for p in per_seed], dtype=np.float64)
+        finite = vals[np.isfinite(vals)]
+        out[m] = {
+            "mean": float(finite.mean()) if finite.size else None,
+            "std": float(finite.std(ddof=1)) if finite.size > 1 else None,
+            "per_seed": [float(v) if np.isfinite(v) else None for v in vals],
+        }
+    return out
+
+
+def chance_macro_f1(y: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
+    """Expected macro-F1 of predictions with ``pred``'s class shares drawn independently of ``y``.
+
+    With true shares ``p_c`` and predicted shares ``q_c`` the expected true positives of class c are
+    ``n p_c q_c``, so its F1 is ``2 p_c q_c / (p_c + q_c)`` (0 where both are 0), averaged over all classes."""
+    n = max(len(y), 1)
+    p = np.bincount(np.asarray(y, dtype=np.int64), minlength=n_classes) / n
+    q = np.bincount(np.asarray(pred, dtype=np.int64), minlength=n_classes) / n
+    den = p + q
+    f1 = np.divide(2 * p * q, den, out=np.zeros(n_classes), where=den > 0)
+    return float(f1.mean())
+
+
+def collapse(y: np.ndarray, probs: np.ndarray, pred: np.ndarray | None = None) -> str | None:
+    """Why a model collapsed on a split (see :mod:`mixsig.metrics`), or None when it did not.
+
+    Never a collapse when ``y`` holds fewer than two classes or no rows (nothing to tell apart)."""
+    y = np.asarray(y, dtype=np.int64)
+    probs = np.asarray(probs)
+    if y.size == 0 or np.unique(y).size < 2:
+        return None
+    n_classes = probs.shape[1]
+    pr = _pred(probs, pred).astype(np.int64)
+    classes = np.unique(pr)
+    if classes.size == 1:
+        return f"predicts one class ({int(classes[0])}) for all {y.size} rows"
+    mf1 = float(_scores_from_confusion(confusion(y, pr, n_classes))["macro_f1"])
+    chance = chance_macro_f1(y, pr, n_classes)
+    if mf1 <= chance + 1e-12:
+        return f"macro-F1 {mf1:.3f} is no better than chance {chance:.3f} (same class shares, independent of labels)"
+    return None
 
 
 def _binary_auc_cells(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
@@ -141,7 +219,7 @@ def auroc_bootstrap(y: np.ndarray, probs: np.ndarray, *, n_boot: int, rng: np.ra
 
 
 def bootstrap_metrics(
-    y: np.ndarray, pred: np.ndarray, probs: np.ndarray, *, n_boot: int = 1000, seed: int = 0,
+    y: np.ndarray, probs: np.ndarray, pred: np.ndarray | None = None, *, n_boot: int = 1000, seed: int = 0,
     level: float = 0.95,
 ) -> dict[str, dict]:
     """Point value and percentile bootstrap interval over samples of every metric.
@@ -151,7 +229,8 @@ def bootstrap_metrics(
     distinct scores it is the plain percentile interval.
     Returns ``{metric: {"value", "ci_low", "ci_high", "n_boot"}}`` (AUROC also has ``"method"``)."""
     n_classes = probs.shape[1]
-    point = point_metrics(y, pred, probs)
+    pred = _pred(probs, pred)
+    point = point_metrics(y, probs, pred)
     rng = np.random.default_rng(seed)
     q = [(1 - level) / 2, 1 - (1 - level) / 2]
     out: dict[str, dict] = {}
