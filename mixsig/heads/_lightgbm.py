@@ -259,5 +259,8 @@ def _user_callback(callback):
 
             raise lgb.callback.EarlyStopException(env.iteration, env.evaluation_result_list)
 
-    cb.order = 30
+    # LightGBM sorts its callbacks by ``order`` and breaks ties by set iteration order (object addresses, so
+    # run-dependent); early stopping is 30 and raises at its stopping round and at the last round. 25 runs this
+    # after record_evaluation (20) and before early stopping, so every finished round reaches ``callback``.
+    cb.order = 25
     return cb
