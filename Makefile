@@ -13,7 +13,11 @@ venv: $(STAMP)
 $(STAMP): setup.cfg constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt torch==2.13.0 -e '.[test,postgres]'
+	# One retry: a transient registry or disk error (seen once in CI: "OSError: [Errno 5] Input/output error")
+	# should not fail the build; a real resolution error fails both tries.
+	$(PY) -m pip install -q -c constraints.txt torch==2.13.0 -e '.[test,postgres]' || \
+	  (echo "pip install failed; retrying once" >&2; sleep 5; \
+	   $(PY) -m pip install -q -c constraints.txt torch==2.13.0 -e '.[test,postgres]')
 	touch $(STAMP)
 
 demo: venv
