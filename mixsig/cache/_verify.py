@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from mixsig.cache._chunks import array_dir, chunk_file, fast_layout, read_chunk_into
+from mixsig.cache._chunks import PARTIAL_SUFFIX, array_dir, chunk_file, fast_layout, read_chunk_into
 from mixsig.cache._lease import holder_is_stale
 from mixsig.errors import CorruptChunk
 
@@ -122,7 +122,7 @@ def verify_store(store, keys=None, fix: bool = False) -> VerifyReport:
                 report.removed.append(f"done mark of {len(bad)} rows in features/{key} chunk {c}")
     root = store.local_path
     if root is not None:
-        for p in sorted(root.rglob("*.partial")):
+        for p in sorted(root.rglob(f"*{PARTIAL_SUFFIX}")):
             report.findings.append(Finding("orphan_temp", str(p.relative_to(root)),
                                            "temp file left by an interrupted write; `verify --fix` removes it"))
             if fix:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mixsig.cache._chunks import array_dir, chunk_file
+from mixsig.cache._chunks import array_dir, chunk_file, partial_files
 from mixsig.cache._status import Status
 from mixsig.errors import StoreError
 
@@ -195,10 +195,9 @@ class FeatureWriter:
     def _remove_orphans(self, root: Path) -> None:
         """Delete temp files an interrupted write left in this shard's chunks (we hold the lease on them)."""
         for name in ("embedding", "done", "status", "message", "input_hash"):
-            cdir = array_dir(root, self.arrays[name].path) / "c"
+            adir = array_dir(root, self.arrays[name].path)
             for c in self._chunks:
-                base = cdir / str(c)
-                for p in list(base.parent.glob(f"{c}.*.partial")) + (list(base.rglob("*.partial")) if base.is_dir() else []):
+                for p in partial_files(adir, c):
                     log.info("removing temp file of an interrupted write: %s", p)
                     p.unlink(missing_ok=True)
 
