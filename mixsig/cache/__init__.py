@@ -9,7 +9,7 @@ Example::
 
 from mixsig.cache._h5 import export_h5, import_h5
 from mixsig.cache._keys import FEATURE_FORMAT_VERSION, Provenance, canonical_json, diff_dicts, sha256_of
-from mixsig.cache._runs import Run, RunSubset, subset_name
+from mixsig.cache._runs import Run, RunSubset, describe_collapse, subset_name
 from mixsig.cache._samples import MODALITIES, Samples
 from mixsig.cache._status import Status
 from mixsig.cache._store import FeatureStore, FeatureView, create_store, describe_group_leak, open_store
@@ -18,6 +18,6 @@ from mixsig.cache._writer import FeatureWriter
 
 __all__ = [
     "FEATURE_FORMAT_VERSION", "MODALITIES", "FeatureStore", "FeatureView", "FeatureWriter", "Provenance", "Run",
-    "RunSubset", "Samples", "Status", "VerifyReport", "canonical_json", "create_store", "describe_group_leak", "diff_dicts", "export_h5",
+    "RunSubset", "Samples", "Status", "VerifyReport", "canonical_json", "create_store", "describe_collapse", "describe_group_leak", "diff_dicts", "export_h5",
     "import_h5", "open_store", "sha256_of", "subset_name", "verify_store",
 ]

@@ -94,3 +94,11 @@ def read_run(runs_group, name: str) -> Run:
         rank = {m: i for i, m in enumerate(order)}
         subsets = dict(sorted(subsets.items(), key=lambda kv: (kv[0].count("+"), [rank.get(m, 99) for m in kv[0].split("+")])))
     return Run(name=name, attrs=attrs, subsets=subsets)
+
+
+def describe_collapse(entry: dict) -> str:
+    """One line naming a collapsed model of a run's ``collapsed`` attr (``{"subset", "seed", "split", "reason"}``):
+    ``"<subset> seed <seed> collapsed on <split>: <reason>"``. ``mixsig train`` prefixes it with ``WARNING: ``;
+    the report and ``mixsig study show`` print the same line."""
+    return (f"{entry.get('subset', '?')} seed {entry.get('seed', '?')} collapsed on {entry.get('split', '?')}: "
+            f"{entry.get('reason') or 'no reason recorded'}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 
 
@@ -17,15 +18,20 @@ def register(subparsers) -> None:
             "modalities for each seed, on the store's train split, selecting the epoch / stopping early on val. "
             "Predicts every row of every split and writes runs/<name> (probabilities [S, N, C] per subset, "
             "gates and attention for the gated head, metrics per split in attrs). Rows whose features are not "
-            "done in every key are excluded with a count. Prints a subset x split table of mean ± std metrics."
+            "done in every key are excluded with a count. Prints a subset x split table of mean ± std metrics. "
+            "Every model is checked for collapse (one class predicted, or macro-F1 no better than chance) on val "
+            "and test: each is warned on stderr and recorded in the run (attrs collapsed); the run is still written."
         ),
     )
     p.add_argument("store", metavar="STORE", help="the feature store (folder or URL)")
     p.add_argument("--head", required=True, help="head name (see `--head list`): gated, concat, late, logreg, lightgbm")
     p.add_argument("--features", required=False, metavar="M=KEY,...",
                    help="modality=key pairs in the run's modality order, e.g. text=KEY,audio=KEY,video=KEY")
-    p.add_argument("--seeds", default="1", metavar="N|S1,S2,...",
-                   help="a number of seeds (5 -> 0..4) or a comma list (42,43,44,45); default 1")
+    p.add_argument("--seeds", default=None, metavar="S1,S2,...",
+                   help="the seeds, always a comma list: 42,43,44,45; a single seed keeps its comma: 42, "
+                        "(a bare number is refused: use --n-seeds for a count). Default: seed 0")
+    p.add_argument("--n-seeds", default=None, metavar="N",
+                   help="a number of seeds: 5 -> seeds 0,1,2,3,4 (not with --seeds)")
     p.add_argument("--params", default=None, metavar="JSON",
                    help='head hyperparameters as a JSON object, e.g. \'{"epochs": 30, "batch_size": 0}\'')
     p.add_argument("--name", default=None, help="run name (default: <head>-<hash of the configuration>)")
@@ -34,6 +40,12 @@ def register(subparsers) -> None:
     p.add_argument("--class-weight", default=None, metavar="balanced|JSON",
                    help='"balanced" or a JSON object {class: weight}')
     p.add_argument("--overwrite", action="store_true", help="replace a run of the same name")
+    p.add_argument("--allow-group-leak", action="store_true",
+                   help="train although groups of the store's samples are in more than one split (refused with "
+                        "exit 3 otherwise); recorded in the run's attrs (group_leak) and warned in the report")
+    p.add_argument("--allow-modality-mismatch", action="store_true",
+                   help="use a key under another modality than the one it holds (refused otherwise); recorded "
+                        "in the run's attrs (modality_mismatch) and warned in the report")
     p.add_argument("--json", action="store_true", help="print one JSON object (run name, attrs) instead of a table")
     p.set_defaults(func=run)
 
@@ -75,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     cw = args.class_weight
     if cw is not None and cw != "balanced":
         cw = _json_arg(cw, "--class-weight")
-    seeds = parse_seeds(args.seeds)
+    seeds = parse_seeds(args.seeds, args.n_seeds)
 
     from tqdm import tqdm
 
@@ -86,15 +98,20 @@ def run(args: argparse.Namespace) -> int:
         bar.set_postfix_str(what)
         bar.update(done - bar.n)
 
+    quiet = _DropCollapseRecords()  # collapses are printed once, below, as WARNING lines
+    logging.getLogger("mixsig.heads._runs").addFilter(quiet)
     try:
         result = train_run(args.store, args.head, features, seeds=seeds, params=params, name=args.name,
                            soft_labels=args.soft_labels, class_weight=cw, progress=progress,
-                           overwrite=args.overwrite)
+                           overwrite=args.overwrite, allow_group_leak=args.allow_group_leak,
+                           allow_modality_mismatch=args.allow_modality_mismatch)
     finally:
         bar.close()
+        logging.getLogger("mixsig.heads._runs").removeFilter(quiet)
     attrs = result.attrs
     if args.json:
         print_json({"run": result.name, "store": str(args.store), **attrs})
+        _print_warnings(result)
         return 0
     rows = []
     for sub, by_split in attrs["metrics"].items():
@@ -106,4 +123,27 @@ def run(args: argparse.Namespace) -> int:
           f"{len(result.subsets)} subsets, {r['used']} of {r['total']} rows used "
           f"({r['excluded']} excluded: not done in every key), {attrs['train_seconds']:.1f} s")
     print(table(rows, ["subset", "split", "accuracy", "macro_f1", "weighted_f1", "auroc"]))
+    sys.stdout.flush()
+    _print_warnings(result)
     return 0
+
+
+class _DropCollapseRecords(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, "mixsig_collapse", False)
+
+
+def _print_warnings(result) -> None:
+    """Collapsed models, one ``WARNING:`` line each and a summary line, on stderr."""
+    from mixsig.cache import describe_collapse
+
+    collapsed = result.attrs.get("collapsed") or []
+    for entry in collapsed:
+        print(f"WARNING: {describe_collapse(entry)}", file=sys.stderr)
+    if collapsed:
+        models = {(e["subset"], e["seed"]) for e in collapsed}
+        total = len(result.subsets) * len(result.attrs["seeds"])
+        splits = sorted({e["split"] for e in collapsed})
+        print(f"WARNING: {len(models)} of {total} models (subset x seed) of run {result.name} collapsed on "
+              f"{', '.join(splits)}; their metrics are not evidence of a signal. The run was written; its attrs "
+              f"`collapsed` list them and the report repeats them.", file=sys.stderr)

@@ -19,12 +19,14 @@ from typing import Callable
 import numpy as np
 
 from mixsig.errors import HeadError, UsageError
-from mixsig.metrics import aggregate, point_metrics
+from mixsig.metrics import aggregate, collapse, point_metrics
 from mixsig.heads._registry import get_head, head_class
 
 log = logging.getLogger(__name__)
 
-TRAIN_SPLIT, VAL_SPLIT = "train", "val"
+TRAIN_SPLIT, VAL_SPLIT, TEST_SPLIT = "train", "val", "test"
+#: Splits each fitted model is checked for collapse on (see :func:`mixsig.metrics.collapse`).
+COLLAPSE_SPLITS = (VAL_SPLIT, TEST_SPLIT)
 _SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
 
 
@@ -33,22 +35,66 @@ def modality_subsets(modalities: list[str]) -> list[tuple[str, ...]]:
     return [c for r in range(1, len(modalities) + 1) for c in itertools.combinations(modalities, r)]
 
 
-def parse_seeds(seeds) -> list[int]:
-    """``5`` → [0..4]; ``"42,43"`` or ``[42, 43]`` → those seeds."""
-    if isinstance(seeds, int):
-        if seeds < 1:
-            raise UsageError(f"The number of seeds must be >= 1; got {seeds}.")
-        return list(range(seeds))
-    if isinstance(seeds, str):
-        parts = [p.strip() for p in seeds.split(",") if p.strip()]
+SEEDS_HELP = ("--seeds takes a comma list of seeds (--seeds 0,1,2; one seed: --seeds 42,) and --n-seeds a count "
+              "(--n-seeds 5 -> seeds 0..4)")
+
+
+def parse_seeds(seeds: str | None = None, n_seeds: int | str | None = None) -> list[int]:
+    """The seeds of ``mixsig train --seeds S1,S2,... | --n-seeds N``: always a list, never a guess.
+
+    ``"0,1,2"`` → [0, 1, 2]; ``"42,"`` → [42] (a single seed needs its comma); ``n_seeds=3`` → [0, 1, 2];
+    neither → [0]. A bare integer for ``seeds`` (``"42"``: 42 seeds or seed 42?), both given, an empty list,
+    duplicates, negative or non-integer seeds raise :class:`UsageError` naming both spellings."""
+    if seeds is not None and n_seeds is not None:
+        raise UsageError(f"give either --seeds or --n-seeds, not both (got --seeds {seeds} and --n-seeds {n_seeds}); "
+                         f"{SEEDS_HELP}.")
+    if n_seeds is not None:
         try:
-            vals = [int(p) for p in parts]
+            n = int(str(n_seeds).strip())
         except ValueError:
-            raise UsageError(f"--seeds takes a count (5) or a comma list (42,43,44); got {seeds!r}.") from None
-        return list(range(vals[0])) if len(vals) == 1 and "," not in seeds else vals
-    vals = [int(s) for s in seeds]
-    if not vals or len(set(vals)) != len(vals):
-        raise UsageError(f"seeds must be a non-empty list of distinct integers; got {seeds!r}.")
+            raise UsageError(f"--n-seeds takes a count >= 1; got {n_seeds!r}. {SEEDS_HELP}.") from None
+        if n < 1:
+            raise UsageError(f"--n-seeds takes a count >= 1; got {n}. {SEEDS_HELP}.")
+        return list(range(n))
+    if seeds is None:
+        return [0]
+    text = str(seeds).strip()
+    if "," not in text:
+        hint = (f" For seed {text} alone write --seeds {text},; for {text} seeds (0..{int(text) - 1}) write "
+                f"--n-seeds {text}." if text.isdigit() and int(text) > 0 else "")
+        raise UsageError(f"--seeds {text!r} is ambiguous or not a list: {SEEDS_HELP}.{hint}")
+    parts = [p.strip() for p in text.split(",")]
+    if parts[-1] == "":
+        parts = parts[:-1]  # "42," -> one seed
+    if not parts or any(p == "" for p in parts):
+        raise UsageError(f"--seeds {text!r} has an empty entry; {SEEDS_HELP}.")
+    try:
+        vals = [int(p) for p in parts]
+    except ValueError:
+        raise UsageError(f"--seeds {text!r}: seeds are integers; {SEEDS_HELP}.") from None
+    return check_seeds(vals, option="--seeds")
+
+
+def check_seeds(seeds, option: str = "seeds") -> list[int]:
+    """``train_run``'s ``seeds``: a non-empty list (or tuple, range) of distinct integers >= 0, returned as a list.
+
+    An int (a count or one seed?) or a string is refused: pass ``[42]`` for one seed and ``list(range(5))`` for five."""
+    if isinstance(seeds, (str, bytes, int, float)) or not hasattr(seeds, "__iter__"):
+        raise UsageError(f"{option} must be a list of integer seeds, e.g. [42] for one seed or list(range(5)) for "
+                         f"seeds 0..4; got {seeds!r}.")
+    vals = list(seeds)
+    bad = [s for s in vals if isinstance(s, bool) or not isinstance(s, (int, np.integer))]
+    if bad:
+        raise UsageError(f"{option}: seeds must be integers; got {bad[0]!r} in {vals!r}.")
+    vals = [int(s) for s in vals]
+    if not vals:
+        raise UsageError(f"{option} must name at least one seed; got an empty list.")
+    dup = sorted({s for s in vals if vals.count(s) > 1})
+    if dup:
+        raise UsageError(f"{option} {vals}: seed(s) {dup} given more than once; each seed trains one model per subset.")
+    neg = [s for s in vals if s < 0]
+    if neg:
+        raise UsageError(f"{option} {vals}: seeds must be >= 0; got {neg[0]}.")
     return vals
 
 
@@ -102,8 +148,6 @@ def _load_features(store, features: dict[str, str]):
         if view.X.ndim != 2:
             raise HeadError(f"Key {key} holds [N, L, D] features {view.X.shape}; heads take pooled [N, D] "
                             f"features. Extract with --pooling cls or mean.")
-        if view.modality and view.modality != m:
-            log.warning("key %s holds modality %r but is used as %r", key, view.modality, m)
         bad = ~np.isfinite(view.X).all(axis=1)
         if bad.any():
             rows = view.rows[bad]
@@ -119,11 +163,16 @@ def _load_features(store, features: dict[str, str]):
 
 def train_run(store, head: str, features: dict[str, str], *, seeds=(0,), params: dict | None = None,
               name: str | None = None, soft_labels: bool = False, class_weight=None,
-              progress: Callable[[int, int, str], None] | None = None, overwrite: bool = False):
+              progress: Callable[[int, int, str], None] | None = None, overwrite: bool = False,
+              allow_group_leak: bool = False, allow_modality_mismatch: bool = False):
     """Train ``head`` on every non-empty subset of ``features``' modalities for each seed; write the run.
 
     ``store``: a :class:`~mixsig.cache.FeatureStore` opened ``"r+"`` or a store URL.
-    ``features``: ``{modality: key}`` in the run's modality order. ``seeds``: list of ints (or a count).
+    ``features``: ``{modality: key}`` in the run's modality order; a key holding another modality than the one
+    it is used as raises :class:`UsageError` unless ``allow_modality_mismatch``. ``seeds``: a list of distinct
+    ints >= 0 (``[42]`` for one seed, ``list(range(5))`` for five; an int is refused, see :func:`check_seeds`).
+    Groups of the store's samples in more than one split raise :class:`~mixsig.errors.GroupLeak` (exit 3)
+    unless ``allow_group_leak``.
     ``params``: head hyperparameters. ``soft_labels``: train on the annotators' vote shares
     (``samples.votes``; rows without votes keep their gold label). ``class_weight``: ``"balanced"`` or
     ``{class name or index: weight}``. ``progress(done, total, what)`` is called after each fit.
@@ -132,16 +181,21 @@ def train_run(store, head: str, features: dict[str, str], *, seeds=(0,), params:
     Writes ``runs/<name>`` with ``probs [S, N, C]`` per subset (NaN rows = excluded), ``gates`` and
     ``attention [S, N, M]`` for heads that have them, and attrs (head, params, features, modalities,
     seeds, classes, split_hash, metrics {subset: {split: {metric: {mean, std, per_seed}}}}, rows,
-    source "train", created, mixsig_version). Returns the :class:`~mixsig.cache.Run`.
+    source "train", created, mixsig_version, and the warnings the report repeats:
+    ``collapsed`` — ``[{"subset", "seed", "split", "reason"}]`` for every model that collapsed
+    (:func:`mixsig.metrics.collapse`) on ``val`` or ``test``, ``[]`` when none (logged as warnings; the run
+    is written anyway); ``group_leak`` — the store's leak record allowed for this run, or None;
+    ``modality_mismatch`` — ``{key: {"used_as", "holds"}}`` allowed for this run, ``{}`` when none).
+    Returns the :class:`~mixsig.cache.Run`.
     """
     from mixsig import __version__
-    from mixsig.cache import Run, RunSubset, open_store, sha256_of, subset_name
+    from mixsig.cache import Run, RunSubset, describe_collapse, open_store, sha256_of, subset_name
 
     if isinstance(store, (str,)) or hasattr(store, "__fspath__"):
         store = open_store(store, mode="r+")
     if not features:
         raise UsageError("features must name at least one modality=key.")
-    seeds = parse_seeds(seeds)
+    seeds = check_seeds(seeds)
     samples = store.samples
     classes = tuple(samples.classes)
     C, N = len(classes), len(samples)
@@ -151,6 +205,16 @@ def train_run(store, head: str, features: dict[str, str], *, seeds=(0,), params:
     head_class(head)  # unknown head -> HeadError listing the valid ones
     resolved = get_head(head, **params).get_params()
     modalities = list(features)
+    mismatch = store.check_modalities(features, allow=allow_modality_mismatch)
+    for key, mm in mismatch.items():
+        log.warning("key %s holds %s features but is used as %s (allowed: --allow-modality-mismatch)",
+                    key, mm["holds"], mm["used_as"])
+    leak = store.check_group_leak(allow_group_leak, "mixsig train")
+    if leak:
+        from mixsig.cache import describe_group_leak
+
+        log.warning("%s; training anyway (allowed: --allow-group-leak), results may be inflated",
+                    describe_group_leak(leak))
 
     views, used, not_done = _load_features(store, features)
     if used.size < N:
@@ -172,6 +236,9 @@ def train_run(store, head: str, features: dict[str, str], *, seeds=(0,), params:
     if soft_labels and no_votes:
         log.info("%d of %d training rows have no votes; they train on their gold label", no_votes, tr.size)
 
+    check_rows = {sp: np.flatnonzero((split_of == sp) & labelled) for sp in COLLAPSE_SPLITS}
+    collapsed: list[dict] = []
+
     subsets = modality_subsets(modalities)
     total, step = len(subsets) * len(seeds), 0
     out: dict[str, RunSubset] = {}
@@ -190,6 +257,12 @@ def train_run(store, head: str, features: dict[str, str], *, seeds=(0,), params:
                   soft_labels=q_tr, seed=seed, n_classes=C)
             Xs = {m: X_used[m] for m in sub}
             probs[s_i, used] = h.predict_proba(Xs)
+            for sp, rows in check_rows.items():
+                reason = collapse(y_used[rows], probs[s_i, used[rows]]) if rows.size else None
+                if reason:
+                    entry = {"subset": sname, "seed": int(seed), "split": sp, "reason": reason}
+                    collapsed.append(entry)
+                    log.warning("%s", describe_collapse(entry), extra={"mixsig_collapse": True})
             w = h.modality_weights(Xs)
             if w:
                 if gates is None:
@@ -227,6 +300,7 @@ def train_run(store, head: str, features: dict[str, str], *, seeds=(0,), params:
         "rows": {"total": N, "used": int(used.size), "excluded": int(N - used.size), "not_done": not_done,
                  "train": int(tr.size), "val": int(va.size), "train_without_votes": no_votes},
         "fits": fit_info, "train_seconds": round(seconds, 3),
+        "collapsed": collapsed, "group_leak": leak, "modality_mismatch": mismatch,
         "source": "train", "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "mixsig_version": __version__,
     }

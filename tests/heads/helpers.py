@@ -21,26 +21,34 @@ def synthetic(n: int, seed: int, widths=WIDTHS, signal: float = 2.0):
     return X, y
 
 
-def make_store(path, n_train=160, n_val=60, n_test=80, seed=0, not_done: dict | None = None, votes=False):
-    """A store with keys ``a``/``b``/``c`` holding :func:`synthetic` features.
+def make_store(path, n_train=160, n_val=60, n_test=80, seed=0, not_done: dict | None = None, votes=False,
+               constant: bool = False, groups=None):
+    """A store with keys ``a``/``b``/``c`` holding :func:`synthetic` features (each key's provenance holds its own
+    modality, so ``{"a": keys["a"], ...}`` matches).
 
     ``not_done``: {modality: [row, ...]} rows written with a failed status (so not done).
-    Returns ``(store, {modality: key})``.
+    ``constant``: also a key ``z`` whose features are all 0 (any head predicts one class from it: a collapse).
+    ``groups``: a group per row (``Samples.group``), e.g. to plant a group in two splits.
+    Returns ``(store, {modality: key}, X, y)``.
     """
     n = n_train + n_val + n_test
     X, y = synthetic(n, seed)
+    if constant:
+        X["z"] = np.zeros((n, 4), np.float32)
     split = ["train"] * n_train + ["val"] * n_val + ["test"] * n_test
     kw = {}
     if votes:
         rng = np.random.default_rng(seed + 1)
         flip = rng.random((n, 3)) < 0.2
         kw["votes"] = np.where(flip, 1 - y[:, None], y[:, None]).astype(np.int16)
+    if groups is not None:
+        kw["group"] = list(groups)
     samples = Samples(ids=[f"r{i:04d}" for i in range(n)], split=split, label=y, classes=("neutral", "empathetic"),
                       **kw)
     store = create_store(path, samples)
     keys = {}
     for m, x in X.items():
-        prov = Provenance(modality="text", encoder=f"synthetic-{m}", revision="sha256:" + "0" * 64, pooling="cls",
+        prov = Provenance(modality=m, encoder=f"synthetic-{m}", revision="sha256:" + "0" * 64, pooling="cls",
                           extra={"modality_name": m})
         key = store.create_key(prov, x.shape[1], chunk_rows=64)
         bad = set((not_done or {}).get(m, ()))

@@ -22,7 +22,7 @@ def test_train_on_a_demo_store_writes_every_subset_and_seed(tmp_path, capsys):
             for m in ("text", "audio", "video")}
     capsys.readouterr()
     feats = ",".join(f"{m}={k}" for m, k in keys.items())
-    assert main(["train", str(store), "--head", "gated", "--features", feats, "--seeds", "2", "--name", "demo",
+    assert main(["train", str(store), "--head", "gated", "--features", feats, "--n-seeds", "2", "--name", "demo",
                  "--params", '{"epochs": 3}']) == 0
     assert "7 subsets" in capsys.readouterr().out
     g = zarr.open_group(str(store), mode="r")["runs/demo"]

@@ -84,7 +84,7 @@ def test_same_seed_twice_identical_run_arrays(built):
 def test_other_heads_soft_labels_and_class_weight(built, head):
     path, store, keys = built
     params = {"n_estimators": 50} if head == "lightgbm" else None
-    kw = dict(seeds=2, params=params)
+    kw = dict(seeds=[0, 1], params=params)
     hard = train_run(store, head, {"a": keys["a"], "b": keys["b"]}, name=f"{head}-hard", **kw)
     soft = train_run(store, head, {"a": keys["a"]}, name=f"{head}-soft", soft_labels=True, **kw)
     cw = train_run(store, head, {"a": keys["a"]}, name=f"{head}-cw", soft_labels=True,
@@ -119,7 +119,7 @@ def test_modality_subsets_order():
 def test_cli_train_prints_the_table_and_json(built, capsys):
     path, store, keys = built
     feats = ",".join(f"{m}={k}" for m, k in keys.items())
-    assert main(["train", str(path), "--head", "logreg", "--features", feats, "--seeds", "3", "--name", "cli"]) == 0
+    assert main(["train", str(path), "--head", "logreg", "--features", feats, "--n-seeds", "3", "--name", "cli"]) == 0
     out = capsys.readouterr().out
     assert "run cli: head logreg, 3 seed(s) [0, 1, 2], 7 subsets, 297 of 300 rows used (3 excluded" in out
     lines = [ln.split() for ln in out.splitlines()]
