@@ -74,9 +74,9 @@ def fast_layout(arr) -> bool:
 
 _local = threading.local()
 
-#: Output arrays of whole-array reads start on a page boundary. The kernel's copy into a destination that is not
-#: 64-byte aligned runs ~2.5x slower on some CPUs (AMD EPYC here: 30 ms against 12 ms for 61 MB), and numpy's large
-#: allocations start 16 bytes into a page.
+#: Output arrays of whole-array reads start on a page boundary: on some CPUs the kernel's copy into a destination
+#: that is not 64-byte aligned is much slower, and numpy's large allocations start 16 bytes into a page
+#: (measurement in benchmarks/README.md).
 ALIGN = 4096
 
 
@@ -297,9 +297,9 @@ def read_arrays_fast(jobs: list[tuple]) -> None:
     :class:`CorruptChunk`.
 
     Arrays with small chunks (done, status) are read file by file with as little work per file as possible, by
-    this thread while the others start on the large ones. Large ones are read by up to 4 threads: on 2 cores this
-    measured faster than one thread, because one thread's checksum and Python work run while the other's read is
-    in the kernel (reads and checksums release the GIL).
+    this thread while the others start on the large ones. Large ones are read by up to 4 threads, so one thread's
+    checksum and Python work run while another's read is in the kernel (reads and checksums release the GIL;
+    measurements in benchmarks/README.md).
     """
     plans: list[ReadPlan] = []
     small: list[ReadPlan] = []
@@ -308,8 +308,7 @@ def read_arrays_fast(jobs: list[tuple]) -> None:
         (small if plan.nbytes <= SMALL else plans).append(plan)
 
     def run(part: int, parts: int) -> None:
-        # Each thread takes a contiguous run of chunks: 9.9 ms against 13.1 ms here for threads taking chunks in
-        # turn (61 MB).
+        # Each thread takes a contiguous run of chunks (faster than taking chunks in turn: benchmarks/README.md).
         for plan in plans:
             first, last = plan.count * part // parts, plan.count * (part + 1) // parts
             if plan.direct:

@@ -65,7 +65,7 @@ class FeatureStore:
         self.url = str(url)
         self.mode = mode
         # Opened groups and arrays of ready keys, with the stamp they were opened under (see _key_stamp): opening
-        # them through zarr costs ~1.5 ms each, more than reading a small key.
+        # them through zarr can cost more than reading a small key (benchmarks/README.md).
         self._opened: dict[str, tuple] = {}
         if group.attrs.get("mixsig_store") is None:
             raise StoreError(f"{url} is a Zarr group but not a mixsig store (no 'mixsig_store' attribute); "
