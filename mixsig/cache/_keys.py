@@ -64,8 +64,14 @@ class Provenance:
     def sha256(self) -> str:
         return sha256_of(self.to_dict())
 
-    def key(self) -> str:
-        prefix = ".".join(short_name(p) for p in (self.modality, self.encoder, self.pooling))
+    def key(self, name: str | None = None) -> str:
+        """``<modality>.<encoder-short>.<pooling>.<12 hex>``; ``name`` replaces the encoder part of the readable
+        prefix. The name is not hashed: keys with the same hash hold the same features. An unsafe name (one that
+        :func:`short_name` would change) raises ``ValueError``."""
+        if name is not None and (not name or short_name(name) != name):
+            raise ValueError(f"key name {name!r} is not safe in a key; use {short_name(name or 'x')!r}")
+        part = name if name is not None else self.encoder
+        prefix = ".".join(short_name(p) for p in (self.modality, part, self.pooling))
         return f"{prefix}.{self.sha256()[:12]}"
 
 

@@ -306,14 +306,14 @@ class FeatureStore:
         return np.flatnonzero(done & (stored != np.asarray(cur, dtype=str)) & (stored != "")).astype(np.int64)
 
     def create_key(self, provenance: Provenance, dim, *, chunk_rows: int | None = None, dtype: str | None = None,
-                   compressor: str | None = None) -> str:
-        """Create the arrays of ``provenance.key()`` (idempotent). Only the coordinator calls this.
+                   compressor: str | None = None, name: str | None = None) -> str:
+        """Create the arrays of ``provenance.key(name)`` (idempotent). Only the coordinator calls this.
 
         ``dim`` is D (rows [N, D]) or (L, D) (rows [N, L, D]). Raises :class:`ProvenanceMismatch` if the key exists
         with another provenance. Safe when several shard processes call it at once on a local store.
         """
         self._require_writable()
-        key = provenance.key()
+        key = provenance.key(name)
         want = provenance.to_dict()
         dtype = dtype or provenance.dtype
         if dtype not in ("float16", "float32"):

@@ -156,8 +156,9 @@ def run_explain(args) -> int:
     if args.json:
         print_json({"key": args.key, "sha256": p.sha256(), "provenance": prov})
         return 0
-    print(f"{args.key} = <modality>.<encoder>.<pooling>.<first 12 hex of sha256 of the provenance below>")
-    print(f"sha256 {p.sha256()}  (matches key: {p.key() == args.key})")
+    print(f"{args.key} = <modality>.<encoder, or the --name it was given>.<pooling>.<first 12 hex of sha256 of "
+          "the provenance below>")
+    print(f"sha256 {p.sha256()}  (matches key: {args.key.endswith('.' + p.sha256()[:12])})")
     _print_nested(prov, indent=2)
     return 0
 
