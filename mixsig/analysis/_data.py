@@ -44,6 +44,9 @@ class AnalysisInput:
     - ``gates``, ``attention``: ``{subset: [S, N, M]}`` where the head has them
     - ``votes``: ``[N, A]`` int, ``-1`` = no vote (``A`` may be 0); ``votes_by_condition``: ``{c: [N, A_c]}``
     - ``descriptors``: ``{name: [N] float}`` extra per-sample columns (imported features, ...)
+    - ``store_checks``: what the store says about the run, for the report's warnings: ``group_leak`` (the store's
+      ``group_leak`` attr, written by ``extract --allow-group-leak``, else the samples' own leak record, or None;
+      ``group_leak_recorded_by_extract`` says which) and ``modality_mismatch`` (``{key: {"used_as", "holds"}}`` for the run's features); empty without a store
     """
 
     ids: np.ndarray
@@ -68,6 +71,7 @@ class AnalysisInput:
     run_attrs: dict = field(default_factory=dict)
     source: str = ""
     notes: list[str] = field(default_factory=list)
+    store_checks: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -190,4 +194,21 @@ def input_from_store(store_or_url, run: str, *, media_root=None, descriptors=Non
         media_root = manifest_folder(store)
     inp = input_from_run(store.samples, run_obj, media_root=media_root, descriptors=extra, source=str(store.url))
     inp.notes.extend(notes)
+    inp.store_checks = store_checks(store, run_obj)
     return inp
+
+
+def store_checks(store, run) -> dict:
+    """``{"group_leak", "modality_mismatch"}`` of :class:`AnalysisInput`: the store's recorded (or present) group
+    leak, and the run's feature keys that hold another modality than the one they were used as."""
+    recorded = (store.attrs or {}).get("group_leak")
+    leak = recorded or store.group_leak()
+    features = run.attrs.get("features")
+    mismatch = {}
+    if isinstance(features, dict) and features:
+        try:
+            mismatch = store.check_modalities({m: k for m, k in features.items() if isinstance(k, str)}, allow=True)
+        except Exception as exc:  # a broken key must not stop the report
+            log.warning("could not check the modalities of run %s's keys: %s", run.name, exc)
+    return {"group_leak": leak or None, "group_leak_recorded_by_extract": bool(recorded),
+            "modality_mismatch": mismatch}

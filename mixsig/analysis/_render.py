@@ -30,6 +30,7 @@ th,td{border:1px solid #dee2e6;padding:.25em .55em;text-align:right}th{backgroun
 td:first-child,th:first-child,td.t{text-align:left}figure{margin:1em 0}figcaption{font-size:.85em;color:#495057}
 img{max-width:100%}.note{background:#fff9db;border-left:4px solid #fab005;padding:.4em .8em;margin:.4em 0}
 .skip{background:#f1f3f5;border-left:4px solid #868e96;padding:.4em .8em;margin:.4em 0}
+.warn{background:#fff5f5;border-left:6px solid #e03131;color:#c92a2a;font-weight:600;padding:.4em .8em;margin:.4em 0}
 """
 
 
@@ -90,6 +91,8 @@ def _blocks(result: dict, figures: dict[str, tuple[bytes, str]]) -> list[tuple]:
     b: list[tuple] = []
     run = result["run"]
     b.append(("h1", f"mixsig disagreement report — run {run['name']}"))
+    for msg in (result.get("warnings") or {}).get("messages", []):
+        b.append(("warn", msg))
     b.append(("p", f"Split **{result['split']}**: {result['n_samples']} samples analysed "
                    f"({', '.join(f'{k}: {v}' for k, v in result['label_counts'].items())}). "
                    f"Head: {run.get('head') or '–'}; modalities: {', '.join(run['modalities'])}; "
@@ -282,6 +285,8 @@ def _render_html(blocks, title) -> str:
             out.append(f"<p>{inline(blk[1])}</p>")
         elif kind in ("note", "skip"):
             out.append(f"<div class='{kind}'>{inline(blk[1])}</div>")
+        elif kind == "warn":
+            out.append(f"<div class='warn' role='alert'>WARNING: {inline(blk[1])}</div>")
         elif kind == "table":
             head = "".join(f"<th>{html.escape(str(h))}</th>" for h in blk[1])
             body = "".join("<tr>" + "".join(_td(c) for c in r) + "</tr>" for r in blk[2])
@@ -309,6 +314,8 @@ def _render_md(blocks) -> str:
             out.append(blk[1] + "\n")
         elif kind == "note":
             out.append(f"> Note: {blk[1]}\n")
+        elif kind == "warn":
+            out.append(f"> **WARNING:** {blk[1]}\n")
         elif kind == "skip":
             out.append(f"> {blk[1]}\n")
         elif kind == "table":

@@ -143,7 +143,7 @@ def _print_warnings(result) -> None:
     if collapsed:
         models = {(e["subset"], e["seed"]) for e in collapsed}
         total = len(result.subsets) * len(result.attrs["seeds"])
-        splits = sorted({e["split"] for e in collapsed})
+        splits = sorted({e["split"] for e in collapsed}, key=lambda sp: ({"val": 0, "test": 1}.get(sp, 2), sp))
         print(f"WARNING: {len(models)} of {total} models (subset x seed) of run {result.name} collapsed on "
               f"{', '.join(splits)}; their metrics are not evidence of a signal. The run was written; its attrs "
               f"`collapsed` list them and the report repeats them.", file=sys.stderr)

@@ -71,17 +71,20 @@ def planted(n=600, seed=0, n_seeds=3, modalities=("text", "audio", "video"), dom
     return inp, amb
 
 
-def to_store(path, inp: AnalysisInput, attrs=None):
-    """Write ``inp`` as a store (samples table + run ``inp.run_name``); returns the store."""
+def to_store(path, inp: AnalysisInput, attrs=None, run_attrs=None, group=None):
+    """Write ``inp`` as a store (samples table + run ``inp.run_name``); returns the store.
+
+    ``attrs``: the store's root attrs; ``run_attrs``: added to the run's attrs (e.g. a planted ``collapsed``);
+    ``group``: the samples' ``group`` column."""
     from mixsig.cache import RunSubset, Samples, create_store
 
     samples = Samples(ids=inp.ids, split=inp.split, label=inp.labels, classes=inp.classes, text=inp.text,
                       audio=inp.audio, start=inp.start, end=inp.end,
                       votes=inp.votes if inp.votes.shape[1] else None,
-                      votes_by_condition=inp.votes_by_condition)
+                      votes_by_condition=inp.votes_by_condition, group=group)
     store = create_store(path, samples, attrs=attrs or {})
     subsets = {k: RunSubset(probs=v.astype(np.float32), gates=inp.gates.get(k), attention=inp.attention.get(k))
                for k, v in inp.probs.items()}
     store.write_run(inp.run_name, {"head": "gated", "modalities": list(inp.modalities), "seeds": list(inp.seeds),
-                                   "classes": list(inp.classes)}, subsets)
+                                   "classes": list(inp.classes), **(run_attrs or {})}, subsets)
     return store
