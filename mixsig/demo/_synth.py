@@ -7,7 +7,8 @@ louder, faster.
 Video (64x64 RGB, 8 fps): a drawn face on a plain background. Empathetic cues: a smiling mouth (corners up),
 a visible head nod, warm skin colour. Neutral cues: a flat or slightly down-turned mouth, a still head, cool colour.
 
-Everything is a deterministic function of the arguments and the generator state (no wall clock, no threads).
+Everything is a deterministic function of the arguments and the generator state (no wall clock, no threads);
+the MP4 bytes too, for one PyAV/FFmpeg build (:func:`write_mp4`).
 """
 
 from __future__ import annotations
@@ -121,24 +122,79 @@ def video_codec() -> str:
     return "libx264" if "libx264" in av.codecs_available else "mpeg4"
 
 
-def write_mp4(path: Path, frames: np.ndarray, fps: int = FPS) -> None:
-    """MP4 with one video stream (H.264 via libx264, else MPEG-4 Part 2), yuv420p, single-threaded encoding
-    so the bytes are a deterministic function of the frames (for one PyAV/FFmpeg build)."""
-    import av
+def rgb_to_yuv420p(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``[F, H, W, 3]`` uint8 RGB -> planes ``Y [F, H, W]``, ``U``, ``V [F, H/2, W/2]`` uint8, in integers only.
 
-    codec = video_codec()
-    with av.open(str(path), mode="w", format="mp4") as container:
+    BT.601 limited ("TV") range with the usual 8-bit integer coefficients (Y 16-235, U/V 16-240)::
+
+        Y = ((66 R + 129 G + 25 B + 128) >> 8) + 16
+        U = ((-38 R - 74 G + 112 B + 128) >> 8) + 128
+        V = ((112 R - 94 G - 18 B + 128) >> 8) + 128
+
+    and each chroma sample the rounded mean of its 2x2 block (``(a + b + c + d + 2) >> 2``). Integer arithmetic
+    gives the same planes on every machine (swscale's SIMD paths need not). ``H`` and ``W`` must be even.
+    """
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"expected [F, H, W, 3] uint8 RGB frames; got {frames.shape} {frames.dtype}")
+    if frames.shape[1] % 2 or frames.shape[2] % 2:
+        raise ValueError(f"yuv420p needs an even frame size; got {frames.shape[2]}x{frames.shape[1]}")
+    f = frames.astype(np.int32)
+    r, g, b = f[..., 0], f[..., 1], f[..., 2]
+    y = ((66 * r + 129 * g + 25 * b + 128) >> 8) + 16
+    u = ((-38 * r - 74 * g + 112 * b + 128) >> 8) + 128
+    v = ((112 * r - 94 * g - 18 * b + 128) >> 8) + 128
+
+    def half(c: np.ndarray) -> np.ndarray:
+        return (c[:, 0::2, 0::2] + c[:, 1::2, 0::2] + c[:, 0::2, 1::2] + c[:, 1::2, 1::2] + 2) >> 2
+
+    return y.astype(np.uint8), half(u).astype(np.uint8), half(v).astype(np.uint8)
+
+
+#: libx264: lossless (``qp=0``: constant-QP rate control, so no macroblock tree and no lookahead), the fastest
+#: preset (fewest analysis paths), one thread (so no sliced or lookahead threads either). With ``crf=18`` the
+#: same frames gave different bytes from one encode to the next on AVX-512 machines (macroblock-tree rate
+#: control). x264 writes its settings into the stream's SEI user data ("... threads=1 ... rc=cqp mbtree=0
+#: qp=0"), which the tests read back. Lossless 4:2:0 is H.264's High 4:4:4 Predictive profile: FFmpeg/PyAV
+#: decode it; some hardware players do not.
+X264_OPTIONS = {"preset": "ultrafast", "qp": "0", "threads": "1"}
+#: mpeg4 (when PyAV lacks libx264): a fixed quantiser of 3 (``flags=+qscale`` with ``qmin = qmax = 3``; PyAV
+#: cannot set a frame's quality, and ``qscale`` is no codec option), one thread; lossy, but no rate control.
+MPEG4_OPTIONS = {"flags": "+qscale", "qmin": "3", "qmax": "3", "threads": "1"}
+
+
+def write_mp4(path: Path, frames: np.ndarray, fps: int = FPS, codec: str | None = None) -> None:
+    """MP4 with one video stream, yuv420p (BT.601 limited range, tagged so), bytes a deterministic function of
+    the frames for one PyAV/FFmpeg build.
+
+    The RGB -> YUV conversion is done here in integers (:func:`rgb_to_yuv420p`), so the encoder gets planes that
+    do not depend on swscale. ``codec`` (default :func:`video_codec`): ``libx264`` encodes them losslessly
+    (:data:`X264_OPTIONS`: decoding gives back exactly these planes); ``mpeg4`` with a fixed quantiser
+    (:data:`MPEG4_OPTIONS`). Both single-threaded and ``bitexact`` (codec ``flags=+bitexact``, container
+    ``fflags=+bitexact``): no FFmpeg version strings in the file.
+    """
+    import av
+    from av.video.reformatter import ColorRange, Colorspace
+
+    codec = codec or video_codec()
+    y, u, v = rgb_to_yuv420p(frames)
+    n, height, width = y.shape
+    options = dict(X264_OPTIONS if codec == "libx264" else MPEG4_OPTIONS)
+    options["flags"] = options.get("flags", "") + "+bitexact"
+    with av.open(str(path), mode="w", format="mp4", container_options={"fflags": "+bitexact"}) as container:
         stream = container.add_stream(codec, rate=fps)
-        stream.width = frames.shape[2]
-        stream.height = frames.shape[1]
-        stream.pix_fmt = "yuv420p"
-        stream.codec_context.thread_count = 1
-        if codec == "libx264":
-            stream.options = {"preset": "veryfast", "crf": "18", "threads": "1"}
-        else:
-            stream.options = {"qscale": "3"}
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        cc = stream.codec_context
+        cc.thread_count = 1
+        cc.thread_type = "NONE"
+        cc.colorspace = Colorspace.ITU601
+        cc.color_range = ColorRange.MPEG
+        stream.options = options
+        for i in range(n):
+            planes = np.concatenate([y[i], u[i].reshape(-1, width), v[i].reshape(-1, width)])
+            frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+            frame.pts = i
+            frame.colorspace, frame.color_range = Colorspace.ITU601, ColorRange.MPEG
+            for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)

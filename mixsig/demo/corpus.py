@@ -4,7 +4,8 @@
 
     out_dir/manifest.csv
     out_dir/audio/<id>.wav      16 kHz mono PCM-16, 1-4 s
-    out_dir/video/<id>.mp4      64x64 RGB, 8 fps, H.264 (libx264; MPEG-4 Part 2 if PyAV lacks it), same length
+    out_dir/video/<id>.mp4      64x64, 8 fps, yuv420p, lossless H.264 (libx264; MPEG-4 Part 2 at a fixed
+                                quantiser if PyAV lacks it), same length
 
 Labels are ``empathetic`` / ``neutral`` (about 45% empathetic). Every row has a signed cue strength per modality
 (``cue_text``, ``cue_audio``, ``cue_video`` in [-1, 1], + = empathetic) that drives the text templates, the
@@ -26,8 +27,11 @@ annotators per condition of a simulated human study who saw only that condition 
 modality's cue strength, or the mean for ``all``).
 
 Deterministic: the same ``(n_rows, seed)`` gives the same manifest bytes; with ``media=True`` also the same WAV
-bytes and, for one PyAV/FFmpeg build, the same MP4 bytes (single-threaded encoding). ``media=False`` writes the
-same rows without the ``audio``, ``video``, ``start`` and ``end`` columns and no media (for fast tests).
+bytes and, for one PyAV/FFmpeg build, the same MP4 bytes (RGB -> YUV in integers, lossless single-threaded
+bitexact encoding: see :func:`mixsig.demo._synth.write_mp4`), in any process: every random draw comes from a
+generator seeded by ``(seed, purpose, row)``, nothing reads the clock, no output depends on set order or string
+hashes, and rows are written one after another. ``media=False`` writes the same rows without the ``audio``,
+``video``, ``start`` and ``end`` columns and no media (for fast tests).
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import av
@@ -48,14 +51,25 @@ def big_text_corpus(tmp_path_factory) -> Path:
     return make_corpus(tmp_path_factory.mktemp("text"), n_rows=600, seed=11, media=False)
 
 
+def corpus_files(manifest: Path) -> dict[Path, bytes]:
+    root = manifest.parent
+    return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
 def test_same_seed_same_bytes_other_seed_other_corpus(tmp_path):
-    a = make_corpus(tmp_path / "a", n_rows=14, seed=7)
-    b = make_corpus(tmp_path / "b", n_rows=14, seed=7)
-    files_a = sorted(p.relative_to(a.parent) for p in a.parent.rglob("*") if p.is_file())
-    files_b = sorted(p.relative_to(b.parent) for p in b.parent.rglob("*") if p.is_file())
-    assert files_a == files_b and len(files_a) == 1 + 2 * 14
-    for rel in files_a:
-        assert (a.parent / rel).read_bytes() == (b.parent / rel).read_bytes(), rel
+    """Every file (manifest, WAVs, MP4s) of two corpora made here and of one made in a fresh process with another
+    hash seed is the same, byte for byte."""
+    a = corpus_files(make_corpus(tmp_path / "a", n_rows=14, seed=7))
+    b = corpus_files(make_corpus(tmp_path / "b", n_rows=14, seed=7))
+    code = f"from mixsig.demo import make_corpus; make_corpus({str(tmp_path / 'fresh')!r}, n_rows=14, seed=7)"
+    env = {**os.environ, "PYTHONHASHSEED": "4242"}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)
+    fresh = corpus_files(tmp_path / "fresh" / "manifest.csv")
+    assert len(a) == 1 + 2 * 14 and sum(rel.suffix == ".mp4" for rel in a) == 14
+    for name, other in (("in-process", b), ("fresh process", fresh)):
+        assert other.keys() == a.keys(), name
+        assert [str(rel) for rel in a if a[rel] != other[rel]] == [], name
+    a = tmp_path / "a" / "manifest.csv"
     c = make_corpus(tmp_path / "c", n_rows=14, seed=8)
     assert c.read_bytes() != a.read_bytes()
     assert (c.parent / "audio" / "demo00000.wav").read_bytes() != (a.parent / "audio" / "demo00000.wav").read_bytes()
