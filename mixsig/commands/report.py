@@ -65,6 +65,7 @@ def _summary(result: dict) -> dict:
         out["dominant_modality"] = dom["dominant_modality"]
     out["skipped"] = result["skipped"]
     out["notes"] = result["notes"]
+    out["warnings"] = list((result.get("warnings") or {}).get("messages") or [])
     return out
 
 
@@ -133,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
         w(f"skipped {part}: {why}\n")
     for note in summary["notes"]:
         w(f"note: {note}\n")
+    for message in summary["warnings"]:  # also under the report's title; stderr so a pipe of stdout still shows them
+        print(f"WARNING: {message}", file=sys.stderr)
     top = result["top"]
     for name, title in (("misled", "most confidently misled"), ("ambiguous", "most ambiguous")):
         if top[name] and args.top:

@@ -100,7 +100,7 @@ def test_run_without_collapse_record_is_checked_by_the_report(tmp_path):
         paths["md"].read_text())
 
 
-def test_trained_run_collapse_and_mismatch_reach_the_report(tmp_path):
+def test_trained_run_collapse_and_mismatch_reach_the_report(tmp_path, capsys):
     from mixsig.heads import train_run
     from tests.heads.helpers import make_store
 
@@ -108,8 +108,12 @@ def test_trained_run_collapse_and_mismatch_reach_the_report(tmp_path):
     store, keys, X, y = make_store(path, n_train=80, n_val=40, n_test=40, constant=True)
     run = train_run(store, "logreg", {"a": keys["a"], "z": keys["z"]}, seeds=[0], name="collapse")
     assert {(e["subset"], e["split"]) for e in run.attrs["collapsed"]} == {("z", "val"), ("z", "test")}
+    capsys.readouterr()
     md, _, doc = _report(tmp_path, path, "collapse", "c")
     assert doc["warnings"]["collapsed"] == run.attrs["collapsed"]
+    err = capsys.readouterr().err  # the terminal summary repeats each warning on stderr
+    for e in run.attrs["collapsed"]:
+        assert describe_collapse(e) in err and "WARNING:" in err
     for e in run.attrs["collapsed"]:
         assert f"Collapsed: {describe_collapse(e)}" in _header(md)
 
