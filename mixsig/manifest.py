@@ -679,12 +679,17 @@ def load_manifest(
     check_media: bool = True,
     *,
     allowed_splits: Iterable[str] | None = None,
+    group_leak_errors: bool = True,
 ) -> Manifest:
     """Load a manifest; raise :class:`ManifestError` listing every problem if any is an error.
 
-    Warnings are logged. Arguments as in :func:`validate_manifest`.
+    Warnings are logged. Arguments as in :func:`validate_manifest`. ``group_leak_errors=False``: groups found
+    in more than one split do not fail loading here; the caller refuses or records them with
+    :func:`check_group_leak` (``mixsig extract`` / ``finetune`` and their ``--allow-group-leak``).
     """
     manifest, problems = validate_manifest(path, classes, check_media, allowed_splits=allowed_splits)
+    if not group_leak_errors:
+        problems = [q for q in problems if q.code != "group_leak"]
     errors = [q for q in problems if q.severity == "error"]
     warnings = [q for q in problems if q.severity == "warning"]
     for q in warnings[:_MAX_LISTED]:
@@ -699,6 +704,32 @@ def load_manifest(
             f"manifest {str(path)!r} has {len(errors)} error(s); run `mixsig validate {path}` to list them all:"
             f"\n  {shown}{more}", problems=problems)
     return manifest
+
+
+def group_leak(manifest: Manifest) -> dict | None:
+    """Groups of ``manifest`` found in more than one split, or None; the record has the shape of
+    :meth:`mixsig.cache.FeatureStore.group_leak` (``n_groups``, ``n_rows``, ``groups: {group: {split: rows}}``)."""
+    from mixsig.cache import Samples
+
+    rows = manifest.rows
+    return Samples(ids=[r["id"] for r in rows], split=[r["split"] for r in rows], label=[-1] * len(rows),
+                   classes=manifest.classes, group=[r["group"] for r in rows]).group_leak()
+
+
+def check_group_leak(manifest: Manifest, allow: bool, command: str) -> dict | None:
+    """Raise :class:`~mixsig.errors.GroupLeak` (exit code 3) naming ``<command> --allow-group-leak`` when groups
+    of ``manifest`` cross splits and ``allow`` is false; else return the leak record (None when there is none)."""
+    from mixsig.errors import GroupLeak
+
+    leak = group_leak(manifest)
+    if leak and not allow:
+        from mixsig.cache import describe_group_leak
+
+        raise GroupLeak(f"manifest {manifest.path}: {describe_group_leak(leak)}. Results on such splits are inflated "
+                        f"(leakage): move each group's rows to one split (`mixsig validate` lists them), or, to "
+                        f"reproduce a published split anyway, pass `{command} --allow-group-leak` (recorded in the "
+                        f"store and the run).", leak)
+    return leak
 
 
 # ----------------------------------------------------------------------------------------------------------

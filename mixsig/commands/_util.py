@@ -74,6 +74,42 @@ def add_encoder_arguments(p) -> None:
     p.add_argument("--frames", type=int, default=None, help="video: frames per clip (default: the model's, else 16)")
     p.add_argument("--text-max-length", type=int, default=None, help="text: max tokens (default: the tokenizer's, <= 512)")
     p.add_argument("--classes", default=None, help="the label set in order, comma-separated (as for validate)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch threads for this command, restored after (default: 1 on machines of <= 2 cores, "
+                        "where a second thread only contends with decoding, else the number of cores)")
+    p.add_argument("--allow-group-leak", action="store_true",
+                   help="go on although groups of the manifest cross splits (e.g. to reproduce a published split); "
+                        "without it such a manifest is refused with exit code 3. The leak and this command line are "
+                        "printed and recorded in the store's attr group_leak (and a fine-tune run's attrs), not in "
+                        "the key: the same features keep the same key")
+
+
+def command_line(args) -> str:
+    """The command line of ``args`` with every option spelled out (``mixsig CMD MANIFEST --opt value ...``): what
+    is recorded as ``allowed_by`` of an allowed group leak."""
+    import shlex
+
+    skip = {"func", "command", "debug", "quiet", "json", "manifest"}
+    words = ["mixsig", str(args.command), str(args.manifest)]
+    for dest, value in vars(args).items():
+        if dest in skip or value is None or value is False:
+            continue
+        words.append("--" + dest.replace("_", "-"))
+        if value is not True:
+            words.append(str(value))
+    return shlex.join(words)
+
+
+def threads_setting(args) -> int:
+    """``--threads`` or its default (:func:`mixsig.extract.default_threads`); >= 1 or :class:`UsageError`."""
+    from mixsig.errors import UsageError
+    from mixsig.extract import default_threads
+
+    if args.threads is None:
+        return default_threads()
+    if args.threads < 1:
+        raise UsageError(f"--threads must be >= 1; got {args.threads}")
+    return int(args.threads)
 
 
 def encoder_settings(args) -> tuple:

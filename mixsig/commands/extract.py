@@ -2,7 +2,8 @@
 
 Exit code 0 when every row with input for the modality is done, 1 when some rows failed (decode_error,
 too_short, nonfinite, error: the summary and the key's ledger list them; rerunning retries them), 2 on usage
-errors. ``--strict`` stops at the first failed row (exit 1), keeping the blocks finished before it.
+errors, 3 on refused input (groups that cross splits, unless ``--allow-group-leak``). ``--strict`` stops at the
+first failed row (exit 1), keeping the blocks finished before it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,12 @@ exit codes:
   1  some rows failed (status decode_error / too_short / nonfinite / error; see the summary, `--json`
      and the key's ledger: `mixsig cache info STORE KEY`); rerun to retry them. With --strict: stopped at the first.
   2  usage error
+  3  refused input: groups of the manifest cross splits (leakage); the error lists them. Fix the splits, or pass
+     --allow-group-leak to go on (recorded in the store's attr group_leak and printed)
+
+key names: <modality>.<encoder>.<pooling>.<12 hex of the provenance's sha256>; --name NAME puts NAME in place of
+the encoder (e.g. a local folder called `model`). The name is not hashed: two keys with the same hash hold the
+same features.
 
 Rows already done are skipped, so an interrupted run resumes where it stopped. Shards: start N processes with
 --shard 0/N .. N-1/N (or under torchrun, which sets RANK/WORLD_SIZE); shard 0 creates the store and the key.
@@ -47,6 +54,10 @@ def register(subparsers) -> None:
                    help="re-extract done rows whose media/text changed since (default: only report them)")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="allow model code from the hub (never without this flag; only for code you trust)")
+    p.add_argument("--name", default=None, metavar="NAME",
+                   help="readable name in the key in place of the encoder's (<modality>.NAME.<pooling>.<hash>): "
+                        "lowercase letters, digits, '-', '_', '.'; not hashed, so the same hash means the same "
+                        "features")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.set_defaults(func=run)
 
@@ -61,12 +72,14 @@ def _options(args):
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from mixsig.commands._util import encoder_settings, print_json
+    from mixsig.commands._util import command_line, encoder_settings, print_json, threads_setting
     from mixsig.errors import UsageError
-    from mixsig.extract import extract, resolve_shard
+    from mixsig.extract import check_key_name, extract, resolve_shard
 
     if args.max_batch < 1 or (args.batch_budget is not None and args.batch_budget < 1):
         raise UsageError("--max-batch and --batch-budget must be positive")
+    check_key_name(args.name, "--name")
+    threads = threads_setting(args)
     shard = resolve_shard(args.shard)
     preprocess, classes = encoder_settings(args)
     bar = tqdm(total=0, unit="row", desc=f"extract {args.modality}", disable=None, file=sys.stderr, dynamic_ncols=True)
@@ -80,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
                       pooling=args.pooling, layers=args.layers, dtype=args.dtype, preprocess=preprocess,
                       options=_options(args), shard=shard, device=args.device,
                       trust_remote_code=args.trust_remote_code, chunk_rows=args.chunk_rows, classes=classes,
-                      on_rows=bar.update, on_total=on_total)
+                      on_rows=bar.update, on_total=on_total, name=args.name, threads=threads,
+                      allow_group_leak=args.allow_group_leak, allowed_by=command_line(args))
     finally:
         bar.close()
     if args.json:

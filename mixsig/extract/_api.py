@@ -9,7 +9,7 @@ from typing import Callable
 
 import numpy as np
 
-from mixsig.errors import ProvenanceMismatch, StoreError
+from mixsig.errors import ProvenanceMismatch, StoreError, UsageError
 from mixsig.extract._encoders import Preprocess
 from mixsig.extract._model import Encoder, load_encoder
 from mixsig.extract._pipeline import ExtractResult, RunOptions, default_chunk_rows, row_sources, run_extraction
@@ -100,16 +100,49 @@ def check_ids(store, manifest) -> None:
                          f"of manifest {manifest.path}; use the manifest the store was made from, or a new store")
 
 
+def check_key_name(name: str | None, option: str = "--name") -> str | None:
+    """``name`` if it is safe as the readable part of a key (and so of a folder name), else :class:`UsageError`."""
+    from mixsig.cache._keys import short_name
+
+    if name is None:
+        return None
+    if not name or short_name(name) != name:
+        raise UsageError(f"{option} {name!r} is not safe in a key or a path: use lowercase letters, digits, '-', "
+                         f"'_' and '.' (not first or last), at most 40 characters, e.g. "
+                         f"{option} {short_name(name or 'name')}")
+    return name
+
+
+def check_store_group_leak(store, allow: bool, command: str, allowed_by: str | None,
+                           coordinator: bool = True) -> dict | None:
+    """Refuse (:class:`~mixsig.errors.GroupLeak`, exit code 3) a store whose groups cross splits unless ``allow``;
+    when allowed, the coordinator records ``store.group_leak()`` plus ``allowed_by`` (the command line) as the
+    store's root attr ``group_leak``. Returns that record (None when no group crosses splits). Callers check the
+    manifest first (:func:`mixsig.manifest.check_group_leak`), so that nothing is created before a refusal."""
+    leak = store.check_group_leak(allow, command)
+    if not leak:
+        return None
+    from mixsig.cache import describe_group_leak
+
+    record = dict(leak, allowed_by=allowed_by or f"{command} --allow-group-leak")
+    if coordinator:
+        store.root.attrs["group_leak"] = record
+    log.warning("%s in store %s; going on as allowed by %s (recorded in the store)", describe_group_leak(leak),
+                store.url, record["allowed_by"])
+    return record
+
+
 def prepare_key(store, encoder: Encoder, *, coordinator: bool, chunk_rows: int | None = None,
-                extra: dict | None = None, wait_timeout: float = 600.0) -> str:
-    """Create (coordinator) or wait for (other shards) the key of ``encoder``'s provenance; return the key."""
+                extra: dict | None = None, wait_timeout: float = 600.0, name: str | None = None) -> str:
+    """Create (coordinator) or wait for (other shards) the key of ``encoder``'s provenance; return the key.
+    ``name`` replaces the encoder in the key's readable prefix (not hashed)."""
     prov = encoder.provenance(extra)
-    key = prov.key()
+    key = prov.key(name)
     if coordinator:
         dim = encoder.dim
         width = int(np.prod(dim)) * (2 if encoder.dtype == "float16" else 4)
         cr = chunk_rows or default_chunk_rows(len(store.samples), width)
-        store.create_key(prov, dim, chunk_rows=cr, dtype=encoder.dtype)
+        store.create_key(prov, dim, chunk_rows=cr, dtype=encoder.dtype, name=name)
     else:
         store.wait_for_key(key, timeout=wait_timeout)
         have = store.provenance(key)
@@ -125,12 +158,19 @@ def extract(manifest, store, modality: str, encoder: str | Encoder, *, revision:
             trust_remote_code: bool = False, chunk_rows: int | None = None, classes=None, extra: dict | None = None,
             wait_timeout: float = 600.0, on_rows: Callable[[int], None] | None = None,
             on_block: Callable[[int, int], None] | None = None, on_total: Callable[[int], None] | None = None,
-            on_key: Callable[[str], None] | None = None) -> ExtractResult:
+            on_key: Callable[[str], None] | None = None, name: str | None = None, threads: int | None = None,
+            allow_group_leak: bool = False, allowed_by: str | None = None) -> ExtractResult:
     """Extract pooled embeddings of ``modality`` for the rows of ``manifest`` into ``store`` (shard ``(i, n)``).
 
     ``manifest``: a path or a loaded :class:`~mixsig.manifest.Manifest`. ``store``: a store URL/folder (created
     from the manifest by shard 0 if missing) or an open :class:`~mixsig.cache.FeatureStore`. ``encoder``: a hub
     name, a local folder saved with ``save_pretrained``, or an already loaded :class:`Encoder`.
+
+    ``name``: the readable part of the key in place of the encoder's name (``<modality>.<name>.<pooling>.<hash>``;
+    not hashed, so the same hash means the same features). ``threads``: torch threads while extracting (restored
+    after; None = leave them). Groups that cross splits raise :class:`~mixsig.errors.GroupLeak` (exit code 3)
+    unless ``allow_group_leak``; then the leak and ``allowed_by`` (the command line) go into the store's root attr
+    ``group_leak`` and into ``result.group_leak`` (not into the key's provenance: same features, same key).
 
     Returns an :class:`ExtractResult`; rows that fail are in ``result.ledger`` and in the key's ``status`` /
     ``message`` arrays. Example::
@@ -142,26 +182,40 @@ def extract(manifest, store, modality: str, encoder: str | Encoder, *, revision:
     from mixsig.cache import FeatureStore
     from mixsig.manifest import Manifest, load_manifest, to_samples
 
+    from mixsig.extract._threads import torch_threads
+    from mixsig.manifest import check_group_leak
+
+    check_key_name(name, "--name")
+    if threads is not None and int(threads) < 1:
+        raise UsageError(f"--threads must be >= 1; got {threads}")
     if not isinstance(manifest, Manifest):
-        manifest = load_manifest(manifest, classes=classes, check_media=False)
+        manifest = load_manifest(manifest, classes=classes, check_media=False, group_leak_errors=False)
+    check_group_leak(manifest, allow_group_leak, "mixsig extract")  # refuse before creating anything
     coordinator = shard[0] == 0
     if not isinstance(store, FeatureStore):
         store = open_or_create_store(store, manifest, lambda: to_samples(manifest), coordinator=coordinator,
                                      wait_timeout=wait_timeout)
     else:
         check_ids(store, manifest)
-    if not isinstance(encoder, Encoder):
-        encoder = load_encoder(modality, encoder, revision=revision, pooling=pooling, layers=layers, dtype=dtype,
-                               preprocess=preprocess, device=device, trust_remote_code=trust_remote_code)
-    key = prepare_key(store, encoder, coordinator=coordinator, chunk_rows=chunk_rows, extra=extra,
-                      wait_timeout=wait_timeout)
-    if on_key:
-        on_key(key)
-    inputs = current_inputs(manifest, encoder.modality)
-    current = inputs.content_hash[encoder.modality]
-    return run_extraction(
-        store, key, encoder, lambda rows: row_sources(inputs, manifest.root, encoder.modality, rows, current),
-        shard=shard, options=options, current_hash=current, on_rows=on_rows, on_block=on_block, on_total=on_total)
+    leak = check_store_group_leak(store, allow_group_leak, "mixsig extract", allowed_by, coordinator=coordinator)
+    with torch_threads(threads):
+        if not isinstance(encoder, Encoder):
+            encoder = load_encoder(modality, encoder, revision=revision, pooling=pooling, layers=layers,
+                                   dtype=dtype, preprocess=preprocess, device=device,
+                                   trust_remote_code=trust_remote_code)
+        key = prepare_key(store, encoder, coordinator=coordinator, chunk_rows=chunk_rows, extra=extra,
+                          wait_timeout=wait_timeout, name=name)
+        if on_key:
+            on_key(key)
+        inputs = current_inputs(manifest, encoder.modality)
+        current = inputs.content_hash[encoder.modality]
+        res = run_extraction(
+            store, key, encoder, lambda rows: row_sources(inputs, manifest.root, encoder.modality, rows, current),
+            shard=shard, options=options, current_hash=current, on_rows=on_rows, on_block=on_block,
+            on_total=on_total)
+    res.group_leak = leak
+    res.threads = threads
+    return res
 
 
-__all__ = ["extract", "open_or_create_store", "prepare_key"]
+__all__ = ["check_key_name", "check_store_group_leak", "extract", "open_or_create_store", "prepare_key"]

@@ -1,4 +1,5 @@
-"""Fine-tuning: an encoder with a classification head, the head and the last K encoder blocks trainable.
+"""Fine-tuning: an encoder with a classification head; the head, the last K encoder blocks and what follows them
+(pooler, final norm) trainable, or every parameter (``unfreeze_last="all"``).
 
 ``finetune`` trains on the train split (best validation accuracy kept), saves the checkpoint as safetensors in a
 folder beside the store, extracts embeddings from the fine-tuned encoder into a key whose provenance holds the
@@ -10,6 +11,10 @@ the manifest has groups); model k is trained without fold k and gives fold k's e
 every train row's numbers come from a model that never saw it. A further model trained on all train rows gives
 the other rows. The fold of each row is stored in the key as an array ``fold`` [N] int8 (-1 = the all-train
 model) and in the run as ``attrs["fold"]``.
+
+The run has the same shape as every other run: ``metrics = {modality: {split: aggregate([point_metrics(...)])}}``
+(:mod:`mixsig.metrics`, one seed: std None), plus ``trained_parameters`` (what trained, counts trained / total)
+and, where groups cross splits and that was allowed, ``group_leak``.
 """
 
 from __future__ import annotations
@@ -43,7 +48,9 @@ AUTO_CLASSES = {"text": "AutoModelForSequenceClassification", "audio": "AutoMode
 class FinetuneConfig:
     """Training settings (paper defaults). ``to_dict()`` goes into the key's provenance and the run's attrs."""
 
-    unfreeze_last: int = 2        # encoder blocks trained, counted from the top (classifier always trained)
+    # 0: the classification head only; K >= 1: the head, the last K encoder blocks and the modules the base model
+    # runs after its last block on the way to the classifier (pooler, final norm); "all": every parameter
+    unfreeze_last: int | str = 2
     epochs: int = 15
     lr: float = 5e-6
     batch_size: int = 8
@@ -55,7 +62,10 @@ class FinetuneConfig:
         return asdict(self)
 
     def validate(self) -> None:
-        if self.unfreeze_last < 0 or self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
+        k = self.unfreeze_last
+        if not (k == "all" or (isinstance(k, int) and not isinstance(k, bool) and k >= 0)):
+            raise UsageError(f"--unfreeze-last takes a number of blocks >= 0 or 'all'; got {k!r}")
+        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
             raise UsageError(f"finetune needs --unfreeze-last >= 0, --epochs >= 1, --batch-size >= 1 and --lr > 0; "
                              f"got {self.to_dict()}")
         if self.folds < 1:
@@ -70,8 +80,12 @@ class FinetuneResult:
     checkpoint_sha256: dict                # same keys -> sha256 of the checkpoint folder
     val_accuracy: dict                     # best validation accuracy per model
     best_epoch: dict
-    metrics: dict                          # {split: {"accuracy": float, "macro_f1": float}}
+    metrics: dict                          # the run's: {modality: {split: {metric: {"mean", "std", "per_seed"}}}}
     extraction: dict = field(default_factory=dict)
+    rows: dict = field(default_factory=dict)               # {split: labelled rows with probabilities}
+    trained_parameters: dict = field(default_factory=dict)  # unfreeze_last, trained, total, modules
+    group_leak: dict | None = None         # groups crossing splits, allowed by --allow-group-leak
+    threads: int | None = None             # torch threads it ran with (None = as they were)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -88,27 +102,80 @@ def _encoder_blocks(base, n_layers: int):
     return max(candidates, key=lambda m: sum(p.numel() for p in m.parameters()))
 
 
-def set_trainable(model, unfreeze_last: int) -> dict:
-    """Freeze everything but the classification head (parameters outside ``base_model``) and the last
-    ``unfreeze_last`` encoder blocks. Returns counts of trainable / total parameters."""
+def _after_blocks(model, base, last_block, example: dict) -> list:
+    """Modules of ``base`` holding parameters that run after ``last_block`` in one forward of ``model`` on
+    ``example`` (eval mode, no grad): what lies between the last block and the classifier (a pooler, a final norm)."""
+    import torch
+
+    state = {"after": False}
+    found: list = []
+
+    def mark_done(module, inputs, output):
+        state["after"] = True
+
+    def pre(module, inputs):
+        if state["after"] and not any(m is module for m in found):
+            found.append(module)
+
+    handles = [last_block.register_forward_hook(mark_done)]
+    handles += [m.register_forward_pre_hook(pre) for m in base.modules() if m is not base
+                and next(m.parameters(recurse=False), None) is not None]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(**example)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return found
+
+
+def set_trainable(model, unfreeze_last, example: dict | None = None) -> dict:
+    """Freeze the model, then make trainable (``unfreeze_last``):
+
+    - ``0``: the classification head only (the parameters outside ``model.base_model``);
+    - ``K >= 1``: the head, the last K encoder blocks and the modules the base model runs after its last block
+      on the way to the classifier (BERT's pooler, a final layer norm), found by one forward on ``example``
+      (a collated batch of model inputs, on the model's device; required for these K);
+    - ``"all"``: every parameter, embeddings included (a full fine-tune).
+
+    Returns ``{"unfreeze_last", "trained", "total", "modules"}``: parameter counts trained / total and the names of
+    the trained modules (the head's top modules, the blocks, the modules after them; ``["all"]`` for all)."""
+    names = {id(m): n for n, m in model.named_modules()}
     base = model.base_model
-    for p in model.parameters():
+    params = {id(p): p for p in model.parameters()}
+    for p in params.values():
         p.requires_grad = False
-    base_ids = {id(p) for p in base.parameters()}
-    head = [p for p in model.parameters() if id(p) not in base_ids]
-    if not head:
-        raise ExtractionError(f"{type(model).__name__} has no classification head outside its base model")
-    trainable = list(head)
-    if unfreeze_last:
-        n_layers = int(model.config.num_hidden_layers)
-        if unfreeze_last > n_layers:
-            raise UsageError(f"--unfreeze-last {unfreeze_last} exceeds the encoder's {n_layers} blocks")
-        blocks = _encoder_blocks(base, n_layers)
-        for block in list(blocks)[-unfreeze_last:]:
-            trainable.extend(block.parameters())
-    for p in trainable:
+    if unfreeze_last == "all":
+        trainable = dict(params)
+        modules = ["all"]
+    else:
+        base_ids = {id(p) for p in base.parameters()}
+        head = [(n, m) for n, m in model.named_children() if m is not base
+                and any(id(p) not in base_ids for p in m.parameters())]
+        trainable = {i: p for i, p in params.items() if i not in base_ids}
+        if not trainable:
+            raise ExtractionError(f"{type(model).__name__} has no classification head outside its base model")
+        modules = [n for n, _ in head] + [n for n, _ in model.named_parameters(recurse=False)]
+        k = int(unfreeze_last)
+        if k:
+            n_layers = int(model.config.num_hidden_layers)
+            if k > n_layers:
+                raise UsageError(f"--unfreeze-last {k} exceeds the encoder's {n_layers} blocks; use 'all' for a "
+                                 "full fine-tune")
+            if example is None:
+                raise ValueError("set_trainable needs an example batch for unfreeze_last >= 1")
+            blocks = list(_encoder_blocks(base, n_layers))
+            chosen = blocks[-k:] + _after_blocks(model, base, blocks[-1], example)
+            for m in chosen:
+                trainable.update({id(p): p for p in m.parameters()})
+                modules.append(names.get(id(m), type(m).__name__))
+    for p in trainable.values():
         p.requires_grad = True
-    return {"trainable": int(sum(p.numel() for p in trainable)), "total": int(sum(p.numel() for p in model.parameters()))}
+    return {"unfreeze_last": unfreeze_last, "trained": int(sum(p.numel() for p in trainable.values())),
+            "total": int(sum(p.numel() for p in params.values())), "modules": modules}
 
 
 def _prepare_all(inputs, sources: dict, workers: int = 2) -> dict[int, RowInput | RowFailure]:
@@ -146,13 +213,15 @@ def train_one(model_factory, inputs, train: list[RowInput], labels: dict[int, in
 
     torch.manual_seed(seed)
     model = model_factory()
-    counts = set_trainable(model, config.unfreeze_last)
     model.to(device)
+    example = {k: v.to(device) for k, v in inputs.collate(train[:1]).items()}
+    counts = set_trainable(model, config.unfreeze_last, example)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     gen = torch.Generator().manual_seed(seed)
-    log.info("%s: training %d of %d parameters on %d rows (val %d) for %d epochs", tag, counts["trainable"],
-             counts["total"], len(train), len(val), config.epochs)
+    log.info("%s: training %d of %d parameters (--unfreeze-last %s: %s) on %d rows (val %d) for %d epochs with %d "
+             "torch threads", tag, counts["trained"], counts["total"], config.unfreeze_last,
+             ", ".join(counts["modules"]), len(train), len(val), config.epochs, torch.get_num_threads())
     best_acc, best_epoch, best_state = -1.0, -1, None
     for epoch in range(config.epochs):
         model.train()
@@ -181,7 +250,7 @@ def train_one(model_factory, inputs, train: list[RowInput], labels: dict[int, in
         for n, v in best_state.items():
             named[n].copy_(v)
     model.eval()
-    return model, (best_acc if val else None), best_epoch
+    return model, (best_acc if val else None), best_epoch, counts
 
 
 def _folds(train_rows: np.ndarray, labels: np.ndarray, groups: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -201,18 +270,8 @@ def _folds(train_rows: np.ndarray, labels: np.ndarray, groups: np.ndarray, k: in
     return fold
 
 
-def _metrics(probs: np.ndarray, labels: np.ndarray, split: np.ndarray) -> dict:
-    from sklearn.metrics import accuracy_score, f1_score
-
-    out = {}
-    for s in sorted(set(split.tolist())):
-        rows = np.flatnonzero((split == s) & (labels >= 0) & np.isfinite(probs).all(axis=1))
-        if not len(rows):
-            continue
-        pred = probs[rows].argmax(1)
-        out[s] = {"accuracy": float(accuracy_score(labels[rows], pred)),
-                  "macro_f1": float(f1_score(labels[rows], pred, average="macro")), "rows": int(len(rows))}
-    return out
+#: split order of a run's metrics (as train_run writes them): train, val, test, then the others by name
+_SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
 
 
 def checkpoint_root(store_url) -> Path:
@@ -225,32 +284,60 @@ def finetune(manifest, store, modality: str, encoder: str, *, config: FinetuneCo
              revision: str | None = None, pooling: str = "cls", layers: str = "last", dtype: str = "float32",
              preprocess: Preprocess | None = None, device: str | None = None, trust_remote_code: bool = False,
              checkpoint_dir=None, run_name: str | None = None, classes=None, workers: int = 2,
-             batch_budget: int | None = None, overwrite: bool = False) -> FinetuneResult:
+             batch_budget: int | None = None, overwrite: bool = False, key_name: str | None = None,
+             threads: int | None = None, allow_group_leak: bool = False,
+             allowed_by: str | None = None) -> FinetuneResult:
     """Fine-tune ``encoder`` on ``modality`` of ``manifest``'s train split; cache embeddings and probabilities.
 
     ``store``: a store folder (created from the manifest if missing) or an open FeatureStore. Checkpoints go to
     ``checkpoint_dir`` (default :func:`checkpoint_root` of the store) under a folder named after the
-    fine-tuned key. Returns a :class:`FinetuneResult`.
+    fine-tuned key. ``key_name``: the readable part of the fine-tuned key (default ``<encoder>-ft``; not hashed).
+    ``threads``: torch threads while it runs (restored after; None = leave them). Groups that cross splits raise
+    :class:`~mixsig.errors.GroupLeak` (exit code 3) unless ``allow_group_leak``; then the leak and ``allowed_by``
+    (the command line) are recorded in the store's attr ``group_leak`` and the run's attrs ``group_leak``.
+    Returns a :class:`FinetuneResult`.
     """
+    from mixsig.extract._api import check_key_name
+    from mixsig.extract._threads import torch_threads
+
+    config.validate()
+    check_key_name(key_name, "--key-name")
+    if threads is not None and int(threads) < 1:
+        raise UsageError(f"--threads must be >= 1; got {threads}")
+    with torch_threads(threads):
+        res = _finetune(manifest, store, modality, encoder, config=config, revision=revision, pooling=pooling,
+                        layers=layers, dtype=dtype, preprocess=preprocess, device=device,
+                        trust_remote_code=trust_remote_code, checkpoint_dir=checkpoint_dir, run_name=run_name,
+                        classes=classes, workers=workers, batch_budget=batch_budget, overwrite=overwrite,
+                        key_name=key_name, allow_group_leak=allow_group_leak, allowed_by=allowed_by)
+    res.threads = threads
+    return res
+
+
+def _finetune(manifest, store, modality: str, encoder: str, *, config, revision, pooling, layers, dtype, preprocess,
+              device, trust_remote_code, checkpoint_dir, run_name, classes, workers, batch_budget, overwrite,
+              key_name, allow_group_leak, allowed_by) -> FinetuneResult:
     import transformers
 
     from mixsig import __version__
     from mixsig.cache import FeatureStore
     from mixsig.cache._keys import short_name
-    from mixsig.extract._api import check_ids, open_or_create_store
+    from mixsig.extract._api import check_ids, check_store_group_leak, open_or_create_store
     from mixsig.extract._sharding import default_device
-    from mixsig.manifest import Manifest, load_manifest, to_samples
+    from mixsig.manifest import Manifest, check_group_leak, load_manifest, to_samples
+    from mixsig.metrics import aggregate, point_metrics
 
-    config.validate()
     if modality not in AUTO_CLASSES:
         raise UsageError(f"The 'modality' parameter of finetune must be one of {set(AUTO_CLASSES)}. Got {modality!r}.")
     if not isinstance(manifest, Manifest):
-        manifest = load_manifest(manifest, classes=classes, check_media=False)
+        manifest = load_manifest(manifest, classes=classes, check_media=False, group_leak_errors=False)
+    check_group_leak(manifest, allow_group_leak, "mixsig finetune")  # refuse before creating anything
     samples = to_samples(manifest)
     if not isinstance(store, FeatureStore):
         store = open_or_create_store(store, manifest, samples, coordinator=True)
     else:
         check_ids(store, manifest)
+    leak = check_store_group_leak(store, allow_group_leak, "mixsig finetune", allowed_by)
     device = device or default_device()
     preprocess = preprocess or Preprocess()
     s = store.samples
@@ -298,10 +385,12 @@ def finetune(manifest, store, modality: str, encoder: str, *, config: FinetuneCo
     ckpt_base = ckpt_root / f"{modality}.{short}-ft.{cfg_hash}"
     trained: dict[str, tuple] = {}
     sha: dict[str, str] = {}
+    counts: dict = {}
     for tag, held in models_rows.items():
         tr = train_rows if tag == "all" else np.setdiff1d(train_rows, held)
-        model, acc, epoch = train_one(factory, inputs, [ok[r] for r in tr], labels, [ok[r] for r in val_rows],
-                                      config, device, budget, config.seed + (0 if tag == "all" else 1 + int(tag[4:])), tag)
+        model, acc, epoch, counts = train_one(factory, inputs, [ok[r] for r in tr], labels,
+                                              [ok[r] for r in val_rows], config, device, budget,
+                                              config.seed + (0 if tag == "all" else 1 + int(tag[4:])), tag)
         folder = ckpt_base / tag
         if folder.exists():
             shutil.rmtree(folder)
@@ -333,9 +422,9 @@ def finetune(manifest, store, modality: str, encoder: str, *, config: FinetuneCo
     combined = "sha256:" + sha256_of({t: sha[t] for t in sorted(sha)})
     first = encoders["all"]
     prov = dataclasses.replace(first.provenance(extra), revision=combined)
-    key = prov.key()
+    key = prov.key(key_name)
     width = int(np.prod(first.dim)) * (2 if dtype == "float16" else 4)
-    store.create_key(prov, first.dim, chunk_rows=default_chunk_rows(n, width), dtype=dtype)
+    store.create_key(prov, first.dim, chunk_rows=default_chunk_rows(n, width), dtype=dtype, name=key_name)
     extraction = {}
     for tag, rows in models_rows.items():
         res = run_extraction(store, key, encoders[tag],
@@ -349,23 +438,35 @@ def finetune(manifest, store, modality: str, encoder: str, *, config: FinetuneCo
     g.create_array("fold", shape=(n,), dtype="int8", chunks=(n,), fill_value=-1)[...] = fold
     g.attrs["fold_models"] = {"-1": "all"} | {str(k): f"fold{k}" for k in range(config.folds if config.folds >= 2 else 0)}
 
-    metrics = _metrics(probs, label, s.split)
+    # the run's metrics exactly as train_run builds them: {subset: {split: aggregate([point_metrics per seed])}}
+    run_probs = probs[None]  # [S=1, N, C]: one seed
+    predicted = np.isfinite(probs).all(axis=1)
+    metrics: dict = {modality: {}}
+    split_rows: dict = {}
+    for split in sorted(s.splits, key=lambda x: (_SPLIT_ORDER.get(x, 3), x)):
+        rows = np.flatnonzero((s.split == split) & (label >= 0) & predicted)
+        if rows.size == 0:
+            continue
+        per_seed = [point_metrics(label[rows], run_probs[i, rows].astype(np.float64)) for i in range(len(run_probs))]
+        metrics[modality][split] = aggregate(per_seed)
+        split_rows[split] = int(rows.size)
     rel = {t: _relative(trained[t][3], store) for t in trained}
     name = run_name or f"finetune.{modality}.{short}.{cfg_hash[:8]}"
     attrs = {
         "head": f"finetune:{AUTO_CLASSES[modality]}", "params": train_cfg, "features": {modality: key},
         "modalities": [modality], "seeds": [config.seed], "classes": classes_, "split_hash": store.split_hash(),
-        "metrics": {modality: {sp: {m: {"mean": v, "std": 0.0, "per_seed": [v]} for m, v in d.items() if m != "rows"}
-                               for sp, d in metrics.items()}},
+        "metrics": metrics,
         "source": "finetune", "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "mixsig_version": __version__, "checkpoints": rel, "checkpoint_sha256": sha,
         "val_accuracy": {t: trained[t][1] for t in trained}, "best_epoch": {t: trained[t][2] for t in trained},
-        "fold": fold.tolist(), "encoder": short, "base_revision": base_revision,
+        "fold": fold.tolist(), "encoder": short, "base_revision": base_revision, "trained_parameters": counts,
+        "group_leak": leak,
     }
-    store.write_run(name, attrs, {modality: RunSubset(probs=probs[None])}, overwrite=overwrite)
+    store.write_run(name, attrs, {modality: RunSubset(probs=run_probs)}, overwrite=overwrite)
     return FinetuneResult(key=key, run=name, checkpoints=rel, checkpoint_sha256=sha,
                           val_accuracy={t: trained[t][1] for t in trained},
-                          best_epoch={t: trained[t][2] for t in trained}, metrics=metrics, extraction=extraction)
+                          best_epoch={t: trained[t][2] for t in trained}, metrics=metrics, extraction=extraction,
+                          rows=split_rows, trained_parameters=counts, group_leak=leak)
 
 
 def _relative(path: Path, store) -> str:

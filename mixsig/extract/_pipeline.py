@@ -55,6 +55,8 @@ class ExtractResult:
     refreshed: int = 0                # stale rows invalidated and recomputed (--refresh-stale)
     seconds: float = 0.0
     ledger: list = field(default_factory=list)   # [{"row", "id", "status", "message"}] of this run's failures
+    group_leak: dict | None = None    # groups crossing splits, allowed by --allow-group-leak (store attr group_leak)
+    threads: int | None = None        # torch threads it ran with (None = as they were)
 
     @property
     def n_failed(self) -> int:
@@ -83,7 +85,18 @@ class ExtractResult:
             parts.append(f"{len(self.stale)} stale" + (" (re-extracted)" if self.refreshed else
                                                       " (rerun with --refresh-stale to re-extract)"))
         parts.append(f"{self.seconds:.1f} s, {self.rows_per_s:.1f} rows/s")
-        return "; ".join(parts)
+        text = "; ".join(parts)
+        if self.group_leak:
+            text += "\n" + describe_allowed_leak(self.group_leak)
+        return text
+
+
+def describe_allowed_leak(record: dict) -> str:
+    """One line for a group leak that was allowed: what leaks and what allowed it."""
+    from mixsig.cache import describe_group_leak
+
+    return (f"warning: {describe_group_leak(record)}; allowed by `{record.get('allowed_by')}` (recorded in the "
+            "store as group_leak): results on these splits are inflated by leakage")
 
 
 _DEFAULT_WINDOW = {"text": 4096, "audio": 256, "video": 64}

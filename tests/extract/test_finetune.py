@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from mixsig.cache import open_store
@@ -103,3 +104,85 @@ def test_finetune_folds_record_fold_per_row(tmp_path, corpus, tiny_encoders, cli
     got = run.subsets["audio"].probs[0, r]
     assert np.abs(got - preds["fold1"]).max() <= 1e-5
     assert np.abs(got - preds["all"]).max() > 1e-6
+
+
+def _bert_folder(tmp_path, tiny_text) -> Path:
+    """A tiny BERT (its classifier reads the pooler) with the tiny text encoder's tokenizer."""
+    import shutil
+
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tok = AutoTokenizer.from_pretrained(tiny_text)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=130, pad_token_id=tok.pad_token_id)
+    folder = tmp_path / "tiny-bert"
+    BertModel(config).save_pretrained(folder, safe_serialization=True)
+    for f in Path(tiny_text).iterdir():
+        if "token" in f.name or f.name == "special_tokens_map.json":
+            shutil.copy(f, folder / f.name)
+    return folder
+
+
+def _count(module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_unfreeze_last_k_trains_the_last_blocks_and_the_pooler(tmp_path, corpus, tiny_encoders, cli, capsys):
+    from transformers import AutoModelForSequenceClassification
+
+    bert = _bert_folder(tmp_path, tiny_encoders["text"])
+    res = _run(cli, capsys, corpus, "--store", tmp_path / "s.zarr", "--modality", "text", "--encoder", bert,
+               "--epochs", "1", "--lr", "1e-2", "--unfreeze-last", "1")
+    base = AutoModelForSequenceClassification.from_pretrained(bert, num_labels=2)
+    want = _count(base.classifier) + _count(base.bert.encoder.layer[-1]) + _count(base.bert.pooler)
+    tp = res["trained_parameters"]
+    assert tp == {"unfreeze_last": 1, "trained": want, "total": _count(base),
+                  "modules": ["classifier", "bert.encoder.layer.1", "bert.pooler.dense"]}
+    run = open_store(tmp_path / "s.zarr").read_run(res["run"])
+    assert run.attrs["trained_parameters"] == tp
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / res["checkpoints"]["all"])
+    for moved in (model.bert.pooler.dense.weight, model.bert.encoder.layer[-1].output.dense.weight):
+        assert not torch.equal(moved, dict(base.named_parameters())[_name(model, moved)])
+    for kept in (model.bert.encoder.layer[0].output.dense.weight, model.bert.embeddings.word_embeddings.weight):
+        assert torch.equal(kept, dict(base.named_parameters())[_name(model, kept)])
+
+
+def _name(model, param) -> str:
+    return next(n for n, p in model.named_parameters() if p is param)
+
+
+def test_unfreeze_last_all_trains_every_parameter(tmp_path, corpus, tiny_encoders, cli, capsys):
+    from transformers import AutoModelForSequenceClassification
+
+    res = _run(cli, capsys, corpus, "--store", tmp_path / "s.zarr", "--modality", "text", "--encoder",
+               tiny_encoders["text"], "--epochs", "1", "--lr", "1e-2", "--unfreeze-last", "all")
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_encoders["text"], num_labels=2)
+    assert res["trained_parameters"] == {"unfreeze_last": "all", "trained": _count(base), "total": _count(base),
+                                         "modules": ["all"]}
+    prov = open_store(tmp_path / "s.zarr").provenance(res["key"])
+    assert prov["extra"]["finetune"]["config"]["unfreeze_last"] == "all"
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / res["checkpoints"]["all"])
+    assert not torch.equal(model.roberta.embeddings.word_embeddings.weight,
+                           base.roberta.embeddings.word_embeddings.weight)
+    with pytest.raises(SystemExit) as exc:  # argparse: a usage error, exit code 2
+        cli("finetune", corpus, "--store", tmp_path / "s.zarr", "--modality", "text", "--encoder",
+            tiny_encoders["text"], "--unfreeze-last", "some")
+    assert exc.value.code == 2 and "--unfreeze-last: takes a number of blocks >= 0 or 'all'" in capsys.readouterr().err
+
+
+def test_set_trainable_finds_a_final_norm_after_the_blocks(tiny_encoders):
+    """Wav2Vec2 with stable layer norm normalises after its last block: K=1 trains that norm too."""
+    from transformers import AutoModelForAudioClassification
+
+    from mixsig.extract import set_trainable
+
+    model = AutoModelForAudioClassification.from_pretrained(tiny_encoders["audio"], num_labels=2)
+    enc = model.wav2vec2.encoder
+    got = set_trainable(model, 1, {"input_values": torch.randn(1, 8000)})
+    heads = _count(model.projector) + _count(model.classifier)
+    assert got["trained"] == heads + _count(enc.layers[-1]) + _count(enc.layer_norm)
+    assert got["modules"] == ["projector", "classifier", "wav2vec2.encoder.layers.1", "wav2vec2.encoder.layer_norm"]
+    assert got["trained"] == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert set_trainable(model, 0)["trained"] == heads
+    assert set_trainable(model, "all")["trained"] == _count(model) == got["total"]
