@@ -727,8 +727,8 @@ def check_group_leak(manifest: Manifest, allow: bool, command: str) -> dict | No
 
         raise GroupLeak(f"manifest {manifest.path}: {describe_group_leak(leak)}. Results on such splits are inflated "
                         f"(leakage): move each group's rows to one split (`mixsig validate` lists them), or, to "
-                        f"reproduce a published split anyway, pass `{command} --allow-group-leak` (recorded in the "
-                        f"store and the run).", leak)
+                        f"reproduce a published split anyway, pass `{command} --allow-group-leak` (the leak is then "
+                        f"recorded in the store, and in the run where one is written, and printed).", leak)
     return leak
 
 

@@ -168,7 +168,8 @@ def extract(manifest, store, modality: str, encoder: str | Encoder, *, revision:
 
     ``name``: the readable part of the key in place of the encoder's name (``<modality>.<name>.<pooling>.<hash>``;
     not hashed, so the same hash means the same features). ``threads``: torch threads while extracting (restored
-    after; None = leave them). Groups that cross splits raise :class:`~mixsig.errors.GroupLeak` (exit code 3)
+    after; None = :func:`~mixsig.extract.default_threads`, as the CLI, so that API and CLI runs of a key compute
+    with the same thread count and so the same bits). Groups that cross splits raise :class:`~mixsig.errors.GroupLeak` (exit code 3)
     unless ``allow_group_leak``; then the leak and ``allowed_by`` (the command line) go into the store's root attr
     ``group_leak`` and into ``result.group_leak`` (not into the key's provenance: same features, same key).
 
@@ -182,11 +183,12 @@ def extract(manifest, store, modality: str, encoder: str | Encoder, *, revision:
     from mixsig.cache import FeatureStore
     from mixsig.manifest import Manifest, load_manifest, to_samples
 
-    from mixsig.extract._threads import torch_threads
+    from mixsig.extract._threads import default_threads, torch_threads
     from mixsig.manifest import check_group_leak
 
     check_key_name(name, "--name")
-    if threads is not None and int(threads) < 1:
+    threads = default_threads() if threads is None else int(threads)
+    if threads < 1:
         raise UsageError(f"--threads must be >= 1; got {threads}")
     if not isinstance(manifest, Manifest):
         manifest = load_manifest(manifest, classes=classes, check_media=False, group_leak_errors=False)

@@ -85,7 +85,7 @@ class FinetuneResult:
     rows: dict = field(default_factory=dict)               # {split: labelled rows with probabilities}
     trained_parameters: dict = field(default_factory=dict)  # unfreeze_last, trained, total, modules
     group_leak: dict | None = None         # groups crossing splits, allowed by --allow-group-leak
-    threads: int | None = None             # torch threads it ran with (None = as they were)
+    threads: int | None = None             # torch threads it ran with
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -292,17 +292,18 @@ def finetune(manifest, store, modality: str, encoder: str, *, config: FinetuneCo
     ``store``: a store folder (created from the manifest if missing) or an open FeatureStore. Checkpoints go to
     ``checkpoint_dir`` (default :func:`checkpoint_root` of the store) under a folder named after the
     fine-tuned key. ``key_name``: the readable part of the fine-tuned key (default ``<encoder>-ft``; not hashed).
-    ``threads``: torch threads while it runs (restored after; None = leave them). Groups that cross splits raise
+    ``threads``: torch threads while it runs (restored after; None = :func:`~mixsig.extract.default_threads`). Groups that cross splits raise
     :class:`~mixsig.errors.GroupLeak` (exit code 3) unless ``allow_group_leak``; then the leak and ``allowed_by``
     (the command line) are recorded in the store's attr ``group_leak`` and the run's attrs ``group_leak``.
     Returns a :class:`FinetuneResult`.
     """
     from mixsig.extract._api import check_key_name
-    from mixsig.extract._threads import torch_threads
+    from mixsig.extract._threads import default_threads, torch_threads
 
     config.validate()
     check_key_name(key_name, "--key-name")
-    if threads is not None and int(threads) < 1:
+    threads = default_threads() if threads is None else int(threads)
+    if threads < 1:
         raise UsageError(f"--threads must be >= 1; got {threads}")
     with torch_threads(threads):
         res = _finetune(manifest, store, modality, encoder, config=config, revision=revision, pooling=pooling,

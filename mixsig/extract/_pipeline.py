@@ -56,7 +56,7 @@ class ExtractResult:
     seconds: float = 0.0
     ledger: list = field(default_factory=list)   # [{"row", "id", "status", "message"}] of this run's failures
     group_leak: dict | None = None    # groups crossing splits, allowed by --allow-group-leak (store attr group_leak)
-    threads: int | None = None        # torch threads it ran with (None = as they were)
+    threads: int | None = None        # torch threads it ran with
 
     @property
     def n_failed(self) -> int:

@@ -31,7 +31,10 @@ def default_threads(cores: int | None = None) -> int:
 
 @contextlib.contextmanager
 def torch_threads(n: int | None):
-    """Run the block with ``torch.set_num_threads(n)`` and restore the caller's count after (None: leave it)."""
+    """Run the block with ``torch.set_num_threads(n)`` and restore the caller's count after (None: leave it).
+
+    Results can differ in their last bits between thread counts (reduction order), which is why ``extract`` and
+    ``finetune`` default to :func:`default_threads` from the CLI and the API alike."""
     if n is None:
         yield
         return
