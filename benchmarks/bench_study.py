@@ -78,13 +78,19 @@ def cached_study(store: str, keys: dict, trials: int, workers: int, threads: int
         states[t.state.name] = states.get(t.state.name, 0) + 1
     finished = [t for t in trials_all if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     by_head: dict[str, list[float]] = {}
+    steps: dict[str, list[int]] = {}
     for t in finished:
-        by_head.setdefault(t.params.get("head", "?"), []).append(t.duration.total_seconds())
+        head = t.params.get("head", "?")
+        by_head.setdefault(head, []).append(t.duration.total_seconds())
+        if f"{head}.steps" in t.params:  # torch heads: their optimizer-step budget (the batch follows the rows)
+            steps.setdefault(head, []).append(int(t.params[f"{head}.steps"]))
     return {
         "wall_s": round(wall, 2), "finished": len(finished), "trials_per_s": round(len(finished) / wall, 3),
         "states": states, "best_value": study.best_value, "best_params": study.best_params,
         "mean_trial_s": {h: round(sum(v) / len(v), 3) for h, v in by_head.items()},
         "trials_by_head": {h: len(v) for h, v in by_head.items()},
+        "mean_steps": {h: round(sum(v) / len(v)) for h, v in steps.items()},
+        "collapsed": sum(1 for t in finished if t.user_attrs.get("collapsed")),
         "mean_fit_s": round(sum(t.duration.total_seconds() for t in finished) / max(1, len(finished)), 3),
     }
 
@@ -144,7 +150,8 @@ def main() -> int:
     print(f"cached study: {cached['finished']} trials ({cached['states']}) in {cached['wall_s']} s = "
           f"{cached['trials_per_s']} trials/s  [{args.workers} worker(s) x {args.threads} thread(s); "
           f"target <= 60 s: {'met' if result['target']['met'] else 'NOT met'}]")
-    print(f"  mean trial: {cached['mean_trial_s']} s by head; best {cached['best_value']:.4f}")
+    print(f"  mean trial: {cached['mean_trial_s']} s by head (torch heads: mean budget {cached['mean_steps']} "
+          f"optimizer steps); best {cached['best_value']:.4f}; {cached['collapsed']} collapsed trials")
     print(f"no-cache (extrapolated from {enc['sample_rows']} demo rows, tiny encoders): encode 1,535 rows x 3 "
           f"modalities = {enc['encode_1535_rows_s']} s per trial -> {result['no_cache']['total_s']} s for "
           f"{cached['finished']} trials = {result['no_cache']['trials_per_s']} trials/s")

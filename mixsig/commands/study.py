@@ -49,10 +49,15 @@ def register(subparsers) -> None:
         description=(
             "Search heads, their hyperparameters, the modality subset and (with --features text=K1|K2) the key per\n"
             "modality; score on the val split or with --cv K group-aware folds over train+val. Trials are pruned\n"
-            "early (median of earlier trials of the same head). Afterwards the best --reeval-top configurations are\n"
-            "trained again over --reeval-seeds seeds; the best mean wins and is trained on every modality subset as\n"
-            "run study-NAME, scored once on test. Rerunning resumes the study; a store whose keys, split or done\n"
-            "rows changed is refused (or --new starts NAME-2 beside it).\n\n"
+            "early (median of earlier trials of the same head, torch heads compared at the same tenth of their\n"
+            "step budget). Every trial's model is checked for collapse (one class predicted, or no better than\n"
+            "chance); collapsed trials are marked and re-evaluated last. Afterwards the best --reeval-top\n"
+            "configurations are trained again over --reeval-seeds seeds; configurations with no collapsed seed\n"
+            "come first, then the best mean - std over the seeds wins and is trained on every modality subset as\n"
+            "run study-NAME, scored once on test (collapsed models of that run are warned and listed by show).\n"
+            "Rerunning resumes the study; a store whose keys, split or done rows changed is refused (or --new\n"
+            "starts NAME-2 beside it). Splits sharing a group (exit 3) and keys used as another modality (exit 2)\n"
+            "are refused before any trial unless --allow-group-leak / --allow-modality-mismatch.\n\n"
             "Search space per head:\n" + describe_spaces()
         ),
     )
@@ -72,6 +77,12 @@ def register(subparsers) -> None:
     r.add_argument("--new", action="store_true",
                    help="if NAME exists with other settings or data, start a new study NAME-2 beside it")
     r.add_argument("--no-final", action="store_true", help="search only: no re-evaluation, no run")
+    r.add_argument("--allow-group-leak", action="store_true",
+                   help="search even though groups of the store's samples appear in more than one split (scores "
+                        "are inflated by the leak); recorded in the study and its run, shown by show and the report")
+    r.add_argument("--allow-modality-mismatch", action="store_true",
+                   help="use keys under another modality than the one they hold (e.g. audio=<a text key>); "
+                        "recorded in the study and its run, shown by show and the report")
     _search_opts(r)
     r.set_defaults(func=run, study_command="run")
 
@@ -132,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
                 timeout=args.timeout, metric=args.metric, cv=args.cv, storage=args.storage, seed=args.seed,
                 new=args.new, reeval_top=args.reeval_top, reeval_seeds=args.reeval_seeds,
                 final=not args.no_final, threads=args.threads, on_trial=on_trial,
+                allow_group_leak=args.allow_group_leak, allow_modality_mismatch=args.allow_modality_mismatch,
             )
         finally:
             bar.close()
@@ -155,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
 
 def render(summary: dict) -> str:
     """The text form of :func:`mixsig.studies.study_summary`."""
+    from mixsig.cache import describe_collapse, describe_group_leak
     from mixsig.commands._util import table
 
     s = summary["settings"]
@@ -168,8 +181,26 @@ def render(summary: dict) -> str:
     if summary.get("excluded_rows"):
         lines.append("train/val rows left out, not done in a key: "
                      + ", ".join(f"{k}: {n}" for k, n in summary["excluded_rows"].items()))
+    ov = summary.get("overrides") or {}
+    if ov.get("group_leak"):
+        lines.append(f"WARNING: group leak allowed (--allow-group-leak): {describe_group_leak(ov['group_leak'])}; "
+                     "scores are inflated")
+    for key, m in (ov.get("modality_mismatch") or {}).items():
+        lines.append(f"WARNING: modality mismatch allowed (--allow-modality-mismatch): {m['used_as']}={key} holds "
+                     f"{m['holds']} features")
     if "ran_here" in summary:
         lines.append(f"this worker ran {summary['ran_here']} trial(s)")
+    col = summary.get("collapsed") or {}
+    if col.get("count"):
+        shown = col["trials"][:20]
+        lines += ["", f"collapsed trials: {col['count']} of {col['of_complete']} complete (their model predicts one "
+                      "class or no better than chance on validation; re-evaluated last):"]
+        lines += [f"  trial {t['number']} ({t['head']}, {t['modalities']}, {s['metric']} {t['value']:.4f}): {t['reason']}"
+                  for t in shown]
+        if col["count"] > len(shown):
+            lines.append(f"  ... and {col['count'] - len(shown)} more (--json lists them all)")
+    elif col:
+        lines.append(f"collapsed trials: none of {col.get('of_complete', 0)} complete")
     if summary["best"]:
         rows = []
         for b in summary["best"]:
@@ -177,7 +208,8 @@ def render(summary: dict) -> str:
             head = p.pop("head", s["heads"][0])
             mods = p.pop("modalities", "+".join(s["features"]))
             hp = ", ".join(f"{k.split('.', 1)[1]}={_fmt(v)}" for k, v in p.items() if k.startswith(head + "."))
-            rows.append([b["number"], f"{b['value']:.4f}", head, mods, hp])
+            rows.append([b["number"], f"{b['value']:.4f}" + (" (collapsed)" if b.get("collapsed") else ""), head,
+                         mods, hp])
         lines += ["", "best trials:", table(rows, ["trial", s["metric"], "head", "modalities", "hyperparameters"])]
     imp = summary.get("importances") or {}
     if imp:
@@ -189,19 +221,55 @@ def render(summary: dict) -> str:
                 lines.append(f"  {label}: " + ", ".join(f"{k} {v:.2f}" for k, v in list(vals.items())[:6]))
     res = summary.get("result")
     if res:
-        lines += ["", f"re-evaluated over seeds {res['seeds']}: winner trial {res['trial']} "
-                      f"(val {res['metric']} {res['val_mean']:.4f} ± {res['val_std']:.4f})"]
-        test = res.get("test") or {}
-        chosen = "+".join(res["config"]["features"])
-        full = max(test, key=lambda k: k.count("+"), default=chosen)
-        for sub in dict.fromkeys([chosen, full]):
-            if sub in test:
-                what = "the winner's subset" if sub == chosen else "all modalities"
-                lines.append(f"test {res['metric']} of {sub} ({what}): {test[sub]['mean']:.4f} ± {test[sub]['std']:.4f}")
+        lines += _render_result(res)
     run = summary.get("run")
     if run:
         lines.append(f"run {run['name']}: head {run['head']}, subsets {', '.join(run['subsets'])} (source {run['source']})")
+    collapsed = (run or {}).get("collapsed") or (res or {}).get("collapsed") or []
+    for entry in collapsed:
+        lines.append(f"WARNING: {describe_collapse(entry)}")
+    if collapsed:
+        models = {(e["subset"], e["seed"]) for e in collapsed}
+        lines.append(f"WARNING: {len(models)} models (subset x seed) of the winner's run {res['run'] if res else run['name']} "
+                     "collapsed; their scores are not evidence of a signal")
     return "\n".join(lines)
+
+
+def _render_result(res: dict) -> list[str]:
+    from mixsig.commands._util import table
+
+    metric = res["metric"]
+    lines = ["", f"re-evaluated over seeds {res['seeds']} (ranking: {res.get('ranking', 'best mean')}):"]
+    reeval = res.get("reeval")
+    if reeval:
+        rows = []
+        for r in reeval:
+            cfg = r["config"]
+            coll = ", ".join(f"seed {c['seed']}" for c in r.get("collapsed_seeds") or []) or "-"
+            rows.append([r["trial"], cfg["head"], "+".join(cfg["features"]), ", ".join(f"{v:.4f}" for v in r["scores"]),
+                         f"{r['mean']:.4f}", _num(r.get("std")), _num(r.get("robust")), coll])
+        lines.append(table(rows, ["trial", "head", "modalities", f"{metric} per seed", "mean", "std",
+                                  "mean-std", "collapsed seeds"]))
+    lines.append(f"winner trial {res['trial']} (val {metric} {res['val_mean']:.4f} ± {_num(res.get('val_std'))}"
+                 + (f", robust {res['val_robust']:.4f}" if res.get("val_robust") is not None else "") + ")")
+    for c in res.get("val_collapsed_seeds") or []:
+        lines.append(f"WARNING: the winner collapsed on validation with seed {c['seed']}: {c['reason']}")
+    test = res.get("test") or {}
+    chosen = "+".join(res["config"]["features"])
+    full = max(test, key=lambda k: k.count("+"), default=chosen)
+    for sub in dict.fromkeys([chosen, full]):
+        if sub in test:
+            what = "the winner's subset" if sub == chosen else "all modalities"
+            lines.append(f"test {metric} of {sub} ({what}): {test[sub]['mean']:.4f} ± {_num(test[sub].get('std'))} "
+                         f"(per seed {', '.join(f'{v:.4f}' for v in test[sub]['per_seed'])})")
+    if test:
+        worst = min(test, key=lambda k: min(test[k]["per_seed"]))
+        lines.append(f"lowest test {metric} of any subset x seed: {min(test[worst]['per_seed']):.4f} ({worst})")
+    return lines
+
+
+def _num(v) -> str:
+    return "n/a" if v is None else f"{v:.4f}"
 
 
 def _fmt(v) -> str:

@@ -6,6 +6,12 @@ The loop keeps every training tensor in memory and slices shuffled mini-batches 
 epoch it scores validation accuracy and keeps the weights of the best epoch (first best on ties),
 as the reference recipe does. Without a validation set it keeps the last epoch.
 
+Two ways to say how long to train (:func:`resolve_schedule`): ``epochs`` x ``batch_size`` (the paper's
+recipe, the default), or a budget of optimizer ``steps`` — what studies search, so that a train split of a
+few hundred rows gets as many updates as one of a hundred thousand. With ``steps`` the validation accuracy
+is scored (and the best weights kept) at every tenth of the budget, and the callback sees the tenth's index
+(0..9), so trials of any size and epoch count compare at the same share of their budget.
+
 Determinism: training and prediction run with ``torch.manual_seed(seed)`` inside a forked RNG
 state (the caller's RNG is untouched), ``torch.use_deterministic_algorithms(True)`` and a fixed
 thread count (``num_threads``, default 1), all restored afterwards.
@@ -32,12 +38,95 @@ log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.safetensors"
 
+#: With a ``steps`` budget, validation is scored at this many evenly spaced points (tenths of the budget).
+EVAL_POINTS = 10
+#: ``batch_size="auto"``: the batch size that sees about this many epochs of data in ``steps`` updates ...
+AUTO_EPOCHS = 8
+#: ... rounded to a power of two within these bounds (and never above the number of training rows).
+AUTO_BATCH_MIN, AUTO_BATCH_MAX = 16, 1024
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A resolved training schedule: ``batch_size`` rows per step, ``steps_per_epoch`` steps per pass over the
+    training rows, ``epochs`` passes (the last one may stop early), ``steps`` optimizer steps in all, and
+    ``eval_at``: the 1-based step counts after which validation is scored (the end of every epoch without a
+    ``steps`` budget, every tenth of the budget with one)."""
+
+    batch_size: int
+    steps_per_epoch: int
+    epochs: int
+    steps: int
+    eval_at: tuple[int, ...]
+
+    def to_dict(self) -> dict:
+        return {"batch_size": self.batch_size, "steps_per_epoch": self.steps_per_epoch, "epochs": self.epochs,
+                "steps": self.steps}
+
+
+def _batch_starts(n: int, bs: int) -> list[int]:
+    """Start rows of one epoch's mini-batches; a last batch of a single row is dropped (BatchNorm)."""
+    starts = list(range(0, n, bs))
+    if len(starts) > 1 and n - starts[-1] < 2:
+        starts.pop()
+    return starts
+
+
+def auto_batch_size(n_train: int, steps: int) -> int:
+    """The power of two nearest ``n_train * AUTO_EPOCHS / steps`` (nearest in log scale), clipped to
+    ``[AUTO_BATCH_MIN, AUTO_BATCH_MAX]`` and to ``n_train``."""
+    want = max(n_train * AUTO_EPOCHS / max(steps, 1), 1.0)
+    bs = 2 ** int(round(math.log2(want)))
+    return int(max(1, min(n_train, min(AUTO_BATCH_MAX, max(AUTO_BATCH_MIN, bs)))))
+
+
+def resolve_schedule(n_train: int, steps: int | None, batch_size: int | str, epochs: int = 15) -> Schedule:
+    """How a torch head trains on ``n_train`` rows.
+
+    * ``steps=None``: ``epochs`` passes with ``batch_size`` rows per step (0 = full batch); validation after
+      every epoch. This is what explicit ``epochs``/``batch_size`` configs (``mixsig train --params``) get.
+    * ``steps=S``: exactly ``S`` optimizer steps (the last epoch stops when the budget is spent; a callback
+      may stop training earlier). ``batch_size="auto"`` picks :func:`auto_batch_size` (about ``AUTO_EPOCHS``
+      epochs' worth of rows over the budget), an int fixes it (0 = full batch); ``epochs`` becomes
+      ``ceil(S / steps_per_epoch)`` (about ``ceil(S * batch / n_train)``), the given ``epochs`` is ignored.
+      Validation after every tenth of the budget (:data:`EVAL_POINTS` points).
+
+    >>> resolve_schedule(334, 400, "auto").to_dict()       # a few hundred rows: small batches, many epochs
+    {'batch_size': 16, 'steps_per_epoch': 21, 'epochs': 20, 'steps': 400}
+    >>> resolve_schedule(200_000, 400, "auto").to_dict()   # many rows: large batches, part of few epochs
+    {'batch_size': 1024, 'steps_per_epoch': 196, 'epochs': 3, 'steps': 400}
+    """
+    n = int(n_train)
+    if n < 1:
+        raise HeadError(f"cannot schedule training on {n} rows")
+    if batch_size == "auto":
+        if steps is None:
+            raise HeadError("batch_size='auto' needs a steps budget (steps=N optimizer steps); or give an int batch_size")
+        bs = auto_batch_size(n, steps)
+    elif isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 0:
+        raise HeadError(f"batch_size must be an int >= 0 (0 = full batch) or 'auto'; got {batch_size!r}")
+    else:
+        bs = n if batch_size == 0 else min(int(batch_size), n)
+    per_epoch = len(_batch_starts(n, bs))
+    if steps is None:
+        total = int(epochs) * per_epoch
+        return Schedule(bs, per_epoch, int(epochs), total, tuple(per_epoch * (e + 1) for e in range(int(epochs))))
+    total = int(steps)
+    if total < 1:
+        raise HeadError(f"steps must be >= 1; got {steps!r}")
+    n_epochs = -(-total // per_epoch)
+    points = min(EVAL_POINTS, total)
+    eval_at = tuple(sorted({-(-total * (k + 1) // points) for k in range(points)}))
+    return Schedule(bs, per_epoch, n_epochs, total, eval_at)
+
 
 @dataclass(frozen=True)
 class TorchConfig:
     """Hyperparameters shared by the torch heads (defaults = the paper's recipe).
 
-    ``batch_size=0`` trains full-batch. With ``max_lr`` set, OneCycleLR drives the learning rate per
+    ``batch_size=0`` trains full-batch. ``steps`` (optional) is a budget of optimizer steps that replaces
+    ``epochs``, and ``batch_size="auto"`` (only with ``steps``) sizes the batch from the training rows:
+    see :func:`resolve_schedule`. With ``max_lr`` set, OneCycleLR drives the learning rate per
     batch (from ``max_lr / 25`` up to ``max_lr`` and down), overriding ``lr`` — what PyTorch does with
     the paper's recipe (Adam lr 1e-4 + one-cycle to 1e-3); ``max_lr=None`` keeps ``lr`` constant.
     ``num_threads`` (default 1, capped at the cores this process may use): batch-64 steps gain little
@@ -47,7 +136,8 @@ class TorchConfig:
     """
 
     epochs: int = 15
-    batch_size: int = 64
+    batch_size: int | str = 64
+    steps: int | None = None
     lr: float = 1e-4
     weight_decay: float = 1e-3
     max_lr: float | None = 1e-3
@@ -113,31 +203,37 @@ def predict_net(net, xs, eval_batch_size: int):
             {k: torch.cat(v).numpy().astype(np.float32, copy=False) for k, v in extras.items()})
 
 
-def train_loop(net, xs, T, xs_val, y_val, cfg: TorchConfig, callback=None) -> tuple[list[float], int | None]:
-    """Train ``net`` in place; returns ``(val accuracy per epoch, best epoch or None)``.
+def train_loop(net, xs, T, xs_val, y_val, cfg: TorchConfig, callback=None) -> tuple[list[float], int | None, int | None]:
+    """Train ``net`` in place; returns ``(val accuracy per evaluation point, best point, its optimizer step)``
+    (None, None without validation rows).
 
     ``xs``: list of ``[n, D_m]`` float32 tensors; ``T``: ``[n, C]`` weighted targets (see
     :mod:`mixsig.heads._targets`); ``xs_val``/``y_val``: validation tensors/labels or None.
     Loss per batch and branch: ``-sum(T_b * log_softmax(logits)) / sum(T_b)``, averaged over branches.
-    ``callback(epoch, val_accuracy) -> True`` stops after that epoch (``epoch`` 0-based).
+    The schedule comes from :func:`resolve_schedule`: evaluation points are the epochs (``steps`` unset) or
+    the tenths of the ``steps`` budget. ``callback(point, val_accuracy) -> True`` stops after that point
+    (``point`` 0-based).
     """
     import torch
 
     n = xs[0].shape[0]
-    bs = n if cfg.batch_size <= 0 else min(cfg.batch_size, n)
-    starts = list(range(0, n, bs))
-    if len(starts) > 1 and n - starts[-1] < 2:
-        starts.pop()
+    sch = resolve_schedule(n, cfg.steps, cfg.batch_size, cfg.epochs)
+    bs, starts = sch.batch_size, _batch_starts(n, sch.batch_size)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     sched = None
     if cfg.max_lr:
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.max_lr, total_steps=cfg.epochs * len(starts))
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.max_lr, total_steps=sch.steps)
     history: list[float] = []
-    best, best_epoch, best_state = -math.inf, None, None
-    for epoch in range(cfg.epochs):
+    best, best_point, best_step, best_state = -math.inf, None, None, None
+    eval_at = set(sch.eval_at)
+    done = 0
+    stop = False
+    for epoch in range(sch.epochs):
         net.train()
         perm = torch.randperm(n)
         for s in starts:
+            if done >= sch.steps:
+                break
             idx = perm[s:s + bs]
             Tb = T.index_select(0, idx)
             denom = Tb.sum()
@@ -148,21 +244,27 @@ def train_loop(net, xs, T, xs_val, y_val, cfg: TorchConfig, callback=None) -> tu
             opt.step()
             if sched is not None:
                 sched.step()
-        if xs_val is None:
-            continue
-        probs, _ = predict_net(net, xs_val, cfg.eval_batch_size)
-        acc = float(np.mean(probs.argmax(axis=1) == y_val))
-        history.append(acc)
-        log.debug("epoch %d: val accuracy %.4f", epoch, acc)
-        if acc > best:
-            best, best_epoch = acc, epoch
-            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        if callback is not None and callback(epoch, acc):
-            log.info("stopped by callback after epoch %d", epoch)
+            done += 1
+            if done not in eval_at or xs_val is None:
+                continue
+            probs, _ = predict_net(net, xs_val, cfg.eval_batch_size)
+            net.train()
+            acc = float(np.mean(probs.argmax(axis=1) == y_val))
+            point = len(history)
+            history.append(acc)
+            log.debug("step %d (epoch %d, point %d): val accuracy %.4f", done, epoch, point, acc)
+            if acc > best:
+                best, best_point, best_step = acc, point, done
+                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            if callback is not None and callback(point, acc):
+                log.info("stopped by callback after step %d (evaluation point %d)", done, point)
+                stop = True
+                break
+        if stop or done >= sch.steps:
             break
     if best_state is not None:
         net.load_state_dict(best_state)
-    return history, best_epoch
+    return history, best_point, best_step
 
 
 class TorchHead(Head):
@@ -181,15 +283,19 @@ class TorchHead(Head):
         super()._check_config()
         c = self.config
         checks = {
-            "epochs": c.epochs >= 1, "batch_size": c.batch_size >= 0, "lr": c.lr > 0,
+            "epochs": c.epochs >= 1, "steps": c.steps is None or (_is_int(c.steps) and c.steps >= 1),
+            "batch_size": (c.batch_size == "auto" and c.steps is not None)
+                          or (_is_int(c.batch_size) and c.batch_size >= 0), "lr": c.lr > 0,
             "weight_decay": c.weight_decay >= 0, "max_lr": c.max_lr is None or c.max_lr > 0,
             "hidden": c.hidden >= 1, "n_layers": c.n_layers >= 0, "dropout": 0 <= c.dropout < 1,
             "num_threads": c.num_threads is None or c.num_threads >= 1, "eval_batch_size": c.eval_batch_size >= 1,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
+            hint = (" batch_size takes an int >= 0 (0 = full batch), or 'auto' together with steps=N."
+                    if "batch_size" in bad or "steps" in bad else "")
             raise HeadError(f"Invalid value(s) for head {self.name!r}: "
-                            + ", ".join(f"{k}={getattr(c, k)!r}" for k in bad) + ".")
+                            + ", ".join(f"{k}={getattr(c, k)!r}" for k in bad) + "." + hint)
 
     def _fit(self, Xs, T, Xs_val, y_val, *, seed, callback) -> None:
         import torch
@@ -198,12 +304,17 @@ class TorchHead(Head):
             net = self._make_net()
             xs = [torch.from_numpy(x) for x in Xs]
             xs_val = None if Xs_val is None else [torch.from_numpy(x) for x in Xs_val]
-            history, best_epoch = train_loop(net, xs, torch.from_numpy(T.astype(np.float32)), xs_val,
-                                             y_val, self.config, callback)
+            history, _, best_step = train_loop(net, xs, torch.from_numpy(T.astype(np.float32)), xs_val,
+                                               y_val, self.config, callback)
         net.eval()
         self.net_ = net
         self.history_ = history
-        self.best_epoch_ = best_epoch
+        c = self.config
+        sch = resolve_schedule(Xs[0].shape[0], c.steps, c.batch_size, c.epochs)
+        self.schedule_ = sch.to_dict()
+        # the epoch (0-based) the kept weights come from, also with a steps budget; best_step_: its optimizer step
+        self.best_epoch_ = None if best_step is None else (best_step - 1) // sch.steps_per_epoch
+        self.best_step_ = best_step
 
     def _predict(self, Xs):
         import torch
@@ -234,7 +345,8 @@ class TorchHead(Head):
         tmp = path / (MODEL_FILE + ".tmp")
         save_file(state, str(tmp), metadata={"head": self.name})
         tmp.replace(path / MODEL_FILE)
-        return {"file": MODEL_FILE, "best_epoch": self.best_epoch_, "history": self.history_}
+        return {"file": MODEL_FILE, "best_epoch": self.best_epoch_, "history": self.history_,
+                "best_step": getattr(self, "best_step_", None), "schedule": getattr(self, "schedule_", None)}
 
     def _load_state(self, path: Path, state: dict) -> None:
         from safetensors.torch import load_file
@@ -249,6 +361,12 @@ class TorchHead(Head):
         self.net_ = net
         self.history_ = list(state.get("history", []))
         self.best_epoch_ = state.get("best_epoch")
+        self.best_step_ = state.get("best_step")
+        self.schedule_ = state.get("schedule")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 def head_desc(head) -> str:
@@ -316,4 +434,5 @@ class LateFusionHead(TorchHead):
         return LateNet(self.dims_, self.n_classes_, **self._net_kwargs())
 
 
-__all__ = ["ConcatHead", "GatedConfig", "GatedFusionHead", "LateFusionHead", "TorchConfig", "TorchHead"]
+__all__ = ["ConcatHead", "GatedConfig", "GatedFusionHead", "LateFusionHead", "Schedule", "TorchConfig", "TorchHead",
+           "auto_batch_size", "resolve_schedule"]

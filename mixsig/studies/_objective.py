@@ -1,7 +1,7 @@
 """The objective: train one configuration on the study's fold(s) and score it on validation.
 
 Features come from :class:`~mixsig.studies._data.StudyData` (in memory, loaded once per process); heads come
-from :mod:`mixsig.heads`. Torch heads report validation accuracy per epoch through the head's ``callback``;
+from :mod:`mixsig.heads`. Torch heads report validation accuracy through the head's ``callback``;
 LightGBM reports per boosting round through optuna-integration's ``LightGBMPruningCallback`` and reuses
 its constructed ``lightgbm.Dataset`` per (features, fold) across trials.
 """
@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from mixsig.studies._data import StudyData
-from mixsig.metrics import get_metric
+from mixsig.metrics import collapse, get_metric
 from mixsig.studies._space import TrialConfig, suggest_config
 from mixsig.studies._storage import WORKER_ATTR, worker_identity
 
 if TYPE_CHECKING:  # pragma: no cover
     import optuna
 
+COLLAPSED_ATTR = "collapsed"
 
 
 class Objective:
@@ -67,8 +68,8 @@ class Objective:
     def fit_predict(self, config: TrialConfig, fold_index: int, seed: int, trial: "optuna.Trial | None" = None) -> np.ndarray:
         """Fit ``config`` on fold ``fold_index``'s training rows; its validation probabilities ``[n_val, C]``.
 
-        With a ``trial`` the head's per-step validation accuracy goes to ``trial.report`` and a pruned trial
-        raises :class:`optuna.TrialPruned`.
+        With a ``trial`` the head's validation accuracy at each report point (tenths of a torch head's step
+        budget, LightGBM rounds) goes to ``trial.report`` and a pruned trial raises :class:`optuna.TrialPruned`.
         """
         Xtr, ytr, Xva, yva = self.inputs(config.features, fold_index)
         head = self.make_head(config)
@@ -77,32 +78,49 @@ class Objective:
         return head.predict_proba(Xva)
 
     def evaluate(self, config: TrialConfig, seed: int, trial: "optuna.Trial | None" = None) -> float:
-        """Mean validation score of ``config`` over the study's fold(s), trained with ``seed``.
+        """Mean validation score of ``config`` over the study's fold(s), trained with ``seed``
+        (:meth:`evaluate_detail` without the collapse check's result)."""
+        return self.evaluate_detail(config, seed, trial)[0]
 
-        With a ``trial`` and one fold the head reports per epoch/round; with several folds the running mean
-        is reported after each fold (step = fold index) so a bad configuration stops early.
+    def evaluate_detail(self, config: TrialConfig, seed: int,
+                        trial: "optuna.Trial | None" = None) -> tuple[float, str | None]:
+        """``(mean validation score over the fold(s), collapse reason or None)`` of ``config`` trained with ``seed``.
+
+        The reason is :func:`mixsig.metrics.collapse` of the first fold whose model collapsed on its validation
+        rows (prefixed ``fold i:`` with several folds). With a ``trial`` and one fold the head reports while it
+        trains; with several folds the running mean is reported after each fold (step = fold index) so a bad
+        configuration stops early.
         """
         import optuna
 
         folds = self.data.folds
         scores = []
+        reason = None
         for i, fold in enumerate(folds):
             proba = self.fit_predict(config, i, seed, trial if len(folds) == 1 else None)
-            score = self.metric(self.data.y[fold.val], proba)
+            y_val = self.data.y[fold.val]
+            score = self.metric(y_val, proba)
+            if reason is None:
+                why = collapse(y_val, proba)
+                if why:
+                    reason = why if len(folds) == 1 else f"fold {i}: {why}"
             if not math.isfinite(score):
-                return float("nan")
+                return float("nan"), reason
             scores.append(score)
             if trial is not None and len(folds) > 1:
                 trial.report(float(np.mean(scores)), i)
                 if i < len(folds) - 1 and trial.should_prune():
                     raise optuna.TrialPruned(f"pruned after fold {i}")
-        return float(np.mean(scores))
+        return float(np.mean(scores)), reason
 
     def __call__(self, trial: "optuna.Trial") -> float:
         trial.set_user_attr(WORKER_ATTR, self._identity)
         config = suggest_config(trial, self.heads, self.features)
         trial.set_user_attr("features", dict(config.features))
-        return self.evaluate(config, self.seed, trial)
+        value, reason = self.evaluate_detail(config, self.seed, trial)
+        if reason:
+            trial.set_user_attr(COLLAPSED_ATTR, reason)
+        return value
 
 
 # --- head-specific fitting (a registry, like the heads themselves) --------------------------------------------
@@ -121,7 +139,8 @@ def register_fitter(head: str):
 
 
 def _pruning_callback(trial: "optuna.Trial | None"):
-    """``callback(step, val_score) -> stop`` reporting to ``trial``; raises TrialPruned when the pruner says so."""
+    """``callback(step, val_score) -> stop`` reporting to ``trial``; raises TrialPruned when the pruner says so.
+    ``step``: the head's report point (for torch heads with a ``steps`` budget, the tenth of it: 0..9)."""
     import optuna
 
     if trial is None:

@@ -13,7 +13,9 @@ from mixsig.metrics import METRICS
 from mixsig.studies._space import get_space
 
 SETTINGS_ATTR = "mixsig"
-SETTINGS_VERSION = 1
+#: 2: torch heads search a ``steps`` budget with ``batch_size="auto"`` (1: ``epochs`` at batch 512), report at
+#: tenths of it, and trials are checked for collapse. Trials of two versions do not mix in one study.
+SETTINGS_VERSION = 2
 
 
 def parse_features(spec: str | Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
@@ -104,8 +106,12 @@ class StudySettings:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
 
     def search_differences(self, other: "StudySettings") -> list[str]:
-        """What the user asked differently from ``other`` (heads, features, metric, cv, seed, re-evaluation)."""
+        """What the user asked differently from ``other`` (heads, features, metric, cv, seed, re-evaluation), or
+        the search-space version when ``other`` was made by another mixsig."""
         out = []
+        if self.version != other.version:
+            out.append(f"search space: study made with version {other.version}, this mixsig searches version "
+                       f"{self.version} (torch heads: steps budget, batch sized from the train rows)")
         for name in ("heads", "features", "metric", "cv", "seed", "reeval_top", "reeval_seeds"):
             a, b = self.to_dict()[name], other.to_dict()[name]
             if a != b:

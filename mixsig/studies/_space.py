@@ -9,8 +9,15 @@ Parameter names in the Optuna study (what ``optuna.load_study(...).best_params``
   (``--features text=K1|K2``) and the modality is in the subset
 - ``<head>.<param>``: the head's hyperparameters, one registered :class:`HeadSpace` per head
 
-Adding a head to studies is one ``register_space(HeadSpace(...))`` call in this module. The ranges are kept
-cheap on purpose (a 100-trial study on ~1,500 rows x 3 x 768 features runs in about a minute on 2 cores).
+Adding a head to studies is one ``register_space(HeadSpace(...))`` call in this module.
+
+The spaces hold for 200 to 200,000 training rows: torch heads search a budget of optimizer ``steps`` with
+``batch_size="auto"`` (:func:`mixsig.heads._torch.resolve_schedule`: the batch is the power of two nearest
+``n_train * 8 / steps`` in [16, 1024], so every trial sees about 8 epochs' worth of rows in 100-800 updates).
+A fixed batch size would make a few hundred training rows one full batch — a handful of updates per trial, and
+many trials predicting one class. Torch trials report validation accuracy at every tenth of their budget, so
+trials of any size compare at the same share of their training. LightGBM's leaves need at least 5-50 rows
+(``min_child_samples``) and trees stop early on the validation loss, which holds from a few hundred rows up.
 """
 
 from __future__ import annotations
@@ -32,7 +39,8 @@ class HeadSpace:
     ``suggest(trial, prefix)`` asks the trial for each searched parameter (named ``prefix + param``) and returns
     ``{param: value}`` in the head's own names; ``fixed`` are passed to the head in every trial;
     ``ranges`` documents each searched parameter (shown in ``mixsig study run --help``);
-    ``warmup_steps`` is how many reported steps (epochs, boosting rounds) a trial runs before it may be pruned.
+    ``warmup_steps`` is how many reported steps (tenths of a torch budget, boosting rounds) a trial runs before
+    it may be pruned.
     """
 
     head: str
@@ -86,7 +94,7 @@ def _torch_common(trial: "optuna.Trial", p: str) -> dict[str, Any]:
         "dropout": trial.suggest_float(p + "dropout", 0.0, 0.5),
         "hidden": trial.suggest_categorical(p + "hidden", [32, 64, 128]),
         "n_layers": trial.suggest_int(p + "n_layers", 1, 2),
-        "epochs": trial.suggest_int(p + "epochs", 4, 15),
+        "steps": trial.suggest_int(p + "steps", 100, 800, log=True),
     }
 
 
@@ -117,14 +125,16 @@ _TORCH_RANGES = {
     "dropout": "[0, 0.5]",
     "hidden": "{32, 64, 128}",
     "n_layers": "1..2",
-    "epochs": "4..15",
+    "steps": "100..800 log (optimizer steps; batch sized from the train rows)",
 }
-_TORCH_FIXED = {"batch_size": 512}
+_TORCH_FIXED = {"batch_size": "auto"}
+#: torch trials report at tenths of their budget (points 0..9); pruning starts at point 3 (40% of the budget)
+TORCH_WARMUP = 3
 
 register_space(HeadSpace("gated", _gated, {**_TORCH_RANGES, "proj_dim": "{32, 64}", "modality_dropout": "[0, 0.4]"},
-                         fixed={**_TORCH_FIXED, "att_dim": 64}, warmup_steps=3))
-register_space(HeadSpace("concat", _torch_common, _TORCH_RANGES, fixed=_TORCH_FIXED, warmup_steps=3))
-register_space(HeadSpace("late", _torch_common, _TORCH_RANGES, fixed=_TORCH_FIXED, warmup_steps=3))
+                         fixed={**_TORCH_FIXED, "att_dim": 64}, warmup_steps=TORCH_WARMUP))
+register_space(HeadSpace("concat", _torch_common, _TORCH_RANGES, fixed=_TORCH_FIXED, warmup_steps=TORCH_WARMUP))
+register_space(HeadSpace("late", _torch_common, _TORCH_RANGES, fixed=_TORCH_FIXED, warmup_steps=TORCH_WARMUP))
 register_space(HeadSpace("logreg", _logreg, {"C": "[1e-4, 10] log"}, fixed={"max_iter": 300}, warmup_steps=0))
 register_space(
     HeadSpace(

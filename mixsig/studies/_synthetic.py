@@ -13,14 +13,17 @@ import numpy as np
 
 def make_synthetic_store(path, *, n: int = 240, dims: Mapping[str, int] | None = None, signal: Mapping[str, float] | None = None,
                          extra_keys: Mapping[str, float] | None = None, n_groups: int | None = None,
-                         split=(0.7, 0.15, 0.15), seed: int = 0, chunk_rows: int | None = None):
+                         split=(0.7, 0.15, 0.15), seed: int = 0, chunk_rows: int | None = None,
+                         leak_groups: int = 0, constant: tuple[str, ...] = ()):
     """Create a store at ``path`` with ``n`` rows, 2 classes and one key per modality; returns ``(store, keys)``.
 
     ``dims``: {modality: D} (default text/audio/video 16 each); ``signal``: {modality: class-mean shift in units
     of the noise std, spread over the first 4 dims} (default text 1.0, audio 0.6, video 0.3);
     ``extra_keys``: {modality: signal} adds a second key for that modality (another "encoder");
-    ``n_groups`` groups rows (consecutive blocks; a group never spans splits). ``keys`` is
-    ``{modality: [key, ...]}`` in creation order.
+    ``n_groups`` groups rows (consecutive blocks; a group never spans splits, except that ``leak_groups`` > 0
+    moves the first row of that many train groups to val: a planted group leak). ``constant``: modalities that
+    get one more key whose features are all 0 (every head predicts one class from it: a planted collapse).
+    ``keys`` is ``{modality: [key, ...]}`` in creation order.
     """
     from mixsig.cache import Provenance, Samples, Status, create_store
 
@@ -35,21 +38,31 @@ def make_synthetic_store(path, *, n: int = 240, dims: Mapping[str, int] | None =
     split_of_group[g_split[:n_tr]] = "train"
     split_of_group[g_split[n_tr:n_tr + n_va]] = "val"
     split_of_group[g_split[n_tr + n_va:]] = "test"
+    split_of_row = split_of_group[group_of].astype(object)
+    if leak_groups:
+        if n_groups == n:
+            raise ValueError("leak_groups needs n_groups < n (groups of several rows)")
+        for g in g_split[:n_tr][:leak_groups]:
+            split_of_row[np.flatnonzero(group_of == g)[0]] = "val"
     label = rng.integers(0, 2, size=n)
     samples = Samples(
-        ids=[f"r{i:05d}" for i in range(n)], split=list(split_of_group[group_of]), label=label,
+        ids=[f"r{i:05d}" for i in range(n)], split=list(split_of_row), label=label,
         classes=("neutral", "empathetic"), group=[f"g{g}" if n_groups < n else "" for g in group_of],
     )
     store = create_store(str(path), samples, attrs={"manifest_sha256": "synthetic"})
     keys: dict[str, list[str]] = {}
     specs = [(m, dims[m], signal.get(m, 0.0), "enc-a") for m in dims]
     specs += [(m, dims[m], s, "enc-b") for m, s in (extra_keys or {}).items()]
+    specs += [(m, dims[m], None, "constant") for m in constant]
     for modality, d, s, enc in specs:
         prov = Provenance(modality=modality, encoder=f"synthetic-{modality}-{enc}", revision="sha256:" + "0" * 64,
                           pooling="cls", preprocessing={"seed": seed, "signal": s})
         key = store.create_key(prov, d, chunk_rows=chunk_rows)
-        X = rng.standard_normal((n, d)).astype(np.float32)
-        X[:, : min(4, d)] += (s * (2 * label - 1))[:, None].astype(np.float32) / 2
+        if s is None:
+            X = np.zeros((n, d), np.float32)
+        else:
+            X = rng.standard_normal((n, d)).astype(np.float32)
+            X[:, : min(4, d)] += (s * (2 * label - 1))[:, None].astype(np.float32) / 2
         with store.writer(key) as w:
             for lo, hi in w.blocks():
                 w.write_block(lo, hi, X[lo:hi], np.full(hi - lo, Status.OK, np.int8))

@@ -54,7 +54,9 @@ def test_study_run_cli_searches_writes_the_winner_and_show_reads_it(small_store,
     # the winner was re-evaluated over 2 seeds and trained on every subset of its modalities
     res = out["result"]
     assert res["run"] == "study-s" and len(res["seeds"]) == 2 and len(out["reeval"]) == 2
-    assert res["val_mean"] == max(r["mean"] for r in out["reeval"])
+    # the winner: no collapsed seed, then the best mean - std over the seeds (not the best mean)
+    assert res["trial"] == out["reeval"][0]["trial"] and not res["val_collapsed_seeds"]
+    assert res["val_robust"] == max(r["robust"] for r in out["reeval"] if not r["collapsed_seeds"])
     run = store.read_run("study-s")
     assert run.attrs["source"] == "study:s" and run.attrs["study"]["name"] == "s"
     # the run covers every modality of the study (the disagreement analysis compares all subsets), the winner's
