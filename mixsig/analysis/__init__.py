@@ -9,10 +9,16 @@ Public API::
 ``AnalysisInput`` + ``analyse_input`` run the same analyses on plain arrays (no store needed);
 the statistics helpers (``krippendorff_alpha_nominal``, ``vote_entropy``, ``mann_whitney``,
 ``benjamini_hochberg``, ...) are exported for reuse.
+
+Layout: each report section is one module under ``mixsig.analysis.sections`` holding its analysis
+(``compute``) and its rendering (``blocks``, ``figures``) side by side (see that package's docstring);
+``_analyse`` only orchestrates them, ``_render`` only assembles the page and writes the files, and
+``_context`` (rows, seed aggregation), ``_stats``, ``_format``, ``_plots``, ``_descriptors`` and ``_data``
+are shared by the sections.
 """
 
 from mixsig.analysis._analyse import analyse, analyse_input
-from mixsig.analysis._core import aggregate_seeds
+from mixsig.analysis._context import aggregate_seeds
 from mixsig.analysis._data import AnalysisInput, input_from_run, input_from_store
 from mixsig.analysis._descriptors import prosody
 from mixsig.metrics import auroc, bootstrap_metrics, point_metrics

@@ -1,5 +1,6 @@
-"""Interpretable per-sample descriptors (duration, word count, simple prosody, imported columns) and
-their comparison between sample categories with effect sizes and Benjamini–Hochberg control."""
+"""Interpretable per-sample descriptors read from the media and texts: duration, word count, simple prosody.
+
+Their comparison between sample groups is the descriptors section (``sections/descriptors.py``)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,6 @@ import logging
 from pathlib import Path
 
 import numpy as np
-
-from mixsig.analysis import _stats
 
 log = logging.getLogger(__name__)
 
@@ -171,29 +170,3 @@ def word_count(text) -> np.ndarray:
     """Whitespace-separated words per sample, ``[n]`` float (NaN where there is no text)."""
     return np.array([float(len(t.split())) if t else np.nan for t in text])
 
-
-def compare(descriptors: dict[str, np.ndarray], groups: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
-    """Mann–Whitney U and rank-biserial effect for every descriptor and every comparison, with
-    Benjamini–Hochberg q-values over all tests together.
-
-    descriptors: ``{name: [n] float}``; groups: ``{comparison: (mask_a [n] bool, mask_b [n] bool)}``.
-    """
-    tests = []
-    for comp, (a, b) in groups.items():
-        if a.sum() == 0 or b.sum() == 0:
-            continue
-        for name, vals in descriptors.items():
-            fa, fb = vals[a], vals[b]
-            fa, fb = fa[np.isfinite(fa)], fb[np.isfinite(fb)]
-            if fa.size < 2 or fb.size < 2 or np.ptp(np.concatenate([fa, fb])) == 0:
-                continue
-            mw = _stats.mann_whitney(fa, fb)
-            tests.append({"comparison": comp, "descriptor": name, **mw})
-    q = _stats.benjamini_hochberg(np.array([t["p"] for t in tests])) if tests else np.array([])
-    for t, qv in zip(tests, q):
-        t["q"] = float(qv) if np.isfinite(qv) else None
-        t["significant_q05"] = bool(np.isfinite(qv) and qv < 0.05)
-    tests.sort(key=lambda t: (t["q"] if t["q"] is not None else 2.0, -abs(t["rank_biserial"])))
-    return {"tests": tests, "n_tests": len(tests),
-            "method": "two-sided Mann–Whitney U; rank-biserial r (positive: first group larger); "
-                      "Benjamini–Hochberg q over every test in this table"}

@@ -291,3 +291,12 @@ def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
 def finite_or_none(x: float) -> float | None:
     """JSON-friendly float: ``None`` for NaN/inf."""
     return float(x) if x is not None and math.isfinite(x) else None
+
+
+def describe(x: np.ndarray) -> dict:
+    """``{"n", "mean", "std" (ddof=0), "median"}`` of the finite values of ``x`` (None for each without any)."""
+    x = np.asarray(x, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return {"n": 0, "mean": None, "std": None, "median": None}
+    return {"n": int(x.size), "mean": float(x.mean()), "std": float(x.std()), "median": float(np.median(x))}

@@ -1,0 +1,43 @@
+"""The report's sections: one module per section, holding its analysis and its rendering side by side.
+
+Every section module has the same three functions::
+
+    compute(ctx: Context) -> dict          # its top-level entries of report.json, e.g. {"join": {...}} (None
+                                           # when skipped: it then records why in ctx.skipped[<entry>])
+    blocks(report: dict, figures: dict) -> list[Block]   # its part of the page (report.html and report.md)
+    figures(report: dict) -> {name: (png_bytes, caption)}   # its figures ({} for none)
+
+``compute`` reads the :class:`mixsig.analysis._context.Context` (the analysed rows, the seed-aggregated
+predictions, the options) and may append to ``ctx.notes``, record ``ctx.skipped[part]`` and set the per-sample
+columns later sections read (``ctx.category``, ``ctx.entropy``, ...), so the sections run in :data:`PAGE` order.
+``blocks`` and ``figures`` read only the finished report dict (``report["samples"]`` holds the per-sample
+columns); ``blocks`` places the section's figures (those ``figures`` returned, unless plots are off).
+
+A block is a tuple, rendered by ``mixsig.analysis._render`` to both HTML and Markdown:
+``("h1" | "h2", text)``, ``("p", text)`` (``**bold**`` allowed), ``("note", text)``, ``("warn", text)``,
+``("skip", text)``, ``("table", header_cells, rows_of_cells)``, ``("img", png_bytes, caption)``.
+
+:data:`PAGE` is the page and report.json in order: header (with warnings), metrics, disagreement,
+uncertainty, join, dominance, confidence, human study, descriptors, top samples; then report.json's ``notes``
+and ``skipped``. :data:`SAMPLES` (the samples table, ``result["samples"]`` and samples.csv) comes last and has
+no blocks. ``mixsig.analysis._analyse`` runs ``compute``; ``mixsig.analysis._render`` assembles the page.
+"""
+
+from mixsig.analysis.sections import (
+    confidence,
+    descriptors,
+    disagreement,
+    dominance,
+    header,
+    human,
+    join,
+    metrics,
+    samples,
+    top,
+    uncertainty,
+)
+
+PAGE = (header, metrics, disagreement, uncertainty, join, dominance, confidence, human, descriptors, top)
+SAMPLES = samples
+
+__all__ = ["PAGE", "SAMPLES"]

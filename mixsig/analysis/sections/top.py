@@ -1,0 +1,56 @@
+"""The top samples: the K most confidently misled samples and the K most ambiguous ones (highest vote entropy,
+then most disagreeing modalities; without votes, most disagreeing modalities, then the full model's
+confidence) (report.json ``top``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mixsig.analysis._context import Context
+from mixsig.analysis._format import SNIPPET_CHARS, num
+
+
+def compute(ctx: Context) -> dict:
+    inp, rows, y, agg, full = ctx.inp, ctx.rows, ctx.y, ctx.agg, ctx.full
+    cls = inp.classes
+    cat, ent, n_dis = ctx.category, ctx.entropy, ctx.n_disagree
+    full_conf = agg[full].mean_probs.max(axis=1)
+    k = ctx.top_k
+
+    def row(i):
+        return {"id": str(inp.ids[rows[i]]), "label": cls[y[i]], "full_pred": cls[agg[full].pred[i]],
+                "full_conf": float(full_conf[i]), "category": str(cat[i]), "n_disagree": int(n_dis[i]),
+                "followed": str(ctx.followed[i]) or None,
+                "entropy": float(ent[i]) if np.isfinite(ent[i]) else None,
+                "unimodal_preds": {m: cls[agg[m].pred[i]] for m in ctx.unimodal},
+                "text": str(inp.text[rows[i]])[:SNIPPET_CHARS]}
+
+    mis = np.flatnonzero(cat == "misled")
+    mis = mis[np.argsort(-full_conf[mis], kind="stable")][:k]
+    order_key = np.where(np.isfinite(ent), ent, -1.0)
+    amb = np.lexsort((-n_dis, -order_key))[:k]
+    if not np.isfinite(ent).any():
+        amb = np.lexsort((-full_conf, -n_dis))[:k]
+    ranking = ("vote entropy, then number of disagreeing modalities" if np.isfinite(ent).any()
+               else "number of disagreeing modalities (no votes)")
+    return {"top": {"k": k, "misled": [row(i) for i in mis], "ambiguous": [row(i) for i in amb],
+                    "ambiguous_ranking": ranking}}
+
+
+def blocks(report: dict, figures: dict) -> list[tuple]:
+    top = report["top"]
+    b: list[tuple] = [("h2", f"Top {top['k']} samples")]
+    for name, title in (("misled", "Most confidently misled (full model's confidence)"),
+                        ("ambiguous", f"Most ambiguous ({top['ambiguous_ranking']})")):
+        b.append(("p", f"**{title}**"))
+        if top[name]:
+            b.append(("table", ["id", "label", "full pred", "full conf", "category", "followed", "entropy", "text"],
+                      [[r["id"], r["label"], r["full_pred"], num(r["full_conf"]), r["category"], r["followed"] or "",
+                        num(r["entropy"]), r["text"]] for r in top[name]]))
+        else:
+            b.append(("p", "none"))
+    return b
+
+
+def figures(report: dict) -> dict:
+    return {}
