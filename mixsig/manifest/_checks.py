@@ -1,0 +1,161 @@
+"""Checks of a manifest's columns (:func:`column_problems`) and of each normalised row (:func:`check_row`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mixsig.manifest._read import Records, as_plain
+from mixsig.manifest._row import Row
+from mixsig.manifest._schema import KNOWN_SPLITS, MEDIA_MODALITIES, MODALITIES, VOTES_PREFIX, Problem, resolve
+
+
+def column_problems(columns: list[str], records: Records) -> list[Problem]:
+    """Problems of the header of a manifest that has an ``id`` column: missing ``split``/``label``/modality
+    columns (when there are rows or columns), ``votes@`` columns without a condition, unnamed columns."""
+    problems: list[Problem] = []
+    if records or columns:
+        if "split" not in columns:
+            problems.append(Problem(None, "split", "the manifest has no 'split' column; add one with "
+                                    "train/val/test per row", "missing_column"))
+        if "label" not in columns and any(as_plain(rec.get("split")) in KNOWN_SPLITS for _, rec in records):
+            problems.append(Problem(None, "label", "the manifest has no 'label' column but has train/val/test rows; "
+                                    "add a label to every train/val/test row", "missing_column"))
+        if not any(m in columns for m in MODALITIES):
+            problems.append(Problem(None, None, "the manifest has none of the columns text, audio, video; "
+                                    "add at least one", "missing_column"))
+    for c in columns:
+        if c.startswith(VOTES_PREFIX) and not c[len(VOTES_PREFIX):].strip():
+            problems.append(Problem(None, c, f"column {c!r} names no condition; call it votes@<condition>, "
+                                    "e.g. votes@text", "bad_column"))
+    if "" in columns:
+        problems.append(Problem(None, None, "a column has no name in the header; its values are ignored (name it to "
+                                "keep them, or delete it)", "unnamed_column", "warning"))
+    return problems
+
+
+@dataclass(frozen=True)
+class RowContext:
+    """What the per-row checks need to know about the whole manifest."""
+
+    columns: frozenset
+    classes: tuple[str, ...]
+    splits_ok: tuple[str, ...]
+    conditions: tuple[str, ...]
+    n_rows: int
+    present: dict          # {modality: rows that have it}
+    root: Path
+    check_media: bool
+
+
+def check_row(rownum: int, r: Row, ctx: RowContext, first_row_of_id: dict[str, int]) -> list[Problem]:
+    """Every problem of one normalised row (``first_row_of_id`` is updated: it finds duplicate ids)."""
+    return [*_check_id(rownum, r, first_row_of_id), *_check_split(rownum, r, ctx), *_check_label(rownum, r, ctx),
+            *_check_modalities(rownum, r, ctx), *_check_segment(rownum, r), *_check_votes(rownum, r, ctx),
+            *(_check_media_files(rownum, r, ctx) if ctx.check_media else ())]
+
+
+def _check_id(rownum: int, r: Row, first_row_of_id: dict[str, int]) -> list[Problem]:
+    rid = r.id
+    if not rid:
+        return [Problem(rownum, "id", "empty id; give every row a unique id", "empty_id")]
+    if rid in first_row_of_id:
+        return [Problem(rownum, "id", f"duplicate id {rid!r} (first used in row "
+                        f"{first_row_of_id[rid]}); give every row a unique id", "duplicate_id")]
+    first_row_of_id[rid] = rownum
+    return []
+
+
+def _check_split(rownum: int, r: Row, ctx: RowContext) -> list[Problem]:
+    if "split" not in ctx.columns:
+        return []
+    known = ", ".join(ctx.splits_ok)
+    if not r.split:
+        return [Problem(rownum, "split", f"empty split; write one of {known}", "empty_split")]
+    if r.split not in ctx.splits_ok:
+        return [Problem(rownum, "split", f"unknown split {r.split!r}; write one of {known}, or "
+                        "allow it (`--allow-splits NAME`, allowed_splits=[...])", "unknown_split")]
+    return []
+
+
+def _check_label(rownum: int, r: Row, ctx: RowContext) -> list[Problem]:
+    classes = ctx.classes
+    if r.label is None:
+        if r.split in KNOWN_SPLITS and "label" in ctx.columns:
+            return [Problem(rownum, "label", f"missing label in split {r.split!r}; every train/val/test "
+                            f"row needs one of: {', '.join(classes) or '(no labels seen)'}", "missing_label")]
+    elif r.label not in set(classes):
+        return [Problem(rownum, "label", f"label {r.label!r} is not in the label set "
+                        f"({', '.join(classes)}); fix the label or pass it in --classes", "unknown_label")]
+    return []
+
+
+def _check_modalities(rownum: int, r: Row, ctx: RowContext) -> list[Problem]:
+    problems: list[Problem] = []
+    if r.blank_text:
+        problems.append(Problem(rownum, "text", "empty text (only whitespace); write the transcript, or leave "
+                                "the cell empty if the row has no text", "empty_text"))
+    if not any(r[m] for m in MODALITIES):
+        if not r.blank_text:
+            problems.append(Problem(rownum, None, "the row has no text, audio or video; give at least one "
+                                    "(or remove the row)", "no_modality"))
+        return problems
+    for m in MODALITIES:
+        # a gap in a column that most rows fill is likely a mistake; partial modalities are allowed
+        if m in ctx.columns and not r[m] and 2 * ctx.present[m] > ctx.n_rows and not (m == "text" and r.blank_text):
+            problems.append(Problem(rownum, m, f"no {m} in this row while {ctx.present[m]} other rows have it; "
+                                    f"its {m} features will be missing (status missing_input): fill it in if "
+                                    "that is a mistake", "missing_modality", "warning"))
+    return problems
+
+
+def _check_segment(rownum: int, r: Row) -> list[Problem]:
+    problems: list[Problem] = []
+    start, end = r.start, r.end
+    if start is not None and start < 0:
+        problems.append(Problem(rownum, "start", f"negative start {start}; segments start at 0 s or later",
+                                "negative_start"))
+    if start is not None and end is not None and start >= end:
+        problems.append(Problem(rownum, "end", f"start {start} >= end {end}; the segment must have "
+                                "start < end (seconds)", "bad_segment"))
+    return problems
+
+
+def _check_votes(rownum: int, r: Row, ctx: RowContext) -> list[Problem]:
+    problems: list[Problem] = []
+    class_set = set(ctx.classes)
+    for column, votes in [("votes", r.votes)] + [(VOTES_PREFIX + c, r.votes_by_condition.get(c))
+                                                  for c in ctx.conditions]:
+        if votes:
+            unknown = sorted({v for v in votes if v not in class_set})
+            if unknown:
+                problems.append(Problem(rownum, column, f"unknown label(s) {unknown} in votes; the label set is "
+                                        f"({', '.join(ctx.classes)}); fix the votes or pass --classes",
+                                        "unknown_vote_label"))
+    return problems
+
+
+def _check_media_files(rownum: int, r: Row, ctx: RowContext) -> list[Problem]:
+    problems: list[Problem] = []
+    for m in MEDIA_MODALITIES:
+        if r[m]:
+            found = media_problem(resolve(ctx.root, r[m]))
+            if found:
+                code, msg = found
+                problems.append(Problem(rownum, m, f"{m} file {r[m]!r} {msg}; the path is relative to the "
+                                        f"manifest's folder ({ctx.root})", code))
+    return problems
+
+
+def media_problem(path: Path) -> tuple[str, str] | None:
+    """None when the file exists and is readable; else ``(code, what is wrong)`` (the file is not decoded)."""
+    try:
+        if not path.exists():
+            return "missing_media", "does not exist"
+        if not path.is_file():
+            return "missing_media", "is not a file"
+        with open(path, "rb") as fh:
+            fh.read(1)
+    except OSError as exc:
+        return "unreadable_media", f"cannot be read ({exc.strerror or exc})"
+    return None

@@ -1,0 +1,123 @@
+"""What a manifest gives the feature store: its samples table (:func:`to_samples`, content hashes computed
+here) and the store-level attrs recorded from it (:func:`store_attrs`). numpy and :mod:`mixsig.cache` are
+imported inside the functions."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from mixsig.errors import ManifestError
+from mixsig.manifest._hash import media_hash, text_hash
+from mixsig.manifest._schema import MEDIA_MODALITIES, MODALITIES, VOTES_PREFIX, Manifest, logger
+
+
+def store_attrs(manifest: Manifest, store_url) -> dict:
+    """Store-level attrs recorded from a manifest: its sha256, and its path relative to the store folder when
+    possible (so a store moved together with its corpus still finds the media)."""
+    try:
+        rel = os.path.relpath(manifest.path, Path(str(store_url)).resolve())
+    except ValueError:
+        rel = str(manifest.path)
+    return {"manifest_sha256": manifest.sha256, "manifest_path": rel, "manifest_name": manifest.path.name}
+
+
+def to_samples(manifest: Manifest):
+    """Build the samples table (:class:`mixsig.cache.Samples`) of a manifest; content hashes are computed here.
+
+    ``content_hash[m]`` is :func:`text_hash` of the text / :func:`media_hash` of the file and segment
+    ([N] str, 16 hex; "" = no such modality, or a media file that cannot be read — logged).
+    ``votes`` is [N, A] int16 class indices with A the largest number of votes in a row, -1 padding;
+    ``votes_by_condition[c]`` likewise. Extra columns go to ``columns`` as strings.
+    """
+    import numpy as np
+
+    from mixsig.cache import Samples
+
+    rows = manifest.rows
+    index = {c: i for i, c in enumerate(manifest.classes)}
+    labels = _labels(manifest, index)
+    hashes = _content_hashes(manifest)
+    return Samples(
+        ids=_strings([r.id for r in rows]),
+        split=_strings([r.split for r in rows]),
+        label=np.asarray(labels, dtype=np.int64),
+        group=_strings([r.group for r in rows]),
+        classes=tuple(manifest.classes),
+        text=_strings([r.text or "" for r in rows]),
+        audio=_strings([r.audio or "" for r in rows]),
+        video=_strings([r.video or "" for r in rows]),
+        start=np.asarray([np.nan if r.start is None else r.start for r in rows], dtype=np.float64),
+        end=np.asarray([np.nan if r.end is None else r.end for r in rows], dtype=np.float64),
+        content_hash={m: _strings(v) for m, v in hashes.items()},
+        votes=_vote_matrix(manifest, index, [r.votes for r in rows], "votes"),
+        votes_by_condition={c: _vote_matrix(manifest, index, [r.votes_by_condition.get(c) for r in rows],
+                                            VOTES_PREFIX + c)
+                            for c in manifest.conditions},
+        columns={c: _strings([_cell_str(r.extra.get(c)) for r in rows]) for c in manifest.extra_columns},
+    )
+
+
+def _strings(values: list[str]):
+    import numpy as np
+
+    return np.asarray(values, dtype=str) if values else np.zeros(0, dtype="<U1")
+
+
+def _labels(manifest: Manifest, index: dict[str, int]) -> list[int]:
+    """Each row's class index (-1 = no label); :class:`ManifestError` for a label outside the classes."""
+    labels = []
+    for r in manifest.rows:
+        if r.label is None:
+            labels.append(-1)
+        elif r.label in index:
+            labels.append(index[r.label])
+        else:
+            raise ManifestError(f"id {r.id!r}: label {r.label!r} is not in the classes {manifest.classes}; "
+                                "validate the manifest first (`mixsig validate`)")
+    return labels
+
+
+def _vote_matrix(manifest: Manifest, index: dict[str, int], lists: list[list[str] | None], column: str):
+    """[N, A] int16 class indices of the votes in ``lists`` (A the most votes of a row), -1 padding."""
+    import numpy as np
+
+    width = max((len(v) for v in lists if v), default=0)
+    out = np.full((len(lists), width), -1, dtype=np.int16)
+    for i, votes in enumerate(lists):
+        for j, v in enumerate(votes or ()):
+            if v not in index:
+                raise ManifestError(f"id {manifest.rows[i].id!r}: unknown label {v!r} in {column}; validate the "
+                                    "manifest first (`mixsig validate`)")
+            out[i, j] = index[v]
+    return out
+
+
+def _content_hashes(manifest: Manifest) -> dict[str, list[str]]:
+    """{modality: [N] content hash}; "" for no such input, or a media file that cannot be read (logged)."""
+    hashes: dict[str, list[str]] = {m: [] for m in MODALITIES}
+    unreadable = []
+    for r in manifest.rows:
+        hashes["text"].append(text_hash(r.text) if r.text else "")
+        for m in MEDIA_MODALITIES:
+            if not r[m]:
+                hashes[m].append("")
+                continue
+            try:
+                hashes[m].append(media_hash(manifest.media_path(r, m), r.start, r.end))
+            except OSError:
+                hashes[m].append("")
+                unreadable.append(f"{r.id}:{m}")
+    if unreadable:
+        logger.warning("%d media files cannot be read; their content hash is empty (first: %s)",
+                       len(unreadable), ", ".join(unreadable[:5]))
+    return hashes
+
+
+def _cell_str(value: Any) -> str:
+    """An extra column's value as the string the samples table keeps (JSONL non-strings as JSON)."""
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value)
