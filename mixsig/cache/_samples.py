@@ -10,7 +10,7 @@ import numpy as np
 
 from mixsig.errors import StoreError
 
-MODALITIES = ("text", "audio", "video")
+from mixsig.modalities import MODALITIES  # noqa: F401 - the one definition (re-exported by mixsig.cache)
 _STR_COLUMNS = ("ids", "split", "group", "text", "audio", "video")
 
 

@@ -56,15 +56,21 @@ def parse_features(text: str) -> dict[str, str]:
 
 
 def add_encoder_arguments(p) -> None:
-    """The options `extract` and `finetune` share: manifest, store, encoder, pooling and preprocessing."""
+    """The options `extract` and `finetune` share: manifest, store, encoder, pooling and preprocessing.
+    ``--modality`` and ``--pooling`` offer what the registries hold when the parser is built (light modules:
+    no numpy or torch), so a registered pooling or input adapter is usable from the command line."""
+    from mixsig.extract._pooling import POOLINGS, describe_poolings
+    from mixsig.modalities import INPUTS
+
     p.add_argument("manifest", metavar="MANIFEST", help="the manifest file (.csv or .jsonl)")
     p.add_argument("--store", required=True, help="the store folder (created from the manifest if missing)")
-    p.add_argument("--modality", required=True, choices=("text", "audio", "video"))
+    p.add_argument("--modality", required=True, choices=INPUTS.names(),
+                   help="the manifest column to encode, one of the modalities with an input adapter: %(choices)s")
     p.add_argument("--encoder", required=True, metavar="NAME_OR_PATH",
                    help="hub name (e.g. roberta-base) or a local folder saved with save_pretrained")
     p.add_argument("--revision", default=None, help="hub branch, tag or commit (the resolved commit is recorded)")
-    p.add_argument("--pooling", default="cls", choices=("cls", "mean"),
-                   help="cls: first token/frame; mean: average over real (unpadded) positions (default: cls)")
+    p.add_argument("--pooling", default="cls", choices=POOLINGS.names(),
+                   help=describe_poolings().replace("%", "%%") + " (default: cls)")
     p.add_argument("--layers", default="last",
                    help="last (rows [N, D]), all, or comma-separated hidden-state indices (rows [N, L, D]); default last")
     p.add_argument("--dtype", default="float32", choices=("float32", "float16"),

@@ -10,11 +10,14 @@ import sys
 
 
 def register(subparsers) -> None:
+    from mixsig.heads._registry import HEADS  # light: the head names, no numpy/torch
+
+    heads = HEADS.names()
     p = subparsers.add_parser(
         "train",
         help="train a fusion head on every modality subset and seed over cached features; write a run",
         description=(
-            "Train a head (gated, concat, late, logreg, lightgbm) on every non-empty subset of the given "
+            f"Train a head ({', '.join(heads)}) on every non-empty subset of the given "
             "modalities for each seed, on the store's train split, selecting the epoch / stopping early on val. "
             "Predicts every row of every split and writes runs/<name> (probabilities [S, N, C] per subset, "
             "gates and attention for the gated head, metrics per split in attrs). Rows whose features are not "
@@ -24,7 +27,9 @@ def register(subparsers) -> None:
         ),
     )
     p.add_argument("store", metavar="STORE", help="the feature store (folder or URL)")
-    p.add_argument("--head", required=True, help="head name (see `--head list`): gated, concat, late, logreg, lightgbm")
+    p.add_argument("--head", required=True, choices=[*heads, "list"], metavar="HEAD",
+                   help="the head to train, one of the registered heads: " + ", ".join(heads)
+                        + " (`--head list` prints them, one per line)")
     p.add_argument("--features", required=False, metavar="M=KEY,...",
                    help="modality=key pairs in the run's modality order, e.g. text=KEY,audio=KEY,video=KEY")
     p.add_argument("--seeds", default=None, metavar="S1,S2,...",

@@ -10,29 +10,60 @@ Example::
 Exit codes of ``mixsig extract``: 0 when every row with input is done, 1 when some rows failed (see the
 summary and the key's ``status``/``message`` ledger), 2 on usage errors, 3 on refused input (groups that cross
 splits, unless ``--allow-group-leak``).
+
+Importing this package is cheap: names are looked up on first use (PEP 562), so the CLI can read the pooling
+registry (:data:`POOLINGS`, in the light module ``_pooling``) without importing numpy, torch or the store.
 """
 
 from __future__ import annotations
 
-from mixsig.extract._api import check_key_name, check_store_group_leak, extract, open_or_create_store, prepare_key
-from mixsig.extract._decode import RowFailure, decode_audio, decode_video, resample, sample_indices
-from mixsig.extract._finetune import (AUTO_CLASSES, FinetuneConfig, FinetuneResult, checkpoint_root, finetune,
-                                     set_trainable)
-from mixsig.extract._encoders import (InputAdapter, Preprocess, RowInput, RowSource, get_inputs, list_modalities,
-                                      register_inputs)
-from mixsig.extract._model import Encoder, load_encoder, parse_layers
-from mixsig.extract._pipeline import ExtractResult, RunOptions, make_batches, run_extraction
-from mixsig.extract._pooling import list_poolings, pool, register_pooling
-from mixsig.extract._revision import folder_sha256, resolve_revision
-from mixsig.extract._sharding import default_device, parse_shard, resolve_shard, shard_from_env
-from mixsig.extract._threads import available_cores, default_threads, torch_threads
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "AUTO_CLASSES", "FinetuneConfig", "FinetuneResult", "checkpoint_root", "finetune", "set_trainable",
-    "available_cores", "check_key_name", "check_store_group_leak", "default_threads", "torch_threads",
-    "Encoder", "ExtractResult", "InputAdapter", "Preprocess", "RowFailure", "RowInput", "RowSource", "RunOptions",
-    "decode_audio", "decode_video", "default_device", "extract", "folder_sha256", "get_inputs", "list_modalities",
-    "list_poolings", "load_encoder", "make_batches", "open_or_create_store", "parse_layers", "parse_shard", "pool",
-    "prepare_key", "register_inputs", "register_pooling", "resample", "resolve_revision", "resolve_shard",
-    "run_extraction", "sample_indices", "shard_from_env",
-]
+#: public name -> the module defining it
+_EXPORTS = {
+    **dict.fromkeys(("check_key_name", "check_store_group_leak", "extract", "open_or_create_store", "prepare_key"),
+                    "_api"),
+    **dict.fromkeys(("RowFailure", "decode_audio", "decode_video", "resample", "sample_indices"), "_decode"),
+    **dict.fromkeys(("AUTO_CLASSES", "FinetuneConfig", "FinetuneResult", "checkpoint_root", "finetune",
+                     "set_trainable"), "_finetune"),
+    **dict.fromkeys(("InputAdapter", "Preprocess", "RowInput", "RowSource", "get_inputs", "list_modalities",
+                     "register_inputs"), "_encoders"),
+    **dict.fromkeys(("Encoder", "load_encoder", "parse_layers"), "_model"),
+    **dict.fromkeys(("ExtractResult", "RunOptions", "make_batches", "run_extraction"), "_pipeline"),
+    **dict.fromkeys(("POOLINGS", "describe_poolings", "get_pooling", "list_poolings", "pool", "register_pooling"),
+                    "_pooling"),
+    **dict.fromkeys(("folder_sha256", "resolve_revision"), "_revision"),
+    **dict.fromkeys(("default_device", "parse_shard", "resolve_shard", "shard_from_env"), "_sharding"),
+    **dict.fromkeys(("available_cores", "default_threads", "torch_threads"), "_threads"),
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from mixsig.extract._api import check_key_name, check_store_group_leak, extract, open_or_create_store, prepare_key
+    from mixsig.extract._decode import RowFailure, decode_audio, decode_video, resample, sample_indices
+    from mixsig.extract._encoders import (InputAdapter, Preprocess, RowInput, RowSource, get_inputs, list_modalities,
+                                          register_inputs)
+    from mixsig.extract._finetune import (AUTO_CLASSES, FinetuneConfig, FinetuneResult, checkpoint_root, finetune,
+                                         set_trainable)
+    from mixsig.extract._model import Encoder, load_encoder, parse_layers
+    from mixsig.extract._pipeline import ExtractResult, RunOptions, make_batches, run_extraction
+    from mixsig.extract._pooling import (POOLINGS, describe_poolings, get_pooling, list_poolings, pool,
+                                         register_pooling)
+    from mixsig.extract._revision import folder_sha256, resolve_revision
+    from mixsig.extract._sharding import default_device, parse_shard, resolve_shard, shard_from_env
+    from mixsig.extract._threads import available_cores, default_threads, torch_threads
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mixsig.extract' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"mixsig.extract.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

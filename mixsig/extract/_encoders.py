@@ -2,7 +2,8 @@
 
 An *input adapter* turns one samples-table row into model input (decode + preprocess, run in worker threads),
 knows the row's length for length-sorted batching, pads a list of rows into one batch, and says which output
-positions are real (for ``mean`` pooling). Adding a modality is one new class with ``@register_inputs``.
+positions are real (for ``mean`` pooling). Adding a modality is one new class with ``@register_inputs``; the
+registry is :data:`mixsig.modalities.INPUTS` (a light module, so ``--modality`` lists it without this one).
 """
 
 from __future__ import annotations
@@ -18,22 +19,20 @@ import numpy as np
 from mixsig.errors import ExtractionError, UsageError
 from mixsig.extract._decode import RowFailure, decode_audio, decode_video, has_input
 from mixsig.cache import Status
+from mixsig.modalities import INPUTS
 
 log = logging.getLogger(__name__)
 
-_INPUTS: dict[str, type["InputAdapter"]] = {}
-
 
 def register_inputs(modality: str):
-    def deco(cls):
-        cls.modality = modality
-        _INPUTS[modality] = cls
-        return cls
-    return deco
+    """Class decorator: register an :class:`InputAdapter` subclass for ``modality`` (sets ``cls.modality``;
+    a modality that already has another adapter is refused)."""
+    return INPUTS.register(modality)
 
 
 def list_modalities() -> list[str]:
-    return sorted(_INPUTS)
+    """Every modality with an input adapter, sorted."""
+    return INPUTS.names()
 
 
 @dataclass(frozen=True)
@@ -306,12 +305,8 @@ class VideoInputs(InputAdapter):
 
 def get_inputs(modality: str, name: str, revision: str | None, trust_remote_code: bool, options: Preprocess,
                config) -> InputAdapter:
-    try:
-        cls = _INPUTS[modality]
-    except KeyError:
-        raise UsageError(f"The 'modality' parameter of extract must be one of {set(list_modalities())}. "
-                         f"Got {modality!r} instead.") from None
-    return cls(name, revision, trust_remote_code, options, config)
+    """The input adapter of ``modality`` for encoder ``name``; :class:`UsageError` listing the modalities otherwise."""
+    return INPUTS.get(modality)(name, revision, trust_remote_code, options, config)
 
 
 def load_config(name: str, revision: str | None, trust_remote_code: bool):

@@ -1,23 +1,51 @@
 """Fusion heads behind one interface (see :class:`Head`), a registry, and ``train_run``.
 
 Heads: ``gated`` (the paper's gated-attention fusion head), ``concat``, ``late``, ``logreg``,
-``lightgbm``. Heavy libraries (torch, lightgbm, scikit-learn) are imported only when a head is
-fitted or loaded.
+``lightgbm``. Importing this package is cheap: names are looked up on first use (PEP 562), and the
+registry knows the built-in heads without importing them, so listing heads imports neither numpy nor torch.
+Heavy libraries (torch, lightgbm, scikit-learn) are imported only when a head is fitted or loaded.
 
 >>> from mixsig.heads import list_heads
 >>> list_heads()
 ['concat', 'gated', 'late', 'lightgbm', 'logreg']
 """
 
-from mixsig.heads._base import Head
-from mixsig.heads._registry import get_head, list_heads, register_head
-from mixsig.heads._torch import ConcatHead, GatedConfig, GatedFusionHead, LateFusionHead, TorchConfig
-from mixsig.heads._lightgbm import LightGBMConfig, LightGBMData, LightGBMHead
-from mixsig.heads._logreg import LogRegConfig, LogRegHead
-from mixsig.heads._runs import modality_subsets, train_run
+from __future__ import annotations
 
-__all__ = [
-    "ConcatHead", "GatedConfig", "GatedFusionHead", "Head", "LateFusionHead", "LightGBMConfig", "LightGBMData",
-    "LightGBMHead", "LogRegConfig", "LogRegHead", "TorchConfig", "get_head", "list_heads", "modality_subsets",
-    "register_head", "train_run",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+#: public name -> the module defining it
+_EXPORTS = {
+    "FitInputs": "_base", "Head": "_base",
+    "HEADS": "_registry", "get_head": "_registry", "list_heads": "_registry", "load_head": "_registry",
+    "register_head": "_registry",
+    "ConcatHead": "_torch", "GatedConfig": "_torch", "GatedFusionHead": "_torch", "LateFusionHead": "_torch",
+    "TorchConfig": "_torch",
+    "LightGBMConfig": "_lightgbm", "LightGBMData": "_lightgbm", "LightGBMHead": "_lightgbm",
+    "LogRegConfig": "_logreg", "LogRegHead": "_logreg",
+    "modality_subsets": "_runs", "train_run": "_runs",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from mixsig.heads._base import FitInputs, Head
+    from mixsig.heads._lightgbm import LightGBMConfig, LightGBMData, LightGBMHead
+    from mixsig.heads._logreg import LogRegConfig, LogRegHead
+    from mixsig.heads._registry import HEADS, get_head, list_heads, load_head, register_head
+    from mixsig.heads._runs import modality_subsets, train_run
+    from mixsig.heads._torch import ConcatHead, GatedConfig, GatedFusionHead, LateFusionHead, TorchConfig
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mixsig.heads' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"mixsig.heads.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -3,11 +3,18 @@
 A head is a scikit-learn-style estimator over a dict of modalities:
 
 * ``__init__(**params)`` only stores hyperparameters (a frozen dataclass ``Config`` per head; an
-  unknown name is refused at once, values are checked in ``fit``);
-* ``fit(X, y, ...)`` with ``X = {modality: [n, D_m] float32}`` returns ``self``; fitted state ends in ``_``;
+  unknown name is refused at once, values are checked in ``fit``); ``get_params(deep=True)`` /
+  ``set_params(**params)`` follow scikit-learn's estimator protocol, so ``sklearn.base.clone(head)`` gives an
+  unfitted head with the same hyperparameters;
+* ``fit(X, y, ...)`` with ``X = {modality: [n, D_m] float32}`` returns ``self``; fitted state ends in ``_``.
+  It is two steps, usable apart: ``validate_fit_inputs(X, y, ...) -> FitInputs`` (every check on the
+  arrays, labels, weights and soft labels; the weighted targets) and ``fit_validated(inputs, seed=...)``;
 * ``predict_proba(X) -> [n, C] float32``; ``modality_weights(X)`` where the head has gates/attention;
-* ``save(dir)`` / ``Head.load(dir)``: a folder with ``head.json`` plus ``model.safetensors`` (torch,
-  logreg) or ``model.txt`` (LightGBM's text format). Nothing is ever unpickled.
+* ``save(dir)`` / ``mixsig.heads.load_head(dir)`` (any head; ``GatedFusionHead.load(dir)`` for one class): a
+  folder with ``head.json`` plus ``model.safetensors`` (torch, logreg) or ``model.txt`` (LightGBM's text
+  format). Nothing is ever unpickled.
+
+This module does not import the registry (:mod:`mixsig.heads._registry` imports it, to load saved heads).
 """
 
 from __future__ import annotations
@@ -21,7 +28,6 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 from mixsig.errors import HeadError
-from mixsig.heads._registry import head_class
 from mixsig.heads._targets import target_matrix
 
 log = logging.getLogger(__name__)
@@ -32,6 +38,34 @@ _PICKLE_MAGIC = (b"\x80",)  # pickle protocol >= 2 starts with PROTO (0x80)
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default container
 
 
+@dataclasses.dataclass(frozen=True, eq=False)  # arrays: compared by identity, like the head's own checks
+class FitInputs:
+    """Training inputs checked by :meth:`Head.validate_fit_inputs`, ready for :meth:`Head.fit_validated`.
+
+    ``X``/``X_val``: one ``[n, D_m]`` C-contiguous float32 array per modality, in ``modalities`` order (the
+    caller's arrays themselves where they already were); ``y``: ``[n]`` int64; ``T``: ``[n, C]`` float64 weighted
+    targets (:func:`mixsig.heads._targets.target_matrix` of the labels or soft labels, sample weights and the
+    head's ``class_weight``, recorded as ``class_weight``); ``y_val``: ``[n_val]`` int64 or None.
+    """
+
+    modalities: tuple[str, ...]
+    X: tuple[np.ndarray, ...]
+    y: np.ndarray
+    T: np.ndarray
+    n_classes: int
+    class_weight: Any
+    X_val: tuple[np.ndarray, ...] | None = None
+    y_val: np.ndarray | None = None
+
+    @property
+    def dims(self) -> tuple[int, ...]:
+        return tuple(int(x.shape[1]) for x in self.X)
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.X[0].shape[0])
+
+
 class Head:
     """Base class of every head. Subclasses set ``Config`` (a frozen dataclass of hyperparameters)
     and implement ``_fit``, ``_predict_proba``, ``_save_state`` and ``_load_state``."""
@@ -40,18 +74,37 @@ class Head:
     Config: ClassVar[type]
 
     def __init__(self, **params: Any) -> None:
+        self._check_param_names(params)
+        self.config = self.Config(**_canonical_params(params))
+
+    # -- parameters (scikit-learn's estimator protocol) ---------------------------------------------------
+    def get_params(self, deep: bool = True) -> dict:
+        """The hyperparameters: every field of ``Config``, defaults included, as stored (JSON-able: numpy
+        scalars become Python numbers and ``class_weight`` keys strings when the head is built). ``deep`` is
+        accepted for scikit-learn (a head holds no sub-estimators, so it changes nothing).
+
+        >>> from mixsig.heads import get_head
+        >>> get_head("logreg", C=0.5, class_weight={1: 2.0}).get_params()["class_weight"]
+        {'1': 2.0}
+        """
+        return {f.name: getattr(self.config, f.name) for f in dataclasses.fields(self.config)}
+
+    def set_params(self, **params: Any) -> "Head":
+        """Change hyperparameters in place (scikit-learn's ``set_params``); returns ``self``. Unknown names are
+        refused with the valid ones listed; values are checked in ``fit``. A fitted head keeps its fitted
+        state until the next ``fit``."""
+        self._check_param_names(params)
+        if params:
+            self.config = dataclasses.replace(self.config, **_canonical_params(params))
+        return self
+
+    def _check_param_names(self, params: dict) -> None:
         fields = {f.name for f in dataclasses.fields(self.Config)}
         unknown = sorted(set(params) - fields)
         if unknown:
             raise HeadError(
                 f"Unknown parameter(s) {unknown} for head {self.name!r}. Valid parameters: {sorted(fields)}."
             )
-        self.config = self.Config(**params)
-
-    # -- parameters ---------------------------------------------------------------------------------
-    def get_params(self) -> dict:
-        """The hyperparameters (every field of ``Config``, defaults included) as a JSON-able dict."""
-        return _jsonable(dataclasses.asdict(self.config))
 
     def __repr__(self) -> str:
         changed = {
@@ -83,7 +136,27 @@ class Head:
         random choice; ``callback(epoch, val_score) -> True`` stops training (Optuna pruning) — the
         score is validation accuracy for torch heads and LightGBM. ``n_classes`` (optional) is the
         size of the label set when ``y`` may not contain every class. Returns ``self``.
+
+        The same as ``fit_validated(validate_fit_inputs(X, y, ...), seed=seed, callback=callback)``.
         """
+        inputs = self.validate_fit_inputs(X, y, X_val=X_val, y_val=y_val, sample_weight=sample_weight,
+                                          soft_labels=soft_labels, n_classes=n_classes)
+        return self.fit_validated(inputs, seed=seed, callback=callback)
+
+    def validate_fit_inputs(
+        self,
+        X: dict[str, np.ndarray],
+        y: np.ndarray,
+        *,
+        X_val: dict[str, np.ndarray] | None = None,
+        y_val: np.ndarray | None = None,
+        sample_weight: np.ndarray | None = None,
+        soft_labels: np.ndarray | None = None,
+        n_classes: int | None = None,
+    ) -> FitInputs:
+        """Check this head's hyperparameters and the arguments of :meth:`fit` (same meaning) without training;
+        :class:`HeadError` naming the first problem. Returns the :class:`FitInputs` that :meth:`fit_validated`
+        trains on (they hold this head's ``class_weight``; validate again after changing it)."""
         self._check_config()
         mods, Xs = self._check_X(X, fitting=True)
         n = Xs[0].shape[0]
@@ -114,11 +187,32 @@ class Head:
                 raise HeadError(f"y_val holds class {int(y_val.max())} but there are only {C} classes.")
         T = target_matrix(y, C, soft_labels=soft_labels, sample_weight=sample_weight,
                           class_weight=self.config.class_weight)
-        self.modalities_ = tuple(mods)
-        self.dims_ = tuple(int(x.shape[1]) for x in Xs)
-        self.n_classes_ = int(C)
-        self._fit(Xs, T, Xs_val, y_val, seed=int(seed), callback=callback)
+        return FitInputs(modalities=tuple(mods), X=tuple(Xs), y=y, T=T, n_classes=int(C),
+                         class_weight=self.config.class_weight,
+                         X_val=None if Xs_val is None else tuple(Xs_val), y_val=y_val if Xs_val is not None else None)
+
+    def fit_validated(self, inputs: FitInputs, *, seed: int = 0,
+                      callback: Callable[[int, float], bool] | None = None) -> "Head":
+        """Train on inputs checked by :meth:`validate_fit_inputs` (``seed`` and ``callback`` as in :meth:`fit`);
+        returns ``self``."""
+        self._begin_fit(inputs)
+        self._fit(list(inputs.X), inputs.T, None if inputs.X_val is None else list(inputs.X_val), inputs.y_val,
+                  seed=int(seed), callback=callback)
         return self
+
+    def _begin_fit(self, inputs: FitInputs) -> None:
+        """Refuse inputs validated for other hyperparameters; record the fitted shape (``modalities_``,
+        ``dims_``, ``n_classes_``), which ``_fit`` may use."""
+        if not isinstance(inputs, FitInputs):
+            raise HeadError(f"fit_validated takes the FitInputs of validate_fit_inputs(X, y, ...); got "
+                            f"{type(inputs).__name__}.")
+        if inputs.class_weight != self.config.class_weight:
+            raise HeadError(f"These FitInputs were validated with class_weight={inputs.class_weight!r}, but this "
+                            f"head has class_weight={self.config.class_weight!r}; call validate_fit_inputs again.")
+        self._check_config()
+        self.modalities_ = tuple(inputs.modalities)
+        self.dims_ = inputs.dims
+        self.n_classes_ = int(inputs.n_classes)
 
     def predict_proba(self, X: dict[str, np.ndarray]) -> np.ndarray:
         """Class probabilities ``[n, C] float32`` for ``X = {modality: [n, D_m]}``."""
@@ -139,7 +233,7 @@ class Head:
         meta = {
             "format_version": HEAD_FORMAT_VERSION,
             "head": self.name,
-            "params": self.get_params(),
+            "params": _jsonable(self.get_params()),
             "modalities": list(self.modalities_),
             "dims": list(self.dims_),
             "n_classes": self.n_classes_,
@@ -155,28 +249,22 @@ class Head:
 
     @classmethod
     def load(cls, path: str | Path) -> "Head":
-        """Load a head saved by :meth:`save`. Refuses pickles and torch ``.pt`` files."""
-        path = Path(path)
-        if path.is_file():
-            _refuse_foreign_file(path)
-            raise HeadError(
-                f"{path} is a file; a saved head is a folder with {META_FILE} and its model file "
-                f"(written by Head.save)."
-            )
-        meta_path = path / META_FILE
-        if not meta_path.is_file():
-            raise HeadError(f"No saved head at {path}: {META_FILE} is missing. Save heads with Head.save(folder).")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise HeadError(f"{meta_path} is not valid JSON ({exc}); re-save the head.") from None
-        if meta.get("format_version") != HEAD_FORMAT_VERSION:
-            raise HeadError(f"{meta_path}: head format {meta.get('format_version')} is not supported "
-                            f"(this mixsig reads {HEAD_FORMAT_VERSION}).")
-        klass = head_class(meta["head"])
-        if cls is not Head and not issubclass(klass, cls):
-            raise HeadError(f"{path} holds a {meta['head']!r} head, not a {cls.name!r} head.")
-        head = klass(**meta["params"])
+        """Load a head of this class saved by :meth:`save` (e.g. ``LightGBMHead.load(folder)``); a head of
+        another class is refused. To load a saved head of any class use :func:`mixsig.heads.load_head`.
+        Refuses pickles and torch ``.pt`` files."""
+        if not cls.name:
+            raise HeadError(f"{cls.__name__}.load needs a registered head class (e.g. GatedFusionHead.load); "
+                            f"to load a saved head of any class use mixsig.heads.load_head({str(path)!r}).")
+        meta = read_saved_head(path)
+        if meta["head"] != cls.name:
+            raise HeadError(f"{path} holds a {meta['head']!r} head, not a {cls.name!r} head; load it with "
+                            f"mixsig.heads.load_head.")
+        return cls._from_saved(Path(path), meta)
+
+    @classmethod
+    def _from_saved(cls, path: Path, meta: dict) -> "Head":
+        """A head of this class from the ``head.json`` record ``meta`` of folder ``path`` (see read_saved_head)."""
+        head = cls(**meta["params"])
         head.modalities_ = tuple(meta["modalities"])
         head.dims_ = tuple(int(d) for d in meta["dims"])
         head.n_classes_ = int(meta["n_classes"])
@@ -237,6 +325,50 @@ class Head:
         if fitting and Xs[0].shape[0] < 2:
             raise HeadError(f"Need at least 2 training rows; got {Xs[0].shape[0]}.")
         return mods, Xs
+
+
+def read_saved_head(path: str | Path) -> dict:
+    """The ``head.json`` record of a head saved in folder ``path``, after refusing files that are not such a
+    folder (pickles and torch ``.pt`` files by name), missing or unreadable records and other format versions."""
+    path = Path(path)
+    if path.is_file():
+        _refuse_foreign_file(path)
+        raise HeadError(
+            f"{path} is a file; a saved head is a folder with {META_FILE} and its model file "
+            f"(written by Head.save)."
+        )
+    meta_path = path / META_FILE
+    if not meta_path.is_file():
+        raise HeadError(f"No saved head at {path}: {META_FILE} is missing. Save heads with Head.save(folder).")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise HeadError(f"{meta_path} is not valid JSON ({exc}); re-save the head.") from None
+    if meta.get("format_version") != HEAD_FORMAT_VERSION:
+        raise HeadError(f"{meta_path}: head format {meta.get('format_version')} is not supported "
+                        f"(this mixsig reads {HEAD_FORMAT_VERSION}).")
+    return meta
+
+
+def _canonical_params(params: dict) -> dict:
+    """Hyperparameters in their stored, JSON-able form. A value already in that form is kept as the very same
+    object (scikit-learn's ``clone`` checks that the constructor stores its arguments unchanged)."""
+    return {k: _canonical(v) for k, v in params.items()}
+
+
+def _canonical(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, dict):
+        out = {str(k): _canonical(x) for k, x in v.items()}
+        if len(out) != len(v):
+            raise HeadError(f"{v!r} names the same key twice (once as a number, once as a string).")
+        same = all(type(k) is str for k in v) and all(out[k] is x for k, x in v.items())
+        return v if same else out
+    if isinstance(v, (list, tuple)):
+        out = [_canonical(x) for x in v]
+        return v if type(v) is list and all(a is b for a, b in zip(out, v)) else out
+    return v
 
 
 def _check_labels(y, n: int, what: str) -> np.ndarray:

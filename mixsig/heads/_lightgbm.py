@@ -19,7 +19,8 @@ with :meth:`LightGBMHead.make_dataset` and pass it to every ``fit`` that trains 
 ``fit`` refuses a dataset built from other rows, labels, weights or binning parameters
 (``max_bin``, ``min_data_in_bin``) with a :class:`HeadError` naming what differs, so a reused
 Dataset can never silently train on the wrong data. The arrays are compared by identity first and by
-value when they are other objects.
+value when they are other objects. With inputs validated once (:meth:`Head.validate_fit_inputs`), the
+steps are explicit: ``data = head.dataset(inputs)``, then ``head.fit_validated(inputs, dataset=data)``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from mixsig.errors import HeadError
-from mixsig.heads._base import Head, check_model_file
+from mixsig.heads._base import FitInputs, Head, check_model_file
 from mixsig.heads._registry import register_head
 from mixsig.heads._targets import expand_targets
 from mixsig.heads._torch import available_cores
@@ -71,7 +72,8 @@ class LightGBMConfig:
 @dataclass
 class LightGBMData:
     """Constructed LightGBM Datasets for one training set (and its validation set), reusable across
-    fits. Build with :meth:`LightGBMHead.make_dataset`; pass as ``fit(..., dataset=...)``."""
+    fits. Build with :meth:`LightGBMHead.make_dataset` (or :meth:`LightGBMHead.dataset` from validated
+    inputs); pass as ``fit(..., dataset=...)`` / ``fit_validated(..., dataset=...)``."""
 
     train: Any                      # lightgbm.Dataset, constructed
     valid: Any | None               # lightgbm.Dataset with reference=train, or None
@@ -99,24 +101,56 @@ class LightGBMHead(Head):
 
     Config = LightGBMConfig
 
-    def fit(self, X, y, *, dataset: LightGBMData | None = None, **kwargs) -> "LightGBMHead":
+    def fit(self, X, y, *, dataset: LightGBMData | None = None, seed: int = 0, callback=None,
+            **kwargs) -> "LightGBMHead":
         """:meth:`Head.fit`, plus ``dataset``: a :class:`LightGBMData` from :meth:`make_dataset` built
         on these same arrays and options, reused instead of binning the features again."""
-        self._dataset = dataset
-        try:
-            return super().fit(X, y, **kwargs)
-        finally:
-            self._dataset = None
+        inputs = self.validate_fit_inputs(X, y, **kwargs)
+        return self.fit_validated(inputs, seed=seed, callback=callback, dataset=dataset)
+
+    def fit_validated(self, inputs: FitInputs, *, seed: int = 0, callback=None,
+                      dataset: LightGBMData | None = None) -> "LightGBMHead":
+        """:meth:`Head.fit_validated`, plus ``dataset`` (see :meth:`fit`); without one, the inputs are binned
+        for this fit only."""
+        if dataset is None:
+            dataset = self.dataset(inputs)
+        else:
+            self._check_dataset(dataset, inputs)
+        self._begin_fit(inputs)
+        self._train(dataset, seed=int(seed), callback=callback)
+        return self
 
     def make_dataset(self, X, y, *, X_val=None, y_val=None, sample_weight=None, soft_labels=None,
                      n_classes=None) -> LightGBMData:
-        """Bin ``X`` once (and ``X_val``) into constructed LightGBM Datasets for repeated fits."""
-        captured: dict = {}
-        probe = type(self)(**self.get_params())
-        probe._capture = captured
-        super(LightGBMHead, probe).fit(X, y, X_val=X_val, y_val=y_val, sample_weight=sample_weight,
-                                       soft_labels=soft_labels, n_classes=n_classes)
-        return captured["data"]
+        """Bin ``X`` once (and ``X_val``) into constructed LightGBM Datasets for repeated fits (the arguments
+        of :meth:`fit`); the same as ``dataset(validate_fit_inputs(X, y, ...))``."""
+        return self.dataset(self.validate_fit_inputs(X, y, X_val=X_val, y_val=y_val, sample_weight=sample_weight,
+                                                     soft_labels=soft_labels, n_classes=n_classes))
+
+    def dataset(self, inputs: FitInputs) -> LightGBMData:
+        """Constructed LightGBM Datasets of validated ``inputs`` with this head's binning parameters
+        (``max_bin``, ``min_data_in_bin``), reusable by every head with the same binning and class weights."""
+        import lightgbm as lgb
+
+        if not isinstance(inputs, FitInputs):
+            raise HeadError(f"dataset() takes the FitInputs of validate_fit_inputs(X, y, ...); got "
+                            f"{type(inputs).__name__}.")
+        self._check_config()
+        rows, labels, weights = expand_targets(inputs.T)
+        Xs = list(inputs.X)
+        Xc = np.hstack(Xs) if len(Xs) > 1 else Xs[0]
+        if rows.shape[0] != Xc.shape[0] or np.any(rows != np.arange(Xc.shape[0])):
+            Xc = Xc[rows]
+        params = {**self._dataset_params(), "num_threads": self._threads()}
+        train = lgb.Dataset(Xc, label=labels, weight=weights, params=params, free_raw_data=True).construct()
+        valid = None
+        if inputs.X_val is not None:
+            Xs_val = list(inputs.X_val)
+            Xv = np.hstack(Xs_val) if len(Xs_val) > 1 else Xs_val[0]
+            valid = lgb.Dataset(Xv, label=inputs.y_val, reference=train, params=params,
+                                free_raw_data=True).construct()
+        return LightGBMData(train, valid, self._dataset_params(), inputs.n_classes, _sha(inputs.T), Xs,
+                            None if inputs.X_val is None else list(inputs.X_val), inputs.y_val)
 
     def _check_config(self) -> None:
         super()._check_config()
@@ -154,49 +188,29 @@ class LightGBMHead(Head):
     def _threads(self) -> int:
         return min(available_cores(), self.config.num_threads or 1)
 
-    def _build(self, Xs, T, Xs_val, y_val) -> LightGBMData:
-        import lightgbm as lgb
-
-        rows, labels, weights = expand_targets(T)
-        Xc = np.hstack(Xs) if len(Xs) > 1 else Xs[0]
-        if rows.shape[0] != Xc.shape[0] or np.any(rows != np.arange(Xc.shape[0])):
-            Xc = Xc[rows]
-        params = {**self._dataset_params(), "num_threads": self._threads()}
-        train = lgb.Dataset(Xc, label=labels, weight=weights, params=params, free_raw_data=True).construct()
-        valid = None
-        if Xs_val is not None:
-            Xv = np.hstack(Xs_val) if len(Xs_val) > 1 else Xs_val[0]
-            valid = lgb.Dataset(Xv, label=y_val, reference=train, params=params, free_raw_data=True).construct()
-        return LightGBMData(train, valid, self._dataset_params(), self.n_classes_, _sha(T),
-                            list(Xs), None if Xs_val is None else list(Xs_val), y_val)
-
-    def _check_dataset(self, data: LightGBMData, Xs, T, Xs_val, y_val) -> None:
+    def _check_dataset(self, data: LightGBMData, inputs: FitInputs) -> None:
+        if not isinstance(data, LightGBMData):
+            raise HeadError(f"dataset= takes the LightGBMData of make_dataset() / dataset(); got {type(data).__name__}.")
         problems = []
         if data.dataset_params != self._dataset_params():
             problems.append(f"binning parameters {data.dataset_params} vs this head's {self._dataset_params()}")
-        if data.n_classes != self.n_classes_:
-            problems.append(f"{data.n_classes} classes vs {self.n_classes_}")
-        if data.targets_sha != _sha(T):
+        if data.n_classes != inputs.n_classes:
+            problems.append(f"{data.n_classes} classes vs {inputs.n_classes}")
+        if data.targets_sha != _sha(inputs.T):
             problems.append("labels, soft labels, sample weights or class weights")
-        if not _same_arrays(data.X, Xs):
+        if not _same_arrays(data.X, list(inputs.X)):
             problems.append("training features")
-        if not _same_arrays(data.X_val, Xs_val) or (y_val is not None and not np.array_equal(data.y_val, y_val)):
+        X_val = None if inputs.X_val is None else list(inputs.X_val)
+        if not _same_arrays(data.X_val, X_val) or (inputs.y_val is not None
+                                                    and not np.array_equal(data.y_val, inputs.y_val)):
             problems.append("validation features or labels")
         if problems:
             raise HeadError("The LightGBMData passed as dataset= was built from different inputs: "
                             + "; ".join(problems) + ". Build one per training set with make_dataset().")
 
-    def _fit(self, Xs, T, Xs_val, y_val, *, seed, callback) -> None:
+    def _train(self, data: LightGBMData, *, seed: int, callback) -> None:
         import lightgbm as lgb
 
-        if getattr(self, "_capture", None) is not None:  # make_dataset
-            self._capture["data"] = self._build(Xs, T, Xs_val, y_val)
-            return
-        data = getattr(self, "_dataset", None)
-        if data is None:
-            data = self._build(Xs, T, Xs_val, y_val)
-        else:
-            self._check_dataset(data, Xs, T, Xs_val, y_val)
         callbacks, feval = [], None
         c = self.config
         if data.valid is not None and c.early_stopping_rounds:

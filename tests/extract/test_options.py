@@ -140,3 +140,30 @@ def test_usage_errors_name_the_fix(tmp_path, corpus, tiny_encoders, cli, capsys)
     rc = cli("extract", corpus, "--store", tmp_path / "s.zarr", "--modality", "text", "--encoder",
              tiny_encoders["text"], "--layers", "7")
     assert rc == 2 and "out of range" in capsys.readouterr().err
+
+
+def test_a_registered_pooling_is_offered_and_used_by_the_cli(tmp_path, corpus, tiny_encoders, cli, capsys):
+    from mixsig.extract import POOLINGS, register_pooling
+
+    @register_pooling("max")
+    def max_pool(hidden, mask):
+        """Largest value of each dimension over the real positions."""
+        return hidden.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=1)
+
+    store_path = tmp_path / "s.zarr"
+    try:
+        with pytest.raises(SystemExit):
+            cli("extract", "--help")
+        assert "max: largest value of each dimension over the real positions" in " ".join(capsys.readouterr().out.split())
+        mx = _extract(cli, capsys, corpus, store_path, "text", tiny_encoders["text"], "--pooling", "max")["key"]
+        mean = _extract(cli, capsys, corpus, store_path, "text", tiny_encoders["text"], "--pooling", "mean")["key"]
+    finally:
+        POOLINGS.unregister("max")
+    store = open_store(store_path)
+    assert mx.startswith("text.tiny-text.max.") and store.provenance(mx)["pooling"] == "max"
+    X, M = store.read(mx).X, store.read(mean).X
+    assert X.shape == M.shape == (16, 32) and np.all(X >= M - 1e-5) and np.abs(X - M).max() > 0.1
+    with pytest.raises(SystemExit) as exc:   # unregistered again: refused by the parser, which lists the choices
+        cli("extract", corpus, "--store", store_path, "--modality", "text", "--encoder", tiny_encoders["text"],
+            "--pooling", "max")
+    assert exc.value.code == 2 and "invalid choice: 'max' (choose from 'cls', 'mean')" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""Every head through the one interface: save/load, determinism, soft labels, class weights, refusals."""
+"""Every head through the one interface: save/load, determinism, soft labels, class weights, refusals, the
+scikit-learn parameter protocol (clone), and validation apart from fitting."""
 
 import pickle
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 
 from mixsig.errors import HeadError
-from mixsig.heads import Head, LightGBMHead, get_head, list_heads
+from mixsig.heads import FitInputs, GatedFusionHead, Head, LightGBMHead, LogRegHead, get_head, list_heads, load_head
 from mixsig.heads._targets import expand_targets, target_matrix
 from tests.heads.helpers import synthetic
 
@@ -36,8 +37,9 @@ def test_save_load_gives_identical_probabilities(name, data, tmp_path):
     p = head.predict_proba(Xv)
     assert p.shape == (50, 2) and (p.argmax(1) == yv).mean() > 0.8
     head.save(tmp_path / "h")
-    loaded = Head.load(tmp_path / "h")
+    loaded = load_head(tmp_path / "h")
     assert type(loaded) is type(head) and loaded.get_params() == head.get_params()
+    assert np.array_equal(type(head).load(tmp_path / "h").predict_proba(Xv), p)   # the class's own load
     assert np.array_equal(loaded.predict_proba(Xv), p)
     w, lw = head.modality_weights(Xv), loaded.modality_weights(Xv)
     assert (w is None) == (lw is None) == (name != "gated")
@@ -122,12 +124,12 @@ def test_pickles_and_torch_files_are_refused(data, tmp_path):
     head.save(tmp_path / "h")
     (tmp_path / "h" / "model.safetensors").write_bytes(pickle.dumps({"coef": 1}))
     with pytest.raises(HeadError, match="Refusing to load .*model.safetensors: it looks like a pickle"):
-        Head.load(tmp_path / "h")
+        load_head(tmp_path / "h")
     (tmp_path / "m.pt").write_bytes(b"PK\x03\x04" + b"\0" * 20)
     with pytest.raises(HeadError, match="Refusing to load .*m.pt"):
-        Head.load(tmp_path / "m.pt")
+        load_head(tmp_path / "m.pt")
     with pytest.raises(HeadError, match="head.json is missing"):
-        Head.load(tmp_path)
+        load_head(tmp_path)
 
 
 def test_lightgbm_reuses_a_constructed_dataset(data):
@@ -138,6 +140,12 @@ def test_lightgbm_reuses_a_constructed_dataset(data):
     reused = LightGBMHead(n_estimators=40, min_child_samples=5).fit(X, y, X_val=Xv, y_val=yv, seed=3,
                                                                    dataset=ds).predict_proba(Xv)
     assert np.array_equal(rebuilt, reused)
+    # no state is stashed on the head between building a dataset and fitting
+    assert not {"_capture", "_dataset"} & set(vars(head))
+    inputs = head.validate_fit_inputs(X, y, X_val=Xv, y_val=yv)
+    explicit = LightGBMHead(n_estimators=40, min_child_samples=5).fit_validated(inputs, seed=3,
+                                                                               dataset=head.dataset(inputs))
+    assert np.array_equal(explicit.predict_proba(Xv), rebuilt)
     # other tree parameters reuse the same binned data
     other = LightGBMHead(n_estimators=40, min_child_samples=5, num_leaves=4)
     other.fit(X, y, X_val=Xv, y_val=yv, dataset=ds)
@@ -158,3 +166,57 @@ def test_lightgbm_stops_early_on_validation_loss():
     head = get_head("lightgbm", n_estimators=500, early_stopping_rounds=10, min_child_samples=5)
     head.fit(X, y, X_val={"a": X["a"][:50] + 0}, y_val=rng.integers(0, 2, 50), seed=0)
     assert head.best_iteration_ < 100 and head.booster_.current_iteration() == head.best_iteration_
+
+
+def test_class_load_refuses_another_head_and_base_load_names_load_head(data, tmp_path):
+    X, y, _, _ = data
+    get_head("logreg").fit(X, y).save(tmp_path / "h")
+    assert type(LogRegHead.load(tmp_path / "h")) is LogRegHead
+    with pytest.raises(HeadError, match="holds a 'logreg' head, not a 'gated' head; load it with mixsig.heads.load_head"):
+        GatedFusionHead.load(tmp_path / "h")
+    with pytest.raises(HeadError, match=r"use mixsig.heads.load_head\("):
+        Head.load(tmp_path / "h")
+
+
+@pytest.mark.parametrize("name", list_heads())
+def test_sklearn_clone_gives_an_unfitted_head_that_fits_the_same(name, data):
+    from sklearn.base import clone
+
+    X, y, Xv, yv = data
+    head = get_head(name, class_weight={1: 2.0}, **FAST[name])
+    a = head.fit(X, y, X_val=Xv, y_val=yv, seed=4).predict_proba(Xv)
+    twin = clone(head)
+    assert type(twin) is type(head) and twin is not head and twin.get_params() == head.get_params()
+    assert twin.get_params(deep=True) == twin.get_params(deep=False)
+    with pytest.raises(HeadError, match="not fitted yet"):
+        twin.predict_proba(Xv)
+    b = twin.fit(X, y, X_val=Xv, y_val=yv, seed=4).predict_proba(Xv)
+    assert np.array_equal(a, b)
+
+
+def test_set_params_follows_scikit_learn(data):
+    X, y, Xv, _ = data
+    head = get_head("lightgbm", **FAST["lightgbm"])
+    assert head.set_params(num_leaves=4, learning_rate=0.2) is head
+    assert head.get_params()["num_leaves"] == 4 and head.get_params()["learning_rate"] == 0.2
+    same = get_head("lightgbm", **dict(FAST["lightgbm"], num_leaves=4, learning_rate=0.2))
+    assert np.array_equal(head.fit(X, y, seed=0).predict_proba(Xv), same.fit(X, y, seed=0).predict_proba(Xv))
+    with pytest.raises(HeadError, match=r"Unknown parameter\(s\) \['leaves'\] for head 'lightgbm'. Valid parameters"):
+        head.set_params(leaves=3)
+    assert get_head("logreg", C=np.float64(0.5)).get_params()["C"].__class__ is float   # stored JSON-able
+
+
+@pytest.mark.parametrize("name", sorted(FAST))
+def test_validation_is_a_step_of_its_own(name, data):
+    X, y, Xv, yv = data
+    head = get_head(name, **FAST[name])
+    with pytest.raises(HeadError, match="soft_labels rows must be >= 0 and sum to 1"):
+        head.validate_fit_inputs(X, y, soft_labels=np.full((len(y), 2), 0.7))
+    inputs = head.validate_fit_inputs(X, y, X_val=Xv, y_val=yv)
+    assert isinstance(inputs, FitInputs) and inputs.modalities == ("a", "b", "c") and inputs.n_classes == 2
+    assert inputs.dims == (12, 8, 10) and inputs.T.shape == (120, 2) and not hasattr(head, "n_classes_")
+    a = head.fit_validated(inputs, seed=6).predict_proba(Xv)
+    b = get_head(name, **FAST[name]).fit(X, y, X_val=Xv, y_val=yv, seed=6).predict_proba(Xv)
+    assert np.array_equal(a, b)
+    with pytest.raises(HeadError, match="validated with class_weight=None, but this head has class_weight='balanced'"):
+        get_head(name, class_weight="balanced", **FAST[name]).fit_validated(inputs)
