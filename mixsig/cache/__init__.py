@@ -9,7 +9,8 @@ Example::
 
 from mixsig.cache._h5 import export_h5, import_h5
 from mixsig.cache._keys import FEATURE_FORMAT_VERSION, Provenance, canonical_json, diff_dicts, sha256_of
-from mixsig.cache._runs import Run, RunSubset, describe_collapse, subset_name
+from mixsig.cache._runs import (UNSET, Run, RunRecord, RunSubset, Unset, describe_collapse, subset_metrics,
+                                subset_name)
 from mixsig.cache._samples import MODALITIES, Samples
 from mixsig.cache._status import Status
 from mixsig.cache._store import FeatureStore, FeatureView, create_store, describe_group_leak, open_store
@@ -17,7 +18,8 @@ from mixsig.cache._verify import VerifyReport, verify_store
 from mixsig.cache._writer import FeatureWriter
 
 __all__ = [
-    "FEATURE_FORMAT_VERSION", "MODALITIES", "FeatureStore", "FeatureView", "FeatureWriter", "Provenance", "Run",
-    "RunSubset", "Samples", "Status", "VerifyReport", "canonical_json", "create_store", "describe_collapse", "describe_group_leak", "diff_dicts", "export_h5",
-    "import_h5", "open_store", "sha256_of", "subset_name", "verify_store",
+    "FEATURE_FORMAT_VERSION", "MODALITIES", "UNSET", "FeatureStore", "FeatureView", "FeatureWriter", "Provenance",
+    "Run", "RunRecord", "RunSubset", "Samples", "Status", "Unset", "VerifyReport", "canonical_json", "create_store",
+    "describe_collapse", "describe_group_leak", "diff_dicts", "export_h5", "import_h5", "open_store", "sha256_of",
+    "subset_metrics", "subset_name", "verify_store",
 ]

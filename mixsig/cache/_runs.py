@@ -1,8 +1,17 @@
-"""Runs: a head's class probabilities for every modality subset and seed (``runs/<run>/``)."""
+"""Runs: a head's class probabilities for every modality subset and seed (``runs/<run>/``), and the
+:class:`RunRecord` that describes one (its attrs).
+
+A run's attrs are written from a :class:`RunRecord` only (``FeatureStore.write_run(record, subsets)``), and
+changed only through ``FeatureStore.update_run(name, **fields)``: the record is the one typed description of
+what a run's attrs hold.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as _dt
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -42,13 +51,167 @@ class Run:
         """The subset holding every modality of the run."""
         return "+".join(self.modalities)
 
+    @property
+    def record(self) -> "RunRecord":
+        """The attrs as a :class:`RunRecord` (StoreError for runs lacking the attrs every run records)."""
+        return RunRecord.from_attrs(self.name, self.attrs)
+
 
 def subset_name(modalities) -> str:
     return "+".join(modalities)
 
 
+class Unset:
+    """The type of :data:`UNSET`: a run attr that is not recorded (absent from the attrs, not ``null``)."""
+
+    _instance = None
+
+    def __new__(cls):
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+#: A :class:`RunRecord` field left UNSET is not written; :meth:`RunRecord.from_attrs` leaves absent attrs UNSET.
+#: It is falsy, so ``record.collapsed or []`` reads an unrecorded list as empty.
+UNSET = Unset()
+
+#: What ``source`` may be: a run of ``train_run``, of ``finetune``, or a study's winner (``study:<name>``).
+RUN_SOURCES = ("train", "finetune", "study:<name>")
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _version() -> str:
+    from mixsig import __version__
+
+    return __version__
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunRecord:
+    """The attrs of run ``name`` (``runs/<name>``), typed: the one way a run is described and written.
+
+    Every source records the common fields; the others are recorded by the sources named beside them and left
+    :data:`UNSET` (not written) by the rest. ``None`` is a value (written as ``null``), UNSET is absence: a
+    train run's ``group_leak`` is None when no group crosses splits, a run without a ``collapsed`` attr was
+    never checked (the report checks it itself). Sequences are tuples here and lists in the attrs.
+
+    ``extra``: attrs no field names (written by other tools or later versions), kept so that
+    ``from_attrs(...).to_attrs()`` gives the attrs back; a key of ``extra`` may not be a field's name.
+    """
+
+    name: str
+    # --- every run
+    head: str                        # head name; fine-tune: "finetune:<transformers auto class>"
+    params: dict                     # the head's resolved hyperparameters (fine-tune: FinetuneConfig.to_dict())
+    features: dict                   # {modality: key}, in the run's modality order
+    modalities: tuple                # the run's modalities, in order (subset names join them with "+")
+    seeds: tuple                     # one model per subset and seed, in this order (probs [S, N, C])
+    classes: tuple                   # class names, index order of the probabilities
+    split_hash: str                  # Samples.split_hash() of the store the run was trained on
+    metrics: dict                    # {subset: {split: {metric: {"mean", "std", "per_seed"}}}} (mixsig.metrics)
+    source: str                      # "train" | "finetune" | "study:<name>" (RUN_SOURCES)
+    created: str | Unset = field(default_factory=_now)            # ISO time, UTC
+    mixsig_version: str | Unset = field(default_factory=_version)
+    group_leak: dict | None | Unset = UNSET   # train, finetune: the leak record allowed for the run, None = no leak
+    # --- train_run (and the studies' winner runs it writes)
+    soft_labels: bool | Unset = UNSET         # trained on the annotators' vote shares
+    class_weight: Any = UNSET                 # the resolved class_weight param: None, "balanced" or {index: weight}
+    rows: dict | Unset = UNSET                # {"total", "used", "excluded", "not_done", "train", "val",
+    #                                           "train_without_votes"}: row counts
+    fits: dict | Unset = UNSET                # {subset: [{"seed", "best_epoch", "best_iteration"}]}
+    train_seconds: float | Unset = UNSET      # wall time of the fits
+    collapsed: list | Unset = UNSET           # [{"subset", "seed", "split", "reason"}], [] = no model collapsed
+    modality_mismatch: dict | Unset = UNSET   # {key: {"used_as", "holds"}} allowed for the run, {} = none
+    # --- a study's winner (FeatureStore.update_run)
+    study: dict | Unset = UNSET               # {"name", "trial", "settings_sha256", "val_mean", "val_std", ...}
+    # --- finetune
+    checkpoints: dict | Unset = UNSET         # {"all" | "fold<k>": checkpoint folder relative to the store's parent}
+    checkpoint_sha256: dict | Unset = UNSET   # same keys: sha256 of the checkpoint folder
+    val_accuracy: dict | Unset = UNSET        # same keys: best validation accuracy (None without validation rows)
+    best_epoch: dict | Unset = UNSET          # same keys: the 1-based epoch whose weights were kept
+    fold: list | Unset = UNSET                # [N] fold of each row (-1: predicted by the all-train model)
+    encoder: str | Unset = UNSET              # the base encoder's short name
+    base_revision: str | Unset = UNSET        # the base encoder's resolved revision
+    trained_parameters: dict | Unset = UNSET  # {"unfreeze_last", "trained", "total", "modules"}
+    # --- anything else
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        for name in ("modalities", "seeds", "classes"):
+            value = getattr(self, name)
+            if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+                raise StoreError(f"run {self.name!r}: {name} must be a list; got {value!r}")
+            object.__setattr__(self, name, tuple(value))
+        if not isinstance(self.name, str) or not self.name or "/" in self.name:
+            raise StoreError(f"a run's name must be a non-empty string without '/'; got {self.name!r}")
+        if not (self.source in ("train", "finetune") or (self.source.startswith("study:") and len(self.source) > 6)):
+            raise StoreError(f"run {self.name!r}: source must be one of {list(RUN_SOURCES)}; got {self.source!r}")
+        if list(self.features) != list(self.modalities):
+            raise StoreError(f"run {self.name!r}: features {list(self.features)} must name the run's modalities "
+                             f"{list(self.modalities)} in their order")
+        clash = sorted(set(self.extra) & (set(self.attr_names()) | {"name", "extra", "complete"}))
+        if clash:
+            raise StoreError(f"run {self.name!r}: extra attrs {clash} have fields of their own; set the fields")
+
+    @classmethod
+    def attr_names(cls) -> tuple[str, ...]:
+        """The attrs the fields write, in order (``name`` is the run's group name, ``extra`` spreads its keys)."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.name not in ("name", "extra"))
+
+    @classmethod
+    def required(cls) -> tuple[str, ...]:
+        """The fields every run records."""
+        return tuple(f.name for f in dataclasses.fields(cls)
+                     if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+
+    def to_attrs(self) -> dict:
+        """The run's attrs: every field that is not UNSET (tuples as lists), then ``extra``."""
+        out = {}
+        for name in self.attr_names():
+            value = getattr(self, name)
+            if value is UNSET:
+                continue
+            out[name] = list(value) if isinstance(value, tuple) else value
+        out.update(self.extra)
+        return out
+
+    @classmethod
+    def from_attrs(cls, name: str, attrs: dict) -> "RunRecord":
+        """The record of run ``name`` from its attrs (``complete`` dropped; absent optional attrs UNSET; attrs no
+        field names go to ``extra``). Raises :class:`StoreError` naming the attrs every run needs but these lack."""
+        attrs = {k: v for k, v in dict(attrs).items() if k != "complete"}
+        known = set(cls.attr_names())
+        missing = [k for k in cls.required() if k != "name" and k not in attrs]
+        if missing:
+            raise StoreError(f"run {name!r} lacks the attrs {missing} every run records (written by hand or by an "
+                             f"older mixsig); train it again with overwrite")
+        fields = {k: v for k, v in attrs.items() if k in known}
+        fields.setdefault("created", UNSET)
+        fields.setdefault("mixsig_version", UNSET)
+        return cls(name=name, **fields, extra={k: v for k, v in attrs.items() if k not in known})
+
+    def replace(self, **fields) -> "RunRecord":
+        """A copy with ``fields`` changed (attr names; UNSET removes one). Unknown names raise StoreError."""
+        unknown = sorted(set(fields) - set(self.attr_names()))
+        if unknown:
+            raise StoreError(f"run {self.name!r}: {unknown} are not run attrs; the attrs are "
+                             f"{list(self.attr_names())} (RunRecord fields)")
+        return dataclasses.replace(self, **fields)
+
+
 def write_run(runs_group, name: str, attrs: dict, subsets: dict[str, RunSubset], n_rows: int,
               overwrite: bool = False) -> None:
+    """Write run ``name``: its subsets' arrays, then ``attrs`` (a :meth:`RunRecord.to_attrs`) and ``complete``."""
     if not subsets:
         raise StoreError(f"run {name!r} has no subsets to write")
     if name in set(runs_group.group_keys()):
@@ -71,14 +234,32 @@ def write_run(runs_group, name: str, attrs: dict, subsets: dict[str, RunSubset],
     g.attrs.update(dict(attrs, complete=True))  # attrs last: a run without `complete` was interrupted
 
 
-def read_run(runs_group, name: str) -> Run:
+def _complete_group(runs_group, name: str):
     if name not in set(runs_group.group_keys()):
         have = sorted(runs_group.group_keys())
         raise StoreError(f"no run named {name!r} in the store; runs: {have or 'none (run `mixsig train` first)'}")
     g = runs_group[name]
-    attrs = dict(g.attrs)
-    if not attrs.get("complete"):
+    if not g.attrs.get("complete"):
         raise StoreError(f"run {name!r} was interrupted while being written; train it again with overwrite")
+    return g
+
+
+def update_run(runs_group, name: str, fields: dict) -> RunRecord:
+    """Change attrs ``fields`` (RunRecord field names; UNSET removes one) of complete run ``name``; the others
+    are left as they are. The changed record is checked as a whole before anything is written. Returns it."""
+    g = _complete_group(runs_group, name)
+    record = RunRecord.from_attrs(name, dict(g.attrs)).replace(**fields)
+    attrs = record.to_attrs()
+    g.attrs.update({k: attrs[k] for k in fields if k in attrs})
+    for k in fields:
+        if k not in attrs and k in g.attrs:
+            del g.attrs[k]
+    return record
+
+
+def read_run(runs_group, name: str) -> Run:
+    g = _complete_group(runs_group, name)
+    attrs = dict(g.attrs)
     subsets = {}
     sg = g["subsets"]
     for sub in sg.group_keys():
@@ -94,6 +275,25 @@ def read_run(runs_group, name: str) -> Run:
         rank = {m: i for i, m in enumerate(order)}
         subsets = dict(sorted(subsets.items(), key=lambda kv: (kv[0].count("+"), [rank.get(m, 99) for m in kv[0].split("+")])))
     return Run(name=name, attrs=attrs, subsets=subsets)
+
+
+#: The order of the splits in a run's metrics: train, val, test, then the others by name.
+SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
+
+
+def subset_metrics(samples, probs: np.ndarray, predicted: np.ndarray) -> dict:
+    """One subset's entry of a run's ``metrics``: ``{split: aggregate([point_metrics(y, probs[s]) per seed])}``
+    (:mod:`mixsig.metrics`; one seed: std None) over the labelled rows of each split that have probabilities
+    (``predicted`` [N] bool), splits in :data:`SPLIT_ORDER`; a split without such rows is left out.
+    ``probs``: [S, N, C]. What ``train_run`` and ``finetune`` both record."""
+    from mixsig.metrics import aggregate, point_metrics
+
+    out = {}
+    for split in sorted(samples.splits, key=lambda x: (SPLIT_ORDER.get(x, 3), x)):
+        rows = np.flatnonzero((samples.split == split) & (samples.label >= 0) & predicted)
+        if rows.size:
+            out[split] = aggregate([point_metrics(samples.label[rows], p[rows].astype(np.float64)) for p in probs])
+    return out
 
 
 def describe_collapse(entry: dict) -> str:

@@ -4,8 +4,9 @@ Layout (plain Zarr, readable with ``zarr.open_group`` and no mixsig import)::
 
     samples/          id, split, label, group, text, audio, video, start, end, content_hash@<m>, votes, votes@<c>
     features/<key>/   embedding [N, D] or [N, L, D] (NaN = not written), done [N] bool, status [N] int8,
-                      message [N] str (error ledger), input_hash [N] str; attrs: provenance, modality, ready
-    runs/<run>/       subsets/<a+b>/probs [S, N, C], gates, attention; attrs: head, params, metrics, ...
+                      message [N] str (error ledger), input_hash [N] str, any added by add_key_array (fine-tuning's
+                      fold [N] int8); attrs: provenance, modality, ready
+    runs/<run>/       subsets/<a+b>/probs [S, N, C], gates, attention; attrs: a RunRecord (head, params, metrics, ...)
 """
 
 from __future__ import annotations
@@ -20,13 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mixsig.cache._chunks import (array_dir, chunk_file, empty_aligned, fast_layout, local_root, read_arrays_fast,
-                                  read_chunk_into)
+from mixsig.cache._chunks import local_root
+from mixsig.cache._key_arrays import KeyArrays
 from mixsig.cache._keys import Provenance, diff_dicts
-from mixsig.cache._runs import Run, RunSubset, read_run, write_run
+from mixsig.cache._runs import Run, RunRecord, RunSubset, read_run, update_run, write_run
 from mixsig.cache._samples import Samples, read_samples, write_samples
-from mixsig.cache._status import Status
-from mixsig.errors import CorruptChunk, GroupLeak, ProvenanceMismatch, StoreError, UsageError
+from mixsig.errors import GroupLeak, ProvenanceMismatch, StoreError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class FeatureView:
     excluded: int
 
 
-class FeatureStore:
+class FeatureStore(KeyArrays):
     """A mixsig store. Open with :func:`open_store` or make one with :func:`create_store`."""
 
     def __init__(self, group, url: str, mode: str):
@@ -124,6 +124,15 @@ class FeatureStore:
                             f"--allow-group-leak` (recorded in the run and shown in the report).", leak)
         return leak
 
+    def update_attrs(self, **attrs) -> None:
+        """Merge ``attrs`` (JSON values) into the store-level attrs, e.g. ``group_leak`` recorded by extract. The
+        store's own (``mixsig_store``, ``created``, ``mixsig_version``) cannot be set this way."""
+        self._require_writable()
+        own = sorted(set(attrs) & {"mixsig_store", "created", "mixsig_version"})
+        if own:
+            raise StoreError(f"store attrs {own} are written by create_store only; name yours otherwise")
+        self.root.attrs.update(attrs)
+
     def _require_writable(self) -> None:
         if self.mode == "r":
             raise StoreError(f"store {self.url} is open read-only; open it with mode='r+'")
@@ -172,15 +181,6 @@ class FeatureStore:
             self._opened[key] = (stamp, g, {})
         return g
 
-    def _key_array(self, key: str, name: str):
-        """Array ``name`` of ready key ``key``, opened once per creation of the key."""
-        g = self.key_group(key)
-        hit = self._opened.get(key)
-        arrays = hit[2] if hit is not None and hit[1] is g else {}
-        if name not in arrays:
-            arrays[name] = g[name]
-        return arrays[name]
-
     def key_group(self, key: str):
         g = self._ready_group(key)
         if g is None:
@@ -189,87 +189,6 @@ class FeatureStore:
 
     def provenance(self, key: str) -> dict:
         return dict(self.key_group(key).attrs["provenance"])
-
-    def read_array(self, key: str, name: str) -> np.ndarray:
-        """One whole per-row array of a key: ``done``, ``status``, ``message``, ``input_hash`` or ``embedding``."""
-        arr = self._key_array(key, name)
-        try:
-            if name == "embedding":
-                return self._read_embedding(key, arr)
-            return self._read_plain(arr)
-        except (ValueError, OSError) as exc:
-            raise CorruptChunk(f"key {key} array {name}: {exc}; run `mixsig cache verify {self.url}`") from exc
-
-    def _read_plain(self, arr) -> np.ndarray:
-        """A whole per-row array (done, status, ...) through the checksummed fast path where possible."""
-        if self._reads_whole(arr, None):
-            return self._read_whole([arr], [arr.dtype])[0]
-        return arr[...]
-
-    @staticmethod
-    def _all_rows(rows: np.ndarray | None, n: int) -> bool:
-        return rows is None or (len(rows) == n and (n == 0 or (rows[0] == 0 and bool((np.diff(rows) == 1).all()))))
-
-    def _reads_whole(self, arr, rows: np.ndarray | None) -> bool:
-        """True when ``rows`` of ``arr`` are best read as the whole array from its chunk files (local store, fast
-        layout, and the rows touch at least half of the chunks)."""
-        if self.local_path is None or not fast_layout(arr):
-            return False
-        n, cr = arr.shape[0], arr.chunks[0]
-        return self._all_rows(rows, n) or len(np.unique(rows // cr)) * 2 >= -(-n // cr)
-
-    def _read_whole(self, arrays: list, dtypes: list) -> list[np.ndarray]:
-        """Whole arrays (all in :meth:`_reads_whole` layout) read together, each into a new array of its dtype."""
-        root = self.local_path
-        outs = [empty_aligned(a.shape, dt) for a, dt in zip(arrays, dtypes)]
-        read_arrays_fast([(a, array_dir(root, a.path), o, a.fill_value) for a, o in zip(arrays, outs)])
-        return outs
-
-    def _read_embedding(self, key: str, arr, rows: np.ndarray | None = None) -> np.ndarray:
-        n = arr.shape[0]
-        if self._all_rows(rows, n):
-            rows = None  # every row, in order: no gather needed
-        if self._reads_whole(arr, rows):
-            (out,) = self._read_whole([arr], [np.float32])
-            return out if rows is None else out[rows]
-        if self.local_path is not None and fast_layout(arr):
-            adir = array_dir(self.local_path, arr.path)
-            cr = arr.chunks[0]
-            out = np.empty((len(rows),) + arr.shape[1:], np.float32)
-            chunk_of = rows // cr
-            buf = empty_aligned(arr.chunks, np.float32)
-            for c in np.unique(chunk_of):
-                sel = np.flatnonzero(chunk_of == c)
-                lo = c * cr
-                view = buf[: min(cr, n - lo)]
-                if not read_chunk_into(chunk_file(adir, int(c), arr.ndim), view, tuple(arr.chunks), arr.dtype,
-                                       f"array {arr.path} chunk {c}"):
-                    view[...] = np.nan
-                out[sel] = view[rows[sel] - lo]
-            return out
-        data = arr[...] if rows is None else arr.get_orthogonal_selection((rows,) + (slice(None),) * (arr.ndim - 1))
-        return np.asarray(data, np.float32)
-
-    def key_info(self, key: str) -> dict:
-        g = self.key_group(key)
-        status = self._read_plain(g["status"])
-        counts = {Status.name_of(c): int((status == c).sum()) for c in np.unique(status)}
-        emb = g["embedding"]
-        done = int(self._read_plain(g["done"]).sum())
-        return {
-            "key": key,
-            "modality": g.attrs.get("modality"),
-            "shape": list(emb.shape),
-            "width": int(emb.shape[-1]),
-            "dtype": str(emb.dtype),
-            "chunk_rows": int(emb.chunks[0]),
-            "rows": int(emb.shape[0]),
-            "done": done,
-            "failed": int(sum(v for k, v in counts.items() if k not in ("ok", "pending"))),
-            "status": counts,
-            "created": g.attrs.get("created"),
-            "provenance": dict(g.attrs["provenance"]),
-        }
 
     def read(self, key: str, split=None, only_done: bool = True, rows: np.ndarray | None = None) -> FeatureView:
         """Features of ``key`` for a split (``None`` = all rows; ``"val+test"`` allowed) or explicit ``rows``.
@@ -291,19 +210,6 @@ class FeatureStore:
             X = self._read_embedding(key, emb, keep)
         return FeatureView(key=key, modality=str(g.attrs.get("modality")), rows=keep,
                            ids=self.samples.ids[keep], X=X, excluded=int(len(want) - len(keep)))
-
-    def stale_rows(self, key: str, current_hash: np.ndarray | None = None) -> np.ndarray:
-        """Done rows whose input changed since extraction (``input_hash`` != the current content hash)."""
-        g = self.key_group(key)
-        modality = g.attrs.get("modality")
-        cur = current_hash if current_hash is not None else self.samples.content_hash.get(modality)
-        if cur is None:
-            return np.zeros(0, np.int64)
-        done = self._read_plain(g["done"])
-        if not done.any():
-            return np.zeros(0, np.int64)
-        stored = g["input_hash"][...]
-        return np.flatnonzero(done & (stored != np.asarray(cur, dtype=str)) & (stored != "")).astype(np.int64)
 
     def create_key(self, provenance: Provenance, dim, *, chunk_rows: int | None = None, dtype: str | None = None,
                    compressor: str | None = None, name: str | None = None) -> str:
@@ -386,9 +292,28 @@ class FeatureStore:
     def runs(self) -> list[str]:
         return sorted(self.root["runs"].group_keys())
 
-    def write_run(self, name: str, attrs: dict, subsets: dict[str, RunSubset], overwrite: bool = False) -> None:
+    def write_run(self, record: RunRecord | str, subsets: dict[str, RunSubset], *legacy,
+                  overwrite: bool = False) -> None:
+        """Write run ``record.name``: ``subsets`` ({subset name: :class:`RunSubset`}), then the record's attrs.
+
+        ``write_run(name, attrs, subsets)`` (a plain attrs dict, written as given) remains for tests and
+        benchmarks that fake runs of other writers or older versions; mixsig itself writes records."""
         self._require_writable()
+        if isinstance(record, RunRecord):
+            if legacy:
+                raise TypeError("write_run(record, subsets, overwrite=False): overwrite is keyword-only")
+            name, attrs = record.name, record.to_attrs()
+        elif isinstance(record, str) and isinstance(subsets, dict) and len(legacy) == 1:
+            name, attrs, subsets = record, dict(subsets), legacy[0]
+        else:
+            raise TypeError("write_run takes (record: RunRecord, subsets, overwrite=False) or (name, attrs, subsets)")
         write_run(self.root["runs"], name, attrs, subsets, len(self.samples), overwrite=overwrite)
+
+    def update_run(self, name: str, **fields) -> RunRecord:
+        """Change some attrs of run ``name`` (RunRecord field names, e.g. a study's ``source`` and ``study``;
+        :data:`~mixsig.cache.UNSET` removes one); the others stay as written. Returns the updated record."""
+        self._require_writable()
+        return update_run(self.root["runs"], name, fields)
 
     def read_run(self, name: str) -> Run:
         return read_run(self.root["runs"], name)

@@ -1,7 +1,8 @@
 """Fine-tuning: an encoder with a classification head; the head, the last K encoder blocks and what follows them
 (pooler, final norm) trainable, or every parameter (``unfreeze_last="all"``).
 
-``finetune`` trains on the train split (best validation accuracy kept), saves the checkpoint as safetensors in a
+``finetune`` trains on the train split with the loop of :mod:`mixsig.training` (best validation accuracy kept;
+the last epoch without validation rows; seeded without touching the caller's RNG), saves the checkpoint as safetensors in a
 folder beside the store, extracts embeddings from the fine-tuned encoder into a key whose provenance holds the
 checkpoint sha256 and the training config, and writes the classifier's own class probabilities for every row
 as a run (``source="finetune"``, one subset: the modality).
@@ -10,17 +11,16 @@ With ``folds=K`` (K >= 2) the train rows are split into K folds (stratified by l
 the manifest has groups); model k is trained without fold k and gives fold k's embeddings and probabilities, so
 every train row's numbers come from a model that never saw it. A further model trained on all train rows gives
 the other rows. The fold of each row is stored in the key as an array ``fold`` [N] int8 (-1 = the all-train
-model) and in the run as ``attrs["fold"]``.
+model; ``FeatureStore.add_key_array``) and in the run as ``attrs["fold"]``.
 
-The run has the same shape as every other run: ``metrics = {modality: {split: aggregate([point_metrics(...)])}}``
-(:mod:`mixsig.metrics`, one seed: std None), plus ``trained_parameters`` (what trained, counts trained / total)
-and, where groups cross splits and that was allowed, ``group_leak``.
+The run is a :class:`~mixsig.cache.RunRecord` like every other: ``metrics = {modality: subset_metrics(...)}``
+(:func:`mixsig.cache.subset_metrics`, one seed: std None), plus the fine-tune fields (``checkpoints``,
+``trained_parameters`` (what trained, counts trained / total), ...) and ``group_leak``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import logging
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mixsig.cache import RunSubset, Status, sha256_of
+from mixsig.cache import RunRecord, RunSubset, Status, sha256_of, subset_metrics
 from mixsig.errors import ExtractionError, UsageError
 from mixsig.extract._decode import RowFailure
 from mixsig.extract._encoders import Preprocess, RowInput, get_inputs, load_config, _from_pretrained
@@ -208,49 +208,53 @@ def _predict(model, inputs, items: list[RowInput], device: str, budget: int) -> 
 
 def train_one(model_factory, inputs, train: list[RowInput], labels: dict[int, int], val: list[RowInput],
               config: FinetuneConfig, device: str, budget: int, seed: int, tag: str):
-    """Train one model; returns (model with the best-validation weights, best val accuracy, best epoch)."""
+    """Train one model with :func:`mixsig.training.train_epochs` inside :func:`~mixsig.training.seeded`
+    (``seed``: the classifier's initialisation and dropout; the rows are shuffled by the local generator of the
+    same seed; the caller's RNG is left as it was). Returns (model with the best-validation weights, best val
+    accuracy or None without validation rows, best epoch (1-based; the last without validation rows), the
+    trained parameter counts)."""
     import torch
 
-    torch.manual_seed(seed)
-    model = model_factory()
-    model.to(device)
-    example = {k: v.to(device) for k, v in inputs.collate(train[:1]).items()}
-    counts = set_trainable(model, config.unfreeze_last, example)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    gen = torch.Generator().manual_seed(seed)
-    log.info("%s: training %d of %d parameters (--unfreeze-last %s: %s) on %d rows (val %d) for %d epochs with %d "
-             "torch threads", tag, counts["trained"], counts["total"], config.unfreeze_last,
-             ", ".join(counts["modules"]), len(train), len(val), config.epochs, torch.get_num_threads())
-    best_acc, best_epoch, best_state = -1.0, -1, None
-    for epoch in range(config.epochs):
-        model.train()
-        order = torch.randperm(len(train), generator=gen).tolist()
-        total = 0.0
-        for i in range(0, len(order), config.batch_size):
-            batch = [train[j] for j in order[i:i + config.batch_size]]
+    from mixsig.training import BestWeights, seeded, train_epochs
+
+    with seeded(seed, devices=[device], warn_only=True) as gen:
+        model = model_factory()
+        model.to(device)
+        example = {k: v.to(device) for k, v in inputs.collate(train[:1]).items()}
+        counts = set_trainable(model, config.unfreeze_last, example)
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
+                                weight_decay=config.weight_decay)
+        log.info("%s: training %d of %d parameters (--unfreeze-last %s: %s) on %d rows (val %d) for %d epochs with "
+                 "%d torch threads", tag, counts["trained"], counts["total"], config.unfreeze_last,
+                 ", ".join(counts["modules"]), len(train), len(val), config.epochs, torch.get_num_threads())
+        seen = {"loss": 0.0, "acc": None}
+
+        def step(idx):
+            batch = [train[j] for j in idx.tolist()]
             feats = {k: v.to(device) for k, v in inputs.collate(batch).items()}
             y = torch.tensor([labels[it.row] for it in batch], device=device)
             loss = model(**feats, labels=y).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss.detach()) * len(batch)
-        if val:
+            seen["loss"] += float(loss.detach()) * len(batch)
+
+        def evaluate() -> float:
             probs = _predict(model, inputs, val, device, budget)
-            acc = float(np.mean([int(np.argmax(probs[it.row]) == labels[it.row]) for it in val]))
-        else:
-            acc = float(epoch)  # no validation rows: keep the last epoch
-        log.info("%s: epoch %d loss %.4f val accuracy %.4f", tag, epoch + 1, total / max(len(train), 1), acc)
-        if acc > best_acc:
-            best_acc, best_epoch = acc, epoch + 1
-            best_state = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-    with torch.no_grad():
-        named = dict(model.named_parameters())
-        for n, v in best_state.items():
-            named[n].copy_(v)
+            seen["acc"] = float(np.mean([int(np.argmax(probs[it.row]) == labels[it.row]) for it in val]))
+            return seen["acc"]
+
+        def epoch_end(epoch: int) -> None:
+            acc = "no validation rows" if seen["acc"] is None else f"val accuracy {seen['acc']:.4f}"
+            log.info("%s: epoch %d loss %.4f %s", tag, epoch + 1, seen["loss"] / max(len(train), 1), acc)
+            seen["loss"] = 0.0
+
+        res = train_epochs(len(train), step, batch_size=config.batch_size, epochs=config.epochs,
+                           evaluate=evaluate if val else None, best=BestWeights(model, trainable_only=True),
+                           module=model, generator=gen, drop_single=False, on_epoch_end=epoch_end)
     model.eval()
-    return model, (best_acc if val else None), best_epoch, counts
+    best_epoch = res.epochs if res.best_point is None else res.best_point + 1
+    return model, res.best_score, best_epoch, counts
 
 
 def _folds(train_rows: np.ndarray, labels: np.ndarray, groups: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -268,10 +272,6 @@ def _folds(train_rows: np.ndarray, labels: np.ndarray, groups: np.ndarray, k: in
     for i, (_, held) in enumerate(splits):
         fold[held] = i
     return fold
-
-
-#: split order of a run's metrics (as train_run writes them): train, val, test, then the others by name
-_SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
 
 
 def checkpoint_root(store_url) -> Path:
@@ -292,8 +292,8 @@ def finetune(manifest, store, modality: str, encoder: str, *, config: FinetuneCo
     ``store``: a store folder (created from the manifest if missing) or an open FeatureStore. Checkpoints go to
     ``checkpoint_dir`` (default :func:`checkpoint_root` of the store) under a folder named after the
     fine-tuned key. ``key_name``: the readable part of the fine-tuned key (default ``<encoder>-ft``; not hashed).
-    ``threads``: torch threads while it runs (restored after; None = :func:`~mixsig.extract.default_threads`). Groups that cross splits raise
-    :class:`~mixsig.errors.GroupLeak` (exit code 3) unless ``allow_group_leak``; then the leak and ``allowed_by``
+    ``threads``: torch threads while it runs (restored after; None = :func:`~mixsig.extract.default_threads`).
+    Groups that cross splits raise :class:`~mixsig.errors.GroupLeak` (exit code 3) unless ``allow_group_leak``; then the leak and ``allowed_by``
     (the command line) are recorded in the store's attr ``group_leak`` and the run's attrs ``group_leak``.
     Returns a :class:`FinetuneResult`.
     """
@@ -320,25 +320,12 @@ def _finetune(manifest, store, modality: str, encoder: str, *, config, revision,
               key_name, allow_group_leak, allowed_by) -> FinetuneResult:
     import transformers
 
-    from mixsig import __version__
-    from mixsig.cache import FeatureStore
     from mixsig.cache._keys import short_name
-    from mixsig.extract._api import check_ids, check_store_group_leak, open_or_create_store
     from mixsig.extract._sharding import default_device
-    from mixsig.manifest import Manifest, check_group_leak, load_manifest, to_samples
-    from mixsig.metrics import aggregate, point_metrics
 
     if modality not in AUTO_CLASSES:
         raise UsageError(f"The 'modality' parameter of finetune must be one of {set(AUTO_CLASSES)}. Got {modality!r}.")
-    if not isinstance(manifest, Manifest):
-        manifest = load_manifest(manifest, classes=classes, check_media=False, group_leak_errors=False)
-    check_group_leak(manifest, allow_group_leak, "mixsig finetune")  # refuse before creating anything
-    samples = to_samples(manifest)
-    if not isinstance(store, FeatureStore):
-        store = open_or_create_store(store, manifest, samples, coordinator=True)
-    else:
-        check_ids(store, manifest)
-    leak = check_store_group_leak(store, allow_group_leak, "mixsig finetune", allowed_by)
+    manifest, samples, store, leak = _open(manifest, store, classes, allow_group_leak, allowed_by)
     device = device or default_device()
     preprocess = preprocess or Preprocess()
     s = store.samples
@@ -362,13 +349,88 @@ def _finetune(manifest, store, modality: str, encoder: str, *, config, revision,
     prepared = _prepare_all(inputs, sources, workers)
     ok = {r: v for r, v in prepared.items() if isinstance(v, RowInput)}
     label = s.label
-    train_rows = np.array([r for r in s.rows("train") if r in ok and label[r] >= 0], np.int64)
-    val_rows = np.array([r for r in s.rows("val") if r in ok and label[r] >= 0], np.int64) if "val" in set(s.split) else np.zeros(0, np.int64)
-    if len(train_rows) < 2:
-        raise ExtractionError(f"finetune needs labelled train rows with {modality} input; found {len(train_rows)}")
+    train_rows, val_rows, fold, models_rows = _plan_models(s, ok, config, modality)
     labels = {int(r): int(label[r]) for r in ok}
     budget = int(batch_budget or inputs.default_budget(device))
 
+    train_cfg = config.to_dict()
+    short = short_name(Path(encoder).name if is_local(encoder) else encoder)
+    cfg_hash = sha256_of({"encoder": short, "base_revision": base_revision, "modality": modality, "config": train_cfg,
+                          "preprocessing": inputs.record(), "split_hash": store.split_hash()})[:12]
+    ckpt_root = Path(checkpoint_dir) if checkpoint_dir else checkpoint_root(store.url)
+    ckpt_base = ckpt_root / f"{modality}.{short}-ft.{cfg_hash}"
+    trained, sha, counts = _train_models(factory, inputs, ok, labels, train_rows, val_rows, models_rows, config,
+                                         device, budget, ckpt_base)
+
+    # probabilities for every row, each from the model that did not see it (train rows) or the all-train model
+    probs = np.full((n, len(classes_)), np.nan, np.float32)
+    for tag, rows in models_rows.items():
+        for r, p in _predict(trained[tag][0], inputs, [ok[r] for r in rows if r in ok], device, budget).items():
+            probs[r] = p
+
+    # embeddings from the fine-tuned encoders into one key
+    extra = {"finetune": {"base_encoder": short, "base_revision": base_revision, "config": train_cfg,
+                          "checkpoint_sha256": {t: sha[t] for t in sorted(sha)}, "auto_class": AUTO_CLASSES[modality],
+                          "split_hash": store.split_hash()}}
+    encoders = {tag: load_encoder(modality, str(trained[tag][3]), pooling=pooling, layers=layers, dtype=dtype,
+                                  preprocess=preprocess, device=device, model=trained[tag][0].base_model,
+                                  display_name=f"{short}-ft") for tag in models_rows}
+    key = _create_key(store, encoders["all"], extra, sha, dtype, key_name)
+    extraction = {}
+    for tag, rows in models_rows.items():
+        res = run_extraction(store, key, encoders[tag],
+                             lambda rr: row_sources(samples, manifest.root, modality, rr, current),
+                             options=RunOptions(workers=workers, batch_budget=batch_budget), current_hash=current,
+                             rows=rows)
+        extraction[tag] = {"written": res.written, "failed": res.failed, "skipped_done": res.skipped_done}
+    store.add_key_array(key, "fold", "int8", -1, fold, overwrite=True, attrs={
+        "fold_models": {"-1": "all"} | {str(k): f"fold{k}" for k in range(config.folds if config.folds >= 2 else 0)}})
+
+    # one subset (the modality), one seed; metrics as train_run records them
+    predicted = np.isfinite(probs).all(axis=1)
+    metrics = {modality: subset_metrics(s, probs[None], predicted)}
+    split_rows = {sp: int(((s.split == sp) & (label >= 0) & predicted).sum()) for sp in metrics[modality]}
+    rel = {t: _relative(trained[t][3], store) for t in trained}
+    record = RunRecord(
+        name=run_name or f"finetune.{modality}.{short}.{cfg_hash[:8]}", head=f"finetune:{AUTO_CLASSES[modality]}",
+        params=train_cfg, features={modality: key}, modalities=[modality], seeds=[config.seed], classes=classes_,
+        split_hash=store.split_hash(), metrics=metrics, source="finetune", group_leak=leak, checkpoints=rel,
+        checkpoint_sha256=sha, val_accuracy={t: trained[t][1] for t in trained},
+        best_epoch={t: trained[t][2] for t in trained}, fold=fold.tolist(), encoder=short,
+        base_revision=base_revision, trained_parameters=counts)
+    store.write_run(record, {modality: RunSubset(probs=probs[None])}, overwrite=overwrite)
+    return FinetuneResult(key=key, run=record.name, checkpoints=rel, checkpoint_sha256=sha,
+                          val_accuracy=record.val_accuracy, best_epoch=record.best_epoch, metrics=metrics,
+                          extraction=extraction, rows=split_rows, trained_parameters=counts, group_leak=leak)
+
+
+def _open(manifest, store, classes, allow_group_leak: bool, allowed_by):
+    """The manifest, its samples and the store (created from the manifest if missing); groups crossing splits
+    refused before anything is created unless ``allow_group_leak`` (then recorded). Returns them and the leak."""
+    from mixsig.cache import FeatureStore
+    from mixsig.extract._api import check_ids, check_store_group_leak, open_or_create_store
+    from mixsig.manifest import Manifest, check_group_leak, load_manifest, to_samples
+
+    if not isinstance(manifest, Manifest):
+        manifest = load_manifest(manifest, classes=classes, check_media=False, group_leak_errors=False)
+    check_group_leak(manifest, allow_group_leak, "mixsig finetune")  # refuse before creating anything
+    samples = to_samples(manifest)
+    if not isinstance(store, FeatureStore):
+        store = open_or_create_store(store, manifest, samples, coordinator=True)
+    else:
+        check_ids(store, manifest)
+    return manifest, samples, store, check_store_group_leak(store, allow_group_leak, "mixsig finetune", allowed_by)
+
+
+def _plan_models(s, ok: dict, config, modality: str):
+    """The labelled train and val rows with inputs, the fold of each row ([N] int8, -1 = the all-train model)
+    and the rows each model predicts: ``{"fold<k>": fold k's rows, ..., "all": every other row}``."""
+    n, label = len(s), s.label
+    train_rows = np.array([r for r in s.rows("train") if r in ok and label[r] >= 0], np.int64)
+    val_rows = (np.array([r for r in s.rows("val") if r in ok and label[r] >= 0], np.int64)
+                if "val" in set(s.split) else np.zeros(0, np.int64))
+    if len(train_rows) < 2:
+        raise ExtractionError(f"finetune needs labelled train rows with {modality} input; found {len(train_rows)}")
     fold = np.full(n, -1, np.int8)
     models_rows: dict[str, np.ndarray] = {}
     if config.folds >= 2:
@@ -377,13 +439,14 @@ def _finetune(manifest, store, modality: str, encoder: str, *, config, revision,
         for k in range(config.folds):
             models_rows[f"fold{k}"] = train_rows[f == k]
     models_rows["all"] = np.array([r for r in range(n) if fold[r] < 0], np.int64)
+    return train_rows, val_rows, fold, models_rows
 
-    train_cfg = config.to_dict()
-    short = short_name(Path(encoder).name if is_local(encoder) else encoder)
-    cfg_hash = sha256_of({"encoder": short, "base_revision": base_revision, "modality": modality, "config": train_cfg,
-                          "preprocessing": inputs.record(), "split_hash": store.split_hash()})[:12]
-    ckpt_root = Path(checkpoint_dir) if checkpoint_dir else checkpoint_root(store.url)
-    ckpt_base = ckpt_root / f"{modality}.{short}-ft.{cfg_hash}"
+
+def _train_models(factory, inputs, ok: dict, labels: dict, train_rows, val_rows, models_rows: dict, config,
+                  device: str, budget: int, ckpt_base: Path):
+    """Train each model of ``models_rows`` ("all": on every train row; "fold<k>": without fold k's rows), save its
+    checkpoint under ``ckpt_base/<tag>``; returns ``({tag: (model, val acc, best epoch, folder)}, {tag: folder
+    sha256}, trained parameter counts)``."""
     trained: dict[str, tuple] = {}
     sha: dict[str, str] = {}
     counts: dict = {}
@@ -401,73 +464,20 @@ def _finetune(manifest, store, modality: str, encoder: str, *, config, revision,
         proc.save_pretrained(folder)
         sha[tag] = folder_sha256(folder)
         trained[tag] = (model, acc, epoch, folder)
-        log.info("%s: best val accuracy %.4f at epoch %d; checkpoint %s (sha256 %s)", tag, acc, epoch, folder, sha[tag][:12])
+        kept = f"best val accuracy {acc:.4f} at epoch {epoch}" if acc is not None else f"last epoch ({epoch}) kept"
+        log.info("%s: %s; checkpoint %s (sha256 %s)", tag, kept, folder, sha[tag][:12])
+    return trained, sha, counts
 
-    # probabilities for every row, each from the model that did not see it (train rows) or the all-train model
-    probs = np.full((n, len(classes_)), np.nan, np.float32)
-    for tag, rows in models_rows.items():
-        items = [ok[r] for r in rows if r in ok]
-        for r, p in _predict(trained[tag][0], inputs, items, device, budget).items():
-            probs[r] = p
 
-    # embeddings from the fine-tuned encoders into one key
-    extra = {"finetune": {"base_encoder": short, "base_revision": base_revision, "config": train_cfg,
-                          "checkpoint_sha256": {t: sha[t] for t in sorted(sha)}, "auto_class": AUTO_CLASSES[modality],
-                          "split_hash": store.split_hash()}}
-    encoders = {}
-    for tag in models_rows:
-        model = trained[tag][0]
-        encoders[tag] = load_encoder(modality, str(trained[tag][3]), pooling=pooling, layers=layers, dtype=dtype,
-                                     preprocess=preprocess, device=device, model=model.base_model,
-                                     display_name=f"{short}-ft")
+def _create_key(store, first, extra: dict, sha: dict, dtype: str, key_name: str | None) -> str:
+    """Create the fine-tuned key: ``first``'s provenance with ``extra`` and the checkpoints' combined sha256 as
+    its revision."""
     combined = "sha256:" + sha256_of({t: sha[t] for t in sorted(sha)})
-    first = encoders["all"]
     prov = dataclasses.replace(first.provenance(extra), revision=combined)
-    key = prov.key(key_name)
     width = int(np.prod(first.dim)) * (2 if dtype == "float16" else 4)
-    store.create_key(prov, first.dim, chunk_rows=default_chunk_rows(n, width), dtype=dtype, name=key_name)
-    extraction = {}
-    for tag, rows in models_rows.items():
-        res = run_extraction(store, key, encoders[tag],
-                             lambda rr: row_sources(samples, manifest.root, modality, rr, current),
-                             options=RunOptions(workers=workers, batch_budget=batch_budget), current_hash=current,
-                             rows=rows)
-        extraction[tag] = {"written": res.written, "failed": res.failed, "skipped_done": res.skipped_done}
-    g = store.key_group(key)
-    if "fold" in set(g.array_keys()):
-        del g["fold"]
-    g.create_array("fold", shape=(n,), dtype="int8", chunks=(n,), fill_value=-1)[...] = fold
-    g.attrs["fold_models"] = {"-1": "all"} | {str(k): f"fold{k}" for k in range(config.folds if config.folds >= 2 else 0)}
-
-    # the run's metrics exactly as train_run builds them: {subset: {split: aggregate([point_metrics per seed])}}
-    run_probs = probs[None]  # [S=1, N, C]: one seed
-    predicted = np.isfinite(probs).all(axis=1)
-    metrics: dict = {modality: {}}
-    split_rows: dict = {}
-    for split in sorted(s.splits, key=lambda x: (_SPLIT_ORDER.get(x, 3), x)):
-        rows = np.flatnonzero((s.split == split) & (label >= 0) & predicted)
-        if rows.size == 0:
-            continue
-        per_seed = [point_metrics(label[rows], run_probs[i, rows].astype(np.float64)) for i in range(len(run_probs))]
-        metrics[modality][split] = aggregate(per_seed)
-        split_rows[split] = int(rows.size)
-    rel = {t: _relative(trained[t][3], store) for t in trained}
-    name = run_name or f"finetune.{modality}.{short}.{cfg_hash[:8]}"
-    attrs = {
-        "head": f"finetune:{AUTO_CLASSES[modality]}", "params": train_cfg, "features": {modality: key},
-        "modalities": [modality], "seeds": [config.seed], "classes": classes_, "split_hash": store.split_hash(),
-        "metrics": metrics,
-        "source": "finetune", "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "mixsig_version": __version__, "checkpoints": rel, "checkpoint_sha256": sha,
-        "val_accuracy": {t: trained[t][1] for t in trained}, "best_epoch": {t: trained[t][2] for t in trained},
-        "fold": fold.tolist(), "encoder": short, "base_revision": base_revision, "trained_parameters": counts,
-        "group_leak": leak,
-    }
-    store.write_run(name, attrs, {modality: RunSubset(probs=run_probs)}, overwrite=overwrite)
-    return FinetuneResult(key=key, run=name, checkpoints=rel, checkpoint_sha256=sha,
-                          val_accuracy={t: trained[t][1] for t in trained},
-                          best_epoch={t: trained[t][2] for t in trained}, metrics=metrics, extraction=extraction,
-                          rows=split_rows, trained_parameters=counts, group_leak=leak)
+    store.create_key(prov, first.dim, chunk_rows=default_chunk_rows(len(store.samples), width), dtype=dtype,
+                     name=key_name)
+    return prov.key(key_name)
 
 
 def _relative(path: Path, store) -> str:

@@ -10,16 +10,16 @@ store has no usable ``val`` rows), and predicts every used row of every split.
 
 from __future__ import annotations
 
-import datetime as _dt
 import itertools
 import logging
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from mixsig.errors import HeadError, UsageError
-from mixsig.metrics import aggregate, collapse, point_metrics
+from mixsig.metrics import collapse
 from mixsig.heads._registry import get_head, head_class
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 TRAIN_SPLIT, VAL_SPLIT, TEST_SPLIT = "train", "val", "test"
 #: Splits each fitted model is checked for collapse on (see :func:`mixsig.metrics.collapse`).
 COLLAPSE_SPLITS = (VAL_SPLIT, TEST_SPLIT)
-_SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
 
 
 def modality_subsets(modalities: list[str]) -> list[tuple[str, ...]]:
@@ -161,6 +160,110 @@ def _load_features(store, features: dict[str, str]):
     return views, np.flatnonzero(common).astype(np.int64), not_done
 
 
+def _check_store(store, features: dict[str, str], allow_modality_mismatch: bool, allow_group_leak: bool):
+    """Refuse (or warn of, where allowed) keys used as another modality and groups crossing splits; returns
+    ``(modality_mismatch, group_leak)`` for the run's record."""
+    mismatch = store.check_modalities(features, allow=allow_modality_mismatch)
+    for key, mm in mismatch.items():
+        log.warning("key %s holds %s features but is used as %s (allowed: --allow-modality-mismatch)",
+                    key, mm["holds"], mm["used_as"])
+    leak = store.check_group_leak(allow_group_leak, "mixsig train")
+    if leak:
+        from mixsig.cache import describe_group_leak
+
+        log.warning("%s; training anyway (allowed: --allow-group-leak), results may be inflated",
+                    describe_group_leak(leak))
+    return mismatch, leak
+
+
+@dataclass
+class _TrainData:
+    """The rows a run uses (``used``: done in every key, sorted) and what the fits take from them: ``X``
+    {modality: [len(used), D]}, ``y`` labels, ``tr``/``va`` positions (into ``used``) of the labelled train /
+    val rows, ``q_tr`` soft labels of ``tr`` (or None), ``check`` {split: positions} checked for collapse."""
+
+    n: int
+    used: np.ndarray
+    X: dict
+    y: np.ndarray
+    tr: np.ndarray
+    va: np.ndarray
+    q_tr: np.ndarray | None
+    no_votes: int
+    not_done: dict
+    check: dict
+
+    @classmethod
+    def load(cls, store, features: dict[str, str], soft_labels: bool) -> "_TrainData":
+        samples = store.samples
+        N = len(samples)
+        views, used, not_done = _load_features(store, features)
+        if used.size < N:
+            log.info("%d of %d rows excluded: not done in every key (%s)", N - used.size, N,
+                     ", ".join(f"{m}: {k} not done" for m, k in not_done.items()))
+        X = {m: views[m].X[np.searchsorted(views[m].rows, used)] for m in features}
+        labelled = samples.label[used] >= 0
+        split_of = samples.split[used]
+        tr = np.flatnonzero((split_of == TRAIN_SPLIT) & labelled)
+        va = np.flatnonzero((split_of == VAL_SPLIT) & labelled)
+        if tr.size < 2:
+            raise HeadError(f"Only {tr.size} labelled '{TRAIN_SPLIT}' rows are done in every key of {features}; "
+                            f"extract the missing rows (`mixsig cache info`) or check the manifest's splits.")
+        if va.size == 0:
+            log.warning("no labelled '%s' rows: training without epoch selection / early stopping", VAL_SPLIT)
+        q_tr, no_votes = (soft_label_matrix(samples, used[tr]) if soft_labels else (None, 0))
+        if soft_labels and no_votes:
+            log.info("%d of %d training rows have no votes; they train on their gold label", no_votes, tr.size)
+        check = {sp: np.flatnonzero((split_of == sp) & labelled) for sp in COLLAPSE_SPLITS}
+        return cls(N, used, X, samples.label[used], tr, va, q_tr, no_votes, not_done, check)
+
+
+def _fit_subsets(data: _TrainData, head: str, params: dict, seeds: list[int], n_classes: int, progress):
+    """Fit ``head`` on every subset x seed; returns ``({subset: RunSubset}, fits, collapsed)``."""
+    from mixsig.cache import RunSubset, describe_collapse, subset_name
+
+    subsets = modality_subsets(list(data.X))
+    total, step = len(subsets) * len(seeds), 0
+    out: dict[str, RunSubset] = {}
+    fit_info: dict[str, list] = {}
+    collapsed: list[dict] = []
+    tr, va, used, S, N = data.tr, data.va, data.used, len(seeds), data.n
+    for sub in subsets:
+        sname = subset_name(sub)
+        probs = np.full((S, N, n_classes), np.nan, np.float32)
+        gates = attention = None
+        info = []
+        for s_i, seed in enumerate(seeds):
+            h = get_head(head, **params)
+            h.fit({m: data.X[m][tr] for m in sub}, data.y[tr],
+                  X_val={m: data.X[m][va] for m in sub} if va.size else None,
+                  y_val=data.y[va] if va.size else None,
+                  soft_labels=data.q_tr, seed=seed, n_classes=n_classes)
+            Xs = {m: data.X[m] for m in sub}
+            probs[s_i, used] = h.predict_proba(Xs)
+            for sp, rows in data.check.items():
+                reason = collapse(data.y[rows], probs[s_i, used[rows]]) if rows.size else None
+                if reason:
+                    entry = {"subset": sname, "seed": int(seed), "split": sp, "reason": reason}
+                    collapsed.append(entry)
+                    log.warning("%s", describe_collapse(entry), extra={"mixsig_collapse": True})
+            w = h.modality_weights(Xs)
+            if w:
+                if gates is None:
+                    gates = np.full((S, N, len(sub)), np.nan, np.float32)
+                    attention = np.full((S, N, len(sub)), np.nan, np.float32)
+                gates[s_i, used] = w["gates"]
+                attention[s_i, used] = w["attention"]
+            info.append({"seed": seed, "best_epoch": getattr(h, "best_epoch_", None),
+                         "best_iteration": getattr(h, "best_iteration_", None)})
+            step += 1
+            if progress is not None:
+                progress(step, total, f"{sname} seed {seed}")
+        out[sname] = RunSubset(probs=probs, gates=gates, attention=attention)
+        fit_info[sname] = info
+    return out, fit_info, collapsed
+
+
 def train_run(store, head: str, features: dict[str, str], *, seeds=(0,), params: dict | None = None,
               name: str | None = None, soft_labels: bool = False, class_weight=None,
               progress: Callable[[int, int, str], None] | None = None, overwrite: bool = False,
@@ -188,8 +291,7 @@ def train_run(store, head: str, features: dict[str, str], *, seeds=(0,), params:
     ``modality_mismatch`` — ``{key: {"used_as", "holds"}}`` allowed for this run, ``{}`` when none).
     Returns the :class:`~mixsig.cache.Run`.
     """
-    from mixsig import __version__
-    from mixsig.cache import Run, RunSubset, describe_collapse, open_store, sha256_of, subset_name
+    from mixsig.cache import Run, RunRecord, open_store, sha256_of, subset_metrics
 
     if isinstance(store, (str,)) or hasattr(store, "__fspath__"):
         store = open_store(store, mode="r+")
@@ -197,113 +299,31 @@ def train_run(store, head: str, features: dict[str, str], *, seeds=(0,), params:
         raise UsageError("features must name at least one modality=key.")
     seeds = check_seeds(seeds)
     samples = store.samples
-    classes = tuple(samples.classes)
-    C, N = len(classes), len(samples)
+    N = len(samples)
     params = dict(params or {})
     if class_weight is not None:
-        params["class_weight"] = _class_weight(class_weight, classes)
+        params["class_weight"] = _class_weight(class_weight, tuple(samples.classes))
     head_class(head)  # unknown head -> HeadError listing the valid ones
     resolved = get_head(head, **params).get_params()
-    modalities = list(features)
-    mismatch = store.check_modalities(features, allow=allow_modality_mismatch)
-    for key, mm in mismatch.items():
-        log.warning("key %s holds %s features but is used as %s (allowed: --allow-modality-mismatch)",
-                    key, mm["holds"], mm["used_as"])
-    leak = store.check_group_leak(allow_group_leak, "mixsig train")
-    if leak:
-        from mixsig.cache import describe_group_leak
-
-        log.warning("%s; training anyway (allowed: --allow-group-leak), results may be inflated",
-                    describe_group_leak(leak))
-
-    views, used, not_done = _load_features(store, features)
-    if used.size < N:
-        log.info("%d of %d rows excluded: not done in every key (%s)", N - used.size, N,
-                 ", ".join(f"{m}: {k} not done" for m, k in not_done.items()))
-    pos = {m: np.searchsorted(v.rows, used) for m, v in views.items()}
-    X_used = {m: views[m].X[pos[m]] for m in modalities}
-    labelled = samples.label[used] >= 0
-    split_of = samples.split[used]
-    tr = np.flatnonzero((split_of == TRAIN_SPLIT) & labelled)
-    va = np.flatnonzero((split_of == VAL_SPLIT) & labelled)
-    if tr.size < 2:
-        raise HeadError(f"Only {tr.size} labelled '{TRAIN_SPLIT}' rows are done in every key of {features}; "
-                        f"extract the missing rows (`mixsig cache info`) or check the manifest's splits.")
-    if va.size == 0:
-        log.warning("no labelled '%s' rows: training without epoch selection / early stopping", VAL_SPLIT)
-    y_used = samples.label[used]
-    q_tr, no_votes = (soft_label_matrix(samples, used[tr]) if soft_labels else (None, 0))
-    if soft_labels and no_votes:
-        log.info("%d of %d training rows have no votes; they train on their gold label", no_votes, tr.size)
-
-    check_rows = {sp: np.flatnonzero((split_of == sp) & labelled) for sp in COLLAPSE_SPLITS}
-    collapsed: list[dict] = []
-
-    subsets = modality_subsets(modalities)
-    total, step = len(subsets) * len(seeds), 0
-    out: dict[str, RunSubset] = {}
-    fit_info: dict[str, list] = {}
+    mismatch, leak = _check_store(store, features, allow_modality_mismatch, allow_group_leak)
+    data = _TrainData.load(store, features, soft_labels)
     t0 = time.perf_counter()
-    for sub in subsets:
-        sname = subset_name(sub)
-        probs = np.full((len(seeds), N, C), np.nan, np.float32)
-        gates = attention = None
-        info = []
-        for s_i, seed in enumerate(seeds):
-            h = get_head(head, **params)
-            h.fit({m: X_used[m][tr] for m in sub}, y_used[tr],
-                  X_val={m: X_used[m][va] for m in sub} if va.size else None,
-                  y_val=y_used[va] if va.size else None,
-                  soft_labels=q_tr, seed=seed, n_classes=C)
-            Xs = {m: X_used[m] for m in sub}
-            probs[s_i, used] = h.predict_proba(Xs)
-            for sp, rows in check_rows.items():
-                reason = collapse(y_used[rows], probs[s_i, used[rows]]) if rows.size else None
-                if reason:
-                    entry = {"subset": sname, "seed": int(seed), "split": sp, "reason": reason}
-                    collapsed.append(entry)
-                    log.warning("%s", describe_collapse(entry), extra={"mixsig_collapse": True})
-            w = h.modality_weights(Xs)
-            if w:
-                if gates is None:
-                    gates = np.full((len(seeds), N, len(sub)), np.nan, np.float32)
-                    attention = np.full((len(seeds), N, len(sub)), np.nan, np.float32)
-                gates[s_i, used] = w["gates"]
-                attention[s_i, used] = w["attention"]
-            info.append({"seed": seed, "best_epoch": getattr(h, "best_epoch_", None),
-                         "best_iteration": getattr(h, "best_iteration_", None)})
-            step += 1
-            if progress is not None:
-                progress(step, total, f"{sname} seed {seed}")
-        out[sname] = RunSubset(probs=probs, gates=gates, attention=attention)
-        fit_info[sname] = info
+    out, fit_info, collapsed = _fit_subsets(data, head, params, seeds, len(samples.classes), progress)
     seconds = time.perf_counter() - t0
-
-    metrics = {}
-    for sname, rs in out.items():
-        metrics[sname] = {}
-        for split in sorted(samples.splits, key=lambda x: (_SPLIT_ORDER.get(x, 3), x)):
-            rows = used[(split_of == split) & labelled]
-            if rows.size == 0:
-                continue
-            per_seed = [point_metrics(samples.label[rows], rs.probs[i, rows].astype(np.float64))
-                        for i in range(len(seeds))]
-            metrics[sname][split] = aggregate(per_seed)
-
+    predicted = np.zeros(N, bool)
+    predicted[data.used] = True
     config = {"head": head, "params": resolved, "features": dict(features), "seeds": seeds,
               "soft_labels": bool(soft_labels), "split_hash": store.split_hash()}
-    name = name or f"{head}-{sha256_of(config)[:12]}"
-    attrs = {
-        "head": head, "params": resolved, "features": dict(features), "modalities": modalities,
-        "seeds": seeds, "classes": list(classes), "split_hash": store.split_hash(), "metrics": metrics,
-        "soft_labels": bool(soft_labels), "class_weight": resolved.get("class_weight"),
-        "rows": {"total": N, "used": int(used.size), "excluded": int(N - used.size), "not_done": not_done,
-                 "train": int(tr.size), "val": int(va.size), "train_without_votes": no_votes},
-        "fits": fit_info, "train_seconds": round(seconds, 3),
-        "collapsed": collapsed, "group_leak": leak, "modality_mismatch": mismatch,
-        "source": "train", "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "mixsig_version": __version__,
-    }
-    store.write_run(name, attrs, out, overwrite=overwrite)
-    log.info("wrote run %s: %d subsets x %d seeds in %.1f s", name, len(out), len(seeds), seconds)
-    return Run(name=name, attrs=dict(attrs, complete=True), subsets=out)
+    record = RunRecord(
+        name=name or f"{head}-{sha256_of(config)[:12]}", head=head, params=resolved, features=dict(features),
+        modalities=list(features), seeds=seeds, classes=samples.classes, split_hash=store.split_hash(),
+        metrics={sname: subset_metrics(samples, rs.probs, predicted) for sname, rs in out.items()},
+        source="train", soft_labels=bool(soft_labels), class_weight=resolved.get("class_weight"),
+        rows={"total": N, "used": int(data.used.size), "excluded": int(N - data.used.size),
+              "not_done": data.not_done, "train": int(data.tr.size), "val": int(data.va.size),
+              "train_without_votes": data.no_votes},
+        fits=fit_info, train_seconds=round(seconds, 3), collapsed=collapsed, group_leak=leak,
+        modality_mismatch=mismatch)
+    store.write_run(record, out, overwrite=overwrite)
+    log.info("wrote run %s: %d subsets x %d seeds in %.1f s", record.name, len(out), len(seeds), seconds)
+    return Run(name=record.name, attrs=dict(record.to_attrs(), complete=True), subsets=out)

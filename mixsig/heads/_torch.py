@@ -1,9 +1,9 @@
-"""Torch heads — ``gated`` (the paper's fusion head), ``concat`` and ``late`` — and the one training
-loop they share.
+"""Torch heads — ``gated`` (the paper's fusion head), ``concat`` and ``late`` — trained by the one loop of
+:mod:`mixsig.training`.
 
-The loop keeps every training tensor in memory and slices shuffled mini-batches with
+The heads keep every training tensor in memory and slice shuffled mini-batches with
 ``index_select`` (no DataLoader, no per-epoch disk reads); Adam + one-cycle schedule; after each
-epoch it scores validation accuracy and keeps the weights of the best epoch (first best on ties),
+epoch the loop scores validation accuracy and keeps the weights of the best epoch (first best on ties),
 as the reference recipe does. Without a validation set it keeps the last epoch.
 
 Two ways to say how long to train (:func:`resolve_schedule`): ``epochs`` x ``batch_size`` (the paper's
@@ -12,15 +12,14 @@ few hundred rows gets as many updates as one of a hundred thousand. With ``steps
 is scored (and the best weights kept) at every tenth of the budget, and the callback sees the tenth's index
 (0..9), so trials of any size and epoch count compare at the same share of their budget.
 
-Determinism: training and prediction run with ``torch.manual_seed(seed)`` inside a forked RNG
-state (the caller's RNG is untouched), ``torch.use_deterministic_algorithms(True)`` and a fixed
-thread count (``num_threads``, default 1), all restored afterwards.
-The same seed, inputs and thread count give identical probabilities.
+Determinism: training and prediction run inside :func:`mixsig.training.seeded` — the global RNG forked
+and seeded with ``seed`` (the caller's RNG is untouched; initialisation, dropout and the shuffling draw
+from it), ``torch.use_deterministic_algorithms(True)`` and a fixed thread count (``num_threads``,
+default 1), all restored afterwards. The same seed, inputs and thread count give identical probabilities.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
@@ -33,6 +32,7 @@ import numpy as np
 from mixsig.errors import HeadError
 from mixsig.heads._base import Head, check_model_file
 from mixsig.heads._registry import register_head
+from mixsig.training import batch_starts, seeded, train_epochs
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +62,6 @@ class Schedule:
     def to_dict(self) -> dict:
         return {"batch_size": self.batch_size, "steps_per_epoch": self.steps_per_epoch, "epochs": self.epochs,
                 "steps": self.steps}
-
-
-def _batch_starts(n: int, bs: int) -> list[int]:
-    """Start rows of one epoch's mini-batches; a last batch of a single row is dropped (BatchNorm)."""
-    starts = list(range(0, n, bs))
-    if len(starts) > 1 and n - starts[-1] < 2:
-        starts.pop()
-    return starts
 
 
 def auto_batch_size(n_train: int, steps: int) -> int:
@@ -107,7 +99,7 @@ def resolve_schedule(n_train: int, steps: int | None, batch_size: int | str, epo
         raise HeadError(f"batch_size must be an int >= 0 (0 = full batch) or 'auto'; got {batch_size!r}")
     else:
         bs = n if batch_size == 0 else min(int(batch_size), n)
-    per_epoch = len(_batch_starts(n, bs))
+    per_epoch = len(batch_starts(n, bs))
     if steps is None:
         total = int(epochs) * per_epoch
         return Schedule(bs, per_epoch, int(epochs), total, tuple(per_epoch * (e + 1) for e in range(int(epochs))))
@@ -165,23 +157,9 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-@contextlib.contextmanager
-def torch_context(seed: int, num_threads: int | None):
-    """Seeded, deterministic, fixed-thread torch section; restores the caller's settings on exit."""
-    import torch
-
-    threads = min(available_cores(), num_threads or 1)
-    prev_threads = torch.get_num_threads()
-    prev_det = torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            yield
-    finally:
-        torch.use_deterministic_algorithms(prev_det)
-        torch.set_num_threads(prev_threads)
+def _threads(num_threads: int | None) -> int:
+    """The torch threads a head trains and predicts with: ``num_threads`` (default 1), at most the cores."""
+    return min(available_cores(), num_threads or 1)
 
 
 def predict_net(net, xs, eval_batch_size: int):
@@ -204,67 +182,43 @@ def predict_net(net, xs, eval_batch_size: int):
 
 
 def train_loop(net, xs, T, xs_val, y_val, cfg: TorchConfig, callback=None) -> tuple[list[float], int | None, int | None]:
-    """Train ``net`` in place; returns ``(val accuracy per evaluation point, best point, its optimizer step)``
-    (None, None without validation rows).
+    """Train ``net`` in place with :func:`mixsig.training.train_epochs`; returns ``(val accuracy per evaluation
+    point, best point, its optimizer step)`` (None, None without validation rows).
 
     ``xs``: list of ``[n, D_m]`` float32 tensors; ``T``: ``[n, C]`` weighted targets (see
     :mod:`mixsig.heads._targets`); ``xs_val``/``y_val``: validation tensors/labels or None.
     Loss per batch and branch: ``-sum(T_b * log_softmax(logits)) / sum(T_b)``, averaged over branches.
     The schedule comes from :func:`resolve_schedule`: evaluation points are the epochs (``steps`` unset) or
     the tenths of the ``steps`` budget. ``callback(point, val_accuracy) -> True`` stops after that point
-    (``point`` 0-based).
+    (``point`` 0-based). Mini-batches are shuffled from the (forked, seeded) global stream.
     """
     import torch
 
     n = xs[0].shape[0]
     sch = resolve_schedule(n, cfg.steps, cfg.batch_size, cfg.epochs)
-    bs, starts = sch.batch_size, _batch_starts(n, sch.batch_size)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     sched = None
     if cfg.max_lr:
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.max_lr, total_steps=sch.steps)
-    history: list[float] = []
-    best, best_point, best_step, best_state = -math.inf, None, None, None
-    eval_at = set(sch.eval_at)
-    done = 0
-    stop = False
-    for epoch in range(sch.epochs):
-        net.train()
-        perm = torch.randperm(n)
-        for s in starts:
-            if done >= sch.steps:
-                break
-            idx = perm[s:s + bs]
-            Tb = T.index_select(0, idx)
-            denom = Tb.sum()
-            branches, _ = net([x.index_select(0, idx) for x in xs])
-            loss = sum(-(Tb * torch.log_softmax(b, dim=1)).sum() / denom for b in branches) / len(branches)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if sched is not None:
-                sched.step()
-            done += 1
-            if done not in eval_at or xs_val is None:
-                continue
-            probs, _ = predict_net(net, xs_val, cfg.eval_batch_size)
-            net.train()
-            acc = float(np.mean(probs.argmax(axis=1) == y_val))
-            point = len(history)
-            history.append(acc)
-            log.debug("step %d (epoch %d, point %d): val accuracy %.4f", done, epoch, point, acc)
-            if acc > best:
-                best, best_point, best_step = acc, point, done
-                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-            if callback is not None and callback(point, acc):
-                log.info("stopped by callback after step %d (evaluation point %d)", done, point)
-                stop = True
-                break
-        if stop or done >= sch.steps:
-            break
-    if best_state is not None:
-        net.load_state_dict(best_state)
-    return history, best_point, best_step
+
+    def step(idx):
+        Tb = T.index_select(0, idx)
+        denom = Tb.sum()
+        branches, _ = net([x.index_select(0, idx) for x in xs])
+        loss = sum(-(Tb * torch.log_softmax(b, dim=1)).sum() / denom for b in branches) / len(branches)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if sched is not None:
+            sched.step()
+
+    def evaluate() -> float:
+        probs, _ = predict_net(net, xs_val, cfg.eval_batch_size)
+        return float(np.mean(probs.argmax(axis=1) == y_val))
+
+    res = train_epochs(n, step, batch_size=sch.batch_size, epochs=sch.epochs, max_steps=sch.steps,
+                       eval_at=sch.eval_at, evaluate=None if xs_val is None else evaluate, stop=callback, module=net)
+    return res.history, res.best_point, res.best_step
 
 
 class TorchHead(Head):
@@ -300,7 +254,7 @@ class TorchHead(Head):
     def _fit(self, Xs, T, Xs_val, y_val, *, seed, callback) -> None:
         import torch
 
-        with torch_context(seed, self.config.num_threads):
+        with seeded(seed, threads=_threads(self.config.num_threads)):
             net = self._make_net()
             xs = [torch.from_numpy(x) for x in Xs]
             xs_val = None if Xs_val is None else [torch.from_numpy(x) for x in Xs_val]
@@ -319,7 +273,7 @@ class TorchHead(Head):
     def _predict(self, Xs):
         import torch
 
-        with torch_context(0, self.config.num_threads):
+        with seeded(0, threads=_threads(self.config.num_threads)):
             return predict_net(self.net_, [torch.from_numpy(x) for x in Xs], self.config.eval_batch_size)
 
     def _predict_proba(self, Xs):

@@ -1,0 +1,178 @@
+"""The per-row arrays of a feature key: reading them (the checksummed fast path where the layout allows), what
+they say (key info, stale rows) and adding one (:meth:`KeyArrays.add_key_array`). A mixin of
+:class:`~mixsig.cache.FeatureStore`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mixsig.cache._chunks import (array_dir, chunk_file, empty_aligned, fast_layout, read_arrays_fast,
+                                  read_chunk_into)
+from mixsig.cache._status import Status
+from mixsig.errors import CorruptChunk, StoreError
+
+#: The arrays every key is created with; :meth:`KeyArrays.add_key_array` adds others beside them.
+KEY_ARRAYS = ("embedding", "done", "status", "message", "input_hash")
+#: Key attrs the store itself writes; :meth:`KeyArrays.add_key_array` may not set them.
+RESERVED_KEY_ATTRS = ("provenance", "modality", "created", "chunk_rows", "ready")
+
+
+class KeyArrays:
+    """Reads and adds the ``[N]`` / ``[N, ...]`` arrays of ready keys (needs the store's ``key_group``,
+    ``_opened``, ``local_path``, ``samples`` and ``_require_writable``)."""
+
+    def add_key_array(self, key: str, name: str, dtype, fill, values=None, *, attrs: dict | None = None,
+                      overwrite: bool = False) -> None:
+        """Add a per-row array ``name`` ``[N]`` of ``dtype`` (bool, int, uint or float) to ready key ``key``,
+        filled with ``fill``, then ``values`` (``[N]``, if given) written into it.
+
+        Chunked like the key's rows and checksummed (crc32c) like ``done`` and ``status``; read it back with
+        :meth:`read_array`. ``attrs``: key attrs that describe the array (fine-tuning's ``fold_models``), merged
+        into the key's attrs. An array of that name is replaced only with ``overwrite``."""
+        self._require_writable()
+        g = self.key_group(key)
+        dt = np.dtype(dtype)
+        if name in KEY_ARRAYS or not str(name).isidentifier():
+            raise StoreError(f"key {key}: cannot add an array named {name!r}; use an identifier other than "
+                             f"{list(KEY_ARRAYS)}")
+        if dt.kind not in "biuf":
+            raise StoreError(f"key {key} array {name!r}: dtype must be bool, int, uint or float; got {dt}")
+        reserved = sorted(set(attrs or {}) & set(RESERVED_KEY_ATTRS))
+        if reserved:
+            raise StoreError(f"key {key} array {name!r}: attrs {reserved} are the store's own; name them otherwise")
+        n = len(self.samples)
+        data = None if values is None else _cast(values, dt, n, f"key {key} array {name!r}")
+        if name in set(g.array_keys()):
+            if not overwrite:
+                raise StoreError(f"key {key} already has an array {name!r}; pass overwrite=True to replace it")
+            del g[name]
+        hit = self._opened.get(key)
+        if hit is not None:
+            hit[2].pop(name, None)
+        from zarr.codecs import Crc32cCodec
+
+        rows = int(g.attrs.get("chunk_rows") or g["done"].chunks[0])
+        arr = g.create_array(name, shape=(n,), dtype=dt, chunks=(rows,), fill_value=fill, compressors=[Crc32cCodec()])
+        if data is not None:
+            arr[...] = data
+        if attrs:
+            g.attrs.update(dict(attrs))
+
+    def key_info(self, key: str) -> dict:
+        g = self.key_group(key)
+        status = self._read_plain(g["status"])
+        counts = {Status.name_of(c): int((status == c).sum()) for c in np.unique(status)}
+        emb = g["embedding"]
+        done = int(self._read_plain(g["done"]).sum())
+        return {
+            "key": key,
+            "modality": g.attrs.get("modality"),
+            "shape": list(emb.shape),
+            "width": int(emb.shape[-1]),
+            "dtype": str(emb.dtype),
+            "chunk_rows": int(emb.chunks[0]),
+            "rows": int(emb.shape[0]),
+            "done": done,
+            "failed": int(sum(v for k, v in counts.items() if k not in ("ok", "pending"))),
+            "status": counts,
+            "created": g.attrs.get("created"),
+            "provenance": dict(g.attrs["provenance"]),
+        }
+
+    def stale_rows(self, key: str, current_hash: np.ndarray | None = None) -> np.ndarray:
+        """Done rows whose input changed since extraction (``input_hash`` != the current content hash)."""
+        g = self.key_group(key)
+        modality = g.attrs.get("modality")
+        cur = current_hash if current_hash is not None else self.samples.content_hash.get(modality)
+        if cur is None:
+            return np.zeros(0, np.int64)
+        done = self._read_plain(g["done"])
+        if not done.any():
+            return np.zeros(0, np.int64)
+        stored = g["input_hash"][...]
+        return np.flatnonzero(done & (stored != np.asarray(cur, dtype=str)) & (stored != "")).astype(np.int64)
+
+    def _key_array(self, key: str, name: str):
+        """Array ``name`` of ready key ``key``, opened once per creation of the key."""
+        g = self.key_group(key)
+        hit = self._opened.get(key)
+        arrays = hit[2] if hit is not None and hit[1] is g else {}
+        if name not in arrays:
+            try:
+                arrays[name] = g[name]
+            except KeyError:
+                raise StoreError(f"key {key} has no array {name!r}; its arrays: {sorted(g.array_keys())}") from None
+        return arrays[name]
+
+    def read_array(self, key: str, name: str) -> np.ndarray:
+        """One whole per-row array of a key: ``done``, ``status``, ``message``, ``input_hash``, ``embedding`` or
+        one added by :meth:`add_key_array` (fine-tuning's ``fold``)."""
+        arr = self._key_array(key, name)
+        try:
+            if name == "embedding":
+                return self._read_embedding(key, arr)
+            return self._read_plain(arr)
+        except (ValueError, OSError) as exc:
+            raise CorruptChunk(f"key {key} array {name}: {exc}; run `mixsig cache verify {self.url}`") from exc
+
+    def _read_plain(self, arr) -> np.ndarray:
+        """A whole per-row array (done, status, ...) through the checksummed fast path where possible."""
+        if self._reads_whole(arr, None):
+            return self._read_whole([arr], [arr.dtype])[0]
+        return arr[...]
+
+    @staticmethod
+    def _all_rows(rows: np.ndarray | None, n: int) -> bool:
+        return rows is None or (len(rows) == n and (n == 0 or (rows[0] == 0 and bool((np.diff(rows) == 1).all()))))
+
+    def _reads_whole(self, arr, rows: np.ndarray | None) -> bool:
+        """True when ``rows`` of ``arr`` are best read as the whole array from its chunk files (local store, fast
+        layout, and the rows touch at least half of the chunks)."""
+        if self.local_path is None or not fast_layout(arr):
+            return False
+        n, cr = arr.shape[0], arr.chunks[0]
+        return self._all_rows(rows, n) or len(np.unique(rows // cr)) * 2 >= -(-n // cr)
+
+    def _read_whole(self, arrays: list, dtypes: list) -> list[np.ndarray]:
+        """Whole arrays (all in :meth:`_reads_whole` layout) read together, each into a new array of its dtype."""
+        root = self.local_path
+        outs = [empty_aligned(a.shape, dt) for a, dt in zip(arrays, dtypes)]
+        read_arrays_fast([(a, array_dir(root, a.path), o, a.fill_value) for a, o in zip(arrays, outs)])
+        return outs
+
+    def _read_embedding(self, key: str, arr, rows: np.ndarray | None = None) -> np.ndarray:
+        n = arr.shape[0]
+        if self._all_rows(rows, n):
+            rows = None  # every row, in order: no gather needed
+        if self._reads_whole(arr, rows):
+            (out,) = self._read_whole([arr], [np.float32])
+            return out if rows is None else out[rows]
+        if self.local_path is not None and fast_layout(arr):
+            adir = array_dir(self.local_path, arr.path)
+            cr = arr.chunks[0]
+            out = np.empty((len(rows),) + arr.shape[1:], np.float32)
+            chunk_of = rows // cr
+            buf = empty_aligned(arr.chunks, np.float32)
+            for c in np.unique(chunk_of):
+                sel = np.flatnonzero(chunk_of == c)
+                lo = c * cr
+                view = buf[: min(cr, n - lo)]
+                if not read_chunk_into(chunk_file(adir, int(c), arr.ndim), view, tuple(arr.chunks), arr.dtype,
+                                       f"array {arr.path} chunk {c}"):
+                    view[...] = np.nan
+                out[sel] = view[rows[sel] - lo]
+            return out
+        data = arr[...] if rows is None else arr.get_orthogonal_selection((rows,) + (slice(None),) * (arr.ndim - 1))
+        return np.asarray(data, np.float32)
+
+
+def _cast(values, dtype: np.dtype, n: int, what: str) -> np.ndarray:
+    """``values`` as ``[n]`` ``dtype``; StoreError naming ``what`` if the shape differs or a value does not fit."""
+    v = np.asarray(values)
+    if v.shape != (n,):
+        raise StoreError(f"{what}: values must be [{n}] (one per row of the store); got shape {v.shape}")
+    out = v.astype(dtype)
+    if not np.array_equal(out, v, equal_nan=dtype.kind == "f" and v.dtype.kind == "f"):
+        bad = int(np.flatnonzero(out != v)[0])
+        raise StoreError(f"{what}: row {bad} value {v[bad]!r} does not fit dtype {dtype}")
+    return out
