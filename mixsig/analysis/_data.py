@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from mixsig.errors import StoreError, UsageError
+from mixsig.modalities import MODALITIES
 
 log = logging.getLogger(__name__)
 
-MEDIA_MODALITIES = ("text", "audio", "video")
 #: Imported feature keys of other modalities up to this width become descriptors.
 DESCRIPTOR_MAX_WIDTH = 64
 
@@ -148,7 +148,7 @@ def _store_descriptors(store) -> tuple[dict[str, np.ndarray], list[str]]:
         except Exception as exc:  # a broken key must not stop the report
             notes.append(f"feature key {key!r} skipped as a descriptor source: {exc}")
             continue
-        if info.get("modality") in MEDIA_MODALITIES:
+        if info.get("modality") in MODALITIES:
             continue
         shape = tuple(info.get("shape") or ())
         if len(shape) != 2 or shape[1] > DESCRIPTOR_MAX_WIDTH:

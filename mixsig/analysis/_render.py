@@ -11,13 +11,12 @@ import base64
 import html
 import json
 import logging
-import math
 import os
 from pathlib import Path
 
-import numpy as np
 
 from mixsig.analysis import sections
+from mixsig.jsonutil import jsonable
 
 log = logging.getLogger(__name__)
 
@@ -36,23 +35,6 @@ img{max-width:100%}.note{background:#fff9db;border-left:4px solid #fab005;paddin
 
 #: The order of report.json's ``figures`` (version 1 of the report); a section's figure not named here follows.
 FIGURE_ORDER = ("metrics", "disagreement", "confidence", "dominance", "uncertainty", "human", "descriptors")
-
-
-def jsonable(x):
-    """``x`` with numpy scalars and arrays as Python values and non-finite floats as None (for JSON)."""
-    if isinstance(x, dict):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return jsonable(x.tolist())
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(x) else None
-    if isinstance(x, np.bool_):
-        return bool(x)
-    return x
 
 
 def _td(c) -> str:

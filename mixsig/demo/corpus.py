@@ -49,11 +49,11 @@ import numpy as np
 from mixsig.demo import _synth
 from mixsig.demo._text import make_text
 from mixsig.errors import UsageError
+from mixsig.modalities import MODALITIES
 
 logger = logging.getLogger(__name__)
 
 CLASSES = ("empathetic", "neutral")
-MODALITIES = ("text", "audio", "video")
 CONDITIONS = ("text", "audio", "video", "all")
 N_ANNOTATORS = 5
 N_STUDY_ANNOTATORS = 3

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from mixsig.modalities import MODALITIES
+
 log = logging.getLogger(__name__)
 
-MODALITIES = ("text", "audio", "video")
 
 
 @dataclass(frozen=True)

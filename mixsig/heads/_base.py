@@ -28,6 +28,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 from mixsig.errors import HeadError
+from mixsig.jsonutil import jsonable
 from mixsig.heads._targets import target_matrix
 
 log = logging.getLogger(__name__)
@@ -233,7 +234,7 @@ class Head:
         meta = {
             "format_version": HEAD_FORMAT_VERSION,
             "head": self.name,
-            "params": _jsonable(self.get_params()),
+            "params": jsonable(self.get_params()),
             "modalities": list(self.modalities_),
             "dims": list(self.dims_),
             "n_classes": self.n_classes_,
@@ -422,13 +423,3 @@ def _refuse_foreign_file(path: Path) -> None:
             f"Refusing to load {path}: it looks like a pickle / torch.save file. mixsig loads heads only "
             f"from safetensors or LightGBM text files written by Head.save; retrain and save the head."
         )
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mixsig.modalities import MEDIA_MODALITIES, MODALITIES  # noqa: F401 (re-exported)
+
 if TYPE_CHECKING:
     from mixsig.manifest._row import Row
 
@@ -15,8 +17,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("mixsig.manifest")
 
 KNOWN_SPLITS: tuple[str, ...] = ("train", "val", "test")
-MODALITIES: tuple[str, ...] = ("text", "audio", "video")
-MEDIA_MODALITIES: tuple[str, ...] = ("audio", "video")
 VOTES_PREFIX = "votes@"
 #: Columns with a meaning in mixsig; any other column is kept as an extra column in the rows.
 STANDARD_COLUMNS: tuple[str, ...] = (
