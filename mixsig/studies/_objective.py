@@ -4,6 +4,13 @@ Features come from :class:`~mixsig.studies._data.StudyData` (in memory, loaded o
 from :mod:`mixsig.heads`. Torch heads report validation accuracy through the head's ``callback``;
 LightGBM reports per boosting round through optuna-integration's ``LightGBMPruningCallback`` and reuses
 its constructed ``lightgbm.Dataset`` per (features, fold) across trials.
+
+Torch heads search a ``steps`` budget and report at every tenth of it (step = the tenth's index, 0..9),
+whatever their epoch count, so the per-head median pruner compares trials at the same share of their budget.
+
+Every fitted model is checked for collapse (:func:`mixsig.metrics.collapse` on the validation rows: one class
+predicted, or no better than label-independent predictions); a collapsed trial keeps its score and gets the
+user attribute ``collapsed`` (the reason), which ``study show`` lists and re-evaluation takes last.
 """
 
 from __future__ import annotations

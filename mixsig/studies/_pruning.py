@@ -1,8 +1,9 @@
 """Pruning: a median rule applied among trials of the same head.
 
-Heads report on different step scales (torch heads: validation accuracy per epoch; LightGBM: per boosting
-round), so a trial is only compared with earlier trials of its own head, each head with its own warm-up
-(:attr:`mixsig.studies.HeadSpace.warmup_steps`). With ``--cv K`` the step is the fold and the value the running
+Heads report on different step scales (torch heads: validation accuracy at every tenth of their optimizer-step
+budget, step 0..9, so trials with different budgets and epoch counts meet at the same share of their training;
+LightGBM: every few boosting rounds), so a trial is only compared with earlier trials of its own head, each head
+with its own warm-up (:attr:`mixsig.studies.HeadSpace.warmup_steps`). With ``--cv K`` the step is the fold and the value the running
 mean score over the folds done so far.
 """
 
