@@ -174,5 +174,5 @@ def _cast(values, dtype: np.dtype, n: int, what: str) -> np.ndarray:
     out = v.astype(dtype)
     if not np.array_equal(out, v, equal_nan=dtype.kind == "f" and v.dtype.kind == "f"):
         bad = int(np.flatnonzero(out != v)[0])
-        raise StoreError(f"{what}: row {bad} value {v[bad]!r} does not fit dtype {dtype}")
+        raise StoreError(f"{what}: row {bad} value {v[bad].item()!r} does not fit dtype {dtype}")
     return out

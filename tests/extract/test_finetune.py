@@ -15,6 +15,12 @@ from mixsig.cache import open_store
 from mixsig.extract import folder_sha256
 
 
+#: The attrs of a fine-tune run (the keys stay what they were when RunRecord replaced the hand-built dict).
+FINETUNE_ATTRS = {"head", "params", "features", "modalities", "seeds", "classes", "split_hash", "metrics", "source",
+                  "created", "mixsig_version", "group_leak", "checkpoints", "checkpoint_sha256", "val_accuracy",
+                  "best_epoch", "fold", "encoder", "base_revision", "trained_parameters", "complete"}
+
+
 def _run(cli, capsys, *args) -> dict:
     rc = cli("finetune", *args, "--json")
     out = capsys.readouterr().out
@@ -26,8 +32,11 @@ def test_finetune_text_checkpoint_key_and_run(tmp_path, corpus, tiny_encoders, c
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     store_path = tmp_path / "s.zarr"
+    torch.manual_seed(1234)
+    rng = torch.get_rng_state()
     res = _run(cli, capsys, corpus, "--store", store_path, "--modality", "text", "--encoder", tiny_encoders["text"],
                "--epochs", "2", "--lr", "1e-3", "--seed", "1")
+    assert torch.equal(torch.get_rng_state(), rng)  # seeded in a forked RNG: the caller's stream is untouched
     ckpt = tmp_path / res["checkpoints"]["all"]
     assert ckpt.parent.parent == tmp_path / "s.checkpoints"  # beside the store, outside its Zarr hierarchy
     assert (ckpt / "model.safetensors").is_file() and not list(ckpt.glob("*.bin"))
@@ -48,6 +57,8 @@ def test_finetune_text_checkpoint_key_and_run(tmp_path, corpus, tiny_encoders, c
     assert probs.shape == (1, n, 2) and np.allclose(probs.sum(-1), 1, atol=1e-5)
     assert run.attrs["source"] == "finetune" and run.attrs["features"] == {"text": res["key"]}
     assert set(run.attrs["metrics"]["text"]) == {"train", "val", "test"}
+    assert set(run.attrs) == FINETUNE_ATTRS and run.record.to_attrs() == {k: v for k, v in run.attrs.items()
+                                                                           if k != "complete"}
 
     # the cached row and the run's probabilities equal a direct forward of the saved checkpoint
     model = AutoModelForSequenceClassification.from_pretrained(ckpt).eval()
@@ -79,7 +90,7 @@ def test_finetune_folds_record_fold_per_row(tmp_path, corpus, tiny_encoders, cli
     assert set(res["checkpoints"]) == {"all", "fold0", "fold1", "fold2"}
     store = open_store(store_path)
     s = store.samples
-    fold = store.key_group(res["key"])["fold"][...]
+    fold = store.read_array(res["key"], "fold")
     train = s.split == "train"
     assert set(fold[train].tolist()) == {0, 1, 2} and (fold[~train] == -1).all()
     for k in range(3):  # groups never straddle folds
@@ -104,6 +115,31 @@ def test_finetune_folds_record_fold_per_row(tmp_path, corpus, tiny_encoders, cli
     got = run.subsets["audio"].probs[0, r]
     assert np.abs(got - preds["fold1"]).max() <= 1e-5
     assert np.abs(got - preds["all"]).max() > 1e-6
+
+
+def test_finetune_without_validation_rows_keeps_the_last_epoch(tmp_path, corpus, tiny_encoders, cli, capsys):
+    """No val rows: no epoch selection, the last epoch's weights are kept (val accuracy None, best epoch = epochs)."""
+    with open(corpus, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r["split"] = "test" if r["split"] == "val" else r["split"]
+    manifest = Path(corpus).parent / f"noval-{tmp_path.name}.csv"  # beside the media it names
+    with open(manifest, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    try:
+        res = _run(cli, capsys, manifest, "--store", tmp_path / "s.zarr", "--modality", "text", "--encoder",
+                   tiny_encoders["text"], "--epochs", "3", "--lr", "1e-3", "--folds", "2")
+    finally:
+        manifest.unlink()
+    assert res["val_accuracy"] == {"all": None, "fold0": None, "fold1": None}
+    assert res["best_epoch"] == {"all": 3, "fold0": 3, "fold1": 3}
+    store = open_store(tmp_path / "s.zarr")
+    run = store.read_run(res["run"])
+    assert run.attrs["val_accuracy"] == res["val_accuracy"] and set(run.attrs["metrics"]["text"]) == {"train", "test"}
+    fold = store.read_array(res["key"], "fold")
+    assert fold.dtype == np.int8 and run.attrs["fold"] == fold.tolist() and set(fold.tolist()) == {-1, 0, 1}
 
 
 def _bert_folder(tmp_path, tiny_text) -> Path:

@@ -51,6 +51,12 @@ def test_run_layout_rows_and_attrs(built, gated_run):
     assert attrs["features"] == keys and attrs["modalities"] == ["a", "b", "c"]
     assert attrs["params"]["epochs"] == 6 and attrs["params"]["batch_size"] == 64
     assert attrs["split_hash"] == store.split_hash()
+    # the keys a train run's attrs have had since before RunRecord; the stored attrs are the record's
+    assert set(attrs) == {"head", "params", "features", "modalities", "seeds", "classes", "split_hash", "metrics",
+                          "soft_labels", "class_weight", "rows", "fits", "train_seconds", "collapsed", "group_leak",
+                          "modality_mismatch", "source", "created", "mixsig_version", "complete"}
+    stored = store.read_run("g")
+    assert stored.attrs == attrs and stored.record.to_attrs() == {k: v for k, v in attrs.items() if k != "complete"}
     acc = attrs["metrics"]["a"]["test"]["accuracy"]
     assert len(acc["per_seed"]) == 2 and acc["mean"] == pytest.approx(np.mean(acc["per_seed"]))
     assert acc["std"] == pytest.approx(np.std(acc["per_seed"], ddof=1))
