@@ -58,6 +58,10 @@ class KeyArrays:
         if attrs:
             g.attrs.update(dict(attrs))
 
+    def key_shape(self, key: str) -> tuple[int, ...]:
+        """Shape of ``key``'s embedding array, ``(N, D)`` or ``(N, L, D)``, without reading it."""
+        return tuple(self._key_array(key, "embedding").shape)
+
     def key_info(self, key: str) -> dict:
         g = self.key_group(key)
         status = self._read_plain(g["status"])

@@ -126,7 +126,7 @@ def check_store_group_leak(store, allow: bool, command: str, allowed_by: str | N
 
     record = dict(leak, allowed_by=allowed_by or f"{command} --allow-group-leak")
     if coordinator:
-        store.root.attrs["group_leak"] = record
+        store.update_attrs(group_leak=record)
     log.warning("%s in store %s; going on as allowed by %s (recorded in the store)", describe_group_leak(leak),
                 store.url, record["allowed_by"])
     return record

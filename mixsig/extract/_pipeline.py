@@ -211,7 +211,7 @@ def run_extraction(store, key: str, encoder: Encoder, sources_for: Callable[[Ite
         if not len(pending):
             res.seconds = time.perf_counter() - t0
             return res
-        tail = tuple(store.key_group(key)["embedding"].shape[1:])
+        tail = store.key_shape(key)[1:]
         block_of: dict[int, _Block] = {}
         for a, b in blocks:
             # rows already done are passed as PENDING + NaN: the writer keeps their stored bytes and status

@@ -14,8 +14,6 @@ PACKAGE = Path(__file__).resolve().parents[2] / "mixsig"
 #: Known remaining reaches into the store's zarr objects: (path under mixsig/, code found) -> the fix.
 KNOWN_REACHES = {
     ("studies/_study.py", "store.root[...]"): "store.update_run(name, source=..., study=...)",
-    ("extract/_api.py", "store.root.attrs"): "store.update_attrs(group_leak=record)",
-    ("extract/_pipeline.py", "store.key_group(...)"): "store.key_info(key)['shape'][1:]",
 }
 
 
