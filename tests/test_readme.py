@@ -40,6 +40,14 @@ def test_readme_shows_every_command():
 
 @pytest.mark.parametrize("line", readme_commands())
 def test_readme_command_parses(line):
+    """The line parses, reaches its own command's code (not a help fallback), and every option it shows is an option
+    of that command spelled in full (argparse would accept an abbreviation; the README must not rely on one)."""
     parser = build_parser()
-    args = parser.parse_args(shlex.split(line)[1:])
-    assert callable(args.func)
+    words = shlex.split(line)[1:]
+    args = parser.parse_args(words)
+    assert args.func.__module__ == f"mixsig.commands.{words[0]}", (line, args.func)
+    assert getattr(args.func, "__name__", "") != "<lambda>", f"{line!r} only reaches the help fallback"
+    for word in words:
+        if word.startswith("--"):
+            dest = word[2:].split("=")[0].replace("-", "_")
+            assert hasattr(args, dest), f"{line!r}: {word.split('=')[0]} is not an option of `mixsig {words[0]}`"
