@@ -466,13 +466,10 @@ def run_features(study, settings: StudySettings, cfg: TrialConfig) -> dict[str, 
 
 def _link_run(store, name: str, study, settings: StudySettings, winner: dict) -> None:
     """Mark run ``name`` as written by ``study`` (attrs ``source``, ``study``)."""
-    g = store.root["runs"][name]
-    g.attrs.update({
-        "source": f"study:{study.study_name}",
-        "study": {"name": study.study_name, "trial": winner["trial"], "settings_sha256": settings.sha256(),
-                  "val_mean": winner["mean"], "val_std": winner["std"], "val_robust": winner["robust"],
-                  "metric": settings.metric},
-    })
+    store.update_run(name, source=f"study:{study.study_name}",
+                     study={"name": study.study_name, "trial": winner["trial"], "settings_sha256": settings.sha256(),
+                            "val_mean": winner["mean"], "val_std": winner["std"], "val_robust": winner["robust"],
+                            "metric": settings.metric})
 
 
 def _test_scores(store, run, metric: str) -> dict:
