@@ -12,9 +12,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "mixsig"
 
 #: Known remaining reaches into the store's zarr objects: (path under mixsig/, code found) -> the fix.
-KNOWN_REACHES = {
-    ("studies/_study.py", "store.root[...]"): "store.update_run(name, source=..., study=...)",
-}
+KNOWN_REACHES: dict[tuple[str, str], str] = {}
 
 
 def _modules():
