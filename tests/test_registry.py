@@ -1,5 +1,5 @@
 """The one registry type (mixsig._registry.Registry) and its uses: heads, poolings, input adapters (modalities);
-CLI choices come from the registries; listing names imports neither numpy nor torch."""
+listing names imports neither numpy nor torch (the CLI's choices: tests/commands/test_train.py, test_startup.py)."""
 
 from __future__ import annotations
 
@@ -102,26 +102,3 @@ def test_listing_names_and_building_the_parsers_import_neither_numpy_nor_torch()
             "assert not heavy, heavy\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
-
-
-def test_train_head_choices_come_from_the_registry(capsys):
-    from mixsig.cli import main
-    from mixsig.heads import HEADS, LogRegHead, register_head
-
-    with pytest.raises(SystemExit) as exc:
-        main(["train", "store.zarr", "--head", "tree"])
-    assert exc.value.code == 2 and "invalid choice: 'tree'" in capsys.readouterr().err
-
-    @register_head("logreg2")
-    class LogReg2(LogRegHead):
-        pass
-
-    try:
-        assert main(["train", "store.zarr", "--head", "list"]) == 0
-        assert capsys.readouterr().out.split() == ["concat", "gated", "late", "lightgbm", "logreg", "logreg2"]
-        with pytest.raises(SystemExit):
-            main(["train", "--help"])
-        assert "concat, gated, late, lightgbm, logreg, logreg2" in " ".join(capsys.readouterr().out.split())
-    finally:
-        HEADS.unregister("logreg2")
-    assert "logreg2" not in HEADS

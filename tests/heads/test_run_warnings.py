@@ -1,7 +1,7 @@
 """A run is never silently wrong: collapsed models are recorded and warned, keys of another modality and group
-leaks are refused unless allowed (and then recorded), seeds are a list or a count, never a guess."""
+leaks are refused unless allowed (and then recorded), seeds are a list or a count, never a guess (the CLI's
+warning lines and --seeds parsing: tests/commands/test_train.py)."""
 
-import json
 import logging
 
 import pytest
@@ -51,34 +51,6 @@ def test_real_signal_does_not_collapse(built):
     assert store.read_run("api-clean").attrs["collapsed"] == []
 
 
-def test_cli_warns_each_collapse_once_and_still_writes_the_run(built, capsys, caplog):
-    path, store, keys = built
-    with caplog.at_level(logging.WARNING):
-        rc = main(["train", str(path), "--head", "logreg", "--features", _feats(a=keys["a"], z=keys["z"]),
-                   "--seeds", "0,1", "--name", "cli-collapse"])
-    assert rc == 0
-    cap = capsys.readouterr()
-    err = cap.err.splitlines()
-    for seed in (0, 1):
-        for split in ("val", "test"):
-            line = next(ln for ln in err if ln.startswith(f"WARNING: z seed {seed} collapsed on {split}: "))
-            assert "predicts one class" in line and err.count(line) == 1
-    assert "WARNING: 2 of 6 models (subset x seed) of run cli-collapse collapsed on val, test" in cap.err
-    assert "collapsed" not in cap.out and "2 seed(s) [0, 1]" in cap.out
-    # the CLI prints the WARNING lines itself; its logger does not repeat them
-    assert not [r for r in caplog.records if "collapsed on" in r.getMessage()]
-    assert len(open_store(path).read_run("cli-collapse").attrs["collapsed"]) == 4
-
-
-def test_cli_clean_run_prints_no_warning(built, capsys):
-    path, store, keys = built
-    assert main(["train", str(path), "--head", "logreg", "--features", _feats(a=keys["a"]), "--seeds", "5,",
-                 "--name", "cli-clean", "--json"]) == 0
-    cap = capsys.readouterr()
-    js = json.loads(cap.out)
-    assert js["collapsed"] == [] and js["seeds"] == [5] and "WARNING" not in cap.err
-
-
 def test_keys_of_another_modality_are_refused_unless_allowed(built, capsys):
     path, store, keys = built
     swapped = {"a": keys["b"], "b": keys["a"]}
@@ -110,42 +82,6 @@ def test_group_leak_is_refused_unless_allowed(tmp_path, capsys):
     assert main(args + ["--allow-group-leak"]) == 0
     leak = open_store(path).read_run("leak").attrs["group_leak"]
     assert leak == {"n_groups": 1, "n_rows": 2, "groups": {"speaker-7": {"train": 1, "val": 1}}}
-
-
-@pytest.mark.parametrize("argv, seeds", [
-    (["--seeds", "42,"], [42]),
-    (["--seeds", "0,1,2"], [0, 1, 2]),
-    (["--seeds", " 3, 1 "], [3, 1]),
-    (["--n-seeds", "3"], [0, 1, 2]),
-    ([], [0]),
-])
-def test_seeds_accepted(built, capsys, argv, seeds):
-    path, store, keys = built
-    assert main(["train", str(path), "--head", "logreg", "--features", _feats(a=keys["a"]), "--json",
-                 "--overwrite", "--name", "seeds"] + argv) == 0
-    assert json.loads(capsys.readouterr().out)["seeds"] == seeds
-
-
-@pytest.mark.parametrize("argv, message", [
-    (["--seeds", "42"], ["--seeds 42,", "--n-seeds 42"]),
-    (["--seeds", "0"], ["--seeds", "--n-seeds"]),
-    (["--seeds", "1,1"], ["[1] given more than once"]),
-    (["--seeds", "0,,1"], ["empty entry"]),
-    (["--seeds", ","], ["empty entry"]),
-    (["--seeds=-1,2"], [">= 0"]),
-    (["--seeds", "a,b"], ["integers"]),
-    (["--n-seeds", "0"], [">= 1"]),
-    (["--n-seeds", "2,3"], ["count"]),
-    (["--seeds", "0,1", "--n-seeds", "2"], ["not both"]),
-])
-def test_seeds_refused(built, capsys, argv, message):
-    path, store, keys = built
-    assert main(["train", str(path), "--head", "logreg", "--features", _feats(a=keys["a"]), "--name", "bad-seeds"]
-                + argv) == 2
-    err = capsys.readouterr().err
-    for part in message:
-        assert part in err, (part, err)
-    assert "bad-seeds" not in store.runs()
 
 
 @pytest.mark.parametrize("seeds", [5, "0,1", [], [1, 1], [0.5], [True], [-2]])

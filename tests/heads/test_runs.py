@@ -1,12 +1,9 @@
-"""train_run and `mixsig train` over a store built with the cache API."""
-
-import json
+"""train_run over a store built with the cache API (`mixsig train` itself: tests/commands/test_train.py)."""
 
 import numpy as np
 import pytest
 import zarr
 
-from mixsig.cli import main
 from mixsig.errors import HeadError, StoreError
 from mixsig.heads import modality_subsets, train_run
 from tests.heads.helpers import make_store
@@ -122,26 +119,6 @@ def test_modality_subsets_order():
     assert modality_subsets(["text", "audio", "video"]) == [
         ("text",), ("audio",), ("video",), ("text", "audio"), ("text", "video"), ("audio", "video"),
         ("text", "audio", "video")]
-
-
-def test_cli_train_prints_the_table_and_json(built, capsys):
-    path, store, keys = built
-    feats = ",".join(f"{m}={k}" for m, k in keys.items())
-    assert main(["train", str(path), "--head", "logreg", "--features", feats, "--n-seeds", "3", "--name", "cli"]) == 0
-    out = capsys.readouterr().out
-    assert "run cli: head logreg, 3 seed(s) [0, 1, 2], 7 subsets, 297 of 300 rows used (3 excluded" in out
-    lines = [ln.split() for ln in out.splitlines()]
-    row = next(ln for ln in lines if ln[:2] == ["a+b+c", "test"])
-    run = store.read_run("cli")
-    assert float(row[2]) == pytest.approx(run.attrs["metrics"]["a+b+c"]["test"]["accuracy"]["mean"], abs=5e-4)
-    assert main(["train", str(path), "--head", "lightgbm", "--features", f"a={keys['a']}", "--seeds", "42,43",
-                 "--params", '{"n_estimators": 30}', "--name", "cli2", "--json"]) == 0
-    js = json.loads(capsys.readouterr().out)
-    assert js["run"] == "cli2" and js["seeds"] == [42, 43] and js["params"]["n_estimators"] == 30
-    assert set(js["metrics"]["a"]) == {"train", "val", "test"}
-    assert main(["train", str(path), "--head", "logreg", "--features", "a"]) == 2
-    assert "MODALITY=KEY" in capsys.readouterr().err
-    assert main(["train", str(path), "--head", "logreg", "--features", f"a={keys['a']}", "--params", "{bad"]) == 2
 
 
 def test_done_rows_holding_nan_are_refused(tmp_path):

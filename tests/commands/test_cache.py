@@ -1,10 +1,18 @@
+"""`mixsig cache` through mixsig.cli.main: init, info, ls, explain, diff, export-h5; errors are one line."""
+
 import json
 
 import numpy as np
+import pytest
 
-from mixsig.cache import open_store
+from mixsig.cache import create_store, open_store
 from mixsig.cli import main
-from tests.cache.helpers import D, fill_key, prov
+from tests.cache.helpers import D, fill_key, make_samples, prov
+
+
+@pytest.fixture
+def store(tmp_path):
+    return create_store(tmp_path / "store.zarr", make_samples(), attrs={"manifest_sha256": "x"})
 
 
 def test_cache_init_from_a_manifest(tmp_path, capsys):
