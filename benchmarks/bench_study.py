@@ -36,7 +36,7 @@ N_ROWS, SPLIT = 1535, (1228 / 1535, 153 / 1535, 154 / 1535)
 
 
 def build_store(path: Path) -> tuple[str, dict]:
-    from mixsig.studies._synthetic import make_synthetic_store
+    from tests.synthetic import make_synthetic_store
 
     t0 = time.perf_counter()
     store, keys = make_synthetic_store(path, n=N_ROWS, dims={"text": 768, "audio": 768, "video": 768},

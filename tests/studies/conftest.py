@@ -2,7 +2,7 @@
 
 import pytest
 
-from mixsig.studies._synthetic import make_synthetic_store
+from tests.synthetic import make_synthetic_store
 
 @pytest.fixture
 def small_store(tmp_path):

@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 from mixsig.cli import main
 from mixsig.studies import open_storage, rank_reevaluations, run_study, top_configs
 from mixsig.studies._settings import StudySettings
-from mixsig.studies._synthetic import make_synthetic_store
+from tests.synthetic import make_synthetic_store
 
 
 @pytest.fixture

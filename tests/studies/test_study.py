@@ -186,7 +186,7 @@ def test_two_processes_share_the_journal_study(small_store):
 
 
 def test_sigkill_mid_trial_then_rerun_continues_and_nothing_stays_running(tmp_path):
-    from mixsig.studies._synthetic import make_synthetic_store
+    from tests.synthetic import make_synthetic_store
 
     # wider features: trials take long enough to be caught mid-trial
     store, keys = make_synthetic_store(tmp_path / "k.zarr", n=300, dims={"text": 64, "audio": 64})
@@ -258,7 +258,7 @@ def test_two_workers_on_postgres(small_store):
 @pytest.mark.postgres
 @pytest.mark.skipif(not os.environ.get("MIXSIG_TEST_POSTGRES_URL"), reason="MIXSIG_TEST_POSTGRES_URL is not set")
 def test_postgres_trial_of_a_killed_worker_is_failed_by_heartbeat_and_retried(tmp_path):
-    from mixsig.studies._synthetic import make_synthetic_store
+    from tests.synthetic import make_synthetic_store
 
     store, keys = make_synthetic_store(tmp_path / "k.zarr", n=300, dims={"text": 64, "audio": 64})
     url = os.environ["MIXSIG_TEST_POSTGRES_URL"]

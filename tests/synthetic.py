@@ -1,4 +1,5 @@
-"""A synthetic store with a learnable signal, built through the cache API (for tests and benchmarks).
+"""A synthetic store with a learnable signal, built through the cache API (test data for tests and benchmarks;
+not part of the package).
 
 Not a demo corpus (that is :mod:`mixsig.demo`): no media, just features whose class means differ, so heads
 and studies have something real to find without running any encoder.
