@@ -8,7 +8,8 @@ Example::
 """
 
 from mixsig.cache._h5 import export_h5, import_h5
-from mixsig.cache._keys import FEATURE_FORMAT_VERSION, Provenance, canonical_json, diff_dicts, sha256_of
+from mixsig.cache._keys import (FEATURE_FORMAT_VERSION, Provenance, canonical_json, diff_dicts, sha256_of,
+                               short_name)
 from mixsig.cache._runs import (UNSET, Run, RunRecord, RunSubset, Unset, describe_collapse, subset_metrics,
                                 subset_name)
 from mixsig.cache._samples import MODALITIES, Samples
@@ -21,5 +22,5 @@ __all__ = [
     "FEATURE_FORMAT_VERSION", "MODALITIES", "UNSET", "FeatureStore", "FeatureView", "FeatureWriter", "Provenance",
     "Run", "RunRecord", "RunSubset", "Samples", "Status", "Unset", "VerifyReport", "canonical_json", "create_store",
     "describe_collapse", "describe_group_leak", "diff_dicts", "export_h5", "import_h5", "open_store", "sha256_of",
-    "subset_metrics", "subset_name", "verify_store",
+    "short_name", "subset_metrics", "subset_name", "verify_store",
 ]

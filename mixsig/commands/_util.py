@@ -59,7 +59,7 @@ def add_encoder_arguments(p) -> None:
     """The options `extract` and `finetune` share: manifest, store, encoder, pooling and preprocessing.
     ``--modality`` and ``--pooling`` offer what the registries hold when the parser is built (light modules:
     no numpy or torch), so a registered pooling or input adapter is usable from the command line."""
-    from mixsig.extract._pooling import POOLINGS, describe_poolings
+    from mixsig.extract import POOLINGS, describe_poolings
     from mixsig.modalities import INPUTS
 
     p.add_argument("manifest", metavar="MANIFEST", help="the manifest file (.csv or .jsonl)")

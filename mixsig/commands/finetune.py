@@ -91,8 +91,7 @@ def _fmt(value) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from mixsig.commands._util import command_line, encoder_settings, print_json, threads_setting
-    from mixsig.extract import FinetuneConfig, check_key_name, finetune
-    from mixsig.extract._pipeline import describe_allowed_leak
+    from mixsig.extract import FinetuneConfig, check_key_name, describe_allowed_leak, finetune
     from mixsig.metrics import METRICS
 
     config = FinetuneConfig(unfreeze_last=args.unfreeze_last, epochs=args.epochs, lr=args.lr,

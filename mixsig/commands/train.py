@@ -10,7 +10,7 @@ import sys
 
 
 def register(subparsers) -> None:
-    from mixsig.heads._registry import HEADS  # light: the head names, no numpy/torch
+    from mixsig.heads import HEADS  # light: the head names, no numpy/torch
 
     heads = HEADS.names()
     p = subparsers.add_parser(
@@ -73,8 +73,7 @@ def _fmt(d: dict | None) -> str:
 def run(args: argparse.Namespace) -> int:
     from mixsig.commands._util import parse_features, print_json, table
     from mixsig.errors import UsageError
-    from mixsig.heads import list_heads, train_run
-    from mixsig.heads._runs import parse_seeds
+    from mixsig.heads import list_heads, parse_seeds, train_run
 
     if args.head == "list":
         print("\n".join(list_heads()))

@@ -30,7 +30,8 @@ _EXPORTS = {
     **dict.fromkeys(("InputAdapter", "Preprocess", "RowInput", "RowSource", "get_inputs", "list_modalities",
                      "register_inputs"), "_encoders"),
     **dict.fromkeys(("Encoder", "load_encoder", "parse_layers"), "_model"),
-    **dict.fromkeys(("ExtractResult", "RunOptions", "make_batches", "run_extraction"), "_pipeline"),
+    **dict.fromkeys(("ExtractResult", "RunOptions", "describe_allowed_leak", "make_batches", "run_extraction"),
+                    "_pipeline"),
     **dict.fromkeys(("POOLINGS", "describe_poolings", "get_pooling", "list_poolings", "pool", "register_pooling"),
                     "_pooling"),
     **dict.fromkeys(("folder_sha256", "resolve_revision"), "_revision"),
@@ -48,7 +49,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from mixsig.extract._finetune import (AUTO_CLASSES, FinetuneConfig, FinetuneResult, checkpoint_root, finetune,
                                          set_trainable)
     from mixsig.extract._model import Encoder, load_encoder, parse_layers
-    from mixsig.extract._pipeline import ExtractResult, RunOptions, make_batches, run_extraction
+    from mixsig.extract._pipeline import ExtractResult, RunOptions, describe_allowed_leak, make_batches, run_extraction
     from mixsig.extract._pooling import (POOLINGS, describe_poolings, get_pooling, list_poolings, pool,
                                          register_pooling)
     from mixsig.extract._revision import folder_sha256, resolve_revision

@@ -102,7 +102,7 @@ def check_ids(store, manifest) -> None:
 
 def check_key_name(name: str | None, option: str = "--name") -> str | None:
     """``name`` if it is safe as the readable part of a key (and so of a folder name), else :class:`UsageError`."""
-    from mixsig.cache._keys import short_name
+    from mixsig.cache import short_name
 
     if name is None:
         return None

@@ -320,7 +320,7 @@ def _finetune(manifest, store, modality: str, encoder: str, *, config, revision,
               key_name, allow_group_leak, allowed_by) -> FinetuneResult:
     import transformers
 
-    from mixsig.cache._keys import short_name
+    from mixsig.cache import short_name
     from mixsig.extract._sharding import default_device
 
     if modality not in AUTO_CLASSES:

@@ -24,7 +24,7 @@ _EXPORTS = {
     "TorchConfig": "_torch",
     "LightGBMConfig": "_lightgbm", "LightGBMData": "_lightgbm", "LightGBMHead": "_lightgbm",
     "LogRegConfig": "_logreg", "LogRegHead": "_logreg",
-    "modality_subsets": "_runs", "train_run": "_runs",
+    "modality_subsets": "_runs", "parse_seeds": "_runs", "train_run": "_runs",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from mixsig.heads._lightgbm import LightGBMConfig, LightGBMData, LightGBMHead
     from mixsig.heads._logreg import LogRegConfig, LogRegHead
     from mixsig.heads._registry import HEADS, get_head, list_heads, load_head, register_head
-    from mixsig.heads._runs import modality_subsets, train_run
+    from mixsig.heads._runs import modality_subsets, parse_seeds, train_run
     from mixsig.heads._torch import ConcatHead, GatedConfig, GatedFusionHead, LateFusionHead, TorchConfig
 
 
