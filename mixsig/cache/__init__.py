@@ -14,13 +14,14 @@ from mixsig.cache._runs import (UNSET, Run, RunRecord, RunSubset, Unset, describ
                                 subset_name)
 from mixsig.cache._samples import MODALITIES, Samples
 from mixsig.cache._status import Status
-from mixsig.cache._store import FeatureStore, FeatureView, create_store, describe_group_leak, open_store
+from mixsig.cache._store import (FeatureStore, FeatureView, create_store, default_chunk_rows, describe_group_leak,
+                                open_store)
 from mixsig.cache._verify import VerifyReport, verify_store
 from mixsig.cache._writer import FeatureWriter
 
 __all__ = [
     "FEATURE_FORMAT_VERSION", "MODALITIES", "UNSET", "FeatureStore", "FeatureView", "FeatureWriter", "Provenance",
     "Run", "RunRecord", "RunSubset", "Samples", "Status", "Unset", "VerifyReport", "canonical_json", "create_store",
-    "describe_collapse", "describe_group_leak", "diff_dicts", "export_h5", "import_h5", "open_store", "sha256_of",
+    "default_chunk_rows", "describe_collapse", "describe_group_leak", "diff_dicts", "export_h5", "import_h5", "open_store", "sha256_of",
     "short_name", "subset_metrics", "subset_name", "verify_store",
 ]

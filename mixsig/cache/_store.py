@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from mixsig.errors import GroupLeak, ProvenanceMismatch, StoreError, UsageError
 log = logging.getLogger(__name__)
 
 STORE_FORMAT = 1
-#: Target size of one embedding chunk; rows per chunk is the largest power of two under it (16..8192).
+#: Largest size of one embedding chunk (see :func:`default_chunk_rows`).
 CHUNK_BYTES = 1 << 20
 
 
@@ -39,9 +40,15 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def default_chunk_rows(row_bytes: int) -> int:
-    rows = max(1, CHUNK_BYTES // max(row_bytes, 1))
-    return int(min(8192, max(16, 1 << (rows.bit_length() - 1))))
+def default_chunk_rows(n_rows: int, row_bytes: int) -> int:
+    """Rows per chunk of a new key of ``n_rows`` rows of ``row_bytes`` bytes each (what :meth:`FeatureStore.create_key`
+    uses unless told otherwise): a power of two, at most 1024 rows and ~1 MiB (:data:`CHUNK_BYTES`), small enough
+    that the key has ~16 chunks to share between shards and to resume from, and at least 64 rows (which wins over
+    the size). Extraction batches never span two chunks, so bigger chunks allow bigger length-sorted batches."""
+    by_bytes = max(1, CHUNK_BYTES // max(row_bytes, 1))
+    by_rows = max(1, math.ceil(n_rows / 16))
+    rows = max(64, min(1024, by_bytes, 1 << (by_rows - 1).bit_length()))
+    return int(1 << (rows.bit_length() - 1)) if rows & (rows - 1) else int(rows)
 
 
 @dataclass
@@ -254,7 +261,7 @@ class FeatureStore(KeyArrays):
 
         n = shape[0]
         row_bytes = int(np.prod(shape[1:])) * np.dtype(dtype).itemsize
-        cr = int(chunk_rows or default_chunk_rows(row_bytes))
+        cr = int(chunk_rows or default_chunk_rows(n, row_bytes))
         compressors = [Crc32cCodec()] if compressor in (None, "none") else [ZstdCodec(level=3), Crc32cCodec()]
         g = f.create_group(key)
         g.create_array("embedding", shape=shape, dtype=dtype, chunks=(cr,) + shape[1:], fill_value=np.nan,

@@ -25,13 +25,13 @@ _EXPORTS = {
     **dict.fromkeys(("check_key_name", "check_store_group_leak", "extract", "open_or_create_store", "prepare_key"),
                     "_api"),
     **dict.fromkeys(("RowFailure", "decode_audio", "decode_video", "resample", "sample_indices"), "_decode"),
-    **dict.fromkeys(("AUTO_CLASSES", "FinetuneConfig", "FinetuneResult", "checkpoint_root", "finetune",
-                     "set_trainable"), "_finetune"),
+    **dict.fromkeys(("AUTO_CLASSES", "FinetuneConfig", "FinetuneResult", "checkpoint_root", "finetune"), "_finetune"),
+    "set_trainable": "_trainable",
     **dict.fromkeys(("InputAdapter", "Preprocess", "RowInput", "RowSource", "get_inputs", "list_modalities",
                      "register_inputs"), "_encoders"),
     **dict.fromkeys(("Encoder", "load_encoder", "parse_layers"), "_model"),
-    **dict.fromkeys(("ExtractResult", "RunOptions", "describe_allowed_leak", "make_batches", "run_extraction"),
-                    "_pipeline"),
+    "make_batches": "_batches",
+    **dict.fromkeys(("ExtractResult", "RunOptions", "describe_allowed_leak", "run_extraction"), "_pipeline"),
     **dict.fromkeys(("POOLINGS", "describe_poolings", "get_pooling", "list_poolings", "pool", "register_pooling"),
                     "_pooling"),
     **dict.fromkeys(("folder_sha256", "resolve_revision"), "_revision"),
@@ -46,15 +46,16 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from mixsig.extract._decode import RowFailure, decode_audio, decode_video, resample, sample_indices
     from mixsig.extract._encoders import (InputAdapter, Preprocess, RowInput, RowSource, get_inputs, list_modalities,
                                           register_inputs)
-    from mixsig.extract._finetune import (AUTO_CLASSES, FinetuneConfig, FinetuneResult, checkpoint_root, finetune,
-                                         set_trainable)
+    from mixsig.extract._finetune import AUTO_CLASSES, FinetuneConfig, FinetuneResult, checkpoint_root, finetune
     from mixsig.extract._model import Encoder, load_encoder, parse_layers
-    from mixsig.extract._pipeline import ExtractResult, RunOptions, describe_allowed_leak, make_batches, run_extraction
+    from mixsig.extract._batches import make_batches
+    from mixsig.extract._pipeline import ExtractResult, RunOptions, describe_allowed_leak, run_extraction
     from mixsig.extract._pooling import (POOLINGS, describe_poolings, get_pooling, list_poolings, pool,
                                          register_pooling)
     from mixsig.extract._revision import folder_sha256, resolve_revision
     from mixsig.extract._sharding import default_device, parse_shard, resolve_shard, shard_from_env
     from mixsig.extract._threads import available_cores, default_threads, torch_threads
+    from mixsig.extract._trainable import set_trainable
 
 
 def __getattr__(name: str) -> Any:

@@ -12,7 +12,7 @@ import numpy as np
 from mixsig.errors import ProvenanceMismatch, StoreError, UsageError
 from mixsig.extract._encoders import Preprocess
 from mixsig.extract._model import Encoder, load_encoder
-from mixsig.extract._pipeline import ExtractResult, RunOptions, default_chunk_rows, row_sources, run_extraction
+from mixsig.extract._pipeline import ExtractResult, RunOptions, row_sources, run_extraction
 
 log = logging.getLogger(__name__)
 
@@ -138,11 +138,8 @@ def prepare_key(store, encoder: Encoder, *, coordinator: bool, chunk_rows: int |
     ``name`` replaces the encoder in the key's readable prefix (not hashed)."""
     prov = encoder.provenance(extra)
     key = prov.key(name)
-    if coordinator:
-        dim = encoder.dim
-        width = int(np.prod(dim)) * (2 if encoder.dtype == "float16" else 4)
-        cr = chunk_rows or default_chunk_rows(len(store.samples), width)
-        store.create_key(prov, dim, chunk_rows=cr, dtype=encoder.dtype, name=name)
+    if coordinator:  # chunk_rows None: the store's default_chunk_rows
+        store.create_key(prov, encoder.dim, chunk_rows=chunk_rows, dtype=encoder.dtype, name=name)
     else:
         store.wait_for_key(key, timeout=wait_timeout)
         have = store.provenance(key)

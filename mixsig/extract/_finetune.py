@@ -29,13 +29,27 @@ from pathlib import Path
 
 import numpy as np
 
-from mixsig.cache import RunRecord, RunSubset, Status, sha256_of, subset_metrics
-from mixsig.errors import ExtractionError, UsageError
+from mixsig.cache import RunRecord, RunSubset, sha256_of, subset_metrics
+from mixsig.errors import UsageError
+from mixsig.extract._batches import make_batches
 from mixsig.extract._decode import RowFailure
-from mixsig.extract._encoders import Preprocess, RowInput, get_inputs, load_config, _from_pretrained
+from mixsig.extract._encoders import (
+    Preprocess,
+    RowInput,
+    _from_pretrained,
+    get_inputs,
+    load_config,
+)
+from mixsig.extract._folds import plan_models
 from mixsig.extract._model import load_encoder
-from mixsig.extract._pipeline import RunOptions, default_chunk_rows, make_batches, row_sources, run_extraction
+from mixsig.extract._pipeline import (
+    RunOptions,
+    prepare_row,
+    row_sources,
+    run_extraction,
+)
 from mixsig.extract._revision import folder_sha256, is_local, resolve_revision
+from mixsig.extract._trainable import set_trainable
 
 log = logging.getLogger(__name__)
 
@@ -91,105 +105,10 @@ class FinetuneResult:
         return asdict(self)
 
 
-def _encoder_blocks(base, n_layers: int):
-    """The ModuleList of the encoder's transformer blocks (the largest with ``num_hidden_layers`` entries)."""
-    import torch
-
-    candidates = [m for m in base.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == n_layers]
-    if not candidates:
-        raise ExtractionError(f"cannot find the {n_layers} encoder blocks of {type(base).__name__} to unfreeze; "
-                              "use --unfreeze-last 0 to train the classifier only")
-    return max(candidates, key=lambda m: sum(p.numel() for p in m.parameters()))
-
-
-def _after_blocks(model, base, last_block, example: dict) -> list:
-    """Modules of ``base`` holding parameters that run after ``last_block`` in one forward of ``model`` on
-    ``example`` (eval mode, no grad): what lies between the last block and the classifier (a pooler, a final norm)."""
-    import torch
-
-    state = {"after": False}
-    found: list = []
-
-    def mark_done(module, inputs, output):
-        state["after"] = True
-
-    def pre(module, inputs):
-        if state["after"] and not any(m is module for m in found):
-            found.append(module)
-
-    handles = [last_block.register_forward_hook(mark_done)]
-    handles += [m.register_forward_pre_hook(pre) for m in base.modules() if m is not base
-                and next(m.parameters(recurse=False), None) is not None]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(**example)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
-    return found
-
-
-def set_trainable(model, unfreeze_last, example: dict | None = None) -> dict:
-    """Freeze the model, then make trainable (``unfreeze_last``):
-
-    - ``0``: the classification head only (the parameters outside ``model.base_model``);
-    - ``K >= 1``: the head, the last K encoder blocks and the modules the base model runs after its last block
-      on the way to the classifier (BERT's pooler, a final layer norm), found by one forward on ``example``
-      (a collated batch of model inputs, on the model's device; required for these K);
-    - ``"all"``: every parameter, embeddings included (a full fine-tune).
-
-    Returns ``{"unfreeze_last", "trained", "total", "modules"}``: parameter counts trained / total and the names of
-    the trained modules (the head's top modules, the blocks, the modules after them; ``["all"]`` for all)."""
-    names = {id(m): n for n, m in model.named_modules()}
-    base = model.base_model
-    params = {id(p): p for p in model.parameters()}
-    for p in params.values():
-        p.requires_grad = False
-    if unfreeze_last == "all":
-        trainable = dict(params)
-        modules = ["all"]
-    else:
-        base_ids = {id(p) for p in base.parameters()}
-        head = [(n, m) for n, m in model.named_children() if m is not base
-                and any(id(p) not in base_ids for p in m.parameters())]
-        trainable = {i: p for i, p in params.items() if i not in base_ids}
-        if not trainable:
-            raise ExtractionError(f"{type(model).__name__} has no classification head outside its base model")
-        modules = [n for n, _ in head] + [n for n, _ in model.named_parameters(recurse=False)]
-        k = int(unfreeze_last)
-        if k:
-            n_layers = int(model.config.num_hidden_layers)
-            if k > n_layers:
-                raise UsageError(f"--unfreeze-last {k} exceeds the encoder's {n_layers} blocks; use 'all' for a "
-                                 "full fine-tune")
-            if example is None:
-                raise ValueError("set_trainable needs an example batch for unfreeze_last >= 1")
-            blocks = list(_encoder_blocks(base, n_layers))
-            chosen = blocks[-k:] + _after_blocks(model, base, blocks[-1], example)
-            for m in chosen:
-                trainable.update({id(p): p for p in m.parameters()})
-                modules.append(names.get(id(m), type(m).__name__))
-    for p in trainable.values():
-        p.requires_grad = True
-    return {"unfreeze_last": unfreeze_last, "trained": int(sum(p.numel() for p in trainable.values())),
-            "total": int(sum(p.numel() for p in params.values())), "modules": modules}
-
-
 def _prepare_all(inputs, sources: dict, workers: int = 2) -> dict[int, RowInput | RowFailure]:
-    def one(src):
-        try:
-            return inputs.prepare(src)
-        except RowFailure as exc:
-            return exc
-        except Exception as exc:
-            return RowFailure(Status.ERROR, f"row {src.row}: {type(exc).__name__}: {exc}")
-
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         rows = sorted(sources)
-        return dict(zip(rows, pool.map(one, [sources[r] for r in rows])))
+        return dict(zip(rows, pool.map(lambda src: prepare_row(inputs, src), [sources[r] for r in rows])))
 
 
 def _predict(model, inputs, items: list[RowInput], device: str, budget: int) -> dict[int, np.ndarray]:
@@ -255,23 +174,6 @@ def train_one(model_factory, inputs, train: list[RowInput], labels: dict[int, in
     model.eval()
     best_epoch = res.epochs if res.best_point is None else res.best_point + 1
     return model, res.best_score, best_epoch, counts
-
-
-def _folds(train_rows: np.ndarray, labels: np.ndarray, groups: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """Fold index [len(train_rows)] (stratified by label; grouped by ``group`` when groups are given)."""
-    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
-
-    y = labels[train_rows]
-    g = groups[train_rows]
-    if (g != "").all() and len(set(g.tolist())) >= k:
-        splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-        splits = splitter.split(train_rows, y, g)
-    else:
-        splits = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(train_rows, y)
-    fold = np.full(len(train_rows), -1, np.int8)
-    for i, (_, held) in enumerate(splits):
-        fold[held] = i
-    return fold
 
 
 def checkpoint_root(store_url) -> Path:
@@ -349,7 +251,7 @@ def _finetune(manifest, store, modality: str, encoder: str, *, config, revision,
     prepared = _prepare_all(inputs, sources, workers)
     ok = {r: v for r, v in prepared.items() if isinstance(v, RowInput)}
     label = s.label
-    train_rows, val_rows, fold, models_rows = _plan_models(s, ok, config, modality)
+    train_rows, val_rows, fold, models_rows = plan_models(s, ok, config, modality)
     labels = {int(r): int(label[r]) for r in ok}
     budget = int(batch_budget or inputs.default_budget(device))
 
@@ -362,16 +264,40 @@ def _finetune(manifest, store, modality: str, encoder: str, *, config, revision,
     trained, sha, counts = _train_models(factory, inputs, ok, labels, train_rows, val_rows, models_rows, config,
                                          device, budget, ckpt_base)
 
-    # probabilities for every row, each from the model that did not see it (train rows) or the all-train model
-    probs = np.full((n, len(classes_)), np.nan, np.float32)
-    for tag, rows in models_rows.items():
-        for r, p in _predict(trained[tag][0], inputs, [ok[r] for r in rows if r in ok], device, budget).items():
-            probs[r] = p
-
-    # embeddings from the fine-tuned encoders into one key
+    probs = _predict_rows(trained, inputs, ok, models_rows, (n, len(classes_)), device, budget)
     extra = {"finetune": {"base_encoder": short, "base_revision": base_revision, "config": train_cfg,
                           "checkpoint_sha256": {t: sha[t] for t in sorted(sha)}, "auto_class": AUTO_CLASSES[modality],
                           "split_hash": store.split_hash()}}
+    key, extraction = _extract_key(store, manifest, samples, modality, trained, models_rows, extra, sha, fold, current,
+                                   config, pooling=pooling, layers=layers, dtype=dtype, preprocess=preprocess,
+                                   device=device, short=short, key_name=key_name, workers=workers,
+                                   batch_budget=batch_budget)
+    return _write_run(
+        store, probs, extraction, overwrite,
+        name=run_name or f"finetune.{modality}.{short}.{cfg_hash[:8]}", head=f"finetune:{AUTO_CLASSES[modality]}",
+        params=train_cfg, features={modality: key}, modalities=[modality], seeds=[config.seed], classes=classes_,
+        split_hash=store.split_hash(), source="finetune", group_leak=leak,
+        checkpoints={t: _relative(trained[t][3], store) for t in trained}, checkpoint_sha256=sha,
+        val_accuracy={t: trained[t][1] for t in trained}, best_epoch={t: trained[t][2] for t in trained},
+        fold=fold.tolist(), encoder=short, base_revision=base_revision, trained_parameters=counts)
+
+
+def _predict_rows(trained: dict, inputs, ok: dict, models_rows: dict, shape: tuple[int, int], device: str,
+                  budget: int) -> np.ndarray:
+    """Class probabilities [N, C] float32 for every row, each from the model that did not see it (train rows) or
+    the all-train model; NaN for rows without input."""
+    probs = np.full(shape, np.nan, np.float32)
+    for tag, rows in models_rows.items():
+        for r, p in _predict(trained[tag][0], inputs, [ok[r] for r in rows if r in ok], device, budget).items():
+            probs[r] = p
+    return probs
+
+
+def _extract_key(store, manifest, samples, modality: str, trained: dict, models_rows: dict, extra: dict, sha: dict,
+                 fold: np.ndarray, current, config, *, pooling, layers, dtype, preprocess, device, short: str,
+                 key_name, workers, batch_budget) -> tuple[str, dict]:
+    """Embeddings from the fine-tuned encoders into one key, each row from the model that predicts it, and the
+    fold of each row as the key's array ``fold``. Returns (key, {model tag: extraction counts})."""
     encoders = {tag: load_encoder(modality, str(trained[tag][3]), pooling=pooling, layers=layers, dtype=dtype,
                                   preprocess=preprocess, device=device, model=trained[tag][0].base_model,
                                   display_name=f"{short}-ft") for tag in models_rows}
@@ -385,30 +311,33 @@ def _finetune(manifest, store, modality: str, encoder: str, *, config, revision,
         extraction[tag] = {"written": res.written, "failed": res.failed, "skipped_done": res.skipped_done}
     store.add_key_array(key, "fold", "int8", -1, fold, overwrite=True, attrs={
         "fold_models": {"-1": "all"} | {str(k): f"fold{k}" for k in range(config.folds if config.folds >= 2 else 0)}})
+    return key, extraction
 
-    # one subset (the modality), one seed; metrics as train_run records them
+
+def _write_run(store, probs: np.ndarray, extraction: dict, overwrite: bool, **fields) -> FinetuneResult:
+    """Write the fine-tune run (the :class:`RunRecord` of ``fields``): one subset (the modality), one seed, its
+    metrics as train_run records them."""
+    s, modality = store.samples, fields["modalities"][0]
     predicted = np.isfinite(probs).all(axis=1)
     metrics = {modality: subset_metrics(s, probs[None], predicted)}
-    split_rows = {sp: int(((s.split == sp) & (label >= 0) & predicted).sum()) for sp in metrics[modality]}
-    rel = {t: _relative(trained[t][3], store) for t in trained}
-    record = RunRecord(
-        name=run_name or f"finetune.{modality}.{short}.{cfg_hash[:8]}", head=f"finetune:{AUTO_CLASSES[modality]}",
-        params=train_cfg, features={modality: key}, modalities=[modality], seeds=[config.seed], classes=classes_,
-        split_hash=store.split_hash(), metrics=metrics, source="finetune", group_leak=leak, checkpoints=rel,
-        checkpoint_sha256=sha, val_accuracy={t: trained[t][1] for t in trained},
-        best_epoch={t: trained[t][2] for t in trained}, fold=fold.tolist(), encoder=short,
-        base_revision=base_revision, trained_parameters=counts)
+    split_rows = {sp: int(((s.split == sp) & (s.label >= 0) & predicted).sum()) for sp in metrics[modality]}
+    record = RunRecord(metrics=metrics, **fields)
     store.write_run(record, {modality: RunSubset(probs=probs[None])}, overwrite=overwrite)
-    return FinetuneResult(key=key, run=record.name, checkpoints=rel, checkpoint_sha256=sha,
-                          val_accuracy=record.val_accuracy, best_epoch=record.best_epoch, metrics=metrics,
-                          extraction=extraction, rows=split_rows, trained_parameters=counts, group_leak=leak)
+    return FinetuneResult(key=record.features[modality], run=record.name, checkpoints=record.checkpoints,
+                          checkpoint_sha256=record.checkpoint_sha256, val_accuracy=record.val_accuracy,
+                          best_epoch=record.best_epoch, metrics=metrics, extraction=extraction, rows=split_rows,
+                          trained_parameters=record.trained_parameters, group_leak=record.group_leak)
 
 
 def _open(manifest, store, classes, allow_group_leak: bool, allowed_by):
     """The manifest, its samples and the store (created from the manifest if missing); groups crossing splits
     refused before anything is created unless ``allow_group_leak`` (then recorded). Returns them and the leak."""
     from mixsig.cache import FeatureStore
-    from mixsig.extract._api import check_ids, check_store_group_leak, open_or_create_store
+    from mixsig.extract._api import (
+        check_ids,
+        check_store_group_leak,
+        open_or_create_store,
+    )
     from mixsig.manifest import Manifest, check_group_leak, load_manifest, to_samples
 
     if not isinstance(manifest, Manifest):
@@ -420,26 +349,6 @@ def _open(manifest, store, classes, allow_group_leak: bool, allowed_by):
     else:
         check_ids(store, manifest)
     return manifest, samples, store, check_store_group_leak(store, allow_group_leak, "mixsig finetune", allowed_by)
-
-
-def _plan_models(s, ok: dict, config, modality: str):
-    """The labelled train and val rows with inputs, the fold of each row ([N] int8, -1 = the all-train model)
-    and the rows each model predicts: ``{"fold<k>": fold k's rows, ..., "all": every other row}``."""
-    n, label = len(s), s.label
-    train_rows = np.array([r for r in s.rows("train") if r in ok and label[r] >= 0], np.int64)
-    val_rows = (np.array([r for r in s.rows("val") if r in ok and label[r] >= 0], np.int64)
-                if "val" in set(s.split) else np.zeros(0, np.int64))
-    if len(train_rows) < 2:
-        raise ExtractionError(f"finetune needs labelled train rows with {modality} input; found {len(train_rows)}")
-    fold = np.full(n, -1, np.int8)
-    models_rows: dict[str, np.ndarray] = {}
-    if config.folds >= 2:
-        f = _folds(train_rows, label, s.group, config.folds, config.seed)
-        fold[train_rows] = f
-        for k in range(config.folds):
-            models_rows[f"fold{k}"] = train_rows[f == k]
-    models_rows["all"] = np.array([r for r in range(n) if fold[r] < 0], np.int64)
-    return train_rows, val_rows, fold, models_rows
 
 
 def _train_models(factory, inputs, ok: dict, labels: dict, train_rows, val_rows, models_rows: dict, config,
@@ -474,9 +383,7 @@ def _create_key(store, first, extra: dict, sha: dict, dtype: str, key_name: str 
     its revision."""
     combined = "sha256:" + sha256_of({t: sha[t] for t in sorted(sha)})
     prov = dataclasses.replace(first.provenance(extra), revision=combined)
-    width = int(np.prod(first.dim)) * (2 if dtype == "float16" else 4)
-    store.create_key(prov, first.dim, chunk_rows=default_chunk_rows(len(store.samples), width), dtype=dtype,
-                     name=key_name)
+    store.create_key(prov, first.dim, dtype=dtype, name=key_name)  # chunks: the store's default_chunk_rows
     return prov.key(key_name)
 
 
@@ -488,4 +395,4 @@ def _relative(path: Path, store) -> str:
         return str(path)
 
 
-__all__ = ["AUTO_CLASSES", "FinetuneConfig", "FinetuneResult", "checkpoint_root", "finetune", "set_trainable"]
+__all__ = ["AUTO_CLASSES", "FinetuneConfig", "FinetuneResult", "checkpoint_root", "finetune"]

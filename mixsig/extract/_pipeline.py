@@ -9,7 +9,6 @@ and rows already done keep their bytes. Rows that fail get a status and a ledger
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,6 +20,7 @@ import numpy as np
 
 from mixsig.cache import Status
 from mixsig.errors import ExtractionError, StoreError
+from mixsig.extract._batches import make_batches
 from mixsig.extract._decode import RowFailure, has_input
 from mixsig.extract._encoders import RowInput, RowSource
 from mixsig.extract._model import Encoder
@@ -102,31 +102,6 @@ def describe_allowed_leak(record: dict) -> str:
 _DEFAULT_WINDOW = {"text": 4096, "audio": 256, "video": 64}
 
 
-def make_batches(items: list[RowInput], budget: int, max_batch: int, exact_length: bool = False,
-                 max_padding: float = 1.2) -> list[list[RowInput]]:
-    """Length-sorted batches (longest first). A row joins the current batch while the padded size
-    ``len(batch) * max_length`` stays within ``budget`` and within ``max_padding`` times the batch's real size
-    (so short rows are not padded to a long one just because the budget allows it). A single over-budget row
-    gets its own batch. With ``exact_length`` a batch holds rows of one length."""
-    order = sorted(items, key=lambda it: (-it.length, it.row))
-    batches: list[list[RowInput]] = []
-    cur: list[RowInput] = []
-    real = 0
-    for it in order:
-        if cur:
-            longest = cur[0].length
-            padded = (len(cur) + 1) * longest
-            fits = (padded <= budget and len(cur) < max_batch and padded <= max_padding * (real + it.length))
-            if not fits or (exact_length and it.length != longest):
-                batches.append(cur)
-                cur, real = [], 0
-        cur.append(it)
-        real += it.length
-    if cur:
-        batches.append(cur)
-    return batches
-
-
 @dataclass
 class _Block:
     start: int
@@ -159,9 +134,11 @@ def row_sources(samples, root: Path, modality: str, rows: Iterable[int], current
     return out
 
 
-def _prepare(encoder: Encoder, src: RowSource):
+def prepare_row(inputs, src: RowSource):
+    """``inputs.prepare(src)``, or the :class:`RowFailure` of a row that cannot be prepared (an unexpected error
+    is the row's ``error`` status, not the run's end)."""
     try:
-        return encoder.inputs.prepare(src)
+        return inputs.prepare(src)
     except RowFailure as exc:
         return exc
     except Exception as exc:  # a bug or an odd file: the row fails, the run goes on
@@ -181,140 +158,187 @@ def run_extraction(store, key: str, encoder: Encoder, sources_for: Callable[[Ite
     ``rows`` restricts the run to those rows (others stay as they are; e.g. one fold of a fine-tuned key).
     """
     t0 = time.perf_counter()
-    ids = store.samples.ids
     res = ExtractResult(key=key, shard=tuple(shard))
     with store.writer(key, shard=shard) as writer:
         lo, hi = writer.row_range
         res.rows = hi - lo
         if current_hash is not None and hi > lo:
-            stale = store.stale_rows(key, current_hash)
-            stale = stale[(stale >= lo) & (stale < hi)]
-            res.stale = [str(ids[r]) for r in stale]
-            if len(stale):
-                if options.refresh_stale:
-                    writer.invalidate(stale)
-                    res.refreshed = int(len(stale))
-                    log.info("key %s: %d stale rows invalidated; re-extracting them", key, len(stale))
-                else:
-                    log.warning("key %s: %d done rows have changed input (stale), e.g. id %s; rerun with "
-                                "--refresh-stale to re-extract them", key, len(stale), res.stale[0])
-        pending = writer.pending_rows()
-        if rows is not None:
-            subset = np.asarray(rows, np.int64)
-            subset = subset[(subset >= lo) & (subset < hi)]
-            res.rows = int(len(subset))
-            pending = np.intersect1d(pending, subset)
-        res.skipped_done = int(res.rows - len(pending))
+            _check_stale(store, writer, key, current_hash, options.refresh_stale, res)
+        pending = _pending_rows(writer, rows, res)
         blocks = [(a, b) for a, b in writer.blocks() if ((pending >= a) & (pending < b)).any()]
         if on_total:
             on_total(len(pending))
         if not len(pending):
             res.seconds = time.perf_counter() - t0
             return res
-        tail = store.key_shape(key)[1:]
-        block_of: dict[int, _Block] = {}
-        for a, b in blocks:
-            # rows already done are passed as PENDING + NaN: the writer keeps their stored bytes and status
-            blk = _Block(a, b, np.full((b - a,) + tail, np.nan, np.float32), np.full(b - a, int(Status.PENDING), np.int8),
-                         [""] * (b - a), [""] * (b - a), set())
-            wanted = set(pending[(pending >= a) & (pending < b)].tolist())
-            for r in range(a, b):
-                if r in wanted:  # rows outside ``rows`` (not done) stay pending for another run
-                    blk.waiting.add(r)
-                block_of[r] = blk
+        block_of = _plan_blocks(blocks, pending, store.key_shape(key)[1:])
         sources = sources_for(pending)
         for r, s in sources.items():
             blk = block_of[r]
             blk.hashes[r - blk.start] = s.input_hash
-        budget = int(options.batch_budget or encoder.inputs.default_budget(encoder.device))
         window = int(options.window_rows or _DEFAULT_WINDOW.get(encoder.modality, 256))
-        # Windows of whole blocks are decoded ahead; batches never mix rows of two blocks, so a row's batch (and
-        # so its last bits) is the same whatever the sharding or the point a previous run stopped at.
-        windows: list[list[_Block]] = [[]]
-        for a, _ in blocks:
-            if sum(len(b.waiting) for b in windows[-1]) >= window:
-                windows.append([])
-            windows[-1].append(block_of[a])
-        failures: Counter = Counter()
-        writes: list[Future] = []
+        run = _Run(writer, encoder, options, block_of, store.samples.ids, res, on_rows, on_block)
+        run.run(_windows(blocks, block_of, window), sources)
+        res.written = writer.rows_written
+        res.failed = dict(run.failures)
+    res.seconds = time.perf_counter() - t0
+    return res
 
-        def finish(blk: _Block, r: int) -> None:
-            blk.waiting.discard(r)
-            if not blk.waiting:
-                writes.append(write_pool.submit(write, blk))
 
-        def write(blk: _Block) -> None:
-            writer.write_block(blk.start, blk.stop, blk.emb, blk.status, blk.messages, blk.hashes)
-            if on_block:
-                on_block(blk.start, blk.stop)
+def _check_stale(store, writer, key: str, current_hash: np.ndarray, refresh: bool, res: ExtractResult) -> None:
+    """Record the done rows of the writer's range whose input changed in ``res.stale``; with ``refresh``,
+    invalidate them so they are computed again."""
+    lo, hi = writer.row_range
+    stale = store.stale_rows(key, current_hash)
+    stale = stale[(stale >= lo) & (stale < hi)]
+    res.stale = [str(store.samples.ids[r]) for r in stale]
+    if len(stale):
+        if refresh:
+            writer.invalidate(stale)
+            res.refreshed = int(len(stale))
+            log.info("key %s: %d stale rows invalidated; re-extracting them", key, len(stale))
+        else:
+            log.warning("key %s: %d done rows have changed input (stale), e.g. id %s; rerun with "
+                        "--refresh-stale to re-extract them", key, len(stale), res.stale[0])
 
-        def record_failure(r: int, status: Status, message: str) -> None:
-            blk = block_of[r]
-            blk.status[r - blk.start] = status
-            blk.messages[r - blk.start] = message
-            if status == Status.MISSING_INPUT:
-                res.no_input += 1
-            else:
-                failures[Status.name_of(status)] += 1
-                res.ledger.append({"row": int(r), "id": str(ids[r]), "status": Status.name_of(status), "message": message})
-                log.warning("id %s (row %d): %s: %s", ids[r], r, Status.name_of(status), message)
-                if options.strict:
-                    raise ExtractionError(f"--strict: id {str(ids[r])!r} (row {r}) failed with {Status.name_of(status)}: "
-                                          f"{message}. Blocks finished before it are kept; fix the input or run "
-                                          "without --strict to record failures and go on.")
 
+def _pending_rows(writer, rows: np.ndarray | None, res: ExtractResult) -> np.ndarray:
+    """The writer's rows not done (of ``rows`` only, when given); sets ``res.rows`` for ``rows`` and
+    ``res.skipped_done``."""
+    lo, hi = writer.row_range
+    pending = writer.pending_rows()
+    if rows is not None:
+        subset = np.asarray(rows, np.int64)
+        subset = subset[(subset >= lo) & (subset < hi)]
+        res.rows = int(len(subset))
+        pending = np.intersect1d(pending, subset)
+    res.skipped_done = int(res.rows - len(pending))
+    return pending
+
+
+def _plan_blocks(blocks: list[tuple[int, int]], pending: np.ndarray, tail: tuple) -> dict[int, _Block]:
+    """The :class:`_Block` of each row of ``blocks``, waiting for its ``pending`` rows."""
+    block_of: dict[int, _Block] = {}
+    for a, b in blocks:
+        # rows already done are passed as PENDING + NaN: the writer keeps their stored bytes and status
+        blk = _Block(a, b, np.full((b - a,) + tail, np.nan, np.float32), np.full(b - a, int(Status.PENDING), np.int8),
+                     [""] * (b - a), [""] * (b - a), set())
+        wanted = set(pending[(pending >= a) & (pending < b)].tolist())
+        for r in range(a, b):
+            if r in wanted:  # rows outside ``rows`` (not done) stay pending for another run
+                blk.waiting.add(r)
+            block_of[r] = blk
+    return block_of
+
+
+def _windows(blocks: list[tuple[int, int]], block_of: dict[int, _Block], window: int) -> list[list[_Block]]:
+    """Whole blocks in windows of about ``window`` waiting rows. Windows are decoded ahead; batches never mix rows
+    of two blocks, so a row's batch (and so its last bits) is the same whatever the sharding or the point a
+    previous run stopped at."""
+    windows: list[list[_Block]] = [[]]
+    for a, _ in blocks:
+        if sum(len(b.waiting) for b in windows[-1]) >= window:
+            windows.append([])
+        windows[-1].append(block_of[a])
+    return windows
+
+
+class _Run:
+    """One run over planned blocks: decodes a window ahead in worker threads, encodes length-sorted batches in
+    this thread, and hands each block to a writer thread once none of its rows is waiting."""
+
+    def __init__(self, writer, encoder: Encoder, options: RunOptions, block_of: dict[int, _Block], ids,
+                 res: ExtractResult, on_rows, on_block):
+        self.writer, self.encoder, self.options, self.block_of, self.ids = writer, encoder, options, block_of, ids
+        self.res, self.on_rows, self.on_block = res, on_rows, on_block
+        self.failures: Counter = Counter()
+        self.writes: list[Future] = []
+        self.write_pool: ThreadPoolExecutor | None = None
+
+    def run(self, windows: list[list[_Block]], sources: dict[int, RowSource]) -> None:
+        encoder, options = self.encoder, self.options
+        budget = int(options.batch_budget or encoder.inputs.default_budget(encoder.device))
         decode_pool = ThreadPoolExecutor(max_workers=max(1, options.workers), thread_name_prefix="mixsig-decode")
-        write_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mixsig-write")
+        self.write_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mixsig-write")
         try:
             inline = options.workers <= 0 or encoder.inputs.prepare_inline(encoder.device)
 
             def submit(win: list[_Block]) -> list[tuple[int, Future]]:
                 if inline:  # cheap inputs: prepare in this thread, when the window is reached
-                    return [(r, _Done(_prepare, encoder, sources[r])) for b in win for r in sorted(b.waiting)]
-                return [(r, decode_pool.submit(_prepare, encoder, sources[r])) for b in win for r in sorted(b.waiting)]
+                    return [(r, _Done(prepare_row, encoder.inputs, sources[r])) for b in win for r in sorted(b.waiting)]
+                return [(r, decode_pool.submit(prepare_row, encoder.inputs, sources[r])) for b in win for r in sorted(b.waiting)]
 
             submitted = submit(windows[0])
             for w in range(len(windows)):
                 current = submitted
                 if w + 1 < len(windows):  # decode the next window while this one runs through the model
                     submitted = submit(windows[w + 1])
-                items: dict[int, list[RowInput]] = {b.start: [] for b in windows[w]}
-                for r, fut in current:
-                    got = fut.result()
-                    if isinstance(got, RowFailure):
-                        record_failure(r, got.status, got.message)
-                        finish(block_of[r], r)
-                        if on_rows:
-                            on_rows(1)
-                    else:
-                        items[block_of[r].start].append(got)
-                batches = [bt for blk_items in items.values()
-                           for bt in make_batches(blk_items, budget, options.max_batch, encoder.inputs.exact_length)]
-                for batch in batches:
-                    out = _encode_checked(encoder, batch)
-                    for it, vec in zip(batch, out):
-                        blk = block_of[it.row]
-                        if vec is None:
-                            record_failure(it.row, Status.NONFINITE, f"id {ids[it.row]}: the encoder produced NaN/Inf"
-                                           + (" (also when retried in float32)" if encoder.autocast else ""))
-                        elif encoder.dtype == "float16" and not np.isfinite(vec.astype(np.float16)).all():
-                            record_failure(it.row, Status.NONFINITE, f"id {ids[it.row]}: values beyond the float16 "
-                                           "range; extract with --dtype float32")
-                        else:
-                            blk.emb[it.row - blk.start] = vec
-                            blk.status[it.row - blk.start] = Status.OK
-                        finish(blk, it.row)
-                    if on_rows:
-                        on_rows(len(batch))
-                    _raise_write_errors(writes)
+                self._encode_window(windows[w], current, budget)
         finally:
             decode_pool.shutdown(wait=True, cancel_futures=True)
-            write_pool.shutdown(wait=True)
-        _raise_write_errors(writes, wait=True)
-        res.written = writer.rows_written
-        res.failed = dict(failures)
-    res.seconds = time.perf_counter() - t0
-    return res
+            self.write_pool.shutdown(wait=True)
+        _raise_write_errors(self.writes, wait=True)
+
+    def _encode_window(self, window: list[_Block], prepared: list[tuple[int, Future]], budget: int) -> None:
+        items: dict[int, list[RowInput]] = {b.start: [] for b in window}
+        for r, fut in prepared:
+            got = fut.result()
+            if isinstance(got, RowFailure):
+                self._record_failure(r, got.status, got.message)
+                self._finish(self.block_of[r], r)
+                if self.on_rows:
+                    self.on_rows(1)
+            else:
+                items[self.block_of[r].start].append(got)
+        exact = self.encoder.inputs.exact_length
+        batches = [bt for blk_items in items.values()
+                   for bt in make_batches(blk_items, budget, self.options.max_batch, exact)]
+        for batch in batches:
+            self._encode_batch(batch)
+
+    def _encode_batch(self, batch: list[RowInput]) -> None:
+        encoder, ids = self.encoder, self.ids
+        out = _encode_checked(encoder, batch)
+        for it, vec in zip(batch, out):
+            blk = self.block_of[it.row]
+            if vec is None:
+                self._record_failure(it.row, Status.NONFINITE, f"id {ids[it.row]}: the encoder produced NaN/Inf"
+                                     + (" (also when retried in float32)" if encoder.autocast else ""))
+            elif encoder.dtype == "float16" and not np.isfinite(vec.astype(np.float16)).all():
+                self._record_failure(it.row, Status.NONFINITE, f"id {ids[it.row]}: values beyond the float16 "
+                                     "range; extract with --dtype float32")
+            else:
+                blk.emb[it.row - blk.start] = vec
+                blk.status[it.row - blk.start] = Status.OK
+            self._finish(blk, it.row)
+        if self.on_rows:
+            self.on_rows(len(batch))
+        _raise_write_errors(self.writes)
+
+    def _finish(self, blk: _Block, r: int) -> None:
+        blk.waiting.discard(r)
+        if not blk.waiting:
+            self.writes.append(self.write_pool.submit(self._write, blk))
+
+    def _write(self, blk: _Block) -> None:
+        self.writer.write_block(blk.start, blk.stop, blk.emb, blk.status, blk.messages, blk.hashes)
+        if self.on_block:
+            self.on_block(blk.start, blk.stop)
+
+    def _record_failure(self, r: int, status: Status, message: str) -> None:
+        blk, ids, name = self.block_of[r], self.ids, Status.name_of(status)
+        blk.status[r - blk.start] = status
+        blk.messages[r - blk.start] = message
+        if status == Status.MISSING_INPUT:
+            self.res.no_input += 1
+            return
+        self.failures[name] += 1
+        self.res.ledger.append({"row": int(r), "id": str(ids[r]), "status": name, "message": message})
+        log.warning("id %s (row %d): %s: %s", ids[r], r, name, message)
+        if self.options.strict:
+            raise ExtractionError(f"--strict: id {str(ids[r])!r} (row {r}) failed with {name}: {message}. Blocks "
+                                  "finished before it are kept; fix the input or run without --strict to record "
+                                  "failures and go on.")
 
 
 class _Done:
@@ -352,14 +376,4 @@ def _raise_write_errors(writes: list[Future], wait: bool = False) -> None:
             writes.remove(f)
 
 
-def default_chunk_rows(n_rows: int, row_bytes: int) -> int:
-    """Rows per chunk for a new key: at most ~1 MiB and 1024 rows, at least 64, and small enough that a store
-    of ``n_rows`` has ~16 chunks to share between shards and to resume from (a power of two). Batches never
-    span two chunks, so bigger chunks allow bigger length-sorted batches."""
-    by_bytes = max(1, (1 << 20) // max(row_bytes, 1))
-    by_rows = max(1, math.ceil(n_rows / 16))
-    rows = max(64, min(1024, by_bytes, 1 << (by_rows - 1).bit_length()))
-    return int(1 << (rows.bit_length() - 1)) if rows & (rows - 1) else int(rows)
-
-
-__all__ = ["ExtractResult", "RunOptions", "make_batches", "row_sources", "run_extraction", "default_chunk_rows"]
+__all__ = ["ExtractResult", "RunOptions", "describe_allowed_leak", "prepare_row", "row_sources", "run_extraction"]

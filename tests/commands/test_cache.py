@@ -61,3 +61,29 @@ def test_export_h5_cli(store, tmp_path, capsys):
     with h5py.File(tmp_path / "x.h5") as f:
         assert f["embedding"].shape == (50, D) and f["ids"][0].decode() == "s000"
         np.testing.assert_array_equal(f["embedding"][...], store.read(a).X)
+
+
+def test_import_h5_keys_are_chunked_like_extracted_keys(tmp_path, capsys):
+    """One chunk policy (mixsig.cache.default_chunk_rows): a key imported from HDF5 gets the chunks extraction
+    gives a key of the same shape: ~16 chunks, a power of two in 64..1024 rows (128 for 2000 rows)."""
+    import types
+
+    import h5py
+
+    from mixsig.cache import default_chunk_rows
+    from mixsig.extract import prepare_key
+
+    n, path = 2000, tmp_path / "big.zarr"
+    store = create_store(path, make_samples(n))
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        f["ids"] = np.asarray(store.samples.ids).astype("S")
+        f["embedding"] = np.ones((n, D), np.float32)
+    assert main(["cache", "import-h5", str(path), str(tmp_path / "f.h5"), "--modality", "text", "--name", "given",
+                 "--json"]) == 0
+    imported = json.loads(capsys.readouterr().out)["key"]
+    encoder = types.SimpleNamespace(provenance=lambda extra: prov(), dim=D, dtype="float32")
+    extracted = prepare_key(store, encoder, coordinator=True)
+    store = open_store(path)
+    assert store.key_info(imported)["chunk_rows"] == store.key_info(extracted)["chunk_rows"] == 128
+    assert default_chunk_rows(n, D * 4) == 128 and default_chunk_rows(50, D * 4) == 64
+    assert default_chunk_rows(10**6, D * 4) == 1024 and default_chunk_rows(10**6, 4096 * 4) == 64
