@@ -6,6 +6,8 @@ import json
 import sys
 from typing import Any, Sequence
 
+from mixsig.features import parse_features  # noqa: F401  (the one --features parser; train uses it from here)
+
 
 def print_json(obj: Any) -> None:
     json.dump(obj, sys.stdout, indent=2, sort_keys=False, default=str, allow_nan=True)
@@ -34,25 +36,6 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     if not (n >= 1 and 0 <= i < n):
         raise UsageError(f"--shard I/N needs 0 <= I < N; got {text!r}")
     return (i, n)
-
-
-def parse_features(text: str) -> dict[str, str]:
-    """``"text=K1,audio=K2"`` -> {"text": "K1", "audio": "K2"} (values may hold ``|`` alternatives)."""
-    from mixsig.errors import UsageError
-
-    out: dict[str, str] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        if "=" not in part:
-            raise UsageError(f"--features takes MODALITY=KEY pairs separated by commas; got {part!r}")
-        m, k = (x.strip() for x in part.split("=", 1))
-        if not m or not k:
-            raise UsageError(f"--features entry {part!r} needs both a modality and a key")
-        if m in out:
-            raise UsageError(f"--features names modality {m!r} twice")
-        out[m] = k
-    if not out:
-        raise UsageError("--features needs at least one MODALITY=KEY")
-    return out
 
 
 def add_encoder_arguments(p) -> None:

@@ -3,7 +3,10 @@
 ``run`` creates (or resumes) a study and searches; then re-evaluates the best configurations over several
 seeds and trains the winner on every modality subset as run ``study-<name>``. ``worker`` joins a running study
 from another process or machine. ``show`` prints best trials, parameter importances, trials by state and the
-linked run.
+linked run. ``spaces`` prints the search space of every head (read from its declared parameter specs).
+
+Building this parser imports neither numpy nor optuna: ``--metric`` choices come from :data:`mixsig.metrics.METRICS`
+and the heads and their spaces from :data:`mixsig.studies.SPACES` (declared specs).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import argparse
 import sys
 
 from mixsig.metrics import METRICS
-from mixsig.studies._space import describe_spaces
+from mixsig.studies import describe_spaces, list_spaces  # numpy-free: the spaces are declared specs
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -38,11 +41,17 @@ def register(subparsers) -> None:
             "run: create (or resume) a study and search; then re-evaluate the best configurations over several "
             "seeds and train the winner on every modality subset as run study-NAME. worker: join a running study "
             "from another process or machine. show: best trials, parameter importances, trials by state and the "
-            "linked run. Studies live in STORE/studies.journal unless --storage names a PostgreSQL database."
+            "linked run. spaces: the search space of every head. Studies live in STORE/studies.journal unless "
+            "--storage names a PostgreSQL database."
         ),
     )
-    sub = p.add_subparsers(dest="study_command", metavar="{run,worker,show}")
+    sub = p.add_subparsers(dest="study_command", metavar="{run,worker,show,spaces}")
+    _add_run(sub)
+    _add_others(sub)
+    p.set_defaults(func=_no_sub, _parser=p)
 
+
+def _add_run(sub) -> None:
     r = sub.add_parser(
         "run", help="create or resume a study, search, and write the winner as a run",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -62,7 +71,9 @@ def register(subparsers) -> None:
         ),
     )
     _common(r)
-    r.add_argument("--heads", required=True, metavar="H1,H2", help="heads to search, e.g. gated,lightgbm")
+    r.add_argument("--heads", required=True, metavar="H1,H2",
+                   help=f"heads to search, comma-separated, e.g. gated,lightgbm; heads with a search space: "
+                        f"{', '.join(list_spaces())}")
     r.add_argument("--features", required=True, metavar="M=K[|K2],...",
                    help="keys per modality, e.g. text=K1|K2,audio=K3,video=K4 (| = the study picks one)")
     r.add_argument("--trials", type=int, default=100,
@@ -86,6 +97,8 @@ def register(subparsers) -> None:
     _search_opts(r)
     r.set_defaults(func=run, study_command="run")
 
+
+def _add_others(sub) -> None:
     w = sub.add_parser(
         "worker", help="join an existing study as one more worker (settings read from the study)",
         description="Run trials of study NAME in this process until it reaches its target trial count (or --trials "
@@ -103,7 +116,17 @@ def register(subparsers) -> None:
     s.add_argument("--top", type=int, default=5, help="best trials to list (default 5)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=run, study_command="show")
-    p.set_defaults(func=_no_sub, _parser=p)
+
+    sp = sub.add_parser("spaces", help="the search space of every head: searched ranges and fixed parameters",
+                        description="One line per head: each searched hyperparameter with its range ([low, high] "
+                                    "floats, low..high integers, {choices}; log = searched on a log scale) and the "
+                                    "parameters fixed in every trial. Optuna names them <head>.<param>.")
+    sp.set_defaults(func=_spaces, study_command="spaces")
+
+
+def _spaces(args) -> int:
+    print(describe_spaces())
+    return 0
 
 
 def _no_sub(args) -> int:
@@ -190,6 +213,11 @@ def render(summary: dict) -> str:
                      f"{m['holds']} features")
     if "ran_here" in summary:
         lines.append(f"this worker ran {summary['ran_here']} trial(s)")
+    failed = summary.get("failed") or {}
+    if failed:
+        lines.append(f"failed trials whose worker died: {', '.join(failed)} ({sorted(set(failed.values()))[0]})"
+                     if len(set(failed.values())) == 1 else
+                     "failed trials: " + "; ".join(f"{n} ({why})" for n, why in failed.items()))
     col = summary.get("collapsed") or {}
     if col.get("count"):
         shown = col["trials"][:20]

@@ -21,7 +21,7 @@ _EXPORTS = {
     "HEADS": "_registry", "get_head": "_registry", "list_heads": "_registry", "load_head": "_registry",
     "register_head": "_registry",
     "ConcatHead": "_torch", "GatedConfig": "_torch", "GatedFusionHead": "_torch", "LateFusionHead": "_torch",
-    "TorchConfig": "_torch",
+    "Schedule": "_torch", "TorchConfig": "_torch", "resolve_schedule": "_torch",
     "LightGBMConfig": "_lightgbm", "LightGBMData": "_lightgbm", "LightGBMHead": "_lightgbm",
     "LogRegConfig": "_logreg", "LogRegHead": "_logreg",
     "modality_subsets": "_runs", "parse_seeds": "_runs", "train_run": "_runs",
@@ -35,7 +35,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from mixsig.heads._logreg import LogRegConfig, LogRegHead
     from mixsig.heads._registry import HEADS, get_head, list_heads, load_head, register_head
     from mixsig.heads._runs import modality_subsets, parse_seeds, train_run
-    from mixsig.heads._torch import ConcatHead, GatedConfig, GatedFusionHead, LateFusionHead, TorchConfig
+    from mixsig.heads._torch import (ConcatHead, GatedConfig, GatedFusionHead, LateFusionHead, Schedule, TorchConfig,
+                                     resolve_schedule)
 
 
 def __getattr__(name: str) -> Any:

@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from mixsig._registry import Registry
+from mixsig.errors import StudyError
 from mixsig.studies._data import StudyData
 from mixsig.metrics import collapse, get_metric
-from mixsig.studies._space import TrialConfig, suggest_config
+from mixsig.studies._config import TrialConfig, suggest_config
 from mixsig.studies._storage import WORKER_ATTR, worker_identity
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -48,7 +50,8 @@ class Objective:
         self.seed = seed
         self.threads = threads
         self._inputs: dict = {}
-        self._lgb_cache: dict = {}
+        #: constructed datasets a fitter reuses across trials (LightGBM: per features, fold and binning)
+        self.datasets: dict = {}
         self._identity = worker_identity()
 
     def inputs(self, features, fold_index: int):
@@ -80,7 +83,7 @@ class Objective:
         """
         Xtr, ytr, Xva, yva = self.inputs(config.features, fold_index)
         head = self.make_head(config)
-        fitter = _FITTERS.get(config.head, _fit_default)
+        fitter = FITTERS.get(config.head) if config.head in FITTERS else _fit_default
         fitter(self, head, config, fold_index, seed, trial, Xtr, ytr, Xva, yva)
         return head.predict_proba(Xva)
 
@@ -132,17 +135,15 @@ class Objective:
 
 # --- head-specific fitting (a registry, like the heads themselves) --------------------------------------------
 
-_FITTERS: dict[str, Callable] = {}
+#: head -> ``fitter(objective, head, config, fold_index, seed, trial, Xtr, ytr, Xva, yva)``; heads without one
+#: are fitted by ``head.fit(..., callback=<pruning callback>)``
+FITTERS: Registry[Callable] = Registry("fitter", error=StudyError)
 
 
-def register_fitter(head: str):
-    """Decorator: ``fitter(objective, head, config, fold_index, seed, trial, Xtr, ytr, Xva, yva)`` fits ``head``."""
-
-    def decorate(fn):
-        _FITTERS[head] = fn
-        return fn
-
-    return decorate
+def register_fitter(head: str) -> Callable[[Callable], Callable]:
+    """Decorator: ``fitter(objective, head, config, fold_index, seed, trial, Xtr, ytr, Xva, yva)`` fits ``head``
+    in a study (one per head; another fitter for a head that has one is refused)."""
+    return FITTERS.register(head)
 
 
 def _pruning_callback(trial: "optuna.Trial | None"):
@@ -179,10 +180,10 @@ def _fit_lightgbm(obj: Objective, head, config, fold_index, seed, trial, Xtr, yt
     that value is passed on to ``LightGBMPruningCallback`` as the round's evaluation result.
     """
     cache_key = (tuple(config.features.items()), fold_index, head.config.max_bin, head.config.min_data_in_bin)
-    data = obj._lgb_cache.get(cache_key)
+    data = obj.datasets.get(cache_key)
     if data is None:
         data = head.make_dataset(Xtr, ytr, X_val=Xva, y_val=yva, n_classes=obj.data.n_classes)
-        obj._lgb_cache[cache_key] = data
+        obj.datasets[cache_key] = data
     callback = None
     if trial is not None:
         from types import SimpleNamespace

@@ -18,31 +18,6 @@ SETTINGS_ATTR = "mixsig"
 SETTINGS_VERSION = 2
 
 
-def parse_features(spec: str | Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
-    """``"text=K1|K2,audio=K3"`` (or a mapping) -> ``{"text": ("K1", "K2"), "audio": ("K3",)}``, order kept."""
-    if isinstance(spec, Mapping):
-        items = [(m, (k,) if isinstance(k, str) else tuple(k)) for m, k in spec.items()]
-    else:
-        items = []
-        for part in filter(None, (p.strip() for p in spec.split(","))):
-            if "=" not in part:
-                raise StudyError(f"--features part {part!r} is not MODALITY=KEY[|KEY...] (e.g. text=K1|K2,audio=K3)")
-            m, keys = part.split("=", 1)
-            items.append((m.strip(), tuple(k.strip() for k in keys.split("|") if k.strip())))
-    out: dict[str, tuple[str, ...]] = {}
-    for m, keys in items:
-        if not keys:
-            raise StudyError(f"--features {m}= names no key; give MODALITY=KEY[|KEY...]")
-        if m in out:
-            raise StudyError(f"--features names modality {m!r} twice; list its keys once as {m}=K1|K2")
-        if len(set(keys)) != len(keys):
-            raise StudyError(f"--features {m}= lists a key twice: {'|'.join(keys)}")
-        out[m] = keys
-    if not out:
-        raise StudyError("--features is empty; give MODALITY=KEY[|KEY...] for at least one modality")
-    return out
-
-
 @dataclass(frozen=True)
 class StudySettings:
     """Everything that fixes what a study's trials mean.

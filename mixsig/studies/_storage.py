@@ -193,6 +193,9 @@ def is_alive(worker: dict) -> bool | None:
 
 
 WORKER_ATTR = "mixsig_worker"
+#: study user attr ``mixsig_failed.<trial number>``: why :func:`fail_dead_trials` failed that trial
+FAILED_ATTR = "mixsig_failed"
+DEAD_WORKER = "worker process died"
 
 
 def fail_dead_trials(study: "optuna.Study") -> list[int]:
@@ -200,6 +203,8 @@ def fail_dead_trials(study: "optuna.Study") -> list[int]:
 
     Trials of workers on other hosts are left alone (RDB storages fail those by heartbeat). A RUNNING trial that
     never recorded its worker is failed once it is older than a minute (its process died right after starting it).
+    Each is finished with Optuna's public ``study.tell(number, state=FAIL)``, and the reason is recorded as the
+    study user attr ``mixsig_failed.<number>`` (``study show`` lists them under ``failed``).
     Returns the numbers of the trials failed.
     """
     from optuna.exceptions import UpdateFinishedTrialError
@@ -217,12 +222,13 @@ def fail_dead_trials(study: "optuna.Study") -> list[int]:
         if not dead:
             continue
         try:
-            study._storage.set_trial_user_attr(t._trial_id, "mixsig_failed", "worker process died")
-            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            done = study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
         except (UpdateFinishedTrialError, RuntimeError):  # finished meanwhile
             continue
+        if done.state != TrialState.FAIL:  # another process finished it meanwhile
+            continue
+        study.set_user_attr(f"{FAILED_ATTR}.{t.number}", DEAD_WORKER)
         failed.append(t.number)
     if failed:
         log.warning("marked %d trial(s) FAIL whose worker process died: %s", len(failed), failed)
     return failed
-

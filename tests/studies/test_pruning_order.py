@@ -17,7 +17,8 @@ import pytest
 
 from mixsig.heads import LightGBMHead
 from mixsig.heads._lightgbm import _user_callback
-from mixsig.studies._objective import LGB_REPORT_INTERVAL, _fit_lightgbm
+from mixsig.studies import FITTERS
+from mixsig.studies._objective import LGB_REPORT_INTERVAL
 
 REPEATS = 12
 
@@ -66,9 +67,9 @@ def test_a_trial_reports_the_last_round_every_time():
         trial = study.ask()
         head = LightGBMHead(n_estimators=n_estimators, early_stopping_rounds=1000, num_leaves=4,
                          min_child_samples=5, learning_rate=0.3, feature_fraction=1.0)
-        obj = SimpleNamespace(_lgb_cache={}, data=SimpleNamespace(n_classes=2))
+        obj = SimpleNamespace(datasets={}, data=SimpleNamespace(n_classes=2))
         config = SimpleNamespace(features={"a": "k"})
-        _fit_lightgbm(obj, head, config, 0, k, trial, X, y, Xv, yv)
+        FITTERS.get("lightgbm")(obj, head, config, 0, k, trial, X, y, Xv, yv)
         seen.append(sorted(study.trials[-1].intermediate_values))
         study.tell(trial, 0.0)
     expected = list(range(LGB_REPORT_INTERVAL - 1, n_estimators, LGB_REPORT_INTERVAL))

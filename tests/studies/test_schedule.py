@@ -15,10 +15,9 @@ import pytest
 import torch
 
 from mixsig.errors import HeadError
-from mixsig.heads import get_head
-from mixsig.heads._torch import AUTO_BATCH_MAX, AUTO_BATCH_MIN, EVAL_POINTS, resolve_schedule
-from mixsig.studies import get_space
-from mixsig.studies._space import suggest_config
+from mixsig.heads import get_head, resolve_schedule
+from mixsig.heads._torch import AUTO_BATCH_MAX, AUTO_BATCH_MIN, EVAL_POINTS
+from mixsig.studies import get_space, suggest_config
 
 ROWS = [200, 334, 1_000, 1_228, 5_000, 20_000, 200_000]
 STEPS = [100, 250, 800]

@@ -1,26 +1,59 @@
+import re
+
 import numpy as np
 import optuna
 import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
 from mixsig.errors import StudyError, UsageError
+from mixsig.features import parse_features
+from mixsig.heads import list_heads, modality_subsets
 from mixsig.studies import (
-    StudyData, config_from_params, describe_spaces, get_metric, modality_subsets, parse_features,
+    SPACES, Float, HeadSpace, StudyData, config_from_params, describe_spaces, get_metric, get_space, list_spaces,
+    register_space, suggest_config,
 )
-from mixsig.studies._space import suggest_config
 
 
-def test_modality_subsets_are_every_nonempty_subset_in_order():
-    assert modality_subsets(("text", "audio", "video")) == [
+def test_modalities_choices_are_the_heads_subsets_joined():
+    """One modality_subsets: the study's ``modalities`` parameter offers exactly mixsig.heads' subsets."""
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    suggest_config(trial, ("logreg",), {"text": ("K1",), "audio": ("K2",), "video": ("K3",)})
+    choices = list(trial.distributions["modalities"].choices)
+    assert choices == ["+".join(s) for s in modality_subsets(["text", "audio", "video"])] == [
         "text", "audio", "video", "text+audio", "text+video", "audio+video", "text+audio+video"]
 
 
 def test_parse_features_keeps_order_and_alternatives():
-    assert parse_features("text=K1|K2, audio=K3") == {"text": ("K1", "K2"), "audio": ("K3",)}
+    assert parse_features("text=K1|K2, audio=K3", alternatives=True) == {"text": ("K1", "K2"), "audio": ("K3",)}
+    assert parse_features({"text": "K1", "audio": ["K2", "K3"]}, alternatives=True) == {
+        "text": ("K1",), "audio": ("K2", "K3")}
     with pytest.raises(StudyError, match="twice"):
-        parse_features("text=K1,text=K2")
+        parse_features("text=K1,text=K2", alternatives=True, error=StudyError)
     with pytest.raises(StudyError, match="MODALITY=KEY"):
-        parse_features("text")
+        parse_features("text", alternatives=True, error=StudyError)
+    with pytest.raises(UsageError, match="lists a key twice"):
+        parse_features("text=K1|K1", alternatives=True)
+
+
+def test_parse_features_one_key_per_modality_by_default():
+    assert parse_features("text=K1, audio=K2") == {"text": "K1", "audio": "K2"}
+    assert parse_features({"text": "K1"}) == {"text": "K1"}
+    with pytest.raises(UsageError, match=r"one key per modality.*mixsig study"):
+        parse_features("text=K1|K2")
+    for bad, why in (("text", "MODALITY=KEY"), ("text=", "names no key"), ("=K1", "names no modality"),
+                     ("", "empty"), ("text=K1,text=K2", "twice")):
+        with pytest.raises(UsageError, match=why):
+            parse_features(bad)
+
+
+def test_run_study_refuses_bad_features_with_a_study_error(small_store):
+    from mixsig.studies import run_study
+
+    store, _ = small_store
+    with pytest.raises(StudyError, match="MODALITY=KEY"):
+        run_study(store, "x", heads="logreg", features="text", trials=1)
 
 
 def test_suggested_config_round_trips_from_trial_params():
@@ -44,10 +77,65 @@ def test_suggested_config_round_trips_from_trial_params():
     assert cfg.params["max_bin"] == 63 and cfg.params["feature_fraction"] <= 0.3
 
 
-def test_spaces_are_documented_per_head():
-    text = describe_spaces()
-    for head in ("gated", "lightgbm", "logreg", "concat", "late"):
-        assert f"\n{head}:" in "\n" + text
+_RANGE = re.compile(r"^(?P<name>\w+) (?:\[(?P<flo>[^,\]]+), (?P<fhi>[^\]]+)\]|(?P<ilo>-?\d+)\.\.(?P<ihi>-?\d+)"
+                    r"|\{(?P<choices>[^}]*)\})(?P<log> log)?(?: \([^)]*\))?$")
+
+
+def _described(head: str) -> tuple[dict, str]:
+    """The searched ranges ``describe_spaces`` shows for ``head``, parsed back: ({name: match}, fixed text)."""
+    lines = [ln for ln in describe_spaces().splitlines() if ln.startswith(f"{head}: ")]
+    assert len(lines) == 1, f"describe_spaces has {len(lines)} lines for {head}"
+    searched, _, fixed = lines[0][len(head) + 2:].partition("; fixed ")
+    out = {}
+    for part in re.split(r", (?=\w+ [\[{\d])", searched):
+        m = _RANGE.match(part)
+        assert m, f"{head}: {part!r} is not NAME [lo, hi] | NAME lo..hi | NAME {{a, b}} (+ log)"
+        out[m["name"]] = m
+    return out, fixed
+
+
+@pytest.mark.parametrize("head", list_spaces())
+def test_described_ranges_are_what_the_trials_search(head):
+    """Every parameter a trial of ``head`` asks Optuna for appears in the described text with its exact range
+    (bounds, log scale, choices), and every fixed parameter with its value."""
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    cfg = suggest_config(trial, (head,), {"text": ("K1",)})
+    dists = {k[len(head) + 1:]: d for k, d in trial.distributions.items() if k.startswith(head + ".")}
+    described, fixed = _described(head)
+    assert set(described) == set(dists), f"{head}: described {sorted(described)}, searched {sorted(dists)}"
+    for name, d in dists.items():
+        m = described[name]
+        if isinstance(d, FloatDistribution):
+            assert m["flo"] is not None, f"{head}.{name}: a float shown as {m.group(0)!r}"
+            assert (float(m["flo"]), float(m["fhi"]), bool(m["log"])) == (d.low, d.high, d.log), m.group(0)
+        elif isinstance(d, IntDistribution):
+            assert m["ilo"] is not None, f"{head}.{name}: an int shown as {m.group(0)!r}"
+            assert (int(m["ilo"]), int(m["ihi"]), bool(m["log"])) == (d.low, d.high, d.log), m.group(0)
+        else:
+            assert isinstance(d, CategoricalDistribution) and m["choices"] is not None
+            assert m["choices"].split(", ") == [str(c) for c in d.choices], m.group(0)
+    space = get_space(head)
+    assert fixed == ", ".join(f"{k}={v}" for k, v in space.fixed.items())
+    assert {k: cfg.params[k] for k in space.fixed} == dict(space.fixed)
+
+
+def test_every_head_has_a_space_and_the_cli_prints_them(capsys):
+    from mixsig.cli import main
+
+    assert list_spaces() == list_heads()
+    assert main(["study", "spaces"]) == 0
+    assert capsys.readouterr().out.strip() == describe_spaces()
+
+
+def test_a_space_is_registered_once():
+    with pytest.raises(StudyError, match="already registered"):
+        register_space(HeadSpace("logreg", (Float("C", 1e-3, 1.0, log=True),)))
+    with pytest.raises(StudyError, match=r"Unknown search space 'nope'.*logreg"):
+        get_space("nope")
+    with pytest.raises(StudyError, match="twice"):
+        HeadSpace("x", (Float("a", 0, 1), Float("a", 0, 2)))
+    assert "logreg" in SPACES
 
 
 @pytest.mark.parametrize("name", ["accuracy", "macro_f1", "weighted_f1", "auroc"])

@@ -138,7 +138,8 @@ def test_dead_local_worker_trials_are_failed_live_and_remote_ones_kept(tmp_path)
     assert fail_dead_trials(study) == [0]
     states = [t.state for t in study.get_trials()]
     assert states == [TrialState.FAIL, TrialState.RUNNING, TrialState.RUNNING]
-    assert study.trials[0].user_attrs["mixsig_failed"] == "worker process died"
+    assert study.user_attrs == {"mixsig_failed.0": "worker process died"}  # told FAIL through the public API
+    assert fail_dead_trials(study) == []  # nothing left to fail
 
 
 def test_pruner_compares_only_trials_of_the_same_head():
@@ -218,7 +219,8 @@ def test_sigkill_mid_trial_then_rerun_continues_and_nothing_stays_running(tmp_pa
     assert rerun.returncode == 0, err
     st = optuna.load_study(study_name="k", storage=open_storage(path))
     assert st.trials[killed_running].state == TrialState.FAIL
-    assert st.trials[killed_running].user_attrs["mixsig_failed"] == "worker process died"
+    assert st.user_attrs[f"mixsig_failed.{killed_running}"] == "worker process died"
+    assert study_summary(path, "k")["failed"] == {str(killed_running): "worker process died"}
     assert not st.get_trials(states=(TrialState.RUNNING,))
     assert len(st.get_trials(states=FINISHED)) == 8
 
