@@ -45,10 +45,7 @@ class Stage:
 
 def run_demo(out_dir, config: DemoConfig = DemoConfig(), on_stage: Callable[[Stage], None] | None = None) -> dict:
     """Run every stage into ``out_dir``; returns ``{"stages": [...], "report": path, "findings": [...]}``."""
-    from mixsig.cache import open_store
-    from mixsig.demo import make_corpus, make_tiny_encoders
-    from mixsig.errors import MixsigError
-    from mixsig.manifest import validate_manifest
+    from mixsig.demo import make_tiny_encoders
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -60,7 +57,41 @@ def run_demo(out_dir, config: DemoConfig = DemoConfig(), on_stage: Callable[[Sta
         if on_stage:
             on_stage(s)
 
-    # 1. corpus (reused when the stamp says it was made with the same rows and seed)
+    corpus = _corpus(out, config, stage)                                    # 1. corpus
+    manifest = _validate(corpus / "manifest.csv", stage)                    # 2. validate
+    t0 = time.perf_counter()                                                # 3. tiny encoders
+    encoders = make_tiny_encoders(out / "encoders", seed=config.seed)
+    stage("encoders", t0, "tiny random-weight RoBERTa / HuBERT-style / VideoMAE encoders in " + str(out / "encoders"))
+    store_url = out / "cache.zarr"
+    keys = _extract_all(manifest, store_url, encoders, stage)               # 4. extraction of every modality
+    # 5. brief fine-tuning of the text encoder: a second text key the study can choose
+    text_keys = [keys["text"]]
+    if config.finetune:
+        t0 = time.perf_counter()
+        ft = _finetune_text(manifest, store_url, encoders["text"], config, out)
+        text_keys.append(ft["key"])
+        stage("finetune text", t0, ft["what"], key=ft["key"])
+    features = {"text": tuple(text_keys), "audio": keys["audio"], "video": keys["video"]}
+    store, run_name = _study(store_url, features, config, stage)             # 6. study over gated + LightGBM heads
+    t0 = time.perf_counter()                                                # 7. report
+    report, paths = _report(store, run_name, config, corpus, out)
+    stage("report", t0, f"report of run '{run_name}' on {config.split} in {paths['html'].parent}")
+    findings = headline_findings(report)
+    # 8. the demo knows its ground truth: does the report recover the planted structure?
+    t0 = time.perf_counter()
+    check = planted_check(store.samples, Path(paths["csv"]), report)
+    stage("planted check", t0, check["what"], **{k: v for k, v in check.items() if k != "what"})
+    result = {"stages": [s.__dict__ for s in stages], "report": str(paths["html"]), "findings": findings,
+              "planted": check, "keys": keys, "run": run_name, "config": config.to_dict()}
+    (out / "demo-summary.json").write_text(json.dumps(result, indent=2, default=str))
+    return result
+
+
+def _corpus(out: Path, config: DemoConfig, stage) -> Path:
+    """The corpus folder: generated, or reused when the stamp says it was made with the same rows and seed."""
+    from mixsig.demo import make_corpus
+    from mixsig.errors import MixsigError
+
     t0 = time.perf_counter()
     corpus = out / "corpus"
     manifest_path = corpus / "manifest.csv"
@@ -75,8 +106,14 @@ def run_demo(out_dir, config: DemoConfig = DemoConfig(), on_stage: Callable[[Sta
         make_corpus(corpus, n_rows=config.rows, seed=config.seed)
         stamp.write_text(json.dumps({"corpus": want}))
         stage("corpus", t0, f"generated {config.rows} rows (text, WAV, MP4, 5 annotators, human-study votes) in {corpus}")
+    return corpus
 
-    # 2. validate
+
+def _validate(manifest_path: Path, stage):
+    """The validated manifest; any error stops the demo."""
+    from mixsig.errors import MixsigError
+    from mixsig.manifest import validate_manifest
+
     t0 = time.perf_counter()
     manifest, problems = validate_manifest(manifest_path)
     errors = [p for p in problems if getattr(p, "severity", "error") == "error"]
@@ -84,16 +121,13 @@ def run_demo(out_dir, config: DemoConfig = DemoConfig(), on_stage: Callable[[Sta
         raise MixsigError(f"the demo manifest has {len(errors)} problems; first: {errors[0] if errors else '?'}")
     counts = {s: sum(1 for r in manifest.rows if r["split"] == s) for s in ("train", "val", "test")}
     stage("validate", t0, f"manifest clean: {len(manifest.rows)} rows {counts}, {len(problems)} warnings")
+    return manifest
 
-    # 3. tiny encoders
-    t0 = time.perf_counter()
-    encoders = make_tiny_encoders(out / "encoders", seed=config.seed)
-    stage("encoders", t0, "tiny random-weight RoBERTa / HuBERT-style / VideoMAE encoders in " + str(out / "encoders"))
 
-    # 4. extraction of every modality
+def _extract_all(manifest, store_url: Path, encoders: dict, stage) -> dict[str, str]:
+    """Extract every modality with its tiny encoder (mean pooling); returns {modality: key}."""
     from mixsig.extract import extract
 
-    store_url = out / "cache.zarr"
     keys: dict[str, str] = {}
     for modality in MODALITIES:
         t0 = time.perf_counter()
@@ -101,20 +135,16 @@ def run_demo(out_dir, config: DemoConfig = DemoConfig(), on_stage: Callable[[Sta
         keys[modality] = res.key
         stage(f"extract {modality}", t0, res.summary(), key=res.key, written=res.written,
               skipped=res.skipped_done, failed=res.n_failed)
+    return keys
 
-    # 5. brief fine-tuning of the text encoder: a second text key the study can choose
-    text_keys = [keys["text"]]
-    if config.finetune:
-        t0 = time.perf_counter()
-        ft = _finetune_text(manifest, store_url, encoders["text"], config, out)
-        text_keys.append(ft["key"])
-        stage("finetune text", t0, ft["what"], key=ft["key"])
 
-    # 6. study over gated + LightGBM heads
+def _study(store_url: Path, features: dict, config: DemoConfig, stage):
+    """Run the study over gated + LightGBM heads (reused when it finished before with at least as many trials);
+    returns the store and the winner run's name."""
+    from mixsig.cache import open_store
     from mixsig.studies import run_study, study_summary
 
     t0 = time.perf_counter()
-    features = {"text": tuple(text_keys), "audio": keys["audio"], "video": keys["video"]}
     store = open_store(store_url)
     summary = None
     if f"study-{config.study_name}" in store.runs():  # finished before: reuse unless more trials are asked for
@@ -128,25 +158,16 @@ def run_demo(out_dir, config: DemoConfig = DemoConfig(), on_stage: Callable[[Sta
     states = ", ".join(f"{v} {k.lower()}" for k, v in summary["states"].items())
     stage("study", t0, f"study '{config.study_name}': {states} trials; winner trained on all 7 subsets as "
                        f"run '{run_name}'", run=run_name, trials=_finished_trials(summary))
+    return store, run_name
 
-    # 7. report
+
+def _report(store, run_name: str, config: DemoConfig, corpus: Path, out: Path) -> tuple[dict, dict]:
+    """Analyse the winner run and write the report; returns (report.json's content, the written paths)."""
     from mixsig.analysis import analyse, write_report
 
-    t0 = time.perf_counter()
     result = analyse(store, run_name, split=config.split, media_root=corpus)
     paths = write_report(result, out / "report")
-    stage("report", t0, f"report of run '{run_name}' on {config.split} in {paths['html'].parent}")
-    report = json.loads(Path(paths["json"]).read_text())
-    findings = headline_findings(report)
-
-    # 8. the demo knows its ground truth: does the report recover the planted structure?
-    t0 = time.perf_counter()
-    check = planted_check(store.samples, Path(paths["csv"]), report)
-    stage("planted check", t0, check["what"], **{k: v for k, v in check.items() if k != "what"})
-    result = {"stages": [s.__dict__ for s in stages], "report": str(paths["html"]), "findings": findings,
-              "planted": check, "keys": keys, "run": run_name, "config": config.to_dict()}
-    (out / "demo-summary.json").write_text(json.dumps(result, indent=2, default=str))
-    return result
+    return json.loads(Path(paths["json"]).read_text()), paths
 
 
 def planted_check(samples, samples_csv: Path, report: dict) -> dict:
