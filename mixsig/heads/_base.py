@@ -29,14 +29,10 @@ import numpy as np
 
 from mixsig.errors import HeadError
 from mixsig.jsonutil import jsonable
+from mixsig.heads._files import HEAD_FORMAT_VERSION, META_FILE, read_saved_head
 from mixsig.heads._targets import target_matrix
 
 log = logging.getLogger(__name__)
-
-META_FILE = "head.json"
-HEAD_FORMAT_VERSION = 1
-_PICKLE_MAGIC = (b"\x80",)  # pickle protocol >= 2 starts with PROTO (0x80)
-_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default container
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # arrays: compared by identity, like the head's own checks
@@ -328,29 +324,6 @@ class Head:
         return mods, Xs
 
 
-def read_saved_head(path: str | Path) -> dict:
-    """The ``head.json`` record of a head saved in folder ``path``, after refusing files that are not such a
-    folder (pickles and torch ``.pt`` files by name), missing or unreadable records and other format versions."""
-    path = Path(path)
-    if path.is_file():
-        _refuse_foreign_file(path)
-        raise HeadError(
-            f"{path} is a file; a saved head is a folder with {META_FILE} and its model file "
-            f"(written by Head.save)."
-        )
-    meta_path = path / META_FILE
-    if not meta_path.is_file():
-        raise HeadError(f"No saved head at {path}: {META_FILE} is missing. Save heads with Head.save(folder).")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise HeadError(f"{meta_path} is not valid JSON ({exc}); re-save the head.") from None
-    if meta.get("format_version") != HEAD_FORMAT_VERSION:
-        raise HeadError(f"{meta_path}: head format {meta.get('format_version')} is not supported "
-                        f"(this mixsig reads {HEAD_FORMAT_VERSION}).")
-    return meta
-
-
 def _canonical_params(params: dict) -> dict:
     """Hyperparameters in their stored, JSON-able form. A value already in that form is kept as the very same
     object (scikit-learn's ``clone`` checks that the constructor stores its arguments unchanged)."""
@@ -400,26 +373,3 @@ def _n_classes(y, y_val, soft_labels, n_classes) -> int:
     if seen < 2:
         raise HeadError("The training labels hold a single class; pass n_classes or include both classes.")
     return seen
-
-
-def check_model_file(path: Path, kind: str) -> Path:
-    """Make sure ``path`` is a ``kind`` ("safetensors" | "lightgbm") file before anything parses it."""
-    if not path.is_file():
-        raise HeadError(f"Model file {path} is missing; the saved head is incomplete, save it again.")
-    with open(path, "rb") as fh:
-        start = fh.read(9)
-    ok = start[8:9] == b"{" if kind == "safetensors" else start.startswith(b"tree")
-    if not ok:
-        _refuse_foreign_file(path)
-        raise HeadError(f"{path} is not a {kind} model file; the saved head is damaged, save it again.")
-    return path
-
-
-def _refuse_foreign_file(path: Path) -> None:
-    with open(path, "rb") as fh:
-        head = fh.read(4)
-    if head[:1] in _PICKLE_MAGIC or head == _ZIP_MAGIC or path.suffix in {".pkl", ".pickle", ".pt", ".pth", ".joblib"}:
-        raise HeadError(
-            f"Refusing to load {path}: it looks like a pickle / torch.save file. mixsig loads heads only "
-            f"from safetensors or LightGBM text files written by Head.save; retrain and save the head."
-        )

@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 
 from mixsig.errors import HeadError
-from mixsig.heads._base import FitInputs, Head, check_model_file
+from mixsig.heads._base import FitInputs, Head
+from mixsig.heads._files import check_model_file
 from mixsig.heads._registry import register_head
 from mixsig.heads._targets import expand_targets
 from mixsig.heads._torch import available_cores

@@ -69,7 +69,7 @@ def list_heads() -> list[str]:
 def load_head(path: str | Path) -> "Head":
     """Load the head saved by :meth:`Head.save` in folder ``path``, of whichever registered class it is.
     Refuses pickles and torch ``.pt`` files; an unknown head name raises :class:`HeadError` listing the heads."""
-    from mixsig.heads._base import read_saved_head
+    from mixsig.heads._files import read_saved_head
 
     meta = read_saved_head(path)
     return head_class(meta["head"])._from_saved(Path(path), meta)

@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from mixsig.errors import HeadError
-from mixsig.heads._base import Head, check_model_file
+from mixsig.heads._base import Head
+from mixsig.heads._files import check_model_file
 from mixsig.heads._registry import register_head
 from mixsig.training import batch_starts, seeded, train_epochs
 
