@@ -2,25 +2,29 @@
 
 Every command module defines ``register(subparsers)`` which adds its parser and sets
 ``func=run`` (a callable taking the parsed ``argparse.Namespace`` and returning an exit code).
-Command modules import heavy libraries inside ``run`` only, so ``mixsig --help`` starts instantly.
+Command modules import heavy libraries inside ``run`` only, and :func:`main` imports the module of the command
+being run only (``mixsig --help`` none: its lines are :data:`mixsig.commands.SUMMARIES`), so the CLI starts instantly.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import os
 import sys
 
 from mixsig import __version__
+from mixsig.commands import SUMMARIES
 from mixsig.errors import MixsigError
 
 # Order is the order in `mixsig --help`.
-COMMANDS = ("validate", "extract", "finetune", "cache", "train", "study", "report", "demo")
+COMMANDS = tuple(SUMMARIES)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The `mixsig` parser with every command's parser, or, with ``only``, with that command's parser (``""``:
+    none) and placeholders for the others that carry their line of `mixsig --help` (all `mixsig --help` and an
+    unknown command's error need)."""
     parser = argparse.ArgumentParser(
         prog="mixsig",
         description=(
@@ -35,17 +39,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        importlib.import_module(f"mixsig.commands.{name}").register(sub)
+        if only is None or name == only:
+            importlib.import_module(f"mixsig.commands.{name}").register(sub)
+        else:
+            sub.add_parser(name, help=SUMMARIES[name])
     return parser
+
+
+def _command(argv: list[str]) -> str:
+    """The command ``argv`` names (its first word that is not an option: the global options take no value), or
+    ``""`` when it names none."""
+    first = next((a for a in argv if not a.startswith("-")), "")
+    return first if first in SUMMARIES else ""
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(only=_command(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    import logging
+
     level = logging.DEBUG if args.debug else (logging.WARNING if args.quiet else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("optuna", "matplotlib", "numcodecs", "zarr", "urllib3", "httpx", "fsspec", "asyncio"):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from mixsig.commands import SUMMARIES
 from mixsig.commands._util import print_json, table
 
 
 def register(sub) -> None:
-    p = sub.add_parser("cache", help="inspect and maintain a feature store (ls, info, explain, diff, verify, HDF5)",
+    p = sub.add_parser("cache", help=SUMMARIES["cache"],
                        description="Inspect and maintain a mixsig feature store (a Zarr v3 group).")
     cs = p.add_subparsers(dest="cache_command", metavar="ACTION")
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import sys
 import time
 
+from mixsig.commands import SUMMARIES
+
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "demo", help="run the whole study offline on the built-in demo corpus",
+        "demo", help=SUMMARIES["demo"],
         description="Generate the demo corpus (text, WAV audio, MP4 video, simulated annotators), validate it, "
                     "extract all three modalities with tiny local encoders, fine-tune the text encoder briefly, "
                     "run an Optuna study over gated and LightGBM heads, and write the disagreement report. "

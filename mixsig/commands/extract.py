@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mixsig.commands import SUMMARIES
 from mixsig.commands._util import add_encoder_arguments
 
 EPILOG = """\
@@ -34,7 +35,7 @@ Rows already done are skipped, so an interrupted run resumes where it stopped. S
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "extract",
-        help="cache pooled embeddings of one encoder over one modality (resumable, sharded)",
+        help=SUMMARIES["extract"],
         description=(
             "Run a Hugging Face encoder (hub name or local folder) over the text, audio or video of a manifest and "
             "write pooled embeddings into a feature key of STORE. The key is named by its provenance (encoder, "

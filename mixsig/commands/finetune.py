@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 
+from mixsig.commands import SUMMARIES
 from mixsig.commands._util import add_encoder_arguments
 
 EPILOG = """\
@@ -41,7 +42,7 @@ exit codes: 0 done, 1 rows failed to decode (they are skipped in training and le
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "finetune",
-        help="fine-tune an encoder on the train split, then cache its embeddings and class probabilities",
+        help=SUMMARIES["finetune"],
         description=(
             "Fine-tune a Hugging Face encoder with AutoModelFor{Sequence,Audio,Video}Classification: the classifier, "
             "the last --unfreeze-last blocks and what follows them (pooler / final norm) train (AdamW), or every "

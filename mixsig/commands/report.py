@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mixsig.commands import SUMMARIES
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "report",
-        help="disagreement report of a run: metrics, unimodal vs full disagreement, annotator uncertainty, "
-             "dominance, human study, descriptors",
+        help=SUMMARIES["report"],
         description=(
             "Analyse a run's cached predictions (every modality subset and seed) against the samples table and "
             "write report.html (one self-contained file, plots embedded), report.md, report.json (every number) "

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mixsig.commands import SUMMARIES
 from mixsig.metrics import METRICS
 from mixsig.studies import describe_spaces, list_spaces  # numpy-free: the spaces are declared specs
 
@@ -36,7 +37,7 @@ def _search_opts(p: argparse.ArgumentParser) -> None:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "study", help="Optuna searches over heads, hyperparameters, modality subsets and cached encoders",
+        "study", help=SUMMARIES["study"],
         description=(
             "run: create (or resume) a study and search; then re-evaluate the best configurations over several "
             "seeds and train the winner on every modality subset as run study-NAME. worker: join a running study "

@@ -8,6 +8,8 @@ import json
 import logging
 import sys
 
+from mixsig.commands import SUMMARIES
+
 
 def register(subparsers) -> None:
     from mixsig.heads import HEADS  # light: the head names, no numpy/torch
@@ -15,7 +17,7 @@ def register(subparsers) -> None:
     heads = HEADS.names()
     p = subparsers.add_parser(
         "train",
-        help="train a fusion head on every modality subset and seed over cached features; write a run",
+        help=SUMMARIES["train"],
         description=(
             f"Train a head ({', '.join(heads)}) on every non-empty subset of the given "
             "modalities for each seed, on the store's train split, selecting the epoch / stopping early on val. "

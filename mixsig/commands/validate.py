@@ -10,11 +10,13 @@ import argparse
 import json
 import sys
 
+from mixsig.commands import SUMMARIES
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "validate",
-        help="check a manifest (CSV/JSONL) and list every problem with its row, column and fix",
+        help=SUMMARIES["validate"],
         description=(
             "Check a manifest and list every problem at once (row, column, what is wrong and the fix): "
             "duplicate or empty ids, unknown splits, labels outside the label set, missing or unreadable media, "
