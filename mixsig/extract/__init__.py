@@ -17,8 +17,9 @@ registry (:data:`POOLINGS`, in the light module ``_pooling``) without importing 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from mixsig._lazy import lazy_exports
 
 #: public name -> the module defining it
 _EXPORTS = {
@@ -57,15 +58,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from mixsig.extract._threads import available_cores, default_threads, torch_threads
     from mixsig.extract._trainable import set_trainable
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mixsig.extract' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"mixsig.extract.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -12,8 +12,9 @@ Heavy libraries (torch, lightgbm, scikit-learn) are imported only when a head is
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from mixsig._lazy import lazy_exports
 
 #: public name -> the module defining it
 _EXPORTS = {
@@ -38,15 +39,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from mixsig.heads._torch import (ConcatHead, GatedConfig, GatedFusionHead, LateFusionHead, Schedule, TorchConfig,
                                      resolve_schedule)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mixsig.heads' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"mixsig.heads.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

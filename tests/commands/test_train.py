@@ -8,23 +8,19 @@ import pytest
 
 from mixsig.cache import open_store
 from mixsig.cli import main
-from tests.heads.helpers import make_store
+from tests.heads.helpers import shared_store
 
 
 @pytest.fixture(scope="module")
 def gappy(tmp_path_factory):
     """Keys a (the label), b, c (noise) with rows not done (b: 3, 170; c: 250) and votes."""
-    path = tmp_path_factory.mktemp("runs") / "store.zarr"
-    store, keys, X, y = make_store(path, not_done={"b": [3, 170], "c": [250]}, votes=True)
-    return path, store, keys
+    return shared_store(tmp_path_factory, "gappy")
 
 
 @pytest.fixture(scope="module")
 def collapsing(tmp_path_factory):
     """Keys a (signal), b, c (noise) and z (all zeros), each held under its own modality."""
-    path = tmp_path_factory.mktemp("warn") / "store.zarr"
-    store, keys, X, y = make_store(path, n_train=80, n_val=40, n_test=40, constant=True)
-    return path, store, keys
+    return shared_store(tmp_path_factory, "collapsing")
 
 
 def _feats(**kw):

@@ -58,3 +58,16 @@ def make_store(path, n_train=160, n_val=60, n_test=80, seed=0, not_done: dict | 
                 w.write_block(lo, hi, x[lo:hi], st)
         keys[m] = key
     return store, keys, X, y
+
+
+#: The stores that the run tests of heads and of the CLI share (make_store arguments): ``gappy`` has rows not done
+#: (b: 3, 170; c: 250) and votes; ``collapsing`` has a key ``z`` of zeros (a collapse) on 80/40/40 rows.
+STORES = {"gappy": {"not_done": {"b": [3, 170], "c": [250]}, "votes": True},
+          "collapsing": {"n_train": 80, "n_val": 40, "n_test": 40, "constant": True}}
+
+
+def shared_store(tmp_path_factory, kind: str):
+    """``(path, store, {modality: key})`` of a new :data:`STORES` store of ``kind`` (for module-scoped fixtures)."""
+    path = tmp_path_factory.mktemp(kind) / "store.zarr"
+    store, keys, X, y = make_store(path, **STORES[kind])
+    return path, store, keys

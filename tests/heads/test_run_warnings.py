@@ -10,15 +10,13 @@ from mixsig.cache import describe_collapse, open_store
 from mixsig.cli import main
 from mixsig.errors import GroupLeak, UsageError
 from mixsig.heads import train_run
-from tests.heads.helpers import make_store
+from tests.heads.helpers import make_store, shared_store
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """Keys a (signal), b, c (noise) and z (all zeros), each held under its own modality."""
-    path = tmp_path_factory.mktemp("warn") / "store.zarr"
-    store, keys, X, y = make_store(path, n_train=80, n_val=40, n_test=40, constant=True)
-    return path, store, keys
+    return shared_store(tmp_path_factory, "collapsing")
 
 
 def _feats(**kw):

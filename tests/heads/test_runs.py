@@ -6,14 +6,12 @@ import zarr
 
 from mixsig.errors import HeadError, StoreError
 from mixsig.heads import modality_subsets, train_run
-from tests.heads.helpers import make_store
+from tests.heads.helpers import make_store, shared_store
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    path = tmp_path_factory.mktemp("runs") / "store.zarr"
-    store, keys, X, y = make_store(path, not_done={"b": [3, 170], "c": [250]}, votes=True)
-    return path, store, keys
+    return shared_store(tmp_path_factory, "gappy")
 
 
 @pytest.fixture(scope="module")
