@@ -30,8 +30,9 @@ cheap: names load on first use (PEP 562), and the spaces import neither numpy no
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from mixsig._lazy import lazy_exports
 
 #: public name -> the module defining it (imported on first use: ``mixsig study --help`` imports no numpy)
 _EXPORTS = {
@@ -69,16 +70,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from mixsig.studies._summary import study_summary
 
 
-def __getattr__(name: str) -> Any:
-    if name in _ALIASES:
-        value = getattr(importlib.import_module(_ALIASES[name]), name)
-    elif name in _EXPORTS:
-        value = getattr(importlib.import_module(f"mixsig.studies.{_EXPORTS[name]}"), name)
-    else:
-        raise AttributeError(f"module 'mixsig.studies' has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, {**_EXPORTS, **_ALIASES}, globals())
