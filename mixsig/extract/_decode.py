@@ -146,15 +146,14 @@ def _frame_time(frame_or_packet, tb: float) -> float | None:
 
 _local = threading.local()
 
-#: Codec threads for video decoding. On small machines the decoding workers already keep every core busy, and
-#: frame threading made decoding 18-70% slower on 2 cores (64x64 and 320x240 clips, same frames either way);
-#: larger machines keep FFmpeg's frame threading (not measured here).
+#: Codec threads for video decoding. On small machines the decoding workers already keep every core busy and
+#: frame threading only slows decoding (benchmarks/README.md); larger machines keep FFmpeg's frame threading.
 _CODEC_THREADS = "AUTO" if (os.cpu_count() or 1) > 4 else None
 
 
 def _rgb(frame) -> np.ndarray:
-    """``frame.to_ndarray(format="rgb24")``, through one reformatter per thread: through each frame's own
-    reformatter a new frame took ~0.59 ms here, through a kept one ~0.13 ms (64x64). Same bytes."""
+    """``frame.to_ndarray(format="rgb24")``, through one reformatter per thread (a kept reformatter is much
+    cheaper than each frame's own: benchmarks/README.md). Same bytes."""
     from av.video.reformatter import VideoReformatter
 
     r = getattr(_local, "reformatter", None)

@@ -1,7 +1,7 @@
 """Torch threads for ``extract`` / ``finetune``: a default chosen from the cores, set for the command and restored.
 
-On a machine of 2 busy cores one torch thread made fine-tuning steps 2.3-3.2x faster than two (the second
-thread mostly waits for a core shared with decoding and the other processes), so the default there is 1.
+On a machine of 2 busy cores a second torch thread mostly waits for a core shared with decoding and other
+processes, so the default there is 1 (measurement in benchmarks/README.md).
 """
 
 from __future__ import annotations

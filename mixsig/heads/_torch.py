@@ -123,8 +123,8 @@ class TorchConfig:
     batch (from ``max_lr / 25`` up to ``max_lr`` and down), overriding ``lr`` — what PyTorch does with
     the paper's recipe (Adam lr 1e-4 + one-cycle to 1e-3); ``max_lr=None`` keeps ``lr`` constant.
     ``num_threads`` (default 1, capped at the cores this process may use): batch-64 steps gain little
-    from more threads, and parallel runs or study workers oversubscribe the cores — measured on a busy
-    2-core machine, 2 threads were 7-11x slower than 1. A fixed count also keeps results reproducible.
+    from more threads, and parallel runs or study workers oversubscribe the cores (benchmarks/README.md).
+    A fixed count also keeps results reproducible.
     A last mini-batch of a single row is skipped that epoch (BatchNorm cannot train on one row).
     """
 
