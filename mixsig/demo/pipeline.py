@@ -221,7 +221,10 @@ def _finetune_text(manifest, store_url, encoder_path, config: DemoConfig, out: P
     res = finetune(manifest, str(store_url), "text", str(encoder_path), config=ft_config)
     stamp.write_text(json.dumps({"key": res.key, "run": res.run, "config": ft_config.to_dict()}))
     best = ", ".join(f"{v:.2f}" if k == "all" else f"{k} {v:.2f}" for k, v in res.val_accuracy.items())
-    return {"key": res.key, "what": f"{ft_config.epochs} epochs (classifier + last {ft_config.unfreeze_last} blocks), "
+    tp = res.trained_parameters or {}
+    trained = (f"{tp['trained']:,} of {tp['total']:,} parameters" if tp.get("total")
+               else f"classifier + last {ft_config.unfreeze_last} blocks")
+    return {"key": res.key, "what": f"{ft_config.epochs} epochs ({trained}: --unfreeze-last {ft_config.unfreeze_last}), "
                                     f"best val accuracy {best}; key {res.key}, run {res.run}"}
 
 
