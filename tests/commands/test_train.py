@@ -121,7 +121,7 @@ def test_train_head_choices_come_from_the_registry(capsys):
 
     @register_head("logreg2")
     class LogReg2(LogRegHead):
-        pass
+        """A second logistic-regression head, registered only to show up in the CLI's choices."""
 
     try:
         assert main(["train", "store.zarr", "--head", "list"]) == 0
