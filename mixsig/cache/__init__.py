@@ -14,8 +14,8 @@ from mixsig.cache._runs import (UNSET, Run, RunRecord, RunSubset, Unset, describ
                                 subset_name)
 from mixsig.cache._samples import MODALITIES, Samples
 from mixsig.cache._status import Status
-from mixsig.cache._store import (FeatureStore, FeatureView, create_store, default_chunk_rows, describe_group_leak,
-                                open_store)
+from mixsig.cache._create import create_store, open_store
+from mixsig.cache._store import FeatureStore, FeatureView, default_chunk_rows, describe_group_leak
 from mixsig.cache._verify import VerifyReport, verify_store
 from mixsig.cache._writer import FeatureWriter
 
