@@ -7,7 +7,8 @@ Public API::
     paths = write_report(result, "report/")                     # report.html/.md/.json, samples.csv
 
 ``AnalysisInput`` + ``analyse_input`` run the same analyses on plain arrays (no store needed);
-the statistics helpers (``krippendorff_alpha_nominal``, ``vote_entropy``, ``mann_whitney``,
+``csv_text_value`` reads a samples.csv text cell back (samples.csv marks formula-like text cells with a leading
+``'``); the statistics helpers (``krippendorff_alpha_nominal``, ``vote_entropy``, ``mann_whitney``,
 ``benjamini_hochberg``, ...) are exported for reuse.
 
 Layout: each report section is one module under ``mixsig.analysis.sections`` holding its analysis
@@ -23,6 +24,7 @@ from mixsig.analysis._data import AnalysisInput, input_from_run, input_from_stor
 from mixsig.analysis._descriptors import prosody
 from mixsig.metrics import auroc, bootstrap_metrics, point_metrics
 from mixsig.analysis._render import jsonable, write_report
+from mixsig.analysis.sections.samples import csv_text_value
 from mixsig.analysis._stats import (
     benjamini_hochberg,
     bootstrap_mean_difference,
@@ -38,7 +40,7 @@ from mixsig.analysis._stats import (
 
 __all__ = [
     "AnalysisInput", "aggregate_seeds", "analyse", "analyse_input", "auroc", "benjamini_hochberg",
-    "bootstrap_mean_difference", "bootstrap_metrics", "input_from_run", "input_from_store", "jsonable",
-    "krippendorff_alpha_bootstrap", "krippendorff_alpha_nominal", "majority_share", "mann_whitney",
+    "bootstrap_mean_difference", "bootstrap_metrics", "csv_text_value", "input_from_run", "input_from_store",
+    "jsonable", "krippendorff_alpha_bootstrap", "krippendorff_alpha_nominal", "majority_share", "mann_whitney",
     "point_metrics", "prosody", "rank_biserial", "spearman", "vote_counts", "vote_entropy", "write_report",
 ]

@@ -2,7 +2,10 @@
 
 Page assembly only: the sections (``mixsig.analysis.sections``) make their figures and their blocks
 (headings, paragraphs, tables, figures); the page is their blocks in order, rendered to HTML and Markdown
-from the same blocks, so both show the same numbers; report.json holds every number.
+from the same blocks, so both show the same numbers; report.json holds every number. Every text is escaped
+for its page (``html.escape`` for report.html, :func:`md_text`/:func:`md_cell` for report.md), so ids, texts,
+labels and names from a manifest show as text; samples.csv marks its formula-like text cells
+(:func:`mixsig.analysis.sections.samples.write_csv`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import html
 import json
 import logging
 import os
+import re
 from pathlib import Path
 
 
@@ -73,32 +77,48 @@ def _render_html(blocks, title) -> str:
     return "\n".join(out)
 
 
-def _render_md(blocks) -> str:
-    def cell(x):
-        return str(x).replace("|", "\\|").replace("\n", " ")
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
+
+def md_text(text) -> str:
+    """``text`` made inert for report.md, which renders user-supplied strings (ids, texts, labels, class, run,
+    subset and column names) as they are: HTML's ``& < >`` become entities (a ``<script>`` or ``<img onerror>``
+    shows as text, as in report.html), line breaks become spaces (a string cannot end its heading, note or
+    table row and start a block of its own), and ``](`` becomes ``]\\(`` (no inline link or image: a
+    ``![](http://...)`` fetches nothing). ``**bold**`` and `` `code` `` from the sections stay markup."""
+    t = html.escape(str(text), quote=False)
+    return _LINE_BREAK.sub(" ", t).replace("](", "]\\(")
+
+
+def md_cell(text) -> str:
+    """:func:`md_text` for a table cell, with ``\\`` and ``|`` escaped too: a cell cannot split into two."""
+    return md_text(str(text).replace("\\", "\\\\").replace("|", "\\|"))
+
+
+def _render_md(blocks) -> str:
     out = []
     for blk in blocks:
         kind = blk[0]
+        text = md_text(blk[1]) if kind in ("h1", "h2", "p", "note", "warn", "skip") else None
         if kind == "h1":
-            out.append(f"# {blk[1]}\n")
+            out.append(f"# {text}\n")
         elif kind == "h2":
-            out.append(f"## {blk[1]}\n")
+            out.append(f"## {text}\n")
         elif kind == "p":
-            out.append(blk[1] + "\n")
+            out.append(text + "\n")
         elif kind == "note":
-            out.append(f"> Note: {blk[1]}\n")
+            out.append(f"> Note: {text}\n")
         elif kind == "warn":
-            out.append(f"> **WARNING:** {blk[1]}\n")
+            out.append(f"> **WARNING:** {text}\n")
         elif kind == "skip":
-            out.append(f"> {blk[1]}\n")
+            out.append(f"> {text}\n")
         elif kind == "table":
-            out.append("| " + " | ".join(cell(h) for h in blk[1]) + " |")
+            out.append("| " + " | ".join(md_cell(h) for h in blk[1]) + " |")
             out.append("|" + "---|" * len(blk[1]))
-            out.extend("| " + " | ".join(cell(c) for c in r) + " |" for r in blk[2])
+            out.extend("| " + " | ".join(md_cell(c) for c in r) + " |" for r in blk[2])
             out.append("")
         elif kind == "img":
-            out.append(f"*Figure: {blk[2]} (embedded in report.html).*\n")
+            out.append(f"*Figure: {md_text(blk[2])} (embedded in report.html).*\n")
     return "\n".join(out)
 
 

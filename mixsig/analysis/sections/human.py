@@ -18,7 +18,8 @@ def compute(ctx: Context) -> dict:
     rows = ctx.rows
     conds = {c: v[rows] for c, v in ctx.inp.votes_by_condition.items() if v.shape[1] > 0 and (v[rows] >= 0).any()}
     if not conds:
-        ctx.skipped["human_study"] = "the samples table has no `votes@<condition>` columns with votes in this split"
+        ctx.skipped["human_study"] = ("the samples table has no columns of votes per condition (`votes@text`, "
+                                      "`votes@all`, ...) with votes in this split")
         return {"human_study": None}
     y, n_classes = ctx.y, ctx.n_classes
     per = {}

@@ -42,17 +42,49 @@ def figures(report: dict) -> dict:
     return {}
 
 
-_NEEDS_QUOTES = re.compile(r'[,"\r\n]').search
+#: A text cell of samples.csv that starts with one of these gets one ``'`` in front, so that no spreadsheet
+#: reads it as a formula (OWASP "CSV injection": ``= + - @``, tab, carriage return; their full-width forms,
+#: which some spreadsheets also take for formula starts; and ``'`` itself, so the rule can be undone exactly).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+#: The columns of samples.csv holding numbers (written as numbers, never marked): those with a numeric dtype.
+NUMERIC_COLUMNS = "`conf[*]`, `p_true[*]`, `n_disagree`, `entropy`, `majority_share` and `desc[*]`"
+#: How to read samples.csv back (the report says it under its top samples, :func:`write_csv` in its docstring).
+READ_BACK = ("samples.csv: its text cells (`id`, `split`, `label`, `pred[*]`, `category`, `followed`, `lone_follow`, "
+             "`text`) that begin with = + - @ ' (or a full-width ＝ ＋ － ＠), a tab or a carriage return carry one "
+             "extra ' in front, so that spreadsheets show them instead of running them as formulas: drop the first "
+             "' of every text cell that starts with one to get the original text (`mixsig.analysis.csv_text_value`). The numeric "
+             f"columns ({NUMERIC_COLUMNS}) are plain numbers.")
+
+# quoted: RFC 4180 needs , " CR LF; ; and tab are quoted too, so that a spreadsheet splitting on them (a
+# semicolon locale, a paste) cannot start a new cell inside a text cell
+_NEEDS_QUOTES = re.compile(r'[,"\r\n;\t]').search
 
 
 def _csv_field(text: str) -> str:
+    if text.startswith(FORMULA_STARTS):
+        text = "'" + text
     if _NEEDS_QUOTES(text):
         return '"' + text.replace('"', '""') + '"'
     return text
 
 
+def csv_text_value(cell: str) -> str:
+    """The original text of a samples.csv text cell as the ``csv`` module reads it: drops the one ``'`` that
+    :func:`write_csv` put in front of a text starting with one of :data:`FORMULA_STARTS` (``'`` included, so
+    every text cell starting with ``'`` carries exactly one added ``'``). Not for the numeric columns."""
+    return cell.removeprefix("'")
+
+
 def write_csv(path: Path, cols: dict) -> None:
-    """RFC 4180 CSV (fields quoted only where needed), floats as ``%.6g``, NaN as an empty field.
+    """RFC 4180 CSV (fields quoted only where needed, and where they hold ``;`` or a tab), floats as ``%.6g``,
+    NaN as an empty field.
+
+    Numeric columns (a numeric or bool dtype: ``conf[*]``, ``p_true[*]``, ``n_disagree``, ``entropy``,
+    ``majority_share``, ``desc[*]``) are written as numbers, ``-0.25`` included. Every other column is text
+    (``id``, ``split``, ``label``, ``pred[*]``, ``category``, ``followed``, ``lone_follow``, ``text``), and so
+    is the header: a text cell starting with ``= + - @``, a tab, a carriage return, ``'`` or a full-width
+    ``＝ ＋ － ＠`` gets one ``'`` in front, so that a spreadsheet shows it instead of running it as a formula
+    (OWASP CSV injection). To read a text cell back, drop one leading ``'`` (:func:`csv_text_value`).
 
     Rows are formatted with one ``%`` per row (much faster than one call per cell)."""
     fmt = "{:.6g}".format

@@ -8,6 +8,7 @@ import numpy as np
 
 from mixsig.analysis._context import Context
 from mixsig.analysis._format import SNIPPET_CHARS, num
+from mixsig.analysis.sections.samples import READ_BACK
 
 
 def compute(ctx: Context) -> dict:
@@ -49,6 +50,7 @@ def blocks(report: dict, figures: dict) -> list[tuple]:
                         num(r["entropy"]), r["text"]] for r in top[name]]))
         else:
             b.append(("p", "none"))
+    b.append(("p", f"Every analysed sample is a row of {READ_BACK}"))
     return b
 
 
