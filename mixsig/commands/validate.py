@@ -19,10 +19,16 @@ def register(subparsers) -> None:
         help=SUMMARIES["validate"],
         description=(
             "Check a manifest and list every problem at once (row, column, what is wrong and the fix): "
-            "duplicate or empty ids, unknown splits, labels outside the label set, missing or unreadable media, "
+            "CSV rows that cannot be parsed (an unclosed quote) or have too few or too many fields, JSONL objects "
+            "with a key given twice, a manifest without rows, empty, duplicate (also after Unicode NFC "
+            "normalisation) or invisible-character ids, unknown splits, labels outside the label set or written "
+            "as a missing value (NaN, None, null), missing or unreadable media, "
             "empty text, bad segments, malformed votes, rows without any modality, the same media under two ids "
-            "(warning) and groups found in more than one split (leakage). Then a summary: rows and labels per split, "
-            "modalities and votes present. Exit code 0 when there is no error, 1 with errors, 2 on usage errors."
+            "(warning), ids that differ only in case (warning), media paths outside the manifest's folder "
+            "(warning: absolute, '..' or symlinks out; their files are not opened, and extraction refuses them "
+            "without --allow-outside-paths) and groups found in more than one split (leakage). Then a summary: "
+            "rows and labels per split, modalities and votes present. Exit code 0 when there is no error, 1 with "
+            "errors, 2 on usage errors."
         ),
     )
     p.add_argument("manifest", metavar="MANIFEST", help="the manifest file (.csv or .jsonl)")
@@ -31,6 +37,9 @@ def register(subparsers) -> None:
     p.add_argument("--allow-splits", default=None, metavar="NAMES",
                    help="comma-separated split names accepted besides train, val and test")
     p.add_argument("--no-media", action="store_true", help="do not check that media files exist and are readable")
+    p.add_argument("--allow-outside-paths", action="store_true",
+                   help="also check media files whose paths lead outside the manifest's folder (absolute paths, "
+                        "'..', symlinks out); by default they are listed as warnings and never opened")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.set_defaults(func=run)
 
@@ -52,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     classes = _split_list(args.classes, "--classes")
     allowed = _split_list(args.allow_splits, "--allow-splits")
     manifest, problems = validate_manifest(args.manifest, classes=classes, check_media=not args.no_media,
-                                           allowed_splits=allowed)
+                                           allowed_splits=allowed, allow_outside_paths=args.allow_outside_paths)
     errors = sum(1 for q in problems if q.severity == "error")
     warnings = len(problems) - errors
     summary = summarise(manifest) if manifest is not None else None

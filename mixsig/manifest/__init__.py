@@ -33,6 +33,9 @@ numpy and :mod:`mixsig.cache` are imported inside :func:`to_samples`, :func:`gro
 - ``_leaks``: groups found in more than one split: the ``group_leak`` problems, :func:`group_leak` and
   :func:`check_group_leak`.
 - ``_media``: the same media under two ids (``duplicate_media`` warnings).
+- ``_outside``: media paths outside the manifest's folder (absolute, ``..``, symlinks out): ``outside_path``
+  warnings, :func:`outside_paths`, :func:`check_outside_paths` and the refusal of :func:`load_manifest`.
+- ``_ids``: ids with invisible/control characters (``bad_id``), NFC-equal ids, look-alike ids (warnings).
 - ``_hash``: content hashes, :func:`text_hash` and :func:`media_hash` (shared with the cache).
 - ``_validate``: :func:`validate_manifest` and :func:`load_manifest`, which run all of the above.
 - ``_summary``: :func:`summarise`, the counts ``mixsig validate`` prints.
@@ -43,6 +46,7 @@ from __future__ import annotations
 
 from mixsig.manifest._hash import media_hash, text_hash
 from mixsig.manifest._leaks import check_group_leak, group_leak
+from mixsig.manifest._outside import check_outside_paths, outside_paths
 from mixsig.manifest._row import Row
 from mixsig.manifest._samples import store_attrs, to_samples
 from mixsig.manifest._schema import (
@@ -54,6 +58,6 @@ from mixsig.manifest._validate import load_manifest, validate_manifest
 
 __all__ = [
     "KNOWN_SPLITS", "MEDIA_MODALITIES", "MODALITIES", "ROW_KEYS", "SEVERITIES", "STANDARD_COLUMNS", "VOTES_PREFIX",
-    "Manifest", "Problem", "Row", "check_group_leak", "group_leak", "load_manifest", "media_hash", "store_attrs",
-    "summarise", "text_hash", "to_samples", "validate_manifest",
+    "Manifest", "Problem", "Row", "check_group_leak", "check_outside_paths", "group_leak", "load_manifest",
+    "media_hash", "outside_paths", "store_attrs", "summarise", "text_hash", "to_samples", "validate_manifest",
 ]

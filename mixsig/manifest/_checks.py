@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mixsig.manifest._ids import bad_id_problem, nfc
 from mixsig.manifest._read import Records, as_plain
 from mixsig.manifest._row import Row
 from mixsig.manifest._schema import KNOWN_SPLITS, MEDIA_MODALITIES, MODALITIES, VOTES_PREFIX, Problem, resolve
@@ -46,24 +47,34 @@ class RowContext:
     present: dict          # {modality: rows that have it}
     root: Path
     check_media: bool
+    classes_given: bool = False              # the label set was given (--classes), not read from the labels
+    skip_media: frozenset = frozenset()      # (row, modality) not to open: paths outside the manifest's folder
 
 
-def check_row(rownum: int, r: Row, ctx: RowContext, first_row_of_id: dict[str, int]) -> list[Problem]:
+def check_row(rownum: int, r: Row, ctx: RowContext, first_row_of_id: dict) -> list[Problem]:
     """Every problem of one normalised row (``first_row_of_id`` is updated: it finds duplicate ids)."""
     return [*_check_id(rownum, r, first_row_of_id), *_check_split(rownum, r, ctx), *_check_label(rownum, r, ctx),
             *_check_modalities(rownum, r, ctx), *_check_segment(rownum, r), *_check_votes(rownum, r, ctx),
             *(_check_media_files(rownum, r, ctx) if ctx.check_media else ())]
 
 
-def _check_id(rownum: int, r: Row, first_row_of_id: dict[str, int]) -> list[Problem]:
+def _check_id(rownum: int, r: Row, first_row_of_id: dict[str, tuple[int, str]]) -> list[Problem]:
+    """Empty, bad (invisible/control characters) and duplicate ids; ids are compared after NFC normalisation."""
     rid = r.id
     if not rid:
         return [Problem(rownum, "id", "empty id; give every row a unique id", "empty_id")]
-    if rid in first_row_of_id:
-        return [Problem(rownum, "id", f"duplicate id {rid!r} (first used in row "
-                        f"{first_row_of_id[rid]}); give every row a unique id", "duplicate_id")]
-    first_row_of_id[rid] = rownum
-    return []
+    bad = bad_id_problem(rownum, rid)
+    key = nfc(rid)
+    if key in first_row_of_id:
+        first, first_id = first_row_of_id[key]
+        if first_id == rid:
+            return [Problem(rownum, "id", f"duplicate id {rid!r} (first used in row "
+                            f"{first}); give every row a unique id", "duplicate_id")]
+        return [Problem(rownum, "id", f"duplicate id {rid!a}: the same text as id {first_id!a} of row "
+                        f"{first} in another Unicode form (NFC-equal, e.g. 'é' precomposed or as 'e' + accent); "
+                        "give every row a unique id", "duplicate_id")]
+    first_row_of_id[key] = (rownum, rid)
+    return [bad] if bad else []
 
 
 def _check_split(rownum: int, r: Row, ctx: RowContext) -> list[Problem]:
@@ -78,8 +89,21 @@ def _check_split(rownum: int, r: Row, ctx: RowContext) -> list[Problem]:
     return []
 
 
+#: Labels that are a missing value written out by a tool (pandas, JSON, R, spreadsheets), compared casefolded.
+MISSING_LABELS = frozenset({"nan", "-nan", "none", "null", "na", "n/a", "#n/a", "<na>"})
+
+
+def looks_missing(label: str | None) -> bool:
+    """True for a label such as ``NaN``/``None``/``null``: a missing value written out as text."""
+    return label is not None and label.casefold() in MISSING_LABELS
+
+
 def _check_label(rownum: int, r: Row, ctx: RowContext) -> list[Problem]:
     classes = ctx.classes
+    if looks_missing(r.label) and not (ctx.classes_given and r.label in classes):
+        return [Problem(rownum, "label", f"label {r.label!r} is a missing value written as text (by pandas, JSON "
+                        "or a spreadsheet), not a class; leave the cell empty for an unlabelled row, or, if it is a "
+                        "real class, name it in --classes", "missing_value_label")]
     if r.label is None:
         if r.split in KNOWN_SPLITS and "label" in ctx.columns:
             return [Problem(rownum, "label", f"missing label in split {r.split!r}; every train/val/test "
@@ -138,7 +162,7 @@ def _check_votes(rownum: int, r: Row, ctx: RowContext) -> list[Problem]:
 def _check_media_files(rownum: int, r: Row, ctx: RowContext) -> list[Problem]:
     problems: list[Problem] = []
     for m in MEDIA_MODALITIES:
-        if r[m]:
+        if r[m] and (rownum, m) not in ctx.skip_media:
             found = media_problem(resolve(ctx.root, r[m]))
             if found:
                 code, msg = found

@@ -19,26 +19,28 @@ from mixsig.manifest._schema import MEDIA_MODALITIES, Problem, resolve
 _Item = tuple[int, str, Path]  # (row number, id, absolute path)
 
 
-def duplicate_media(root: Path, rows: list[Row], row_numbers: list[int]) -> list[Problem]:
+def duplicate_media(root: Path, rows: list[Row], row_numbers: list[int],
+                    skip: frozenset = frozenset()) -> list[Problem]:
     """Warnings for the same media (same file + segment, or same bytes + segment) under two ids; per modality,
-    same-file warnings first, then same-content ones."""
+    same-file warnings first, then same-content ones. ``skip``: ``(row number, modality)`` not looked at (paths
+    outside the manifest's folder)."""
     problems = []
     for m in MEDIA_MODALITIES:
-        same_file, by_size = _same_file(m, root, rows, row_numbers)
+        same_file, by_size = _same_file(m, root, rows, row_numbers, skip)
         problems.extend(same_file)
         for items in _candidates(by_size):
             problems.extend(_same_content(m, items))
     return problems
 
 
-def _same_file(m: str, root: Path, rows: list[Row],
-               row_numbers: list[int]) -> tuple[list[Problem], dict[tuple, list[_Item]]]:
+def _same_file(m: str, root: Path, rows: list[Row], row_numbers: list[int],
+               skip: frozenset) -> tuple[list[Problem], dict[tuple, list[_Item]]]:
     """Warnings for rows naming a file + segment an earlier row named; the other rows by (size, segment)."""
     problems = []
     seen_path: dict[tuple, tuple[int, str]] = {}
     by_size: dict[tuple, list[_Item]] = defaultdict(list)
     for rownum, r in zip(row_numbers, rows):
-        if not r[m]:
+        if not r[m] or (rownum, m) in skip:
             continue
         fp = resolve(root, r[m])
         try:

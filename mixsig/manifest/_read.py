@@ -57,49 +57,115 @@ def read_records(path: Path, data: bytes) -> tuple[str, Records, list[str], list
 
 
 def _read_csv(text: str, delimiter: str) -> tuple[Records, list[str], list[Problem]]:
-    problems: list[Problem] = []
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    """Records of a CSV/TSV text. Quoting is parsed strictly (an unclosed quote is an error, not a field that
+    swallows the rest of the file); a field may be as long as the file (no csv field-size limit)."""
+    old_limit = csv.field_size_limit()
+    csv.field_size_limit(max(old_limit, len(text) + 1))
     try:
-        header = next(reader)
-    except StopIteration:
-        return [], [], [Problem(None, None, "the manifest is empty; write a header line (id,split,label,...) "
-                                            "and one row per sample", "empty_manifest")]
-    except csv.Error as exc:
-        return [], [], [Problem(None, None, f"cannot parse the CSV header: {exc}", "csv_error")]
-    columns = [c.strip() for c in header]
-    dupes = sorted(c for c, n in Counter(columns).items() if n > 1)
-    for c in dupes:
-        problems.append(Problem(None, c, f"column {c!r} appears more than once in the header; keep one",
-                                "duplicate_column"))
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+        try:
+            header = next(reader)
+        except StopIteration:
+            return [], [], [Problem(None, None, "the manifest is empty (no header, no rows); write a header line "
+                                                "(id,split,label,...) and one row per sample", "empty_manifest")]
+        except csv.Error as exc:
+            return [], [], [Problem(None, None, f"cannot parse the CSV header (line 1): {exc}; check its quoting",
+                                    "csv_error")]
+        columns = [c.strip() for c in header]
+        problems = [Problem(None, c, f"column {c!r} appears more than once in the header; keep one",
+                            "duplicate_column") for c in sorted(c for c, n in Counter(columns).items() if n > 1)]
+        records = _csv_rows(reader, columns, delimiter, problems)
+    finally:
+        csv.field_size_limit(old_limit)
+    return records, columns, problems
+
+
+def _csv_rows(reader, columns: list[str], delimiter: str, problems: list[Problem]) -> Records:
+    """The data records of ``reader`` (past the header); parse errors and field-count mismatches go to
+    ``problems`` (a row that cannot be parsed counts as a row, so later rows keep their numbers)."""
     records: Records = []
     row = 0
-    try:
-        for values in reader:
-            if not values or all(not v.strip() for v in values):
-                continue
+    while True:
+        first_line = reader.line_num + 1
+        try:
+            values = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
             row += 1
-            if len(values) > len(columns):
-                problems.append(Problem(row, None, f"the row has {len(values)} fields but the header has "
-                                        f"{len(columns)}; quote fields that contain '{delimiter}'", "field_count"))
-            rec = {c: (values[i] if i < len(values) else "") for i, c in enumerate(columns)}
-            records.append((row, rec))
-    except csv.Error as exc:
-        problems.append(Problem(row + 1, None, f"cannot parse the CSV row: {exc}; check its quoting", "csv_error"))
-    return records, columns, problems
+            problems.append(_csv_error(row, first_line, reader.line_num, str(exc)))
+            continue
+        if not values or all(not v.strip() for v in values):
+            continue
+        row += 1
+        lines = f"line {first_line}" if reader.line_num == first_line else f"lines {first_line}-{reader.line_num}"
+        if len(values) > len(columns):
+            problems.append(Problem(row, None, f"the row ({lines}) has {len(values)} fields but the header has "
+                                    f"{len(columns)}; quote fields that contain '{delimiter}', or delete the extra "
+                                    "fields", "field_count"))
+        elif len(values) < len(columns):
+            problems.append(Problem(row, None, f"the row ({lines}) has {len(values)} field"
+                                    f"{'s' if len(values) != 1 else ''} but the header has {len(columns)}; add the "
+                                    f"missing fields (an empty cell still needs its '{delimiter}')", "field_count"))
+        records.append((row, {c: (values[i] if i < len(values) else "") for i, c in enumerate(columns)}))
+    return records
+
+
+def _csv_error(row: int, first_line: int, last_line: int, error: str) -> Problem:
+    """The ``csv_error`` problem of a row the reader refused (``error`` as the csv module says it)."""
+    if "unexpected end of data" in error:
+        return Problem(row, None, f"a quote opened in this row (line {first_line}) is never closed, so the row would "
+                       f"swallow every line after it (up to line {last_line}); close the quote, and double any quote "
+                       'inside a quoted field ("")', "csv_error")
+    return Problem(row, None, f"cannot parse the CSV row (line {first_line}"
+                   f"{'' if last_line <= first_line else f'-{last_line}'}): {error}; a field with a quote must be "
+                   'quoted as a whole, with inner quotes doubled ("a ""b"" c")', "csv_error")
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
+    """``object_pairs_hook`` of the JSONL reader: a key given twice in one object raises :class:`Bad`."""
+    out: dict = {}
+    for k, v in pairs:
+        if k in out:
+            raise Bad(f"key {k!r} appears twice in the object ({short(json.dumps(out[k]), 30)} and "
+                      f"{short(json.dumps(v), 30)}); keep one")
+        out[k] = v
+    return out
+
+
+def _json_line(lineno: int, line: str, problems: list[Problem]) -> Any:
+    """One parsed JSONL line, or None with its problem added (invalid JSON, a duplicate key, numbers or nesting
+    Python refuses, a string that is not text: a lone surrogate escape such as ``"\\ud800"``)."""
+    try:
+        obj = json.loads(line, object_pairs_hook=_no_duplicate_keys)
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except json.JSONDecodeError as exc:
+        problems.append(Problem(lineno, None, f"not valid JSON ({exc.msg} at column {exc.colno}); "
+                                "write one JSON object per line", "json_error"))
+    except Bad as exc:
+        problems.append(Problem(lineno, None, f"line {lineno}: {exc}", "duplicate_key"))
+    except UnicodeEncodeError as exc:
+        problems.append(Problem(lineno, None, f"line {lineno}: a string holds a lone surrogate escape "
+                                f"(\\u{ord(exc.object[exc.start]):04x}), which is not text; write the character "
+                                "itself or its full surrogate pair", "json_error"))
+    except (ValueError, RecursionError) as exc:
+        problems.append(Problem(lineno, None, f"line {lineno}: cannot read this JSON ({type(exc).__name__}: "
+                                f"{short(exc, 80)}); write plain numbers and strings", "json_error"))
+    else:
+        return obj
+    return None
 
 
 def _read_jsonl(text: str) -> tuple[Records, list[str], list[Problem]]:
     problems: list[Problem] = []
     records: Records = []
     columns: dict[str, None] = {}
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    # split on "\n" only: str.splitlines() would also split inside strings at U+2028, U+0085, ... (valid JSON)
+    for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            problems.append(Problem(lineno, None, f"not valid JSON ({exc.msg} at column {exc.colno}); "
-                                    "write one JSON object per line", "json_error"))
+        obj = _json_line(lineno, line, problems)
+        if obj is None:
             continue
         if not isinstance(obj, dict):
             problems.append(Problem(lineno, None, f"a JSONL row must be a JSON object, got {type(obj).__name__}; "

@@ -75,13 +75,25 @@ def normalise_row(rownum: int, rec: dict, conditions: tuple[str, ...], extra: tu
         # CSV: an empty cell means "no text"; only whitespace is an empty text. JSONL: "" is given on purpose.
         blank_text = bool(text or is_jsonl)
         text = None
-    audio, video = stripped("audio"), stripped("video")
+    audio, video = _media_cell(rownum, "audio", stripped("audio"), problems), \
+        _media_cell(rownum, "video", stripped("video"), problems)
     start, end = (_seconds(rownum, rec, column, problems) for column in ("start", "end"))
     votes, by_condition = _votes(rownum, rec, conditions, problems)
     extras = {c: rec.get(c, "" if not is_jsonl else None) for c in extra}
     row = Row(id=ident, split=split, label=label, group=group, text=text, audio=audio, video=video, start=start,
               end=end, votes=votes, votes_by_condition=by_condition, extra=extras, blank_text=blank_text)
     return row, problems
+
+
+def _media_cell(rownum: int, column: str, value: str | None, problems: list[Problem]) -> str | None:
+    """A media path; None with a ``bad_value`` problem when it holds a control character (NUL, newline ...),
+    which no file name on disk should."""
+    bad = next((ch for ch in value or "" if ord(ch) < 32 or ord(ch) == 127), None)
+    if bad is None:
+        return value
+    problems.append(Problem(rownum, column, f"the {column} path {value!a} holds the control character "
+                            f"U+{ord(bad):04X}; write the file's real path", "bad_value"))
+    return None
 
 
 def _seconds(rownum: int, rec: dict, column: str, problems: list[Problem]) -> float | None:

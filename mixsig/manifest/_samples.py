@@ -11,6 +11,7 @@ from typing import Any
 
 from mixsig.errors import ManifestError
 from mixsig.manifest._hash import media_hash, text_hash
+from mixsig.manifest._outside import outside_reason
 from mixsig.manifest._schema import MEDIA_MODALITIES, MODALITIES, VOTES_PREFIX, Manifest, logger
 
 
@@ -28,7 +29,8 @@ def to_samples(manifest: Manifest):
     """Build the samples table (:class:`mixsig.cache.Samples`) of a manifest; content hashes are computed here.
 
     ``content_hash[m]`` is :func:`text_hash` of the text / :func:`media_hash` of the file and segment
-    ([N] str, 16 hex; "" = no such modality, or a media file that cannot be read — logged).
+    ([N] str, 16 hex; "" = no such modality, or a media file that cannot be read — logged; also a media path
+    outside the manifest's folder, not opened unless ``manifest.outside_paths_allowed`` — logged).
     ``votes`` is [N, A] int16 class indices with A the largest number of votes in a row, -1 padding;
     ``votes_by_condition[c]`` likewise. Extra columns go to ``columns`` as strings.
     """
@@ -98,12 +100,16 @@ def _vote_matrix(manifest: Manifest, index: dict[str, int], lists: list[list[str
 def _content_hashes(manifest: Manifest) -> dict[str, list[str]]:
     """{modality: [N] content hash}; "" for no such input, or a media file that cannot be read (logged)."""
     hashes: dict[str, list[str]] = {m: [] for m in MODALITIES}
-    unreadable = []
+    unreadable, outside = [], []
     for r in manifest.rows:
         hashes["text"].append(text_hash(r.text) if r.text else "")
         for m in MEDIA_MODALITIES:
             if not r[m]:
                 hashes[m].append("")
+                continue
+            if not manifest.outside_paths_allowed and outside_reason(manifest.root, r[m]):
+                hashes[m].append("")
+                outside.append(f"{r.id}:{m}")
                 continue
             try:
                 hashes[m].append(media_hash(manifest.media_path(r, m), r.start, r.end))
@@ -113,6 +119,10 @@ def _content_hashes(manifest: Manifest) -> dict[str, list[str]]:
     if unreadable:
         logger.warning("%d media files cannot be read; their content hash is empty (first: %s)",
                        len(unreadable), ", ".join(unreadable[:5]))
+    if outside:
+        logger.warning("%d media paths lead outside the manifest's folder and were not opened; their content hash "
+                       "is empty (first: %s); load the manifest with allow_outside_paths=True "
+                       "(--allow-outside-paths) to hash them", len(outside), ", ".join(outside[:5]))
     return hashes
 
 

@@ -70,6 +70,8 @@ class Manifest:
     of :data:`ROW_KEYS` plus the extra columns): ``id`` str, ``split`` str, ``label`` str|None, ``group`` str
     ("" if none), ``text``/``audio``/``video`` str|None (media paths as written, relative to ``root``),
     ``start``/``end`` float seconds|None, ``votes`` list[str]|None, ``votes_by_condition`` {condition: list[str]}.
+    ``outside_paths_allowed``: it was loaded with ``allow_outside_paths=True``, so :func:`~mixsig.manifest.to_samples`
+    hashes media files outside ``root`` too (by default it skips them).
     """
 
     path: Path
@@ -79,6 +81,7 @@ class Manifest:
     conditions: tuple[str, ...]
     sha256: str
     extra_columns: tuple[str, ...] = field(default=())
+    outside_paths_allowed: bool = False
 
     def media_path(self, row: Mapping, modality: str) -> Path | None:
         """Absolute path of the row's ``audio`` or ``video`` file, None when the row has none."""
