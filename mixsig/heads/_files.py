@@ -1,5 +1,7 @@
 """A saved head's folder on disk: its ``head.json`` record and its model file, checked before anything parses
-them; pickles and torch ``.pt`` files are refused by their first bytes or their name."""
+them; pickles and torch ``.pt`` files are refused by their first bytes or their name, and every file name
+``head.json`` holds (``state.file``, ...) must stay inside the folder: no absolute paths, no ``..``, no symlink
+leading out."""
 
 from __future__ import annotations
 
@@ -34,13 +36,57 @@ def read_saved_head(path: str | Path) -> dict:
     if meta.get("format_version") != HEAD_FORMAT_VERSION:
         raise HeadError(f"{meta_path}: head format {meta.get('format_version')} is not supported "
                         f"(this mixsig reads {HEAD_FORMAT_VERSION}).")
+    _check_inside(path, META_FILE, META_FILE, meta_path)
+    for field, name in _file_names(meta.get("state"), "state"):
+        _check_inside(path, name, field, meta_path)
     return meta
+
+
+def _file_names(value, field: str):
+    """``(dotted field, value)`` of every file name in ``head.json``'s ``state``: keys ``file`` / ``*_file`` (a
+    name) and ``files`` / ``*_files`` (a list or dict of names), at any depth."""
+    if not isinstance(value, dict):
+        return
+    for key, v in value.items():
+        sub = f"{field}.{key}"
+        if key == "file" or key.endswith("_file"):
+            yield sub, v
+        elif key == "files" or key.endswith("_files"):
+            items = v.items() if isinstance(v, dict) else enumerate(v) if isinstance(v, list) else [("", v)]
+            for k, name in items:
+                yield f"{sub}[{k!r}]" if k != "" else sub, name
+        elif isinstance(v, dict):
+            yield from _file_names(v, sub)
+
+
+def _check_inside(folder: Path, name, field: str, meta_path: Path) -> None:
+    """Refuse a file name of ``head.json`` that is not a plain name inside ``folder``: not a string, absolute, with
+    ``..``, or a symlink (at any step) that leads out of the folder."""
+    problem = None
+    if not isinstance(name, str) or not name or "\0" in name:
+        problem = "is not a file name"
+    elif Path(name).is_absolute() or name.startswith(("/", "\\")) or ":" in Path(name).parts[0]:
+        problem = "is an absolute path"
+    elif ".." in Path(name).parts or ".." in name.split("\\"):
+        problem = "climbs out of the folder with '..'"
+    else:
+        root = folder.resolve()
+        target = (folder / name).resolve()
+        if target != root and root not in target.parents:
+            problem = f"is a symlink to {target}, outside the folder"
+    if problem:
+        raise HeadError(f"{meta_path}: {field} = {name!r} {problem}; a saved head's files must sit in its folder "
+                        f"{folder}. Refusing to load it: save the head again with Head.save(folder).")
 
 
 def check_model_file(path: Path, kind: str) -> Path:
     """Make sure ``path`` is a ``kind`` ("safetensors" | "lightgbm") file before anything parses it."""
     if not path.is_file():
         raise HeadError(f"Model file {path} is missing; the saved head is incomplete, save it again.")
+    target, root = path.resolve(), path.parent.resolve()
+    if root not in target.parents:
+        raise HeadError(f"Model file {path} is a symlink to {target}, outside the head's folder {path.parent}; "
+                        f"refusing to load it: save the head again with Head.save(folder).")
     with open(path, "rb") as fh:
         start = fh.read(9)
     ok = start[8:9] == b"{" if kind == "safetensors" else start.startswith(b"tree")

@@ -36,6 +36,7 @@ import numpy as np
 from mixsig.errors import HeadError
 from mixsig.heads._base import FitInputs, Head
 from mixsig.heads._files import check_model_file
+from mixsig.heads._lgb_check import check_lightgbm_text
 from mixsig.heads._registry import register_head
 from mixsig.heads._targets import expand_targets
 from mixsig.heads._torch import available_cores
@@ -250,9 +251,11 @@ class LightGBMHead(Head):
         import lightgbm as lgb
 
         f = check_model_file(path / state.get("file", MODEL_FILE), "lightgbm")
+        # Checked in Python first (a crafted text can abort or hang LightGBM); LightGBM parses the checked text.
+        text = check_lightgbm_text(f, n_features=sum(self.dims_), n_classes=self.n_classes_)
         try:
-            self.booster_ = lgb.Booster(model_file=str(f))
-        except lgb.basic.LightGBMError as exc:
+            self.booster_ = lgb.Booster(model_str=text)
+        except (lgb.basic.LightGBMError, ValueError) as exc:
             raise HeadError(f"LightGBM could not read {f}: {exc}. Save the head again.") from None
         if state.get("lightgbm_version") != lgb.__version__:
             log.warning("%s was saved with LightGBM %s; this is %s: probabilities may differ slightly",
