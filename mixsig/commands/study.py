@@ -42,11 +42,11 @@ def register(subparsers) -> None:
             "run: create (or resume) a study and search; then re-evaluate the best configurations over several "
             "seeds and train the winner on every modality subset as run study-NAME. worker: join a running study "
             "from another process or machine. show: best trials, parameter importances, trials by state and the "
-            "linked run. spaces: the search space of every head. Studies live in STORE/studies.journal unless "
+            "linked run. check: find and repair damage in the study journal. spaces: the search space of every head. Studies live in STORE/studies.journal unless "
             "--storage names a PostgreSQL database."
         ),
     )
-    sub = p.add_subparsers(dest="study_command", metavar="{run,worker,show,spaces}")
+    sub = p.add_subparsers(dest="study_command", metavar="{run,worker,show,check,spaces}")
     _add_run(sub)
     _add_others(sub)
     p.set_defaults(func=_no_sub, _parser=p)
@@ -118,11 +118,53 @@ def _add_others(sub) -> None:
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=run, study_command="show")
 
+    c = sub.add_parser(
+        "check", help="find (and with --fix repair) damage in the study journal and trials of dead workers",
+        description="Check STORE/studies.journal (or the journal file of --storage journal:PATH) for: a torn last "
+                    "record (a write cut short by a full disk or a killed process; readers ignore it and the next "
+                    "write removes it), a line that is not a record (e.g. a record written onto a torn tail by an "
+                    "older mixsig; no study of the journal loads until it is repaired), and RUNNING trials whose "
+                    "worker process on this host is gone. --fix repairs each under the journal's lock: torn bytes "
+                    "are removed (a record written onto them is kept) and dead trials are marked FAIL. Exit 0 when "
+                    "clean or repaired, 1 with problems left.",
+    )
+    c.add_argument("store", metavar="STORE", help="the feature store whose studies.journal is checked")
+    c.add_argument("--storage", default=None, metavar="journal:PATH",
+                   help="check this journal file instead of STORE/studies.journal")
+    c.add_argument("--fix", action="store_true",
+                   help="repair what is found (stop the study processes first when a line is damaged: the journal "
+                        "is rewritten)")
+    c.add_argument("--json", action="store_true", help="print the problems as one JSON list")
+    c.set_defaults(func=_check, study_command="check")
+
     sp = sub.add_parser("spaces", help="the search space of every head: searched ranges and fixed parameters",
                         description="One line per head: each searched hyperparameter with its range ([low, high] "
                                     "floats, low..high integers, {choices}; log = searched on a log scale) and the "
                                     "parameters fixed in every trial. Optuna names them <head>.<param>.")
     sp.set_defaults(func=_spaces, study_command="spaces")
+
+
+def _check(args) -> int:
+    from mixsig.commands._util import print_json
+    from mixsig.errors import UsageError
+    from mixsig.studies import check_journals
+
+    target = args.store
+    if args.storage is not None:
+        if not args.storage.startswith("journal:"):
+            raise UsageError(f"--storage {args.storage!r}: `study check` checks journal files only; pass "
+                             "--storage journal:PATH, or omit it to check STORE/studies.journal")
+        target = args.storage[len("journal:"):]
+    problems = check_journals(target, fix=args.fix)
+    if args.json:
+        print_json(problems)
+    else:
+        for p in problems:
+            print(f"{p['kind']:18s} {p['where']}: {p['message']}")
+        state = ("clean" if not problems else f"{len(problems)} problem(s) repaired" if args.fix
+                 else f"{len(problems)} problem(s); `--fix` repairs them")
+        print(f"study check: {state}")
+    return 0 if args.fix or not problems else 1
 
 
 def _spaces(args) -> int:

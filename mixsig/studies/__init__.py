@@ -43,6 +43,7 @@ _EXPORTS = {
     "HeadSpace": "_space", "SPACES": "_space", "describe_spaces": "_space", "get_space": "_space",
     "list_spaces": "_space", "register_space": "_space",
     "TrialConfig": "_config", "config_from_params": "_config", "suggest_config": "_config",
+    "check_journals": "_journal",
     "JOURNAL_NAME": "_storage", "fail_dead_trials": "_storage", "open_storage": "_storage",
     "run_name_for": "_common",
     "check_inputs": "_study", "join_study": "_study", "run_study": "_study",
@@ -65,6 +66,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from mixsig.studies._settings import StudySettings
     from mixsig.studies._config import TrialConfig, config_from_params, suggest_config
     from mixsig.studies._space import SPACES, HeadSpace, describe_spaces, get_space, list_spaces, register_space
+    from mixsig.studies._journal import check_journals
     from mixsig.studies._storage import JOURNAL_NAME, fail_dead_trials, open_storage
     from mixsig.studies._study import check_inputs, join_study, run_study
     from mixsig.studies._summary import study_summary

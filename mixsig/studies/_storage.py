@@ -14,10 +14,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
 import warnings
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -87,7 +89,6 @@ def open_storage(store_url: str, url: str | None = None, *, parallel: bool = Fal
     and re-queued (up to 3 times). ``parallel=True`` (a ``study worker``) refuses SQLite with the alternatives.
     """
     import optuna
-    from optuna.storages.journal import JournalFileBackend
 
     if url is None or url.startswith("journal:"):
         if url is None:
@@ -102,7 +103,9 @@ def open_storage(store_url: str, url: str | None = None, *, parallel: bool = Fal
             path = folder / JOURNAL_NAME
         else:
             path = Path(url[len("journal:"):])
-        return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=flock_lock(str(path))))
+        from mixsig.studies._journal import JournalFile
+
+        return optuna.storages.JournalStorage(JournalFile(str(path)))
     if url.startswith("sqlite:"):
         if parallel:
             raise StudyError(
@@ -139,7 +142,11 @@ def flock_lock(journal_path: str):
             self._fd: int | None = None
 
         def acquire(self) -> bool:
-            fd = os.open(self._path, os.O_CREAT | os.O_RDWR, 0o644)
+            try:
+                fd = os.open(self._path, os.O_CREAT | os.O_RDWR, 0o644)
+            except OSError as exc:  # e.g. a full disk cannot hold the new lock file
+                raise StudyError(f"cannot open the study journal's lock file {self._path}: {exc.strerror or exc}; "
+                                 "fix the cause (a full disk: free space) and rerun") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
             except BaseException:
@@ -155,6 +162,75 @@ def flock_lock(journal_path: str):
                 os.close(fd)
 
     return FlockLock(journal_path + ".flock")
+
+
+# --- one `study run` at a time on SQLite ---------------------------------------------------------------------
+
+
+def sqlite_path(url: str | None) -> str | None:
+    """The database file of a ``sqlite:///FILE`` URL; None for an in-memory database or any other URL."""
+    if not url or not url.startswith("sqlite:") or "://" not in url:
+        return None
+    rest = url.split("://", 1)[1].split("?", 1)[0]
+    path = rest[1:] if rest.startswith("/") else ""
+    return None if path in ("", ":memory:") else path
+
+
+def _holder(fd: int) -> dict:
+    try:
+        raw = os.pread(fd, 4096, 0)
+        record = json.loads(raw) if raw.strip() else {}
+        return record if isinstance(record, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+@contextmanager
+def run_lock(url: str | None, study: str):
+    """Hold SQLite storage ``url`` for this `study run` (study ``study``) while it runs; nothing for other storages.
+
+    SQLite takes one process at a time ("database is locked"), so a second `study run` on the same database is
+    refused up front, naming the holder (study, pid, host, since) and the alternatives. The lock is an
+    ``fcntl.flock`` on ``<database>.mixsig-run``: the kernel releases it when the holder dies, so a rerun after a
+    killed run takes it over (the stale holder record is replaced)."""
+    import fcntl
+
+    path = sqlite_path(url)
+    if path is None:
+        yield
+        return
+    lock = path + ".mixsig-run"
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
+    except OSError as exc:
+        raise StudyError(f"cannot use SQLite storage {url}: {exc.strerror or exc} ({lock})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            h = _holder(fd)
+            raise StudyError(
+                f"SQLite storage {url} is in use by another `mixsig study run` (study {h.get('study', '?')!r}, pid "
+                f"{h.get('pid', '?')} on host {h.get('host', '?')}, since {h.get('since', '?')}); SQLite takes one "
+                f"process at a time (\"database is locked\"): wait for it to finish, or " + _ALTERNATIVES
+            ) from None
+        old = _holder(fd)
+        if old and is_alive(old) is False:
+            log.info("SQLite storage %s: the study run that held it (pid %s on %s) is gone; taking over",
+                     url, old.get("pid"), old.get("host"))
+        record = {**worker_identity(), "study": study, "since": datetime.now().isoformat(timespec="seconds")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(record).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
+
+
+def uses_heartbeat(storage) -> bool:
+    """Whether ``storage`` fails the trials of dead workers itself (an RDB storage with heartbeats); journal and
+    SQLite storages rely on :func:`fail_dead_trials` instead."""
+    get = getattr(storage, "get_heartbeat_interval", None)
+    return get is not None and get() is not None
 
 
 # --- liveness of journal workers --------------------------------------------------------------------------------
@@ -198,29 +274,38 @@ FAILED_ATTR = "mixsig_failed"
 DEAD_WORKER = "worker process died"
 
 
+def dead_trials(study: "optuna.Study") -> list:
+    """The RUNNING trials of ``study`` whose worker process (on this host) is gone: recorded in the trial
+    (:data:`WORKER_ATTR`) and no longer running, or never recorded and older than :data:`ORPHAN_SECONDS`."""
+    from optuna.trial import TrialState
+
+    now = datetime.now()
+    out = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = t.user_attrs.get(WORKER_ATTR)
+        if worker is None:
+            age = (now - t.datetime_start).total_seconds() if t.datetime_start else 0.0
+            if age > ORPHAN_SECONDS:
+                out.append(t)
+        elif is_alive(worker) is False:
+            out.append(t)
+    return out
+
+
 def fail_dead_trials(study: "optuna.Study") -> list[int]:
-    """Mark FAIL every RUNNING trial of ``study`` whose worker process (on this host) is gone.
+    """Mark FAIL every RUNNING trial of ``study`` whose worker process (on this host) is gone (:func:`dead_trials`).
 
     Trials of workers on other hosts are left alone (RDB storages fail those by heartbeat). A RUNNING trial that
     never recorded its worker is failed once it is older than a minute (its process died right after starting it).
     Each is finished with Optuna's public ``study.tell(number, state=FAIL)``, and the reason is recorded as the
-    study user attr ``mixsig_failed.<number>`` (``study show`` lists them under ``failed``).
-    Returns the numbers of the trials failed.
+    study user attr ``mixsig_failed.<number>`` (``study show`` lists them under ``failed``). ``study run`` and
+    ``study worker`` call it at start and after every trial. Returns the numbers of the trials failed.
     """
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
     failed = []
-    now = datetime.now()
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = t.user_attrs.get(WORKER_ATTR)
-        if worker is None:
-            age = (now - t.datetime_start).total_seconds() if t.datetime_start else 0.0
-            dead = age > ORPHAN_SECONDS
-        else:
-            dead = is_alive(worker) is False
-        if not dead:
-            continue
+    for t in dead_trials(study):
         try:
             done = study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
         except (UpdateFinishedTrialError, RuntimeError):  # finished meanwhile

@@ -22,7 +22,8 @@ from mixsig.studies._objective import Objective
 from mixsig.studies._pruning import make_pruner
 from mixsig.studies._settings import SETTINGS_ATTR, SETTINGS_VERSION, StudySettings
 from mixsig.studies._space import get_space
-from mixsig.studies._storage import fail_dead_trials, open_storage
+from mixsig.studies._journal import mixsig_error_in
+from mixsig.studies._storage import fail_dead_trials, open_storage, run_lock, uses_heartbeat
 from mixsig.studies._summary import study_summary
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -93,13 +94,17 @@ def _wait_for_settings(storage, name: str, seconds: float = 10.0) -> None:
 
 
 def _optimize(study, objective: Objective, target: int | None, timeout: float | None,
-              on_trial: Callable | None, is_rdb: bool, n_trials: int | None = None) -> int:
+              on_trial: Callable | None, check_workers: bool, n_trials: int | None = None) -> int:
     """Run trials in this process until the study has ``target`` finished trials (all workers together), or this
-    process ran ``n_trials`` (when given instead), or ``timeout`` seconds passed. Returns the trials run here."""
+    process ran ``n_trials`` (when given instead), or ``timeout`` seconds passed. Returns the trials run here.
+
+    With ``check_workers`` (journal and SQLite storages: no heartbeat) RUNNING trials of dead workers are marked
+    FAIL at start and after every trial (:func:`fail_dead_trials`). A mixsig error hidden by Optuna behind an
+    ``AssertionError`` (a ``tell`` that failed, e.g. on a full disk) is raised as itself."""
     import optuna
     from optuna.trial import TrialState
 
-    if not is_rdb:
+    if check_workers:
         fail_dead_trials(study)
     if n_trials is None and n_finished(study) >= target:
         return 0
@@ -111,10 +116,18 @@ def _optimize(study, objective: Objective, target: int | None, timeout: float | 
             on_trial(st, tr)
 
     callbacks = [count]
+    if check_workers:
+        callbacks.insert(0, lambda st, tr: fail_dead_trials(st))
     if n_trials is None:
         callbacks.insert(0, optuna.study.MaxTrialsCallback(target, states=(TrialState.COMPLETE, TrialState.PRUNED)))
-    study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=callbacks,
-                   catch=(HeadError, FloatingPointError), gc_after_trial=False)
+    try:
+        study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=callbacks,
+                       catch=(HeadError, FloatingPointError), gc_after_trial=False)
+    except Exception as exc:
+        cause = mixsig_error_in(exc)
+        if cause is None or cause is exc:
+            raise
+        raise cause from None
     return ran[0]
 
 
@@ -157,20 +170,21 @@ def run_study(store, name: str, *, heads, features, trials: int = 100, timeout: 
         reeval_top=reeval_top, reeval_seeds=reeval_seeds, split_hash=st.split_hash(), rows_hash=data.rows_hash(),
         n_rows=len(data.rows),
     )
-    stor = open_storage(store_url(st), storage, parallel=False)
-    study = _create_or_resume(stor, name, settings, st, data, new=new)
-    study.set_user_attr(OVERRIDES_ATTR, overrides)
-    objective = Objective(data, settings.heads, fmap, metric, seed=seed, threads=threads)
-    _optimize(study, objective, trials, timeout, on_trial, _is_rdb(stor))
-    if final:
-        prev = study.user_attrs.get(RESULT_ATTR) or {}
-        if prev.get("n_finished") == n_finished(study) and prev.get("run") in st.runs() and \
-                _same_overrides(prev, overrides):
-            log.info("study %s: no new trials since run %s was written; keeping it", study.study_name, prev["run"])
-        else:
-            finalize_study(st, study, settings, objective, allow_group_leak=allow_group_leak,
-                           allow_modality_mismatch=allow_modality_mismatch)
-    return study_summary(st, study.study_name, storage=storage, _study=study)
+    with run_lock(storage, name):  # SQLite: one `study run` at a time, refused up front naming the holder
+        stor = open_storage(store_url(st), storage, parallel=False)
+        study = _create_or_resume(stor, name, settings, st, data, new=new)
+        study.set_user_attr(OVERRIDES_ATTR, overrides)
+        objective = Objective(data, settings.heads, fmap, metric, seed=seed, threads=threads)
+        _optimize(study, objective, trials, timeout, on_trial, not uses_heartbeat(stor))
+        if final:
+            prev = study.user_attrs.get(RESULT_ATTR) or {}
+            if prev.get("n_finished") == n_finished(study) and prev.get("run") in st.runs() and \
+                    _same_overrides(prev, overrides):
+                log.info("study %s: no new trials since run %s was written; keeping it", study.study_name, prev["run"])
+            else:
+                finalize_study(st, study, settings, objective, allow_group_leak=allow_group_leak,
+                               allow_modality_mismatch=allow_modality_mismatch)
+        return study_summary(st, study.study_name, storage=storage, _study=study)
 
 
 def check_inputs(store, features: Mapping[str, tuple[str, ...]], *, allow_group_leak: bool = False,
@@ -199,12 +213,6 @@ def check_inputs(store, features: Mapping[str, tuple[str, ...]], *, allow_group_
 def _same_overrides(result: dict, overrides: dict) -> bool:
     """Whether the run of ``result`` was written with the same allowances as asked now."""
     return all(result.get(k, False) == overrides[k] for k in ("allow_group_leak", "allow_modality_mismatch"))
-
-
-def _is_rdb(storage) -> bool:
-    import optuna
-
-    return isinstance(storage, optuna.storages.RDBStorage)
 
 
 def _create_or_resume(storage, name: str, settings: StudySettings, store, data: StudyData, *, new: bool):
@@ -277,4 +285,4 @@ def join_study(store, name: str, *, storage: str | None = None, trials: int | No
     worker_seed = (settings.seed * 1_000_003 + os.getpid()) % (2**31)
     study = optuna.load_study(study_name=name, storage=stor, sampler=_sampler(worker_seed), pruner=_pruner(settings))
     objective = Objective(data, settings.heads, fmap, settings.metric, seed=settings.seed, threads=threads)
-    return _optimize(study, objective, settings.trials, timeout, on_trial, _is_rdb(stor), n_trials=trials)
+    return _optimize(study, objective, settings.trials, timeout, on_trial, not uses_heartbeat(stor), n_trials=trials)

@@ -1,0 +1,251 @@
+"""Faults of study storage, reproduced for real (issue 13): a torn journal tail, a record written onto one, a full
+disk during `study run`, a worker killed (kill -9) while another process runs the study, two `study run` on one
+SQLite database. Each asserts the message or the repair and that every committed trial is kept."""
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+
+from mixsig.cli import main
+from mixsig.studies import check_journals, open_storage, run_study, study_summary
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def _feats(keys) -> dict:
+    return {m: tuple(k) for m, k in keys.items()}
+
+
+def _features_arg(keys) -> str:
+    return ",".join(f"{m}={'|'.join(k)}" for m, k in keys.items())
+
+
+def _popen(*args: str, code: str = "import sys; from mixsig.cli import main; sys.exit(main(sys.argv[1:]))",
+           env: dict | None = None) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=ROOT, HF_HUB_OFFLINE="1", **(env or {}))
+    return subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, cwd=ROOT)
+
+
+def _load(path: str, name: str, storage=None):
+    return optuna.load_study(study_name=name, storage=storage or open_storage(path))
+
+
+def _committed(study) -> list:
+    """What must survive a fault, bit for bit: every finished trial's number, state, value and params."""
+    return [(t.number, t.state, t.value, t.params) for t in study.get_trials(states=FINISHED)]
+
+
+def _kill_mid_trial(proc: subprocess.Popen, running_of) -> int:
+    """kill -9 ``proc`` (by PID) while it has a RUNNING trial that recorded its worker: stop it, look, kill or go on.
+    ``running_of(pid)`` lists its RUNNING trials. Returns the killed trial's number."""
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            running = running_of(proc.pid)
+        except Exception:  # the study is not there yet, or SQLite was mid-commit: look again
+            running = []
+        if running:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+            return running[0]
+        os.kill(proc.pid, signal.SIGCONT)
+        time.sleep(0.01)
+    out, err = proc.communicate(timeout=30) if proc.poll() is not None else ("", "")
+    pytest.fail(f"the process ended before it could be killed mid-trial: {err[-2000:]}")
+
+
+def _running_of(study):
+    def running(pid):
+        return [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                if t.user_attrs.get("mixsig_worker", {}).get("pid") == pid]
+    return running
+
+
+def test_a_torn_journal_tail_is_reported_and_truncated_on_the_next_write(small_store, caplog):
+    store, keys = small_store
+    path = str(store.local_path)
+    journal = os.path.join(path, "studies.journal")
+    run_study(store, "t", heads="logreg", features=_feats(keys), trials=3, final=False)
+    before, committed = open(journal, "rb").read(), _committed(_load(path, "t"))
+    # a write cut short by a full disk: the first bytes of a trial's state record, no newline
+    torn = b'{"op_code":6,"worker_id":"w","trial_id":3,"state":1,"val'
+    with open(journal, "ab") as f:
+        f.write(torn)
+    problems = check_journals(path)
+    assert [p["kind"] for p in problems] == ["journal_torn_tail"]
+    assert problems[0]["where"] == f"{journal} at byte {len(before)} (line {len(before.splitlines()) + 1})"
+    caplog.set_level(logging.WARNING)
+    assert study_summary(store, "t")["states"] == {"COMPLETE": 3}  # readers ignore the torn tail, and say so
+    assert f"study journal {journal}: torn last record at byte {len(before)}" in caplog.text
+    caplog.clear()
+    s = run_study(store, "t", heads="logreg", features=_feats(keys), trials=5, final=False)  # writes: repaired
+    assert f"study journal {journal}: removed a torn last record at byte {len(before)} ({len(torn)} bytes" in caplog.text
+    after = open(journal, "rb").read()
+    assert after.startswith(before) and after.endswith(b"\n") and b'"val{' not in after
+    assert check_journals(path) == []
+    assert len(_committed(_load(path, "t"))) == 5 and _committed(_load(path, "t"))[:3] == committed
+    assert s["states"].get("FAIL") is None and s["states"].get("RUNNING") is None
+
+
+def test_a_record_written_onto_a_torn_tail_is_named_and_study_check_fix_repairs_it(small_store, capsys):
+    store, keys = small_store
+    path = str(store.local_path)
+    journal = os.path.join(path, "studies.journal")
+    run_study(store, "b", heads="logreg", features=_feats(keys), trials=2, final=False)
+    committed = _committed(_load(path, "b"))
+    # what the old code did after a full disk: Optuna's plain file backend appends onto the torn tail, then more
+    torn_at, line = os.path.getsize(journal), len(open(journal, "rb").read().splitlines()) + 1
+    torn = b'{"op_code":8,"worker_id":"w","trial_id":1,"user_a'
+    with open(journal, "ab") as f:
+        f.write(torn)
+    plain = optuna.load_study(study_name="b", storage=optuna.storages.JournalStorage(JournalFileBackend(journal)))
+    plain.set_user_attr("note", 1)  # lands on the torn line: that line is no record any more
+    with pytest.raises(ValueError):  # JSONDecodeError: the old fault, every read of the journal fails from now on
+        plain.set_user_attr("note2", 2)  # (written before the read that fails)
+    bad = open(journal, "rb").read()[torn_at:].split(b"\n")[0] + b"\n"
+    capsys.readouterr()
+    assert main(["study", "show", path, "--name", "b"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (f"mixsig study: error: the study journal {journal} is damaged at byte {torn_at} (line "
+                   f"{line}, {len(bad)} bytes that are not a record), e.g. "
+                   "a record written onto one torn by a full disk; no study in it can be read until it is repaired: "
+                   f"run `mixsig study check {path} --fix` (keeps every readable record)")
+    assert main(["study", "check", path]) == 1
+    out = capsys.readouterr().out
+    assert f"journal_bad_record {journal} at byte {torn_at}" in out and f"{len(torn)} torn bytes, then a whole record" in out
+    assert main(["study", "check", path, "--fix"]) == 0
+    out = capsys.readouterr().out
+    assert f"removed {len(torn)} torn bytes before the record written onto them (that record is kept)" in out
+    assert check_journals(path) == []
+    study = _load(path, "b")
+    assert study.user_attrs["note"] == 1 and study.user_attrs["note2"] == 2  # the record written onto it is kept
+    assert _committed(study) == committed
+    assert main(["study", "show", path, "--name", "b"]) == 0
+
+
+# `study run` in a subprocess whose disk fills up at its second trial's `tell`: the journal write gets half its
+# bytes onto the disk, then ENOSPC (as a real full disk answers a write that does not fit)
+_FULL_DISK = r"""
+import errno, os, sys
+from mixsig.cli import main
+real_write, state = os.write, {"tells": 0, "full": False}
+def write(fd, data):
+    try:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        target = ""
+    if target.endswith("studies.journal"):
+        if state["full"]:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        if b'"op_code":6,' in bytes(data):
+            state["tells"] += 1
+            if state["tells"] == 2:
+                state["full"] = True
+                return real_write(fd, bytes(data)[: len(data) // 2])
+    return real_write(fd, data)
+os.write = write
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_full_disk_during_study_run_is_one_clear_error_and_the_rerun_continues(small_store):
+    store, keys = small_store
+    path = str(store.local_path)
+    journal = os.path.join(path, "studies.journal")
+    run_study(store, "f", heads="logreg", features=_feats(keys), trials=3, final=False)
+    before, committed = open(journal, "rb").read(), _committed(_load(path, "f"))
+    proc = _popen("study", "run", path, "--name", "f", "--heads", "logreg", "--features", _features_arg(keys),
+                  "--trials", "6", "--no-final", code=_FULL_DISK)
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err and "AssertionError" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"mixsig study: error: disk full: cannot write the study journal {journal} (No space "
+                           "left on device writing a ") and "the write was undone and every record before it is " \
+                           "kept. Free space on that disk" in last and "rerun the same command" in last
+    # nothing committed is lost; the half-written record was cut off; the trial in flight is left RUNNING
+    after = open(journal, "rb").read()
+    assert after.startswith(before) and after.endswith(b"\n")
+    study = _load(path, "f")
+    kept = _committed(study)
+    assert kept[:3] == committed and len(kept) == 4
+    assert [t.number for t in study.get_trials(states=(TrialState.RUNNING,))] == [4]
+    assert [p["kind"] for p in check_journals(path)] == ["dead_trial"]  # the journal itself is sound
+    # the disk has room again: the rerun fails the dead process' trial and continues to the target
+    s = run_study(store, "f", heads="logreg", features=_feats(keys), trials=6, final=False)
+    study = _load(path, "f")
+    assert s["failed"] == {"4": "worker process died"} and study.trials[4].state == TrialState.FAIL
+    assert _committed(study)[:4] == kept and len(_committed(study)) == 6
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+
+
+def test_a_worker_killed_mid_trial_is_failed_by_the_running_study_at_its_next_trial(small_store):
+    store, keys = small_store
+    path = str(store.local_path)
+    seen: dict = {}
+
+    def on_trial(study, trial):
+        if "killed" not in seen:  # after this process' first trial: a worker joins, and is killed mid-trial
+            worker = _popen("study", "worker", path, "--name", "k", "--trials", "20")
+            seen["worker"] = worker.pid
+            seen["killed"] = _kill_mid_trial(worker, _running_of(study))
+            seen["kept"] = _committed(study)
+            seen["after"] = []
+        else:  # what this running process sees of the dead trial after each of its next trials
+            seen["after"].append(study.trials[seen["killed"]].state)
+
+    s = run_study(store, "k", heads="logreg", features=_feats(keys), trials=6, final=False, on_trial=on_trial)
+    assert seen["after"] and seen["after"][0] == TrialState.FAIL  # at the first trial boundary after the kill
+    study = _load(path, "k")
+    assert study.user_attrs[f"mixsig_failed.{seen['killed']}"] == "worker process died"
+    assert s["failed"] == {str(seen["killed"]): "worker process died"}
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    assert _committed(study)[:len(seen["kept"])] == seen["kept"] and len(_committed(study)) == 6
+
+
+def test_a_second_study_run_on_one_sqlite_database_is_refused_naming_the_holder(small_store, tmp_path, capsys):
+    store, keys = small_store
+    path = str(store.local_path)
+    url = f"sqlite:///{tmp_path}/studies.db"
+    args = ["study", "run", path, "--name", "q", "--heads", "logreg", "--features", _features_arg(keys),
+            "--storage", url, "--no-final"]
+    first = _popen(*args, "--trials", "500")
+    rdb = optuna.storages.RDBStorage(url)
+    deadline = time.time() + 120
+    while time.time() < deadline and first.poll() is None:
+        try:
+            if len(optuna.load_study(study_name="q", storage=rdb).get_trials(states=FINISHED)) >= 2:
+                break
+        except Exception:  # not created yet
+            pass
+        time.sleep(0.05)
+    assert first.poll() is None, first.communicate()[1]
+    capsys.readouterr()
+    assert main([*args, "--trials", "3"]) == 1  # while the first runs: refused up front
+    err = capsys.readouterr().err
+    assert f"SQLite storage {url} is in use by another `mixsig study run` (study 'q', pid {first.pid} on host " \
+           f"{socket.gethostname()}, since " in err
+    assert "omit --storage" in err and "postgresql://" in err and "Traceback" not in err
+    study = optuna.load_study(study_name="q", storage=rdb)
+    assert all(t.user_attrs.get("mixsig_worker", {}).get("pid") != os.getpid() for t in study.trials)
+    # the holder is killed mid-trial (kill -9 by PID): its record is stale, the flock gone; a rerun takes over
+    killed = _kill_mid_trial(first, _running_of(study))
+    committed = _committed(optuna.load_study(study_name="q", storage=rdb))
+    s = run_study(store, "q", heads="logreg", features=_feats(keys), trials=len(committed) + 2, storage=url,
+                  final=False)
+    study = optuna.load_study(study_name="q", storage=rdb)
+    assert _committed(study)[:len(committed)] == committed and len(_committed(study)) == len(committed) + 2
+    assert study.trials[killed].state == TrialState.FAIL and s["failed"] == {str(killed): "worker process died"}
+    assert not study.get_trials(states=(TrialState.RUNNING,))
