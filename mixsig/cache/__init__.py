@@ -14,7 +14,9 @@ from mixsig.cache._runs import (UNSET, Run, RunRecord, RunSubset, Unset, describ
                                 subset_name)
 from mixsig.cache._samples import MODALITIES, Samples
 from mixsig.cache._status import Status
-from mixsig.cache._create import create_store, open_store
+from mixsig.cache._create import create_store, open_store, store_state
+from mixsig.cache._lease import check_lease_free, leased_keys
+from mixsig.cache._update import SamplesUpdate, affected_rows, describe_samples_diff, diff_samples, update_samples
 from mixsig.cache._store import FeatureStore, FeatureView, default_chunk_rows, describe_group_leak
 from mixsig.cache._verify import VerifyReport, verify_store
 from mixsig.cache._writer import FeatureWriter
@@ -24,4 +26,6 @@ __all__ = [
     "Run", "RunRecord", "RunSubset", "Samples", "Status", "Unset", "VerifyReport", "canonical_json", "create_store",
     "default_chunk_rows", "describe_collapse", "describe_group_leak", "diff_dicts", "export_h5", "import_h5", "open_store", "sha256_of",
     "short_name", "subset_metrics", "subset_name", "verify_store",
+    "SamplesUpdate", "affected_rows", "check_lease_free", "describe_samples_diff", "diff_samples", "leased_keys",
+    "store_state", "update_samples",
 ]

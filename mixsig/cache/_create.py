@@ -1,14 +1,32 @@
-"""Creating and opening stores: :func:`create_store` and :func:`open_store`."""
+"""Creating and opening stores: :func:`create_store` and :func:`open_store`.
+
+A local store is created atomically: it is built in a temp folder beside the target
+(``.<name>.creating-<pid>-<hex>``, holding ``creator.json``) and renamed into place once complete, under a
+creation lock beside the target (``.<name>.create.lock``, logged while waited for). So the target is either absent
+or a whole store: a creator killed (or out of disk) leaves only its temp folder, which the next creation removes
+once its process is gone. Other URLs (fsspec) are written in place, ``mixsig_store`` last.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import shutil
+import socket
+import uuid
+from pathlib import Path
+from typing import Callable
 
+from mixsig.cache._lease import _mutex, holder_is_stale
 from mixsig.cache._samples import Samples, write_samples
 from mixsig.cache._store import STORE_FORMAT, FeatureStore, _now
 from mixsig.errors import StoreError
 
 log = logging.getLogger(__name__)
+
+#: what create_store puts in a store (anything else in a folder without ``mixsig_store`` is someone's data)
+_MADE_BY_CREATE = {"zarr.json", "samples", "features", "runs", ".mixsig"}
 
 
 def _open_group(url, mode):
@@ -17,28 +35,122 @@ def _open_group(url, mode):
     return zarr.open_group(store=str(url), mode=mode)
 
 
-def create_store(url, samples: Samples, attrs: dict | None = None, overwrite: bool = False) -> FeatureStore:
-    """Create a store at ``url`` (a folder path or any URL zarr's fsspec store takes) holding ``samples``."""
+def _local(url: str) -> Path | None:
+    return None if "://" in url and not url.startswith("file://") else Path(url.removeprefix("file://"))
+
+
+def store_state(url) -> str:
+    """What is at ``url``: ``"missing"``, ``"store"`` (a complete mixsig store), ``"half-made"`` (a local folder with
+    only what an interrupted :func:`create_store` of an older mixsig leaves: no ``mixsig_store`` attr, no feature
+    keys or runs) or ``"other"`` (Zarr or other data that is not a mixsig store)."""
+    import zarr
+
+    url = str(url)
+    path = _local(url)
+    if path is not None and not path.exists():
+        return "missing"
+    if path is not None and path.is_dir() and not any(path.iterdir()):
+        return "half-made"
+    try:
+        group = zarr.open_group(store=url, mode="r")
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
+        if path is None:
+            return "missing"
+        return "half-made" if path.is_dir() and _only_made_by_create(path) else "other"
+    if group.attrs.get("mixsig_store") is not None:
+        return "store"
+    return "half-made" if path is not None and _only_made_by_create(path) else "other"
+
+
+def _only_made_by_create(path: Path) -> bool:
+    """True when ``path`` holds nothing but an empty skeleton of a store (its samples/ aside)."""
+    names = {p.name for p in path.iterdir()}
+    if not names <= _MADE_BY_CREATE:
+        return False
+    for sub in ("features", "runs"):
+        d = path / sub
+        if d.is_dir() and any(p.name != "zarr.json" for p in d.iterdir()):
+            return False
+    return True
+
+
+def create_store(url, samples: Samples | Callable[[], Samples], attrs: dict | None = None, overwrite: bool = False) -> FeatureStore:
+    """Create a store at ``url`` (a folder path or any URL zarr's fsspec store takes) holding ``samples``.
+
+    Local folders are built beside the target and renamed into place (atomic); a folder left half-made by an
+    interrupted creation of an older mixsig (no ``mixsig_store`` attr, no keys or runs) is rebuilt. A full disk
+    raises one :class:`StoreError` and leaves nothing at ``url``. ``samples`` may be a callable returning them,
+    called only once the store is known to be missing (under the creation lock: one process hashes the media)."""
+    url = str(url)
+    path = _local(url)
+    if path is None:
+        return _create_in_place(url, samples, attrs, overwrite)
+    path = path.expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.parent / f".{path.name}.create.lock"
+    with _mutex(lock, timeout=600, what=f"another process creating store {url}"):
+        _remove_dead_temps(path)
+        state = store_state(path)
+        if state == "store" and not overwrite:
+            raise StoreError(f"a store exists at {url}; open it with open_store, or delete it to start over")
+        if state == "other" and not overwrite:
+            raise StoreError(f"{url} already holds data that is not a mixsig store; choose another path")
+        tmp = path.parent / f".{path.name}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            tmp.mkdir()
+            (tmp / "creator.json").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
+            _build(str(tmp), samples() if callable(samples) else samples, attrs, mode="a")  # keeps creator.json
+            (tmp / "creator.json").unlink()
+            if state != "missing":
+                log.warning("%s at %s: replacing it", "overwriting the store" if state == "store" else
+                            "a store left half-made by an interrupted creation (no mixsig_store attr, no keys)", url)
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+            os.rename(tmp, path)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise StoreError(f"creating store {url} failed ({exc}); nothing was left at {url}. Free disk space "
+                             "(or fix the folder's permissions) and rerun") from exc
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return FeatureStore(_open_group(url, "r+"), url, "r+")
+
+
+def _build(url: str, samples: Samples, attrs: dict | None, mode: str = "w"):
     import zarr
     from mixsig import __version__
 
-    url = str(url)
-    try:
-        existing = zarr.open_group(store=url, mode="r")
-        exists = True
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
-        exists = False
-    if exists and not overwrite:
-        if existing.attrs.get("mixsig_store") is not None:
-            raise StoreError(f"a store exists at {url}; open it with open_store, or delete it to start over")
-        raise StoreError(f"{url} already holds Zarr data that is not a mixsig store; choose another path")
-    group = zarr.open_group(store=url, mode="w")
+    group = zarr.open_group(store=url, mode=mode)
     write_samples(group.create_group("samples"), samples)
     group.create_group("features")
     group.create_group("runs")
     group.attrs.update(dict(attrs or {}, created=_now(), mixsig_version=__version__))
     group.attrs["mixsig_store"] = STORE_FORMAT  # last: marks a complete store
-    return FeatureStore(group, url, "r+")
+    return group
+
+
+def _remove_dead_temps(path: Path) -> None:
+    """Remove temp folders of creations of ``path`` whose process is gone (killed, or out of disk)."""
+    for tmp in path.parent.glob(f".{path.name}.creating-*"):
+        try:
+            info = json.loads((tmp / "creator.json").read_text())
+        except (OSError, ValueError):
+            info = {}
+        if not info or holder_is_stale(info):
+            log.info("removing %s, left by an interrupted creation of store %s", tmp, path)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _create_in_place(url: str, samples: Samples, attrs: dict | None, overwrite: bool) -> FeatureStore:
+    state = store_state(url)
+    if state == "store" and not overwrite:
+        raise StoreError(f"a store exists at {url}; open it with open_store, or delete it to start over")
+    if state != "missing" and state != "store" and not overwrite:
+        raise StoreError(f"{url} already holds Zarr data that is not a mixsig store; choose another path")
+    try:
+        return FeatureStore(_build(url, samples() if callable(samples) else samples, attrs), url, "r+")
+    except OSError as exc:
+        raise StoreError(f"creating store {url} failed ({exc}); delete what was written there and rerun") from exc
 
 
 def open_store(url, mode: str = "r") -> FeatureStore:

@@ -36,32 +36,103 @@ def holder_is_stale(info: dict) -> bool:
     return info.get("host") == socket.gethostname() and not _pid_alive(int(info.get("pid", -1)))
 
 
+def _read_info(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return {}
+
+
+def _older_than(path: Path, seconds: float) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime > seconds
+    except OSError:
+        return False
+
+
 @contextlib.contextmanager
-def _mutex(path: Path, timeout: float = 30.0):
-    """A tiny cross-process mutex made of an O_EXCL file (stale ones are broken)."""
+def _mutex(path: Path, timeout: float = 30.0, what: str | None = None, log_every: float = 10.0):
+    """A tiny cross-process mutex made of an O_EXCL file (stale ones are broken). A wait is logged (``what`` it
+    waits for, the holder, every ``log_every`` s), never silent; past ``timeout`` s :class:`LeaseHeld`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + timeout
+    t0 = time.monotonic()
+    next_log = t0
     while True:
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            os.write(fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid()}).encode())
+            try:
+                os.write(fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid()}).encode())
+            except OSError:
+                os.close(fd)
+                path.unlink(missing_ok=True)
+                raise
             os.close(fd)
             break
         except FileExistsError:
-            try:
-                info = json.loads(path.read_text() or "{}")
-            except (OSError, ValueError):
-                info = {}
+            info = _read_info(path)
+            if not info and _older_than(path, 10.0):  # its creator died between creating and writing it
+                info = {"host": socket.gethostname(), "pid": -1}
             if info and holder_is_stale(info):
+                log.info("breaking lock %s left by pid %s, which is gone", path, info.get("pid"))
                 path.unlink(missing_ok=True)
                 continue
-            if time.monotonic() > deadline:
-                raise LeaseHeld(f"timed out waiting for lock {path}; if no mixsig process runs, delete it")
+            now = time.monotonic()
+            if now - t0 > timeout:
+                raise LeaseHeld(f"timed out after {timeout:.0f} s waiting for lock {path} (held by pid "
+                                f"{info.get('pid')} on host {info.get('host')}); if no mixsig process runs there, "
+                                "delete the lock file and rerun") from None
+            if now >= next_log:
+                log.info("waiting for %s: lock %s is held by pid %s on host %s (%.0f s so far)",
+                         what or "a lock", path, info.get("pid"), info.get("host"), now - t0)
+                next_log = now + log_every
             time.sleep(0.05)
     try:
         yield
     finally:
         path.unlink(missing_ok=True)
+
+
+def _conflict(shard: tuple[int, int], other: tuple[int, int]) -> bool:
+    """Two shards conflict unless both are shards of the same ``n > 1`` with different indices."""
+    (i, n), (j, m) = shard, other
+    return not (n == m and n > 1 and i != j)
+
+
+def held_leases(root: Path, key: str, shard: tuple[int, int] = (0, 1)) -> list[tuple[Path, dict]]:
+    """The leases on ``key`` that conflict with ``shard`` and whose holder is alive (or on another host):
+    ``[(lease file, holder info)]``. Reads files only; takes nothing."""
+    out = []
+    for f in sorted((Path(root) / ".mixsig" / "leases" / key).glob("shard-*.json")):
+        info = _read_info(f)
+        if not info or holder_is_stale(info) or not _conflict(tuple(shard), tuple(info.get("shard", (0, 1)))):
+            continue
+        if info.get("pid") == os.getpid() and info.get("host") == socket.gethostname():
+            continue
+        out.append((f, info))
+    return out
+
+
+def leased_keys(root: Path) -> list[str]:
+    """Keys that have a lease folder under ``root`` (held or not)."""
+    d = Path(root) / ".mixsig" / "leases"
+    return sorted(p.name for p in d.iterdir() if p.is_dir()) if d.is_dir() else []
+
+
+def check_lease_free(root: Path, key: str, shard: tuple[int, int] = (0, 1)) -> None:
+    """Raise :class:`LeaseHeld` (naming the holder and the fixes) when another live writer holds a lease on ``key``
+    that conflicts with ``shard``; reads the lease files only (takes nothing). For a refusal before expensive work."""
+    held = held_leases(root, key, shard)
+    if held:
+        raise LeaseHeld(describe_held(key, *held[0]))
+
+
+def describe_held(key: str, lease_file: Path, info: dict) -> str:
+    """The refusal for a key another writer holds: who, since when, and the fixes that exist."""
+    other = tuple(info.get("shard", (0, 1)))
+    return (f"key {key} is being written by pid {info.get('pid')} on host {info.get('host')} "
+            f"(shard {other[0]}/{other[1]}, since {info.get('started')}); lease file {lease_file}. "
+            "Wait for it to finish, run disjoint shards with --shard I/N, or, only if that process is gone "
+            "(e.g. it died on another host), rerun `mixsig extract` with --break-lease (or delete the lease file).")
 
 
 class Lease:
@@ -74,32 +145,21 @@ class Lease:
         self.path = self.dir / f"shard-{shard[0]}-of-{shard[1]}.json"
         self._acquire(break_lease)
 
-    def _conflicts(self, other: tuple[int, int]) -> bool:
-        (i, n), (j, m) = self.shard, other
-        return not (n == m and n > 1 and i != j)
-
     def _acquire(self, break_lease: bool) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        with _mutex(self.dir / ".mutex"):
+        with _mutex(self.dir / ".mutex", what=f"the lease table of key {self.key}"):
             for f in sorted(self.dir.glob("shard-*.json")):
-                try:
-                    info = json.loads(f.read_text())
-                except (OSError, ValueError):
-                    info = {}
+                info = _read_info(f)
                 other = tuple(info.get("shard", (0, 1)))
-                if not self._conflicts(other):
+                if not _conflict(self.shard, other):
                     continue
                 if break_lease or not info or holder_is_stale(info):
-                    log.warning("taking over stale lease on %s held by pid %s on %s (%s)",
+                    log.warning("taking over %s lease on %s held by pid %s on %s (%s)",
+                                "a" if break_lease and info and not holder_is_stale(info) else "a stale",
                                 self.key, info.get("pid"), info.get("host"), f.name)
                     f.unlink(missing_ok=True)
                     continue
-                raise LeaseHeld(
-                    f"key {self.key} is being written by pid {info.get('pid')} on host {info.get('host')} "
-                    f"(shard {other[0]}/{other[1]}, since {info.get('started')}); lease file {f}. "
-                    "Wait for it to finish, run disjoint shards with --shard I/N, or, if that process is gone, "
-                    "delete the lease file (or pass --break-lease)."
-                )
+                raise LeaseHeld(describe_held(self.key, f, info))
             info = {"host": socket.gethostname(), "pid": os.getpid(), "shard": list(self.shard),
                     "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
             self.path.write_text(json.dumps(info))

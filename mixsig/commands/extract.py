@@ -21,7 +21,9 @@ exit codes:
      and the key's ledger: `mixsig cache info STORE KEY`); rerun to retry them. With --strict: stopped at the first.
   2  usage error
   3  refused input: groups of the manifest cross splits (leakage); the error lists them. Fix the splits, or pass
-     --allow-group-leak to go on (recorded in the store's attr group_leak and printed)
+     --allow-group-leak to go on (recorded in the store's attr group_leak and printed). Or the manifest differs
+     from the store's samples table (labels, splits, groups, text, media paths/content, segments, votes); the
+     error names the rows and columns. Restore it, use a new --store, or pass --update-samples
 
 key names: <modality>.<encoder>.<pooling>.<12 hex of the provenance's sha256>; --name NAME puts NAME in place of
 the encoder (e.g. a local folder called `model`). The name is not hashed: two keys with the same hash hold the
@@ -52,7 +54,20 @@ def register(subparsers) -> None:
     p.add_argument("--chunk-rows", type=int, default=None, help="rows per chunk of a new key (unit of sharding/resume)")
     p.add_argument("--strict", action="store_true", help="stop at the first row that fails")
     p.add_argument("--refresh-stale", action="store_true",
-                   help="re-extract done rows whose media/text changed since (default: only report them)")
+                   help="re-extract done rows whose input hash recorded in the key differs from the samples "
+                        "table's (default: only report them). A manifest that changed under the store is refused "
+                        "before that; --update-samples takes it in")
+    p.add_argument("--update-samples", action="store_true",
+                   help="the manifest changed since the store was made (labels, splits, text, media, votes ...): "
+                        "rewrite the store's samples table from it and mark the rows whose input changed not done "
+                        "in every key, so this run (and later ones of other keys) recompute exactly those. Hashes "
+                        "every modality's media once. Refused while another process writes any key. Runs made "
+                        "before keep their old split_hash. Without it a changed manifest is refused (exit 3)")
+    p.add_argument("--break-lease", action="store_true",
+                   help="take over the lease of another writer of this key. Safe only when that writer is gone "
+                        "(e.g. it died on another host, so its lease cannot be seen as stale here); two live "
+                        "writers on one key lose data. Leases of dead processes on this host are taken over "
+                        "without it")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="allow model code from the hub (never without this flag; only for code you trust)")
     p.add_argument("--name", default=None, metavar="NAME",
@@ -95,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
                       options=_options(args), shard=shard, device=args.device,
                       trust_remote_code=args.trust_remote_code, chunk_rows=args.chunk_rows, classes=classes,
                       on_rows=bar.update, on_total=on_total, name=args.name, threads=threads,
-                      allow_group_leak=args.allow_group_leak, allowed_by=command_line(args))
+                      allow_group_leak=args.allow_group_leak, allowed_by=command_line(args),
+                      update_samples=args.update_samples, break_lease=args.break_lease)
     finally:
         bar.close()
     if args.json:

@@ -35,7 +35,8 @@ probabilities (out-of-fold); a model trained on all train rows gives val/test ro
 
 exit codes: 0 done, 1 rows failed to decode (they are skipped in training and left NaN), 2 usage error,
   3 refused input: groups of the manifest cross splits (the error lists them); --allow-group-leak goes on and
-  records the leak in the store's attr group_leak and the run's attrs group_leak
+  records the leak in the store's attr group_leak and the run's attrs group_leak. Or the manifest differs from
+  the store's samples table (the error names rows and columns): restore it, use a new --store, or --update-samples
 """
 
 
@@ -69,6 +70,12 @@ def register(subparsers) -> None:
     p.add_argument("--device", default=None, help="torch device (default: cuda:LOCAL_RANK if available, else cpu)")
     p.add_argument("--workers", type=int, default=2, help="decoding threads")
     p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub (only if trusted)")
+    p.add_argument("--update-samples", action="store_true",
+                   help="the manifest changed since the store was made (labels, splits, text, media, votes ...): "
+                        "rewrite the store's samples table from it and mark the rows whose input changed not done "
+                        "in every key (`mixsig extract` recomputes them). Refused while another process writes "
+                        "any key. Runs made before keep their old split_hash. Without it a changed manifest is "
+                        "refused (exit 3)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=run)
 
@@ -107,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
                    device=args.device, trust_remote_code=args.trust_remote_code, checkpoint_dir=args.checkpoint_dir,
                    run_name=args.name, classes=classes, workers=args.workers, overwrite=args.overwrite,
                    key_name=args.key_name, threads=threads, allow_group_leak=args.allow_group_leak,
-                   allowed_by=command_line(args))
+                   allowed_by=command_line(args), update_samples=args.update_samples)
     failed = sum(sum(v["failed"].values()) for v in res.extraction.values())
     if args.json:
         print_json(res.to_dict())

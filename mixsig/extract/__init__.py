@@ -23,8 +23,8 @@ from mixsig._lazy import lazy_exports
 
 #: public name -> the module defining it
 _EXPORTS = {
-    **dict.fromkeys(("check_key_name", "check_store_group_leak", "extract", "open_or_create_store", "prepare_key"),
-                    "_api"),
+    **dict.fromkeys(("check_key_name", "check_leases_first", "check_samples", "check_store_group_leak", "extract",
+                     "manifest_samples", "open_or_create_store", "prepare_key", "sync_samples"), "_api"),
     **dict.fromkeys(("RowFailure", "decode_audio", "decode_video", "resample", "sample_indices"), "_decode"),
     **dict.fromkeys(("AUTO_CLASSES", "FinetuneConfig", "FinetuneResult", "checkpoint_root", "finetune"), "_finetune"),
     "set_trainable": "_trainable",
@@ -43,7 +43,8 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
-    from mixsig.extract._api import check_key_name, check_store_group_leak, extract, open_or_create_store, prepare_key
+    from mixsig.extract._api import (check_key_name, check_leases_first, check_samples, check_store_group_leak,
+                                     extract, manifest_samples, open_or_create_store, prepare_key, sync_samples)
     from mixsig.extract._decode import RowFailure, decode_audio, decode_video, resample, sample_indices
     from mixsig.extract._encoders import (InputAdapter, Preprocess, RowInput, RowSource, get_inputs, list_modalities,
                                           register_inputs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -31,9 +32,9 @@ class CurrentInputs:
     content_hash: dict
 
 
-def current_inputs(manifest, modality: str, workers: int = 4) -> CurrentInputs:
+def current_inputs(manifest, modality: str, workers: int = 4, hashes: np.ndarray | None = None) -> CurrentInputs:
     """Hash only ``modality``'s inputs (texts / media files + segment), files in a thread pool; same hashes as
-    :func:`mixsig.manifest.to_samples` ("" = none or unreadable)."""
+    :func:`mixsig.manifest.to_samples` ("" = none or unreadable). ``hashes``: already known ones (none hashed)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from mixsig.manifest import media_hash, text_hash
@@ -57,39 +58,106 @@ def current_inputs(manifest, modality: str, workers: int = 4) -> CurrentInputs:
         except OSError:
             return ""
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        hashes = np.asarray(list(pool.map(one, rows)), dtype=str).reshape(n)
+    if hashes is None:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            hashes = np.asarray(list(pool.map(one, rows)), dtype=str).reshape(n)
     return CurrentInputs(ids=col("id"), text=col("text"), audio=col("audio"), video=col("video"), start=num("start"),
                          end=num("end"), content_hash={modality: hashes})
 
 
-def open_or_create_store(store_url, manifest, samples, *, coordinator: bool, wait_timeout: float = 600.0):
-    """Open the store at ``store_url`` for writing; the coordinator creates it from ``samples`` if missing,
-    other shards wait for it. Refuses a store whose ids differ from the manifest's. ``samples`` may be a
-    callable returning them (only called when the store must be created)."""
-    from mixsig.cache import create_store, open_store
+def open_or_create_store(store_url, manifest, samples, *, coordinator: bool, wait_timeout: float = 600.0,
+                         log_every: float = 10.0):
+    """Open the store at ``store_url`` for writing; the coordinator creates it from ``samples`` if missing (or
+    rebuilds one an interrupted creation left half-made), other shards wait for it, logging every ``log_every`` s
+    what they wait for. Data at ``store_url`` that is not a mixsig store is refused at once. ``samples`` may be a
+    callable returning them (only called when the store must be created, by the one process that creates it).
+    Compare the manifest with the store's samples afterwards (:func:`check_samples`)."""
+    from mixsig.cache import create_store, open_store, store_state
     from mixsig.manifest import store_attrs
 
-    deadline = time.monotonic() + wait_timeout
+    t0 = time.monotonic()
+    next_log = t0 + log_every
     while True:
-        try:
-            store = open_store(store_url, "r+")
-            break
-        except StoreError:
-            if coordinator:
-                try:
-                    samples = samples() if callable(samples) else samples
-                    store = create_store(store_url, samples, attrs=store_attrs(manifest, store_url))
-                    log.info("created store %s with %d rows", store_url, len(samples))
-                    break
-                except StoreError:
-                    if time.monotonic() > deadline:
-                        raise
-            elif time.monotonic() > deadline:
-                raise StoreError(f"timed out after {wait_timeout:.0f} s waiting for shard 0 to create store {store_url}")
-            time.sleep(0.2)
-    check_ids(store, manifest)
-    return store
+        state = store_state(store_url)
+        if state == "store":
+            return open_store(store_url, "r+")
+        local = "://" not in str(store_url) or str(store_url).startswith("file://")
+        if state == "other" and (coordinator or local):
+            raise StoreError(f"{store_url} holds data that is not a mixsig store (no 'mixsig_store' attr, and more "
+                             "than an interrupted creation leaves); choose another --store path")
+        if coordinator:
+            try:
+                store = create_store(store_url, samples, attrs=store_attrs(manifest, store_url))
+            except StoreError:
+                if store_state(store_url) == "store":  # another process created it first
+                    continue
+                raise
+            log.info("created store %s with %d rows", store_url, len(store.samples))
+            return store
+        now = time.monotonic()
+        if now - t0 > wait_timeout:
+            raise StoreError(f"timed out after {wait_timeout:.0f} s waiting for shard 0 to create store {store_url}; "
+                             "start shard 0 (it creates the store), or create it first with `mixsig cache init "
+                             "STORE --manifest MANIFEST`")
+        if now >= next_log:
+            log.info("waiting for shard 0 to create store %s (%.0f s so far)", store_url, now - t0)
+            next_log = now + log_every
+        time.sleep(0.2)
+
+
+def manifest_samples(manifest, like, media_hashes: dict | None = None):
+    """The samples table of ``manifest`` without hashing media: text hashes are computed (cheap), the media
+    hashes are ``media_hashes[m]`` where given, else copied from ``like`` (a :class:`~mixsig.cache.Samples`; so
+    not compared). Same columns and values as :func:`mixsig.manifest.to_samples` otherwise."""
+    from mixsig.cache import Samples
+    from mixsig.manifest import text_hash
+
+    rows, index = manifest.rows, {c: i for i, c in enumerate(manifest.classes)}
+
+    def votes(lists):
+        out = np.full((len(rows), max((len(v) for v in lists if v), default=0)), -1, np.int16)
+        for i, v in enumerate(lists):
+            out[i, :len(v or ())] = [index[x] for x in v or ()]
+        return out
+
+    def cell(v):
+        return "" if v is None else v if isinstance(v, str) else json.dumps(v)
+
+    hashes = {m: np.asarray(v) for m, v in like.content_hash.items()}
+    hashes.update({m: np.asarray(v) for m, v in (media_hashes or {}).items()})
+    hashes["text"] = np.asarray([text_hash(r.text) if r.text else "" for r in rows], dtype=str)
+    return Samples(
+        ids=[r.id for r in rows], split=[r.split for r in rows], classes=tuple(manifest.classes),
+        label=[-1 if r.label is None else index[r.label] for r in rows], group=[r.group for r in rows],
+        text=[r.text or "" for r in rows], audio=[r.audio or "" for r in rows], video=[r.video or "" for r in rows],
+        start=[np.nan if r.start is None else r.start for r in rows],
+        end=[np.nan if r.end is None else r.end for r in rows], content_hash=hashes,
+        votes=votes([r.votes for r in rows]),
+        votes_by_condition={c: votes([r.votes_by_condition.get(c) for r in rows]) for c in manifest.conditions},
+        columns={c: [cell(r.extra.get(c)) for r in rows] for c in manifest.extra_columns})
+
+
+def check_samples(store, manifest, media_hashes: dict | None = None, command: str = "mixsig extract",
+                  samples=None) -> None:
+    """Refuse (:class:`~mixsig.errors.RefusedInput`, exit 3) a manifest whose samples table differs from the
+    store's: ids and classes (:class:`StoreError`), labels, splits, groups, text, media paths, segments, votes,
+    extra columns, and the media hashes given in ``media_hashes`` (others are not re-hashed here). The message
+    names the first rows and the columns, and the fixes. ``samples``: the manifest's full table (every media
+    hash compared) when the caller built it anyway."""
+    from mixsig.cache import describe_samples_diff, diff_samples
+    from mixsig.errors import RefusedInput
+
+    try:
+        new = samples if samples is not None else manifest_samples(manifest, store.samples, media_hashes)
+        diff = diff_samples(store.samples, new)
+    except StoreError as exc:
+        raise StoreError(f"manifest {manifest.path} does not fit store {store.url}: {exc}") from None
+    if diff:
+        raise RefusedInput(
+            f"manifest {manifest.path} changed since store {store.url} was made from it: "
+            f"{describe_samples_diff(diff, store.samples.ids)}. The store keeps the samples it was made from. "
+            f"Pass `{command} ... --update-samples` to rewrite them and re-extract the changed rows of every key "
+            "(runs made before keep their old split_hash), restore the manifest, or use a new --store")
 
 
 def check_ids(store, manifest) -> None:
@@ -98,6 +166,26 @@ def check_ids(store, manifest) -> None:
     if len(have) != len(want) or have.tolist() != want:
         raise StoreError(f"store {store.url} holds {len(have)} rows whose ids differ from the {len(want)} rows "
                          f"of manifest {manifest.path}; use the manifest the store was made from, or a new store")
+
+
+def sync_samples(store, manifest, *, update: bool, coordinator: bool = True, command: str = "mixsig extract",
+                 break_lease: bool = False, samples=None):
+    """Compare ``manifest`` with the store's samples (cheap: no media hashed) and refuse a difference, or with
+    ``update`` (the coordinator only) hash the manifest's media (``samples``: its table if already built) and
+    :func:`~mixsig.cache.update_samples` the store. Returns the :class:`~mixsig.cache.SamplesUpdate` or None."""
+    check_ids(store, manifest)
+    if not (update and coordinator):
+        check_samples(store, manifest, command=command, samples=samples)
+        return None
+    from mixsig.cache import update_samples
+    from mixsig.manifest import store_attrs, to_samples
+
+    res = update_samples(store, samples if samples is not None else to_samples(manifest),
+                         attrs=store_attrs(manifest, store.url), break_lease=break_lease)
+    if res.changed:
+        log.warning("store %s: samples table updated from manifest %s (%d columns changed); rows marked for "
+                    "re-extraction: %s", store.url, manifest.path, len(res.columns), res.invalidated or "none")
+    return res
 
 
 def check_key_name(name: str | None, option: str = "--name") -> str | None:
@@ -149,6 +237,39 @@ def prepare_key(store, encoder: Encoder, *, coordinator: bool, chunk_rows: int |
     return key
 
 
+def check_leases_first(store, modality: str, encoder: str, *, revision: str | None, pooling: str, layers: str,
+                       dtype: str, shard: tuple[int, int], name: str | None) -> None:
+    """Before the encoder is loaded or media hashed: refuse (:class:`~mixsig.errors.LeaseHeld`) when a live writer
+    holds a conflicting lease on an existing key this run would write (same modality, encoder, pooling, layers,
+    dtype and resolved revision; the revision is resolved only for a key that is held)."""
+    from pathlib import Path
+
+    from mixsig.cache import check_lease_free, leased_keys, short_name
+    from mixsig.errors import LeaseHeld
+    from mixsig.extract._revision import is_local, resolve_revision
+
+    root = store.local_path
+    if root is None:
+        return
+    shown = Path(encoder).expanduser().resolve().name if is_local(encoder) else encoder
+    prefix = ".".join(short_name(p) for p in (modality, name, pooling)) + "." if name else None
+    want = {"modality": modality, "pooling": pooling, "dtype": dtype}
+    if str(layers).strip().lower() in ("last", "all"):
+        want["layers"] = str(layers).strip().lower()
+    for key in leased_keys(root):
+        if not store.has_key(key):
+            continue
+        prov = store.provenance(key)
+        if any(prov.get(k) != v for k, v in want.items()) or (
+                not key.startswith(prefix) if prefix else prov.get("encoder") != shown):
+            continue
+        try:
+            check_lease_free(root, key, shard)
+        except LeaseHeld:
+            if resolve_revision(encoder, revision) == prov.get("revision"):
+                raise
+
+
 def extract(manifest, store, modality: str, encoder: str | Encoder, *, revision: str | None = None,
             pooling: str = "cls", layers: str = "last", dtype: str = "float32", preprocess: Preprocess | None = None,
             options: RunOptions = RunOptions(), shard: tuple[int, int] = (0, 1), device: str | None = None,
@@ -156,7 +277,8 @@ def extract(manifest, store, modality: str, encoder: str | Encoder, *, revision:
             wait_timeout: float = 600.0, on_rows: Callable[[int], None] | None = None,
             on_block: Callable[[int, int], None] | None = None, on_total: Callable[[int], None] | None = None,
             on_key: Callable[[str], None] | None = None, name: str | None = None, threads: int | None = None,
-            allow_group_leak: bool = False, allowed_by: str | None = None) -> ExtractResult:
+            allow_group_leak: bool = False, allowed_by: str | None = None, update_samples: bool = False,
+            break_lease: bool = False) -> ExtractResult:
     """Extract pooled embeddings of ``modality`` for the rows of ``manifest`` into ``store`` (shard ``(i, n)``).
 
     ``manifest``: a path or a loaded :class:`~mixsig.manifest.Manifest`. ``store``: a store URL/folder (created
@@ -170,6 +292,12 @@ def extract(manifest, store, modality: str, encoder: str | Encoder, *, revision:
     unless ``allow_group_leak``; then the leak and ``allowed_by`` (the command line) go into the store's root attr
     ``group_leak`` and into ``result.group_leak`` (not into the key's provenance: same features, same key).
 
+    A manifest that differs from the store's samples table (labels, splits, text, media paths or content...) is
+    refused (:class:`~mixsig.errors.RefusedInput`) unless ``update_samples``: then (shard 0) the table is
+    rewritten and the changed rows of every key are recomputed (:func:`mixsig.cache.update_samples`;
+    ``result.samples_update``). Leases are checked before the encoder is loaded and the media hashed;
+    ``break_lease`` takes over another writer's lease (only when that writer is gone).
+
     Returns an :class:`ExtractResult`; rows that fail are in ``result.ledger`` and in the key's ``status`` /
     ``message`` arrays. Example::
 
@@ -177,16 +305,48 @@ def extract(manifest, store, modality: str, encoder: str | Encoder, *, revision:
         >>> res.key, res.written, res.failed                                                         # doctest: +SKIP
         ('text.roberta-base.cls.3f9a1c0d2b7e', 120, {})
     """
-    from mixsig.cache import FeatureStore
-    from mixsig.manifest import Manifest, load_manifest, to_samples
-
     from mixsig.extract._threads import default_threads, torch_threads
-    from mixsig.manifest import check_group_leak
 
     check_key_name(name, "--name")
     threads = default_threads() if threads is None else int(threads)
     if threads < 1:
         raise UsageError(f"--threads must be >= 1; got {threads}")
+    manifest, store, leak, update = _open_checked(manifest, store, classes, shard, wait_timeout, allow_group_leak,
+                                                  allowed_by, update_samples, break_lease)
+    if not isinstance(encoder, Encoder) and not break_lease:
+        check_leases_first(store, modality, encoder, revision=revision, pooling=pooling, layers=layers,
+                           dtype=dtype, shard=shard, name=name)
+    with torch_threads(threads):
+        if not isinstance(encoder, Encoder):
+            encoder = load_encoder(modality, encoder, revision=revision, pooling=pooling, layers=layers,
+                                   dtype=dtype, preprocess=preprocess, device=device,
+                                   trust_remote_code=trust_remote_code)
+        key = prepare_key(store, encoder, coordinator=shard[0] == 0, chunk_rows=chunk_rows, extra=extra,
+                          wait_timeout=wait_timeout, name=name)
+        if on_key:
+            on_key(key)
+        m = encoder.modality
+        with store.writer(key, shard=shard, break_lease=break_lease) as writer:  # the lease, before hashing media
+            known = store.samples.content_hash.get(m) if update is not None else None
+            inputs = current_inputs(manifest, m, hashes=known)
+            current = inputs.content_hash[m]
+            if known is None and m != "text":
+                check_samples(store, manifest, media_hashes={m: current})
+            res = run_extraction(store, key, encoder, lambda rows: row_sources(inputs, manifest.root, m, rows, current),
+                                 shard=shard, options=options, current_hash=current, on_rows=on_rows,
+                                 on_block=on_block, on_total=on_total, writer=writer)
+    res.group_leak, res.threads = leak, threads
+    res.samples_update = update.to_dict() if update is not None else None
+    return res
+
+
+def _open_checked(manifest, store, classes, shard, wait_timeout, allow_group_leak, allowed_by, update_samples,
+                  break_lease):
+    """The manifest (loaded), the store (opened or created), the allowed group leak and the samples update of an
+    extraction: groups crossing splits refused before anything is created, the samples compared with the store's."""
+    from mixsig.cache import FeatureStore
+    from mixsig.manifest import Manifest, check_group_leak, load_manifest, to_samples
+
     if not isinstance(manifest, Manifest):
         manifest = load_manifest(manifest, classes=classes, check_media=False, group_leak_errors=False)
     check_group_leak(manifest, allow_group_leak, "mixsig extract")  # refuse before creating anything
@@ -194,27 +354,10 @@ def extract(manifest, store, modality: str, encoder: str | Encoder, *, revision:
     if not isinstance(store, FeatureStore):
         store = open_or_create_store(store, manifest, lambda: to_samples(manifest), coordinator=coordinator,
                                      wait_timeout=wait_timeout)
-    else:
-        check_ids(store, manifest)
+    update = sync_samples(store, manifest, update=update_samples, coordinator=coordinator, break_lease=break_lease)
     leak = check_store_group_leak(store, allow_group_leak, "mixsig extract", allowed_by, coordinator=coordinator)
-    with torch_threads(threads):
-        if not isinstance(encoder, Encoder):
-            encoder = load_encoder(modality, encoder, revision=revision, pooling=pooling, layers=layers,
-                                   dtype=dtype, preprocess=preprocess, device=device,
-                                   trust_remote_code=trust_remote_code)
-        key = prepare_key(store, encoder, coordinator=coordinator, chunk_rows=chunk_rows, extra=extra,
-                          wait_timeout=wait_timeout, name=name)
-        if on_key:
-            on_key(key)
-        inputs = current_inputs(manifest, encoder.modality)
-        current = inputs.content_hash[encoder.modality]
-        res = run_extraction(
-            store, key, encoder, lambda rows: row_sources(inputs, manifest.root, encoder.modality, rows, current),
-            shard=shard, options=options, current_hash=current, on_rows=on_rows, on_block=on_block,
-            on_total=on_total)
-    res.group_leak = leak
-    res.threads = threads
-    return res
+    return manifest, store, leak, update
 
 
-__all__ = ["check_key_name", "check_store_group_leak", "extract", "open_or_create_store", "prepare_key"]
+__all__ = ["check_key_name", "check_leases_first", "check_samples", "check_store_group_leak", "extract",
+           "manifest_samples", "open_or_create_store", "prepare_key", "sync_samples"]

@@ -188,7 +188,7 @@ def finetune(manifest, store, modality: str, encoder: str, *, config: FinetuneCo
              checkpoint_dir=None, run_name: str | None = None, classes=None, workers: int = 2,
              batch_budget: int | None = None, overwrite: bool = False, key_name: str | None = None,
              threads: int | None = None, allow_group_leak: bool = False,
-             allowed_by: str | None = None) -> FinetuneResult:
+             allowed_by: str | None = None, update_samples: bool = False) -> FinetuneResult:
     """Fine-tune ``encoder`` on ``modality`` of ``manifest``'s train split; cache embeddings and probabilities.
 
     ``store``: a store folder (created from the manifest if missing) or an open FeatureStore. Checkpoints go to
@@ -197,6 +197,8 @@ def finetune(manifest, store, modality: str, encoder: str, *, config: FinetuneCo
     ``threads``: torch threads while it runs (restored after; None = :func:`~mixsig.extract.default_threads`).
     Groups that cross splits raise :class:`~mixsig.errors.GroupLeak` (exit code 3) unless ``allow_group_leak``; then the leak and ``allowed_by``
     (the command line) are recorded in the store's attr ``group_leak`` and the run's attrs ``group_leak``.
+    A manifest that differs from the store's samples table is refused (exit 3) unless ``update_samples``
+    (see :func:`mixsig.cache.update_samples`).
     Returns a :class:`FinetuneResult`.
     """
     from mixsig.extract._api import check_key_name
@@ -212,14 +214,15 @@ def finetune(manifest, store, modality: str, encoder: str, *, config: FinetuneCo
                         layers=layers, dtype=dtype, preprocess=preprocess, device=device,
                         trust_remote_code=trust_remote_code, checkpoint_dir=checkpoint_dir, run_name=run_name,
                         classes=classes, workers=workers, batch_budget=batch_budget, overwrite=overwrite,
-                        key_name=key_name, allow_group_leak=allow_group_leak, allowed_by=allowed_by)
+                        key_name=key_name, allow_group_leak=allow_group_leak, allowed_by=allowed_by,
+                        update_samples=update_samples)
     res.threads = threads
     return res
 
 
 def _finetune(manifest, store, modality: str, encoder: str, *, config, revision, pooling, layers, dtype, preprocess,
               device, trust_remote_code, checkpoint_dir, run_name, classes, workers, batch_budget, overwrite,
-              key_name, allow_group_leak, allowed_by) -> FinetuneResult:
+              key_name, allow_group_leak, allowed_by, update_samples=False) -> FinetuneResult:
     import transformers
 
     from mixsig.cache import short_name
@@ -227,7 +230,7 @@ def _finetune(manifest, store, modality: str, encoder: str, *, config, revision,
 
     if modality not in AUTO_CLASSES:
         raise UsageError(f"The 'modality' parameter of finetune must be one of {set(AUTO_CLASSES)}. Got {modality!r}.")
-    manifest, samples, store, leak = _open(manifest, store, classes, allow_group_leak, allowed_by)
+    manifest, samples, store, leak = _open(manifest, store, classes, allow_group_leak, allowed_by, update_samples)
     device = device or default_device()
     preprocess = preprocess or Preprocess()
     s = store.samples
@@ -329,15 +332,13 @@ def _write_run(store, probs: np.ndarray, extraction: dict, overwrite: bool, **fi
                           trained_parameters=record.trained_parameters, group_leak=record.group_leak)
 
 
-def _open(manifest, store, classes, allow_group_leak: bool, allowed_by):
+def _open(manifest, store, classes, allow_group_leak: bool, allowed_by, update_samples: bool = False):
     """The manifest, its samples and the store (created from the manifest if missing); groups crossing splits
-    refused before anything is created unless ``allow_group_leak`` (then recorded). Returns them and the leak."""
+    refused before anything is created unless ``allow_group_leak`` (then recorded); a manifest that differs from
+    the store's samples refused, or with ``update_samples`` written into the store (every media hash compared:
+    fine-tuning hashes them anyway). Returns them and the leak."""
     from mixsig.cache import FeatureStore
-    from mixsig.extract._api import (
-        check_ids,
-        check_store_group_leak,
-        open_or_create_store,
-    )
+    from mixsig.extract._api import check_store_group_leak, open_or_create_store, sync_samples
     from mixsig.manifest import Manifest, check_group_leak, load_manifest, to_samples
 
     if not isinstance(manifest, Manifest):
@@ -346,8 +347,7 @@ def _open(manifest, store, classes, allow_group_leak: bool, allowed_by):
     samples = to_samples(manifest)
     if not isinstance(store, FeatureStore):
         store = open_or_create_store(store, manifest, samples, coordinator=True)
-    else:
-        check_ids(store, manifest)
+    sync_samples(store, manifest, update=update_samples, command="mixsig finetune", samples=samples)
     return manifest, samples, store, check_store_group_leak(store, allow_group_leak, "mixsig finetune", allowed_by)
 
 

@@ -57,6 +57,7 @@ class ExtractResult:
     ledger: list = field(default_factory=list)   # [{"row", "id", "status", "message"}] of this run's failures
     group_leak: dict | None = None    # groups crossing splits, allowed by --allow-group-leak (store attr group_leak)
     threads: int | None = None        # torch threads it ran with
+    samples_update: dict | None = None  # what --update-samples changed (SamplesUpdate.to_dict()), if asked
 
     @property
     def n_failed(self) -> int:
@@ -86,6 +87,10 @@ class ExtractResult:
                                                       " (rerun with --refresh-stale to re-extract)"))
         parts.append(f"{self.seconds:.1f} s, {self.rows_per_s:.1f} rows/s")
         text = "; ".join(parts)
+        if self.samples_update and self.samples_update.get("columns"):
+            u = self.samples_update
+            text += (f"\nsamples table updated from the manifest (changed: {', '.join(sorted(u['columns']))}); rows "
+                     f"marked for re-extraction per key: {u['invalidated'] or 'none'}")
         if self.group_leak:
             text += "\n" + describe_allowed_leak(self.group_leak)
         return text
@@ -150,16 +155,19 @@ def run_extraction(store, key: str, encoder: Encoder, sources_for: Callable[[Ite
                    *, shard: tuple[int, int] = (0, 1), options: RunOptions = RunOptions(),
                    current_hash: np.ndarray | None = None, on_rows: Callable[[int], None] | None = None,
                    on_block: Callable[[int, int], None] | None = None, on_total: Callable[[int], None] | None = None,
-                   rows: np.ndarray | None = None) -> ExtractResult:
+                   rows: np.ndarray | None = None, writer=None) -> ExtractResult:
     """Fill the pending rows of shard ``shard`` of ``key`` with ``encoder``'s embeddings.
 
     ``sources_for(rows)`` maps row indices to :class:`RowSource`. ``on_rows(n)`` is called as rows finish,
     ``on_block(start, stop)`` after each block is durably written, ``on_total(n)`` once with the rows to compute.
     ``rows`` restricts the run to those rows (others stay as they are; e.g. one fold of a fine-tuned key).
+    ``writer``: an open writer of ``key`` (its lease taken early by the caller; left open), else one is opened.
     """
+    import contextlib
+
     t0 = time.perf_counter()
     res = ExtractResult(key=key, shard=tuple(shard))
-    with store.writer(key, shard=shard) as writer:
+    with (contextlib.nullcontext(writer) if writer is not None else store.writer(key, shard=shard)) as writer:
         lo, hi = writer.row_range
         res.rows = hi - lo
         if current_hash is not None and hi > lo:

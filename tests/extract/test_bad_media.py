@@ -70,10 +70,13 @@ def test_corrupt_wav_gets_decode_error_and_run_goes_on(tmp_path, corpus, tiny_en
     assert "garbage.wav" in a["message"][2] and "cannot decode audio" in a["message"][2]
     assert np.isnan(a["embedding"][2]).all() and np.isfinite(a["embedding"][[0, 1, 3, 4, 5, 6, 7]]).all()
 
-    # rerun with the file fixed: the failed row is retried, done rows are skipped and keep their bytes
+    # rerun with the file fixed: the failed row is retried, done rows are skipped and keep their bytes (the file's
+    # content changed under the store, so the samples table is updated explicitly)
     shutil.copyfile(next((tmp_path / "data" / "audio").glob("demo*.wav")), tmp_path / "data" / "audio" / "garbage.wav")
-    rc = cli("extract", manifest, "--store", store_path, "--modality", "audio", "--encoder", tiny_encoders["audio"],
-             "--json")
+    args = ("extract", manifest, "--store", store_path, "--modality", "audio", "--encoder", tiny_encoders["audio"],
+            "--json")
+    assert cli(*args) == 3 and "content_hash@audio" in capsys.readouterr().err
+    rc = cli(*args, "--update-samples")
     res = json.loads(capsys.readouterr().out)
     assert rc == 0
     assert res["written"] == 1 and res["skipped_done"] == 7 and res["failed"] == {}
@@ -137,7 +140,7 @@ def test_nonfinite_rows_get_status(tmp_path, corpus, tiny_encoders, cli, capsys)
     assert np.isnan(a["embedding"][4]).all()
 
 
-def test_stale_rows_are_reported_and_refreshed_on_request(tmp_path, corpus, tiny_encoders, cli, capsys):
+def test_changed_text_is_refused_then_updated_on_request(tmp_path, corpus, tiny_encoders, cli, capsys):
     manifest = _write_manifest(tmp_path / "data", corpus, n=6)
     store_path = tmp_path / "s.zarr"
     args = ("extract", manifest, "--store", store_path, "--modality", "text", "--encoder", tiny_encoders["text"], "--json")
@@ -146,20 +149,21 @@ def test_stale_rows_are_reported_and_refreshed_on_request(tmp_path, corpus, tiny
     _, key, before = _key_arrays(store_path)
     # change row 1's text in place: same ids, new content
     _write_manifest(tmp_path / "data", corpus, n=6, edit=lambda i, r, f: r.update(text="A new sentence.") if i == 1 else None)
-    assert cli(*args) == 0
-    res = json.loads(capsys.readouterr().out)
     with open(manifest, newline="") as f:
         changed_id = list(csv.DictReader(f))[1]["id"]
-    assert res["stale"] == [changed_id] and res["refreshed"] == 0 and res["written"] == 0
+    assert cli(*args) == 3  # refused, naming the row and the column
+    err = capsys.readouterr().err
+    assert changed_id in err and "text" in err and "--update-samples" in err
     _, _, same = _key_arrays(store_path)
-    assert same["embedding"].tobytes() == before["embedding"].tobytes()  # reported, not silently changed
+    assert same["embedding"].tobytes() == before["embedding"].tobytes()  # not silently changed
 
-    assert cli(*args, "--refresh-stale") == 0
+    assert cli(*args, "--update-samples") == 0
     res = json.loads(capsys.readouterr().out)
-    assert res["stale"] == [changed_id] and res["refreshed"] == 1 and res["written"] == 1
+    assert res["written"] == 1 and res["samples_update"]["invalidated"] == {key: 1}
     store, key2, after = _key_arrays(store_path)
-    assert key2 == key
+    assert key2 == key and store.samples.text[1] == "A new sentence."
     assert not np.allclose(after["embedding"][1], before["embedding"][1])
     others = [0, 2, 3, 4, 5]
     assert after["embedding"][others].tobytes() == before["embedding"][others].tobytes()
-    assert cli(*args) == 0 and json.loads(capsys.readouterr().out)["stale"] == []
+    res_again = (cli(*args), json.loads(capsys.readouterr().out))
+    assert res_again[0] == 0 and res_again[1]["stale"] == [] and res_again[1]["written"] == 0
