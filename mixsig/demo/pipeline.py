@@ -180,11 +180,13 @@ def planted_check(samples, samples_csv: Path, report: dict) -> dict:
 
     from scipy.stats import fisher_exact
 
+    from mixsig.analysis import csv_text_value
+
     planted = dict(zip(samples.ids.tolist(), samples.columns.get("planted", [""] * len(samples))))
     with open(samples_csv, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     dis = [int(r["n_disagree"] or 0) > 0 for r in rows]
-    conflict = [planted.get(r["id"], "").startswith("conflict") for r in rows]
+    conflict = [planted.get(csv_text_value(r["id"]), "").startswith("conflict") for r in rows]
     a = sum(d and c for d, c in zip(dis, conflict))
     b = sum(d and not c for d, c in zip(dis, conflict))
     c_ = sum((not d) and c for d, c in zip(dis, conflict))
