@@ -24,7 +24,7 @@ from __future__ import annotations
 METRICS = ("accuracy", "macro_f1", "weighted_f1", "auroc")
 
 _LAZY = ("AUROC_BINS", "aggregate", "auroc", "auroc_bootstrap", "bootstrap_metrics", "chance_macro_f1", "collapse",
-         "confusion", "get_metric", "point_metrics", "score")
+         "confusion", "get_metric", "point_metrics", "score", "scores_from_confusion")
 
 __all__ = ["METRICS", *_LAZY]
 

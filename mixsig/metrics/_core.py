@@ -45,6 +45,11 @@ def _scores_from_confusion(cm: np.ndarray) -> dict[str, np.ndarray]:
     return {"accuracy": acc, "macro_f1": f1.mean(axis=-1), "weighted_f1": weighted}
 
 
+#: Public name (``mixsig.metrics.scores_from_confusion``): the report's paired bootstrap scores resampled
+#: confusion matrices with the same definitions.
+scores_from_confusion = _scores_from_confusion
+
+
 def _binary_auc(pos: np.ndarray, score: np.ndarray) -> float:
     """Exact AUROC (ties count half) of one score: ``[n]`` bool positives, ``[n]`` float scores."""
     order = np.argsort(score)
