@@ -17,7 +17,7 @@ from mixsig.cache import Provenance
 from mixsig.errors import ExtractionError, UsageError
 from mixsig.extract._encoders import InputAdapter, Preprocess, RowInput, get_inputs, load_config, load_model
 from mixsig.extract._pooling import get_pooling, pool
-from mixsig.extract._revision import is_local, resolve_revision
+from mixsig.extract._revision import is_local, remote_code_record, resolve_revision
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class Encoder:
     device: str
     extra: dict = field(default_factory=dict)
     display_name: str | None = None   # the encoder name recorded in the provenance (default: name / basename)
+    remote_code: dict | None = None   # custom model code run (trust_remote_code): {"sha256", "files"}; None = none
 
     @property
     def hidden_size(self) -> int:
@@ -93,7 +94,7 @@ class Encoder:
             layers=self.layers, dtype=self.dtype,
             preprocessing={"modality": self.modality, **self.inputs.record()},
             extra={"compute_dtype": self.compute_dtype, "model_class": type(self.model).__name__,
-                   **self.extra, **(extra or {})},
+                   **({"remote_code": self.remote_code} if self.remote_code else {}), **self.extra, **(extra or {})},
         )
 
     def encode(self, items: list[RowInput], fp32: bool = False) -> np.ndarray:
@@ -119,6 +120,8 @@ def load_encoder(modality: str, name: str, *, revision: str | None = None, pooli
     """Load ``name`` (hub name or local folder) for ``modality`` with its tokenizer / feature extractor /
     image processor. ``model`` may be given (e.g. a fine-tuned encoder already in memory); otherwise
     ``AutoModel`` loads it. The revision is resolved first and the weights loaded at that exact revision.
+    With ``trust_remote_code`` (or a ``model`` whose class is custom code), the code files are hashed into the
+    provenance (``extra.remote_code``, see :func:`~mixsig.extract.remote_code_record`), so edited code gives a new key.
     """
     from mixsig.extract._sharding import default_device
 
@@ -133,6 +136,8 @@ def load_encoder(modality: str, name: str, *, revision: str | None = None, pooli
     if model is None:
         model = load_model(name, load_rev, trust_remote_code)
     model.eval()
+    remote = (remote_code_record(name, resolved, loaded=(config, model))
+              if trust_remote_code or _is_remote_code(config) or _is_remote_code(model) else None)
     device = device or default_device()
     model.to(device)
     n_states = int(getattr(config, "num_hidden_layers", 0)) + 1
@@ -141,7 +146,12 @@ def load_encoder(modality: str, name: str, *, revision: str | None = None, pooli
                                                       else ",".join(str(i) for i in layer_index))
     return Encoder(modality=modality, name=name, revision=resolved, model=model, inputs=inputs, pooling=pooling,
                    layers=layers_norm, layer_index=layer_index, dtype=dtype, device=device, extra=dict(extra or {}),
-                   display_name=display_name)
+                   display_name=display_name, remote_code=remote)
+
+
+def _is_remote_code(obj) -> bool:
+    """A config/model whose class was imported from custom code (transformers puts it in ``transformers_modules``)."""
+    return type(obj).__module__.startswith("transformers_modules.")
 
 
 __all__ = ["Encoder", "load_encoder", "parse_layers"]

@@ -4,6 +4,12 @@
   files (sorted), so changed weights or preprocessing configs give a new key.
 - A hub name: the commit hash. Online it comes from the hub API; offline (``HF_HUB_OFFLINE=1``) from the
   local cache's snapshot folder, whose name is the commit hash.
+
+Custom model code (``auto_map`` in config.json + ``*.py`` files, run only with ``trust_remote_code``) is not part
+of the revision (without trust_remote_code it never runs, so it cannot change the numbers): :func:`remote_code_record`
+hashes it into a provenance field of its own, ``extra.remote_code`` = ``{"sha256", "files": {name: sha256}}``,
+over every ``*.py`` of the local folder or of the hub snapshot, code that ``auto_map`` takes from another repo
+(``repo--module.Class``), and the module files the loaded classes were actually imported from.
 """
 
 from __future__ import annotations
@@ -11,7 +17,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import json
 import re
+import sys
 from pathlib import Path
 
 from mixsig.errors import ExtractionError
@@ -86,4 +94,96 @@ def resolve_revision(name_or_path: str, revision: str | None = None) -> str:
         "folder saved with save_pretrained.")
 
 
-__all__ = ["folder_sha256", "is_local", "resolve_revision"]
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def code_files_sha256(folder) -> dict[str, str]:
+    """``{relative name: sha256}`` of every ``*.py`` file under ``folder`` (hidden folders and ``__pycache__``
+    left out)."""
+    folder = Path(folder)
+    out = {}
+    for p in sorted(folder.rglob("*.py")):
+        rel = p.relative_to(folder)
+        if p.is_file() and not any(part.startswith(".") or part == "__pycache__" for part in rel.parts):
+            out[rel.as_posix()] = _file_sha256(p)
+    return out
+
+
+def _snapshot_folder(name: str, revision: str) -> Path:
+    from huggingface_hub import try_to_load_from_cache
+
+    hit = try_to_load_from_cache(name, "config.json", revision=revision)
+    if not isinstance(hit, str):
+        raise ExtractionError(f"encoder {name!r}: cannot find its snapshot {revision} in the Hugging Face cache to hash "
+                              "its custom code; load it once with network access (or pass a local folder)")
+    return Path(hit).parent
+
+
+def _external_code(folder: Path) -> dict[str, str]:
+    """``auto_map`` references to code in another hub repo (``repo--module.Class``) in the folder's configs,
+    hashed from the cache: ``{"repo--module.py": sha256}``."""
+    from huggingface_hub import try_to_load_from_cache
+
+    refs = set()
+    for cfg in ("config.json", "tokenizer_config.json", "preprocessor_config.json", "processor_config.json"):
+        try:
+            amap = json.loads((folder / cfg).read_text()).get("auto_map") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        for v in amap.values() if isinstance(amap, dict) else ():
+            refs.update(r for r in (v if isinstance(v, list) else [v]) if isinstance(r, str) and "--" in r)
+    out = {}
+    for ref in sorted(refs):
+        repo, _, cls = ref.partition("--")
+        module = cls.rsplit(".", 1)[0].replace(".", "/") + ".py"
+        try:
+            hit = try_to_load_from_cache(repo, module)
+        except ValueError:
+            hit = None
+        if not isinstance(hit, str):
+            raise ExtractionError(f"{folder / 'config.json'}: auto_map takes code from {ref!r}, which is not in the "
+                                  f"Hugging Face cache, so it cannot be hashed into the key; load the encoder once with "
+                                  f"network access, or copy {module} into the model folder")
+        out[f"{repo}--{module}"] = _file_sha256(Path(hit))
+    return out
+
+
+def _loaded_code(files: dict[str, str], objects, where: Path) -> None:
+    """Add (or check against ``files``) the module file each remote-code class in ``objects`` was imported from:
+    transformers keeps a remote class imported once per process, so code edited since then would not be the code
+    that runs."""
+    for obj in objects:
+        module = sys.modules.get(type(obj).__module__)
+        path = getattr(module, "__file__", None)
+        if not type(obj).__module__.startswith("transformers_modules.") or not path or not Path(path).is_file():
+            continue
+        name, sha = Path(path).name, _file_sha256(Path(path))
+        if name not in files:
+            files[name] = sha
+        elif files[name] != sha:
+            raise ExtractionError(f"{where / name} is not the code of the {type(obj).__name__} this process runs: it "
+                                  f"changed after this process imported it (transformers keeps the first import; or another "
+                                  f"model with this model_type was loaded first, from {path}). Run the extraction in a new "
+                                  "process")
+
+
+def remote_code_record(name_or_path: str, revision: str, loaded=()) -> dict | None:
+    """The provenance field of an encoder's custom code (run with ``trust_remote_code``): ``{"sha256": <hex over
+    the files>, "files": {name: sha256}}`` over every ``*.py`` of the local folder or hub snapshot at ``revision``,
+    external ``auto_map`` code and the module files of the remote-code classes in ``loaded`` (config, model);
+    None when there is no code at all (so a plain model keeps its key)."""
+    folder = Path(name_or_path).expanduser() if is_local(name_or_path) else _snapshot_folder(name_or_path, revision)
+    files = {**code_files_sha256(folder), **_external_code(folder)}
+    _loaded_code(files, loaded, folder)
+    if not files:
+        return None
+    h = hashlib.sha256("".join(f"{k}\0{v}\n" for k, v in sorted(files.items())).encode())
+    return {"sha256": h.hexdigest(), "files": dict(sorted(files.items()))}
+
+
+__all__ = ["code_files_sha256", "folder_sha256", "is_local", "remote_code_record", "resolve_revision"]

@@ -68,7 +68,9 @@ def list_heads() -> list[str]:
 
 def load_head(path: str | Path) -> "Head":
     """Load the head saved by :meth:`Head.save` in folder ``path``, of whichever registered class it is.
-    Refuses pickles and torch ``.pt`` files; an unknown head name raises :class:`HeadError` listing the heads."""
+    Refuses pickles and torch ``.pt`` files, file names in ``head.json`` that lead outside the folder (absolute,
+    ``..``, symlinks) and LightGBM texts that fail the checks of :mod:`mixsig.heads._lgb_check` (before LightGBM
+    parses them); an unknown head name raises :class:`HeadError` listing the heads."""
     from mixsig.heads._files import read_saved_head
 
     meta = read_saved_head(path)
