@@ -25,7 +25,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", default=None, metavar="URL",
                    help="Optuna storage: default STORE/studies.journal (journal file, safe for several local "
                         "processes); postgresql://user@host/db for workers on several machines (heartbeats, "
-                        "dead workers' trials retried); sqlite:// only for a single `run` process")
+                        "dead workers' trials retried); sqlite:// only for a single `run` process (a second `run` on "
+                        "the same database is refused, naming the one that holds it)")
 
 
 def _search_opts(p: argparse.ArgumentParser) -> None:

@@ -1,7 +1,8 @@
 """Where studies live: Optuna's journal file beside the store (default) or an RDB URL (PostgreSQL).
 
 - Default: ``<store>/studies.journal``, an :class:`optuna.storages.JournalStorage` over a
-  :class:`~optuna.storages.journal.JournalFileBackend`; safe for several processes on one machine. Writes are
+  journal backend (:class:`~mixsig.studies._journal.JournalFile`, reading through Optuna's
+  :class:`~optuna.storages.journal.JournalFileBackend`); safe for several processes on one machine. Writes are
   locked with ``fcntl.flock`` on ``studies.journal.flock`` (the kernel releases it if a worker dies); other tools
   may read the journal freely (``optuna.load_study``, optuna-dashboard) but should write through
   :func:`open_storage`. A journal has no heartbeat, so each trial records the worker's host, pid and process start
@@ -9,7 +10,12 @@
 - ``postgresql://...`` (or any SQLAlchemy URL but SQLite): :class:`optuna.storages.RDBStorage` with heartbeats;
   a trial whose worker stops beating is failed and re-queued by
   :class:`optuna.storages.RetryHeartbeatStaleTrialCallback` (the Optuna 5 name of ``RetryFailedTrialCallback``).
-- ``sqlite://`` is refused for parallel workers ("database is locked"); one ``study run`` process may use it.
+- ``sqlite://`` is refused for parallel workers ("database is locked"); one ``study run`` process may use it, and
+  a second one on the same database is refused up front naming the holder (:func:`run_lock`). SQLite has no
+  heartbeat either, so its dead trials are failed like the journal's (:func:`uses_heartbeat` is False).
+
+The journal backend itself (torn tail repaired under the lock, a full disk reported in one line, damage located)
+is :class:`~mixsig.studies._journal.JournalFile`; :func:`~mixsig.studies.check_journals` checks and repairs it.
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 disk during `study run`, a worker killed (kill -9) while another process runs the study, two `study run` on one
 SQLite database. Each asserts the message or the repair and that every committed trial is kept."""
 
+import fcntl
+import inspect
+import json
 import logging
 import os
 import signal
@@ -135,46 +138,84 @@ def test_a_record_written_onto_a_torn_tail_is_named_and_study_check_fix_repairs_
     assert main(["study", "show", path, "--name", "b"]) == 0
 
 
-# `study run` in a subprocess whose disk fills up at its second trial's `tell`: the journal write gets half its
-# bytes onto the disk, then ENOSPC (as a real full disk answers a write that does not fit)
-_FULL_DISK = r"""
-import errno, os, sys
+def full_disk_at_second_tell(real_write):
+    """An ``os.write`` whose disk fills up at the second trial ``tell`` written to a studies.journal: that write
+    gets half its bytes onto the disk, every later one ENOSPC (as a real full disk answers)."""
+    import errno
+    import os
+
+    state = {"tells": 0, "full": False}
+
+    def write(fd, data):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            target = ""
+        if target.endswith("studies.journal"):
+            if state["full"]:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            if b'"op_code":6,' in bytes(data):  # Optuna's SET_TRIAL_STATE_VALUES: a trial finished
+                state["tells"] += 1
+                if state["tells"] == 2:
+                    state["full"] = True
+                    return real_write(fd, bytes(data)[: len(data) // 2])
+        return real_write(fd, data)
+
+    return write
+
+
+_FULL_DISK_RUN = inspect.getsource(full_disk_at_second_tell) + """
+import os, sys
 from mixsig.cli import main
-real_write, state = os.write, {"tells": 0, "full": False}
-def write(fd, data):
-    try:
-        target = os.readlink(f"/proc/self/fd/{fd}")
-    except OSError:
-        target = ""
-    if target.endswith("studies.journal"):
-        if state["full"]:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        if b'"op_code":6,' in bytes(data):
-            state["tells"] += 1
-            if state["tells"] == 2:
-                state["full"] = True
-                return real_write(fd, bytes(data)[: len(data) // 2])
-    return real_write(fd, data)
-os.write = write
+os.write = full_disk_at_second_tell(os.write)
 sys.exit(main(sys.argv[1:]))
 """
 
 
-def test_a_full_disk_during_study_run_is_one_clear_error_and_the_rerun_continues(small_store):
+def _assert_disk_full_error(err: str, journal: str) -> None:
+    assert "Traceback" not in err and "AssertionError" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"mixsig study: error: disk full: cannot write the study journal {journal} (No space "
+                           "left on device writing a "), last
+    assert "the write was undone and every record before it is kept. Free space on that disk" in last
+    assert "rerun the same command" in last
+
+
+def test_a_full_disk_in_study_run_is_one_clear_error_keeps_the_trials_and_the_rerun_continues(small_store, capsys,
+                                                                                             monkeypatch):
+    store, keys = small_store
+    path = str(store.local_path)
+    journal = os.path.join(path, "studies.journal")
+    args = ["study", "run", path, "--name", "g", "--heads", "logreg", "--features", _features_arg(keys),
+            "--trials", "6", "--no-final"]
+    run_study(store, "g", heads="logreg", features=_feats(keys), trials=3, final=False)
+    before, committed = open(journal, "rb").read(), _committed(_load(path, "g"))
+    monkeypatch.setattr(os, "write", full_disk_at_second_tell(os.write))
+    capsys.readouterr()
+    assert main(args) == 1
+    _assert_disk_full_error(capsys.readouterr().err, journal)
+    monkeypatch.undo()  # the disk has room again
+    after = open(journal, "rb").read()
+    assert after.startswith(before) and after.endswith(b"\n")  # the half-written record was cut off
+    kept = _committed(_load(path, "g"))
+    assert kept[:3] == committed and len(kept) == 4
+    assert check_journals(path) == []  # sound (the trial in flight is RUNNING, its worker, this process, alive)
+    assert main(args) == 0
+    assert _committed(_load(path, "g"))[:4] == kept and len(_committed(_load(path, "g"))) == 6
+
+
+@pytest.mark.slow
+def test_a_full_disk_kills_a_study_run_process_and_the_rerun_fails_its_trial_and_continues(small_store):
     store, keys = small_store
     path = str(store.local_path)
     journal = os.path.join(path, "studies.journal")
     run_study(store, "f", heads="logreg", features=_feats(keys), trials=3, final=False)
     before, committed = open(journal, "rb").read(), _committed(_load(path, "f"))
     proc = _popen("study", "run", path, "--name", "f", "--heads", "logreg", "--features", _features_arg(keys),
-                  "--trials", "6", "--no-final", code=_FULL_DISK)
+                  "--trials", "6", "--no-final", code=_FULL_DISK_RUN)
     out, err = proc.communicate(timeout=240)
     assert proc.returncode == 1, err
-    assert "Traceback" not in err and "AssertionError" not in err
-    last = err.strip().splitlines()[-1]
-    assert last.startswith(f"mixsig study: error: disk full: cannot write the study journal {journal} (No space "
-                           "left on device writing a ") and "the write was undone and every record before it is " \
-                           "kept. Free space on that disk" in last and "rerun the same command" in last
+    _assert_disk_full_error(err, journal)
     # nothing committed is lost; the half-written record was cut off; the trial in flight is left RUNNING
     after = open(journal, "rb").read()
     assert after.startswith(before) and after.endswith(b"\n")
@@ -191,6 +232,35 @@ def test_a_full_disk_during_study_run_is_one_clear_error_and_the_rerun_continues
     assert not study.get_trials(states=(TrialState.RUNNING,))
 
 
+def _dead_pid() -> int:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    return dead.pid
+
+
+def test_a_dead_workers_trial_is_failed_by_the_running_study_at_its_next_trial(small_store):
+    store, keys = small_store
+    path = str(store.local_path)
+    seen: dict = {}
+    gone = {"host": socket.gethostname(), "pid": _dead_pid(), "start": None}
+
+    def on_trial(study, trial):
+        if "dead" not in seen:  # a trial started by another worker, whose process has died since (crafted)
+            t = study.ask()
+            t.set_user_attr("mixsig_worker", gone)
+            seen["dead"], seen["kept"], seen["after"] = t.number, _committed(study), []
+        else:  # what this running process sees of the dead trial after each of its next trials
+            seen["after"].append(study.trials[seen["dead"]].state)
+
+    s = run_study(store, "d", heads="logreg", features=_feats(keys), trials=4, final=False, on_trial=on_trial)
+    assert seen["after"] and seen["after"][0] == TrialState.FAIL  # at the first trial boundary, not the next run
+    study = _load(path, "d")
+    assert s["failed"] == {str(seen["dead"]): "worker process died"}
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    assert _committed(study)[:len(seen["kept"])] == seen["kept"] and len(_committed(study)) == 4
+
+
+@pytest.mark.slow
 def test_a_worker_killed_mid_trial_is_failed_by_the_running_study_at_its_next_trial(small_store):
     store, keys = small_store
     path = str(store.local_path)
@@ -215,6 +285,40 @@ def test_a_worker_killed_mid_trial_is_failed_by_the_running_study_at_its_next_tr
     assert _committed(study)[:len(seen["kept"])] == seen["kept"] and len(_committed(study)) == 6
 
 
+def test_a_second_study_run_on_one_sqlite_database_is_refused_and_a_stale_holder_is_taken_over(
+        small_store, tmp_path, capsys, caplog):
+    store, keys = small_store
+    url = f"sqlite:///{tmp_path}/studies.db"
+    args = ["study", "run", str(store.local_path), "--name", "q", "--heads", "logreg", "--features",
+            _features_arg(keys), "--storage", url, "--trials", "3", "--no-final"]
+    # the record of a run killed earlier (crafted): its flock died with it, so it holds nothing
+    (tmp_path / "studies.db.mixsig-run").write_text(json.dumps(
+        {"host": socket.gethostname(), "pid": _dead_pid(), "start": None, "study": "q", "since": "2026-01-01"}))
+    refused: dict = {}
+
+    def on_trial(study, trial):  # while this run holds the database, a second `study run` starts
+        if not refused:
+            capsys.readouterr()
+            refused["rc"] = main(args)
+            refused["err"] = capsys.readouterr().err
+            refused["trials"] = len(study.trials)
+
+    caplog.set_level(logging.INFO, logger="mixsig.studies._storage")
+    run_study(store, "q", heads="logreg", features=_feats(keys), trials=2, storage=url, final=False,
+              on_trial=on_trial)
+    assert "the study run that held it (pid" in caplog.text and "is gone; taking over" in caplog.text
+    assert refused["rc"] == 1, refused["err"]
+    line = refused["err"].strip().splitlines()[-1]
+    assert line.startswith(f"mixsig study: error: SQLite storage {url} is in use by another `mixsig study run` "
+                           f"(study 'q', pid {os.getpid()} on host {socket.gethostname()}, since ")
+    assert "omit --storage" in line and "postgresql://" in line
+    study = optuna.load_study(study_name="q", storage=optuna.storages.RDBStorage(url))
+    assert len(_committed(study)) == 2 and refused["trials"] == 1  # the refused run added nothing
+    with open(tmp_path / "studies.db.mixsig-run", "rb") as f:  # the run finished: the database is free again
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+@pytest.mark.slow
 def test_a_second_study_run_on_one_sqlite_database_is_refused_naming_the_holder(small_store, tmp_path, capsys):
     store, keys = small_store
     path = str(store.local_path)
@@ -222,7 +326,8 @@ def test_a_second_study_run_on_one_sqlite_database_is_refused_naming_the_holder(
     args = ["study", "run", path, "--name", "q", "--heads", "logreg", "--features", _features_arg(keys),
             "--storage", url, "--no-final"]
     first = _popen(*args, "--trials", "500")
-    rdb = optuna.storages.RDBStorage(url)
+    # a reader that gives up at once when the (stopped) writer holds SQLite's lock, instead of waiting 5 s
+    rdb = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 0.05}})
     deadline = time.time() + 120
     while time.time() < deadline and first.poll() is None:
         try:
