@@ -73,16 +73,18 @@ def torn_tail(path: str) -> tuple[int, int] | None:
         os.close(fd)
 
 
-def _write_error(path: str, exc: OSError, nbytes: int, at: int) -> StudyError:
+def _write_error(path: str, exc: OSError, nbytes: int, at: int, undone: bool = True) -> StudyError:
+    kept = ("the write was undone and every record before it is kept" if undone else
+            f"every record before it is kept (the torn bytes after byte {at} are removed by the next write)")
     if exc.errno in _FULL:
         what = "disk full" if exc.errno == errno.ENOSPC else "disk quota exceeded"
         return StudyError(
             f"{what}: cannot write the study journal {path} ({os.strerror(exc.errno)} writing a {nbytes}-byte "
-            f"record at byte {at}); the write was undone and every record before it is kept. Free space on that "
-            f"disk (`df {Path(path).parent}`) and rerun the same command: the study resumes where it stopped"
+            f"record at byte {at}); {kept}. Free space on that disk (`df {Path(path).parent}`) and rerun the same "
+            "command: the study resumes where it stopped"
         )
     return StudyError(f"cannot write the study journal {path}: {exc.strerror or exc} (writing {nbytes} bytes at byte "
-                      f"{at}); the write was undone and every record before it is kept; fix the cause and rerun")
+                      f"{at}); {kept}; fix the cause and rerun")
 
 
 def append_record(path: str, data: bytes) -> None:
@@ -106,15 +108,19 @@ def append_record(path: str, data: bytes) -> None:
             os.lseek(fd, end, os.SEEK_SET)
             view = memoryview(data)
             while view:  # a short write (the disk filling up) is continued until it raises
-                view = view[os.write(fd, view):]
+                n = os.write(fd, view)
+                if n <= 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                view = view[n:]
             os.fsync(fd)
         except OSError as exc:
+            undone = True
             try:
                 os.ftruncate(fd, end)
                 os.fsync(fd)
             except OSError:  # the torn tail is left; the next write (or check --fix) removes it
-                pass
-            raise _write_error(path, exc, len(data), end) from None
+                undone = False
+            raise _write_error(path, exc, len(data), end, undone) from None
     finally:
         os.close(fd)
 
@@ -132,7 +138,10 @@ class JournalFile:
             self._locked(append_record, self.path, b"")
         self._reader = JournalFileBackend(self.path, lock_obj=self._lock)
         if warn:
-            torn = self._locked(torn_tail, self.path)
+            try:
+                torn = self._locked(torn_tail, self.path)
+            except StudyError:  # no lock file here (a read-only folder): look without it
+                torn = torn_tail(self.path)
             if torn is not None:
                 log.warning("study journal %s: torn last record at byte %d (%d bytes of an interrupted write, e.g. "
                             "a full disk); readers ignore it and the next write removes it", self.path, *torn)

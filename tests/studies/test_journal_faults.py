@@ -354,3 +354,43 @@ def test_a_second_study_run_on_one_sqlite_database_is_refused_naming_the_holder(
     assert _committed(study)[:len(committed)] == committed and len(_committed(study)) == len(committed) + 2
     assert study.trials[killed].state == TrialState.FAIL and s["failed"] == {str(killed): "worker process died"}
     assert not study.get_trials(states=(TrialState.RUNNING,))
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 12 KiB tmpfs: a real disk that fills up (needs root and mount; skipped otherwise)."""
+    import shutil
+
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if shutil.which("mount") is None or os.geteuid() != 0 or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=12k", "mixsig-test", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tiny tmpfs here (needs root)")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+@pytest.mark.slow
+def test_a_journal_on_a_disk_that_really_fills_up(small_store, tiny_disk):
+    store, keys = small_store
+    path = str(store.local_path)
+    journal = str(tiny_disk / "studies.journal")
+    proc = _popen("study", "run", path, "--name", "r", "--heads", "logreg", "--features", _features_arg(keys),
+                  "--trials", "1000", "--no-final", "--storage", f"journal:{journal}")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err
+    _assert_disk_full_error(err, journal)
+    assert open(journal, "rb").read().endswith(b"\n")  # what did not fit was cut off
+    storage = open_storage(path, f"journal:{journal}")
+    committed = _committed(_load(path, "r", storage))
+    assert committed and {p["kind"] for p in check_journals(journal)} <= {"dead_trial"}  # the journal is sound
+    subprocess.run(["mount", "-o", "remount,size=1m", str(tiny_disk)], check=True)  # room again
+    run_study(store, "r", heads="logreg", features=_feats(keys), trials=len(committed) + 2, final=False,
+              storage=f"journal:{journal}")
+    study = _load(path, "r", open_storage(path, f"journal:{journal}"))
+    assert _committed(study)[:len(committed)] == committed and len(_committed(study)) == len(committed) + 2
+    # a trial in flight at the fault is failed (its worker recorded) or, caught before it recorded one, stays
+    # RUNNING until it is a minute old (fail_dead_trials' orphan rule)
+    assert all("mixsig_worker" not in t.user_attrs for t in study.get_trials(states=(TrialState.RUNNING,)))
