@@ -234,7 +234,7 @@ def as_votes(value: Any) -> list[str] | None:
             return None
         try:
             parsed = json.loads(value)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # JSONDecodeError, a 5000-digit number, nesting too deep
             raise Bad(f"not a JSON list: {short(value)}; write the annotators' labels as a JSON list, "
                       'e.g. ["empathetic","neutral","empathetic"]') from None
     else:

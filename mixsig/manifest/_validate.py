@@ -69,10 +69,10 @@ def _validate(path, classes, check_media, allowed_splits, allow_outside_paths) -
         problems.append(Problem(None, "id", "the manifest has no 'id' column; add one with a unique id per row",
                                 "missing_column"))
         return None, sort_problems(problems), []
-    problems.extend(column_problems(columns, records))
-    if not records and not problems:
+    if not records and not any(q.severity == "error" for q in problems):
         problems.append(Problem(None, None, "the manifest has no rows (only a header line); add one row per "
                                 "sample", "no_rows"))
+    problems.extend(column_problems(columns, records))
     conditions = tuple(sorted(c[len(VOTES_PREFIX):] for c in columns
                               if c.startswith(VOTES_PREFIX) and c[len(VOTES_PREFIX):].strip()))
     extra = tuple(c for c in columns if c and c not in STANDARD_COLUMNS and not c.startswith(VOTES_PREFIX)
