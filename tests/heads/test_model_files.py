@@ -121,6 +121,11 @@ def test_a_real_lightgbm_model_loads_and_predicts_identically(saved, tmp_path):
     head = get_head("lightgbm", n_estimators=4, num_leaves=5, min_child_samples=5).fit(X3, y3)
     head.save(tmp_path / "three")
     assert np.array_equal(load_head(tmp_path / "three").predict_proba(X3), head.predict_proba(X3))
+    Xz = {"z": np.zeros((60, 4), np.float32)}  # nothing to split on: single-leaf trees (empty node arrays)
+    head = get_head("lightgbm", n_estimators=3).fit(Xz, np.arange(60) % 2)
+    head.save(tmp_path / "flat")
+    assert "num_leaves=1\n" in (tmp_path / "flat" / "model.txt").read_text()
+    assert np.array_equal(load_head(tmp_path / "flat").predict_proba(Xz), head.predict_proba(Xz))
 
 
 def test_crafted_lightgbm_models_end_in_a_mixsig_error_not_a_signal(crafted):
