@@ -11,6 +11,10 @@ fast as ``np.load`` of the same array and 4-5x faster than zarr's generic path, 
 - arrays with small chunks (``done``, ``status``) are read with as little Python per file as possible.
 
 Other layouts fall back to zarr.
+
+Each chunk's trailing CRC is also compared with the digest recorded for its position when it was written, where
+the caller passes one (``expect``; see :mod:`mixsig.cache._digest`): an int compare, so a valid chunk copied to
+another position is caught at no measurable cost.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 import google_crc32c
 import numpy as np
 
+from mixsig.cache._digest import ABSENT, UNKNOWN, MisplacedChunk, describe_mismatch
 from mixsig.errors import CorruptChunk
 
 
@@ -135,7 +140,19 @@ def _readv_all(fd: int, views: list[memoryview]) -> int:
     return total
 
 
-def _small_payload(fd: int, path, nbytes: int, where: str) -> bytes:
+def _misplaced(where: str, expect: int, got: int) -> CorruptChunk:
+    label, _, chunk = where.rpartition(" chunk ")
+    return MisplacedChunk(describe_mismatch(label or where, chunk, expect, got)
+                        + "; run `mixsig cache verify STORE` (`--fix` unmarks the rows so `mixsig extract` recomputes them)")
+
+
+def _check_expect(where: str, expect: int, got: int) -> None:
+    """Raise when the chunk's trailing CRC ``got`` is not the digest recorded for its position."""
+    if expect != UNKNOWN and expect != got:
+        raise _misplaced(where, expect, got)
+
+
+def _small_payload(fd: int, path, nbytes: int, where: str, expect: int = UNKNOWN) -> bytes:
     """The checked payload of a small chunk file open as ``fd`` (closed here): one ``read`` of the whole file."""
     try:
         data = os.read(fd, nbytes + 5)
@@ -143,19 +160,26 @@ def _small_payload(fd: int, path, nbytes: int, where: str) -> bytes:
         os.close(fd)
     if len(data) != nbytes + 4:
         raise _size_error(where, path, len(data), nbytes)
-    if google_crc32c.value(data[:nbytes]) != int.from_bytes(data[nbytes:], "little"):
+    stored = int.from_bytes(data[nbytes:], "little")
+    if google_crc32c.value(data[:nbytes]) != stored:
         raise CorruptChunk(f"{where}: chunk file {path} {_BAD_CRC}")
+    _check_expect(where, expect, stored)
     return data[:nbytes]
 
 
 def _read_chunk(path, out: np.ndarray, chunk_shape: tuple, dtype: np.dtype, nbytes: int, direct: bool,
-                where: str) -> bool:
+                where: str, expect: int = UNKNOWN) -> bool:
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
+        if expect not in (UNKNOWN, ABSENT):
+            raise _misplaced(where, expect, ABSENT) from None
         return False
+    if expect == ABSENT:
+        os.close(fd)
+        raise _misplaced(where, expect, 0)
     if nbytes <= SMALL:
-        data = _small_payload(fd, path, nbytes, where)
+        data = _small_payload(fd, path, nbytes, where, expect)
         out[...] = np.frombuffer(data, dtype, nbytes // dtype.itemsize).reshape(chunk_shape)[:out.shape[0]]
         return True
     # One readv: the payload (straight into out when direct), the 4-byte checksum, and one byte more to tell a
@@ -168,24 +192,29 @@ def _read_chunk(path, out: np.ndarray, chunk_shape: tuple, dtype: np.dtype, nbyt
         os.close(fd)
     if got != nbytes + 4:
         raise _size_error(where, path, got, nbytes)
-    if google_crc32c.value(payload) != int.from_bytes(tail[:4], "little"):
+    stored = int.from_bytes(tail[:4], "little")
+    if google_crc32c.value(payload) != stored:
         raise CorruptChunk(f"{where}: chunk file {path} {_BAD_CRC}")
+    _check_expect(where, expect, stored)
     if not direct:
         out[...] = payload.view(dtype).reshape(chunk_shape)[:out.shape[0]]
     return True
 
 
-def read_chunk_into(path: Path | str, out: np.ndarray, chunk_shape: tuple, dtype: np.dtype, where: str) -> bool:
+def read_chunk_into(path: Path | str, out: np.ndarray, chunk_shape: tuple, dtype: np.dtype, where: str,
+                    expect: int = UNKNOWN) -> bool:
     """Read one chunk file into ``out`` (rows of the chunk that exist in the array). False if the file is absent.
 
     A chunk whose CRC32C does not match raises :class:`CorruptChunk`; ``out`` then holds unspecified bytes and the
     caller must drop it (every caller here reads into an array it allocated and discards on error). A full chunk
     read into a 64-byte aligned C-contiguous ``out`` of the stored dtype goes straight into ``out`` and is
     checksummed there while the bytes are in cache; anything else goes through a small per-thread buffer.
+    ``expect``: the digest recorded for this position (:data:`~mixsig.cache._digest.UNKNOWN`: none; ``ABSENT``:
+    no file was written here); a chunk that does not match raises :class:`CorruptChunk`.
     """
     chunk_shape = tuple(chunk_shape)
     nbytes = math.prod(chunk_shape) * dtype.itemsize
-    return _read_chunk(path, out, chunk_shape, dtype, nbytes, _direct_ok(out, chunk_shape, dtype), where)
+    return _read_chunk(path, out, chunk_shape, dtype, nbytes, _direct_ok(out, chunk_shape, dtype), where, expect)
 
 
 #: Whole-array reads of at least this many bytes are split over threads (reads and checksums release the GIL).
@@ -222,9 +251,10 @@ class ReadPlan:
     tail: str
     out: np.ndarray     # [n, ...] destination
     fill: object        # value of rows whose chunk file is absent (never written)
+    expect: list        # per chunk: the digest recorded for its position (UNKNOWN: none)
 
     @classmethod
-    def of(cls, arr, adir, out: np.ndarray, fill) -> "ReadPlan":
+    def of(cls, arr, adir, out: np.ndarray, fill, expect=None) -> "ReadPlan":
         rows, n = arr.chunks[0], arr.shape[0]
         count = -(-n // rows) if n else 0
         shape, dtype = tuple(arr.chunks), arr.dtype
@@ -232,7 +262,8 @@ class ReadPlan:
         # Every full chunk of an aligned out starts 64-byte aligned when the chunk size is a multiple of 64.
         direct = nbytes % 64 == 0 and count > 0 and _direct_ok(out[:rows], shape, dtype)
         base, tail = f"{adir}{os.sep}c{os.sep}", os.sep.join([""] + ["0"] * (arr.ndim - 1))
-        return cls(arr.path, rows, n, count, shape, dtype, nbytes, direct, base, tail, out, fill)
+        expect = [UNKNOWN] * count if expect is None else [int(x) for x in expect]
+        return cls(arr.path, rows, n, count, shape, dtype, nbytes, direct, base, tail, out, fill, expect)
 
     def file(self, i: int) -> str:
         return f"{self.base}{i}{self.tail}"
@@ -242,17 +273,22 @@ def _read_small(plan: ReadPlan) -> None:
     """Every chunk of a small-chunked array (done, status, ...): one open, read and close per file, no fstat, and
     one copy into ``out`` at the end."""
     rows, n, count, shape, dtype, nbytes = plan.rows, plan.n, plan.count, plan.shape, plan.dtype, plan.nbytes
-    base, tail, out, fill = plan.base, plan.tail, plan.out, plan.fill
+    base, tail, out, fill, expect = plan.base, plan.tail, plan.out, plan.fill, plan.expect
     payloads, missing = [], []
     for i in range(count):
         name = f"{base}{i}{tail}"
         try:
             fd = os.open(name, os.O_RDONLY)
         except FileNotFoundError:
+            if expect[i] >= 0:
+                raise _misplaced(f"array {plan.path} chunk {i}", expect[i], ABSENT) from None
             payloads.append(bytes(nbytes))
             missing.append(i)
             continue
-        payloads.append(_small_payload(fd, name, nbytes, f"array {plan.path} chunk {i}"))
+        if expect[i] == ABSENT:
+            os.close(fd)
+            raise _misplaced(f"array {plan.path} chunk {i}", ABSENT, 0)
+        payloads.append(_small_payload(fd, name, nbytes, f"array {plan.path} chunk {i}", expect[i]))
     if count:
         out[...] = np.frombuffer(b"".join(payloads), dtype).reshape((count * rows,) + shape[1:])[:n]
     for i in missing:
@@ -264,7 +300,7 @@ def _read_general(plan: ReadPlan, first: int, last: int) -> None:
     for i in range(first, last):
         lo, hi = i * rows, min((i + 1) * rows, n)
         if not _read_chunk(plan.file(i), out[lo:hi], plan.shape, plan.dtype, plan.nbytes,
-                           plan.direct and hi - lo == rows, f"array {plan.path} chunk {i}"):
+                           plan.direct and hi - lo == rows, f"array {plan.path} chunk {i}", plan.expect[i]):
             out[lo:hi] = plan.fill
 
 
@@ -276,7 +312,7 @@ def _read_direct(plan: ReadPlan, first: int, last: int) -> int:
     last = max(first, min(last, n // rows))  # a last partial chunk goes the general way
     flat = out.reshape(-1).view(np.uint8)
     mv, end = memoryview(flat), bytearray(5)
-    crc, read, want = google_crc32c.value, os.readv, nbytes + 4
+    crc, read, want, expect, frombytes = google_crc32c.value, os.readv, nbytes + 4, plan.expect, int.from_bytes
     for i in range(first, last):
         try:
             fd = os.open(f"{base}{i}{tail}", os.O_RDONLY)
@@ -286,15 +322,16 @@ def _read_direct(plan: ReadPlan, first: int, last: int) -> int:
             got = read(fd, [mv[i * nbytes:(i + 1) * nbytes], end])
         finally:
             os.close(fd)
-        if got != want or crc(flat[i * nbytes:(i + 1) * nbytes]) != int.from_bytes(end[:4], "little"):
+        stored = frombytes(end[:4], "little")
+        if got != want or crc(flat[i * nbytes:(i + 1) * nbytes]) != stored or (expect[i] != stored and expect[i] != -1):
             return i
     return last
 
 
 def read_arrays_fast(jobs: list[tuple]) -> None:
-    """Read every row of each ``(arr, adir, out, fill)`` into ``out`` [N, ...] (any dtype ``arr`` casts to) from
-    its chunk files. Missing chunk files (never written) give ``fill``; a checksum or size mismatch raises
-    :class:`CorruptChunk`.
+    """Read every row of each ``(arr, adir, out, fill[, expect])`` into ``out`` [N, ...] (any dtype ``arr`` casts
+    to) from its chunk files. Missing chunk files (never written) give ``fill``; a checksum or size mismatch, or a
+    chunk whose CRC is not the digest ``expect[i]`` recorded for its position, raises :class:`CorruptChunk`.
 
     Arrays with small chunks (done, status) are read file by file with as little work per file as possible, by
     this thread while the others start on the large ones. Large ones are read by up to 4 threads, so one thread's
@@ -303,8 +340,8 @@ def read_arrays_fast(jobs: list[tuple]) -> None:
     """
     plans: list[ReadPlan] = []
     small: list[ReadPlan] = []
-    for arr, adir, out, fill in jobs:
-        plan = ReadPlan.of(arr, adir, out, fill)
+    for arr, adir, out, fill, *expect in jobs:
+        plan = ReadPlan.of(arr, adir, out, fill, expect[0] if expect else None)
         (small if plan.nbytes <= SMALL else plans).append(plan)
 
     def run(part: int, parts: int) -> None:

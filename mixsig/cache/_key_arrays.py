@@ -8,11 +8,13 @@ import numpy as np
 
 from mixsig.cache._chunks import (array_dir, chunk_file, empty_aligned, fast_layout, read_arrays_fast,
                                   read_chunk_into)
+from mixsig.cache._digest import (LEDGER, LEDGER_COLUMNS, UNKNOWN, attr_digests, check_tails, crc_codecs,
+                                  ledger_problems, record_digests)
 from mixsig.cache._status import Status
 from mixsig.errors import CorruptChunk, StoreError
 
 #: The arrays every key is created with; :meth:`KeyArrays.add_key_array` adds others beside them.
-KEY_ARRAYS = ("embedding", "done", "status", "message", "input_hash")
+KEY_ARRAYS = ("embedding", "done", "status", "message", "input_hash", LEDGER)
 #: Key attrs the store itself writes; :meth:`KeyArrays.add_key_array` may not set them.
 RESERVED_KEY_ATTRS = ("provenance", "modality", "created", "chunk_rows", "ready")
 
@@ -49,12 +51,11 @@ class KeyArrays:
         hit = self._opened.get(key)
         if hit is not None:
             hit[2].pop(name, None)
-        from zarr.codecs import Crc32cCodec
-
         rows = int(g.attrs.get("chunk_rows") or g["done"].chunks[0])
-        arr = g.create_array(name, shape=(n,), dtype=dt, chunks=(rows,), fill_value=fill, compressors=[Crc32cCodec()])
+        arr = g.create_array(name, shape=(n,), dtype=dt, chunks=(rows,), fill_value=fill, compressors=crc_codecs())
         if data is not None:
             arr[...] = data
+        record_digests(arr, self.local_path)  # write-once: its chunks' digests in its attrs
         if attrs:
             g.attrs.update(dict(attrs))
 
@@ -93,7 +94,7 @@ class KeyArrays:
         done = self._read_plain(g["done"])
         if not done.any():
             return np.zeros(0, np.int64)
-        stored = g["input_hash"][...]
+        stored = self.read_array(key, "input_hash")
         return np.flatnonzero(done & (stored != np.asarray(cur, dtype=str)) & (stored != "")).astype(np.int64)
 
     def _key_array(self, key: str, name: str):
@@ -113,17 +114,57 @@ class KeyArrays:
         one added by :meth:`add_key_array` (fine-tuning's ``fold``)."""
         arr = self._key_array(key, name)
         try:
+            expect = self._digests(key, name, arr)
             if name == "embedding":
-                return self._read_embedding(key, arr)
-            return self._read_plain(arr)
+                return self._read_embedding(key, arr, None, expect)
+            return self._read_plain(arr, expect)
         except (ValueError, OSError) as exc:
             raise CorruptChunk(f"key {key} array {name}: {exc}; run `mixsig cache verify {self.url}`") from exc
 
-    def _read_plain(self, arr) -> np.ndarray:
-        """A whole per-row array (done, status, ...) through the checksummed fast path where possible."""
+    def _digests(self, key: str, name: str, arr) -> np.ndarray | list | None:
+        """The digests recorded for the chunks of ``key``'s array ``name`` (None: none recorded, or not a local
+        store, where ``verify`` checks them): a ledger column, or a write-once array's attrs."""
+        if self.local_path is None or name == LEDGER:
+            return None
+        if name in LEDGER_COLUMNS:
+            table = self._ledger(key)
+            return None if table is None else table[:, LEDGER_COLUMNS.index(name)]
+        return attr_digests(arr)
+
+    def _ledger(self, key: str) -> np.ndarray | None:
+        """``key``'s digest ledger [n_chunks, 6] (None for keys written before digests, or not a local store);
+        :class:`CorruptChunk` when a ledger chunk fails its CRC or records another chunk (moved)."""
+        if self.local_path is None:
+            return None
+        g = self.key_group(key)
+        hit = self._opened.get(key)
+        arrays = hit[2] if hit is not None and hit[1] is g else {}
+        if LEDGER not in arrays:
+            try:
+                arrays[LEDGER] = g[LEDGER]
+            except KeyError:
+                arrays[LEDGER] = None
+        arr = arrays[LEDGER]
+        if arr is None:
+            return None
+        table = self._read_plain(arr)
+        for c, problem in ledger_problems(table):
+            raise CorruptChunk(f"array {arr.path} chunk {c} {problem}; run `mixsig cache verify {self.url}` "
+                               f"(`--fix` unmarks the chunk's rows so `mixsig extract` recomputes them)")
+        return table
+
+    def _read_plain(self, arr, expect=None) -> np.ndarray:
+        """A whole per-row array (done, status, ...) through the checksummed fast path where possible; ``expect``:
+        the digests recorded for its chunks, compared on local stores."""
         if self._reads_whole(arr, None):
-            return self._read_whole([arr], [arr.dtype])[0]
-        return arr[...]
+            return self._read_whole([arr], [arr.dtype], [expect])[0]
+        try:
+            out = arr[...]
+        except ValueError as exc:  # zarr's crc32c codec: "Stored and computed checksum do not match"
+            raise CorruptChunk(f"array {arr.path}: {exc}; run `mixsig cache verify {self.url}`") from exc
+        check_tails(arr, self.local_path, None if expect is None else [int(x) for x in expect],
+                    f"array {arr.path}")
+        return out
 
     @staticmethod
     def _all_rows(rows: np.ndarray | None, n: int) -> bool:
@@ -137,19 +178,22 @@ class KeyArrays:
         n, cr = arr.shape[0], arr.chunks[0]
         return self._all_rows(rows, n) or len(np.unique(rows // cr)) * 2 >= -(-n // cr)
 
-    def _read_whole(self, arrays: list, dtypes: list) -> list[np.ndarray]:
-        """Whole arrays (all in :meth:`_reads_whole` layout) read together, each into a new array of its dtype."""
+    def _read_whole(self, arrays: list, dtypes: list, expects: list | None = None) -> list[np.ndarray]:
+        """Whole arrays (all in :meth:`_reads_whole` layout) read together, each into a new array of its dtype;
+        ``expects``: per array, the digests recorded for its chunks (or None)."""
         root = self.local_path
         outs = [empty_aligned(a.shape, dt) for a, dt in zip(arrays, dtypes)]
-        read_arrays_fast([(a, array_dir(root, a.path), o, a.fill_value) for a, o in zip(arrays, outs)])
+        expects = expects or [None] * len(arrays)
+        read_arrays_fast([(a, array_dir(root, a.path), o, a.fill_value, e)
+                          for a, o, e in zip(arrays, outs, expects)])
         return outs
 
-    def _read_embedding(self, key: str, arr, rows: np.ndarray | None = None) -> np.ndarray:
+    def _read_embedding(self, key: str, arr, rows: np.ndarray | None = None, expect=None) -> np.ndarray:
         n = arr.shape[0]
         if self._all_rows(rows, n):
             rows = None  # every row, in order: no gather needed
         if self._reads_whole(arr, rows):
-            (out,) = self._read_whole([arr], [np.float32])
+            (out,) = self._read_whole([arr], [np.float32], [expect])
             return out if rows is None else out[rows]
         if self.local_path is not None and fast_layout(arr):
             adir = array_dir(self.local_path, arr.path)
@@ -162,11 +206,16 @@ class KeyArrays:
                 lo = c * cr
                 view = buf[: min(cr, n - lo)]
                 if not read_chunk_into(chunk_file(adir, int(c), arr.ndim), view, tuple(arr.chunks), arr.dtype,
-                                       f"array {arr.path} chunk {c}"):
+                                       f"array {arr.path} chunk {c}", UNKNOWN if expect is None else int(expect[c])):
                     view[...] = np.nan
                 out[sel] = view[rows[sel] - lo]
             return out
-        data = arr[...] if rows is None else arr.get_orthogonal_selection((rows,) + (slice(None),) * (arr.ndim - 1))
+        try:
+            data = arr[...] if rows is None else \
+                arr.get_orthogonal_selection((rows,) + (slice(None),) * (arr.ndim - 1))
+        except ValueError as exc:  # zarr's crc32c codec
+            raise CorruptChunk(f"array {arr.path}: {exc}; run `mixsig cache verify {self.url}`") from exc
+        check_tails(arr, self.local_path, None if expect is None else [int(x) for x in expect], f"array {arr.path}")
         return np.asarray(data, np.float32)
 
 

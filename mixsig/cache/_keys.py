@@ -75,6 +75,17 @@ class Provenance:
         return f"{prefix}.{self.sha256()[:12]}"
 
 
+def provenance_matches(key: str, provenance: dict) -> tuple[bool, str]:
+    """``(ok, sha256)``: whether ``provenance`` (a key's stored record) still hashes to ``key``'s hash part, and
+    the sha256 it hashes to (what ``mixsig cache explain`` shows)."""
+    try:
+        digest = Provenance.from_dict(provenance).sha256() if set(provenance) <= set(Provenance.__dataclass_fields__) \
+            else sha256_of(provenance)
+    except (TypeError, ValueError):
+        return False, "0" * 64
+    return key.endswith("." + digest[:12]), digest
+
+
 def diff_dicts(a: dict, b: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:
     """Flattened differences between two nested dicts: ``[(dotted.path, value_in_a, value_in_b), ...]``."""
     out: list[tuple[str, Any, Any]] = []

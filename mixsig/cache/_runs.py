@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from mixsig.errors import StoreError
+from mixsig.cache._digest import attr_digests, check_tails, crc_codecs, record_digests
+from mixsig.errors import CorruptChunk, StoreError
 
 
 @dataclass
@@ -210,8 +211,9 @@ class RunRecord:
 
 
 def write_run(runs_group, name: str, attrs: dict, subsets: dict[str, RunSubset], n_rows: int,
-              overwrite: bool = False) -> None:
-    """Write run ``name``: its subsets' arrays, then ``attrs`` (a :meth:`RunRecord.to_attrs`) and ``complete``."""
+              overwrite: bool = False, root=None) -> None:
+    """Write run ``name``: its subsets' arrays (zstd + crc32c, each chunk's digest in the array's attrs), then
+    ``attrs`` (a :meth:`RunRecord.to_attrs`) and ``complete``. ``root``: the store's folder (local stores)."""
     if not subsets:
         raise StoreError(f"run {name!r} has no subsets to write")
     if name in set(runs_group.group_keys()):
@@ -229,8 +231,10 @@ def write_run(runs_group, name: str, attrs: dict, subsets: dict[str, RunSubset],
             if arr is None:
                 continue
             arr = np.asarray(arr, np.float32)
-            a = h.create_array(arr_name, shape=arr.shape, dtype="float32", chunks=arr.shape, fill_value=np.nan)
+            a = h.create_array(arr_name, shape=arr.shape, dtype="float32", chunks=tuple(max(d, 1) for d in arr.shape),
+                               fill_value=np.nan, compressors=crc_codecs(True))
             a[...] = arr
+            record_digests(a, root)
     g.attrs.update(dict(attrs, complete=True))  # attrs last: a run without `complete` was interrupted
 
 
@@ -257,7 +261,44 @@ def update_run(runs_group, name: str, fields: dict) -> RunRecord:
     return record
 
 
-def read_run(runs_group, name: str) -> Run:
+def _run_fix(name: str) -> str:
+    return (f"a run cannot be recomputed by `mixsig extract`: train it again (`mixsig train STORE ... --name {name} "
+            f"--overwrite`, or the study or finetune that wrote it)")
+
+
+def _read_run_array(h, arr_name: str, run: str, sub: str, root) -> np.ndarray:
+    a = h[arr_name]
+    label = f"array runs/{run}/subsets/{sub}/{arr_name}"
+    try:
+        out = a[...]
+        check_tails(a, root, attr_digests(a), label)
+    except ValueError as exc:  # zarr's crc32c codec: "Stored and computed checksum do not match"
+        raise CorruptChunk(f"{label} fails its CRC32C checksum ({exc}); {_run_fix(run)}") from exc
+    except CorruptChunk as exc:
+        raise CorruptChunk(f"{str(exc).split('; run ')[0]}; {_run_fix(run)}") from exc
+    return out
+
+
+def check_probs(run: str, sub: str, probs: np.ndarray, seeds=None) -> None:
+    """Raise :class:`CorruptChunk` unless every written row of ``probs`` [S, N, C] is a distribution: finite, in
+    [0, 1], summing to 1 (within 1e-3). Rows of all NaN are rows not predicted."""
+    for s in range(probs.shape[0]):
+        p = probs[s].reshape(probs.shape[1], -1)
+        written = ~np.isnan(p).all(axis=1)
+        with np.errstate(invalid="ignore"):
+            bad = written & (~np.isfinite(p).all(axis=1) | (p < -1e-6).any(axis=1) | (p > 1 + 1e-6).any(axis=1)
+                             | (np.abs(p.sum(axis=1) - 1) > 1e-3))
+        if bad.any():
+            r = int(np.flatnonzero(bad)[0])
+            seed = seeds[s] if seeds is not None and s < len(seeds) else f"#{s}"
+            raise CorruptChunk(f"run {run!r} subset {sub!r} seed {seed}: {int(bad.sum())} rows of probabilities are "
+                               f"not distributions (row {r}: {np.array2string(p[r], precision=4)}; finite values "
+                               f"in [0, 1] summing to 1 expected); {_run_fix(run)}")
+
+
+def read_run(runs_group, name: str, root=None) -> Run:
+    """Run ``name``, every array checked (CRC, and on a local store ``root`` its digest) and every subset's
+    probabilities range-checked (:func:`check_probs`)."""
     g = _complete_group(runs_group, name)
     attrs = dict(g.attrs)
     subsets = {}
@@ -265,11 +306,9 @@ def read_run(runs_group, name: str) -> Run:
     for sub in sg.group_keys():
         h = sg[sub]
         keys = set(h.array_keys())
-        subsets[sub] = RunSubset(
-            probs=h["probs"][...],
-            gates=h["gates"][...] if "gates" in keys else None,
-            attention=h["attention"][...] if "attention" in keys else None,
-        )
+        got = {k: _read_run_array(h, k, name, sub, root) for k in ("probs", "gates", "attention") if k in keys}
+        check_probs(name, sub, got["probs"], attrs.get("seeds"))
+        subsets[sub] = RunSubset(probs=got["probs"], gates=got.get("gates"), attention=got.get("attention"))
     order = attrs.get("modalities")
     if order:
         rank = {m: i for i, m in enumerate(order)}

@@ -8,7 +8,8 @@ from typing import Sequence
 
 import numpy as np
 
-from mixsig.errors import StoreError
+from mixsig.cache._digest import attr_digests, check_tails, crc_codecs, record_digests
+from mixsig.errors import CorruptChunk, StoreError
 
 from mixsig.modalities import MODALITIES  # noqa: F401 - the one definition (re-exported by mixsig.cache)
 _STR_COLUMNS = ("ids", "split", "group", "text", "audio", "video")
@@ -126,16 +127,32 @@ class Samples:
 
 # ----------------------------------------------------------------------------------------- zarr I/O
 
+#: What to do about a samples array that fails its checks: extraction cannot recompute the samples table.
+SAMPLES_FIX = ("the samples table cannot be recomputed by `mixsig extract`: restore the store from a backup, or "
+               "build a new store from the manifest (`mixsig cache init NEW_STORE --manifest MANIFEST`) and "
+               "extract into it")
+
+
+def _root_of(group):
+    from mixsig.cache._chunks import local_root
+
+    return local_root(group.store)
+
+
 def write_samples(group, samples: Samples) -> None:
-    """Write ``samples`` into the zarr group ``group`` (the store's ``samples/``)."""
+    """Write ``samples`` into the zarr group ``group`` (the store's ``samples/``): one zstd + crc32c chunk per
+    column, its digest recorded in the array's attrs (:mod:`mixsig.cache._digest`)."""
     n = len(samples)
     chunks = (max(n, 1),)
+    root = _root_of(group)
 
     def put(name: str, data: np.ndarray) -> None:
         arr = group.create_array(name, shape=data.shape, dtype=data.dtype if data.dtype.kind != "U" else str,
-                                 chunks=chunks + data.shape[1:], overwrite=True)
+                                 chunks=chunks + tuple(max(d, 1) for d in data.shape[1:]), overwrite=True,
+                                 compressors=crc_codecs(True))
         if data.size:
             arr[...] = data
+        record_digests(arr, root)
 
     put("id", samples.ids)
     put("split", samples.split)
@@ -154,13 +171,24 @@ def write_samples(group, samples: Samples) -> None:
     group.attrs.update({"classes": list(samples.classes), "n_rows": n, "split_hash": samples.split_hash()})
 
 
-def read_samples(group) -> Samples:
-    """Read the samples table back from the store's ``samples/`` group."""
+def read_samples(group, root=None) -> Samples:
+    """Read the samples table back from the store's ``samples/`` group. Every column's CRC is checked (zarr) and,
+    on a local store (``root``), its chunk against the digest recorded for it; :class:`CorruptChunk` names the
+    array and says what to do."""
     names = set(group.array_keys())
 
     def get(name):
         a = group[name]
-        return a[...] if a.size else np.zeros(a.shape, dtype=a.dtype if a.dtype != np.dtypes.StringDType() else str)
+        if not a.size:
+            return np.zeros(a.shape, dtype=a.dtype if a.dtype != np.dtypes.StringDType() else str)
+        try:
+            out = a[...]
+            check_tails(a, root, attr_digests(a), f"array samples/{name}")
+        except ValueError as exc:  # zarr's crc32c codec: "Stored and computed checksum do not match"
+            raise CorruptChunk(f"array samples/{name} fails its CRC32C checksum ({exc}); {SAMPLES_FIX}") from exc
+        except CorruptChunk as exc:
+            raise CorruptChunk(f"{str(exc).split('; run ')[0]}; {SAMPLES_FIX}") from exc
+        return out
 
     return Samples(
         ids=get("id"), split=get("split"), label=get("label"), classes=tuple(group.attrs["classes"]),

@@ -4,9 +4,13 @@ Layout (plain Zarr, readable with ``zarr.open_group`` and no mixsig import)::
 
     samples/          id, split, label, group, text, audio, video, start, end, content_hash@<m>, votes, votes@<c>
     features/<key>/   embedding [N, D] or [N, L, D] (NaN = not written), done [N] bool, status [N] int8,
-                      message [N] str (error ledger), input_hash [N] str, any added by add_key_array (fine-tuning's
+                      message [N] str (error ledger), input_hash [N] str, digests [n_chunks, 6] int64 (each
+                      row-chunk's index and its chunks' CRC32C), any added by add_key_array (fine-tuning's
                       fold [N] int8); attrs: provenance, modality, ready
     runs/<run>/       subsets/<a+b>/probs [S, N, C], gates, attention; attrs: a RunRecord (head, params, metrics, ...)
+
+Every array ends its codec chain with crc32c and its chunks are bound to their positions by recorded digests
+(:mod:`mixsig.cache._digest`: where they are checked on read, and where only ``verify`` checks them).
 """
 
 from __future__ import annotations
@@ -23,15 +27,18 @@ from pathlib import Path
 import numpy as np
 
 from mixsig.cache._chunks import local_root
+from mixsig.cache._digest import LEDGER, LEDGER_COLUMNS, crc_codecs
 from mixsig.cache._key_arrays import KeyArrays
-from mixsig.cache._keys import Provenance, diff_dicts
+from mixsig.cache._keys import Provenance, diff_dicts, provenance_matches
 from mixsig.cache._runs import Run, RunRecord, RunSubset, read_run, update_run, write_run
 from mixsig.cache._samples import Samples, read_samples
 from mixsig.errors import GroupLeak, ProvenanceMismatch, StoreError, UsageError
 
 log = logging.getLogger(__name__)
 
-STORE_FORMAT = 1
+#: 2: every array crc32c-coded with digests binding chunks to positions. Format-1 stores stay readable: the
+#: arrays they wrote without checksums or digests are read unchecked and listed by ``cache verify``.
+STORE_FORMAT = 2
 #: Largest size of one embedding chunk (see :func:`default_chunk_rows`).
 CHUNK_BYTES = 1 << 20
 
@@ -74,6 +81,7 @@ class FeatureStore(KeyArrays):
         # Opened groups and arrays of ready keys, with the stamp they were opened under (see _key_stamp): opening
         # them through zarr can cost more than reading a small key (benchmarks/README.md).
         self._opened: dict[str, tuple] = {}
+        self._provenance_ok: dict[str, object] = {}  # key -> the stamp its provenance was checked under
         if group.attrs.get("mixsig_store") is None:
             raise StoreError(f"{url} is a Zarr group but not a mixsig store (no 'mixsig_store' attribute); "
                              "create one with `mixsig cache init STORE --manifest MANIFEST`")
@@ -90,7 +98,7 @@ class FeatureStore(KeyArrays):
 
     @cached_property
     def samples(self) -> Samples:
-        return read_samples(self.root["samples"])
+        return read_samples(self.root["samples"], self.local_path)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -197,24 +205,46 @@ class FeatureStore(KeyArrays):
     def provenance(self, key: str) -> dict:
         return dict(self.key_group(key).attrs["provenance"])
 
+    def provenance_matches(self, key: str) -> tuple[bool, str]:
+        """``(ok, sha256)``: whether ``key``'s stored provenance still hashes to the key, and what it hashes to."""
+        return provenance_matches(key, dict(self.key_group(key).attrs.get("provenance") or {}))
+
+    def check_provenance(self, key: str) -> None:
+        """Raise :class:`ProvenanceMismatch` when ``key``'s provenance no longer hashes to the key (edited or
+        damaged): its features cannot be trusted as that key. Checked once per creation of the key's metadata."""
+        g = self.key_group(key)
+        stamp = self._key_stamp(key)
+        if stamp is not None and stamp != "remote" and self._provenance_ok.get(key) == stamp:
+            return
+        ok, digest = provenance_matches(key, dict(g.attrs.get("provenance") or {}))
+        if not ok:
+            raise ProvenanceMismatch(
+                f"key {key}: its provenance no longer hashes to the key (sha256 starts {digest[:12]}, the key says "
+                f"{key.rsplit('.', 1)[-1]}): the record was edited or damaged, so its features are refused. See "
+                f"`mixsig cache explain {self.url} {key}`; extract again to get a key that matches")
+        self._provenance_ok[key] = stamp
+
     def read(self, key: str, split=None, only_done: bool = True, rows: np.ndarray | None = None) -> FeatureView:
         """Features of ``key`` for a split (``None`` = all rows; ``"val+test"`` allowed) or explicit ``rows``.
 
         Rows not done are excluded (counted in ``excluded``), never returned as NaN, unless ``only_done=False``.
         """
         g = self.key_group(key)
+        self.check_provenance(key)
         want = self.samples.rows(split) if rows is None else np.asarray(rows, np.int64)
         done_arr, emb = self._key_array(key, "done"), self._key_array(key, "embedding")
+        table = self._ledger(key)
+        exp_done, exp_emb = (None, None) if table is None else (table[:, 2], table[:, 1])
         if self._reads_whole(emb, want) and self._reads_whole(done_arr, None):
             # One pass over both arrays' chunk files, then pick the rows (no copy when every row is wanted and done).
-            done, X = self._read_whole([done_arr, emb], [done_arr.dtype, np.float32])
+            done, X = self._read_whole([done_arr, emb], [done_arr.dtype, np.float32], [exp_done, exp_emb])
             keep = want[done[want]] if only_done else want
             if not self._all_rows(keep, len(done)):
                 X = X[keep]
         else:
-            done = self._read_plain(done_arr)
+            done = self._read_plain(done_arr, exp_done)
             keep = want[done[want]] if only_done else want
-            X = self._read_embedding(key, emb, keep)
+            X = self._read_embedding(key, emb, keep, exp_emb)
         return FeatureView(key=key, modality=str(g.attrs.get("modality")), rows=keep,
                            ids=self.samples.ids[keep], X=X, excluded=int(len(want) - len(keep)))
 
@@ -257,19 +287,21 @@ class FeatureStore(KeyArrays):
             log.info("key %s was left half-created by an interrupted run; creating it again", key)
             self._opened.pop(key, None)
             del f[key]
-        from zarr.codecs import Crc32cCodec, ZstdCodec
-
         n = shape[0]
         row_bytes = int(np.prod(shape[1:])) * np.dtype(dtype).itemsize
         cr = int(chunk_rows or default_chunk_rows(n, row_bytes))
-        compressors = [Crc32cCodec()] if compressor in (None, "none") else [ZstdCodec(level=3), Crc32cCodec()]
         g = f.create_group(key)
         g.create_array("embedding", shape=shape, dtype=dtype, chunks=(cr,) + shape[1:], fill_value=np.nan,
-                       compressors=compressors)
-        g.create_array("done", shape=(n,), dtype=bool, chunks=(cr,), fill_value=False, compressors=[Crc32cCodec()])
-        g.create_array("status", shape=(n,), dtype="int8", chunks=(cr,), fill_value=0, compressors=[Crc32cCodec()])
-        g.create_array("message", shape=(n,), dtype=str, chunks=(cr,), fill_value="")
-        g.create_array("input_hash", shape=(n,), dtype=str, chunks=(cr,), fill_value="")
+                       compressors=crc_codecs(compressor not in (None, "none")))
+        g.create_array("done", shape=(n,), dtype=bool, chunks=(cr,), fill_value=False, compressors=crc_codecs())
+        g.create_array("status", shape=(n,), dtype="int8", chunks=(cr,), fill_value=0, compressors=crc_codecs())
+        g.create_array("message", shape=(n,), dtype=str, chunks=(cr,), fill_value="", compressors=crc_codecs(True))
+        g.create_array("input_hash", shape=(n,), dtype=str, chunks=(cr,), fill_value="",
+                       compressors=crc_codecs(True))
+        # one ledger chunk per row-chunk, written by the row-chunk's owner (mixsig.cache._digest)
+        g.create_array(LEDGER, shape=(-(-n // cr), len(LEDGER_COLUMNS)), dtype="int64",
+                       chunks=(1, len(LEDGER_COLUMNS)), fill_value=-1, compressors=crc_codecs(),
+                       attributes={"columns": list(LEDGER_COLUMNS)})
         g.attrs.update({"provenance": want, "modality": want["modality"], "created": _now(), "chunk_rows": cr})
         g.attrs["ready"] = True  # last: a key without `ready` was interrupted while being created
 
@@ -314,7 +346,8 @@ class FeatureStore(KeyArrays):
             name, attrs, subsets = record, dict(subsets), legacy[0]
         else:
             raise TypeError("write_run takes (record: RunRecord, subsets, overwrite=False) or (name, attrs, subsets)")
-        write_run(self.root["runs"], name, attrs, subsets, len(self.samples), overwrite=overwrite)
+        write_run(self.root["runs"], name, attrs, subsets, len(self.samples), overwrite=overwrite,
+                  root=self.local_path)
 
     def update_run(self, name: str, **fields) -> RunRecord:
         """Change some attrs of run ``name`` (RunRecord field names, e.g. a study's ``source`` and ``study``;
@@ -323,7 +356,7 @@ class FeatureStore(KeyArrays):
         return update_run(self.root["runs"], name, fields)
 
     def read_run(self, name: str) -> Run:
-        return read_run(self.root["runs"], name)
+        return read_run(self.root["runs"], name, self.local_path)
 
 
 def describe_group_leak(leak: dict) -> str:

@@ -1,4 +1,5 @@
-"""The resumable writer of one feature key: whole chunk-aligned row blocks, ``done`` marked last."""
+"""The resumable writer of one feature key: whole chunk-aligned row blocks, ``done`` marked last, then the
+row-chunks' digests recorded in the key's ledger (:mod:`mixsig.cache._digest`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from mixsig.cache._chunks import array_dir, chunk_file, partial_files
+from mixsig.cache._digest import UNKNOWN, Ledger
 from mixsig.cache._status import Status
 from mixsig.errors import StoreError
 
@@ -55,12 +57,14 @@ class FeatureWriter:
         self._chunks = shard_chunks(self.n_chunks, self.shard)
         self._fsync = fsync
         root = store.local_path
+        self.ledger = Ledger(self.group, root, self.arrays)
         self._lease = None
         if lease and root is not None:
             from mixsig.cache._lease import Lease
 
             self._lease = Lease(root, key, self.shard, break_lease=break_lease)
             self._remove_orphans(root)
+            self._finish_ledger()
         self.rows_written = 0
 
     # ---------------------------------------------------------------- what is left
@@ -139,7 +143,9 @@ class FeatureWriter:
             messages[keep] = self.arrays["message"][start:stop][keep]
             hashes[keep] = self.arrays["input_hash"][start:stop][keep]
 
+        chunks = range(start // self.chunk_rows, -(-stop // self.chunk_rows))
         try:
+            self.ledger.begin(chunks)  # digests unknown until the block is written
             self.embedding[start:stop] = emb
             self.arrays["status"][start:stop] = status
             self.arrays["message"][start:stop] = messages.astype(str)
@@ -149,6 +155,7 @@ class FeatureWriter:
             self._sync(start, stop, ("embedding", "status"))
             done = status == Status.OK
             self.arrays["done"][start:stop] = done
+            self.ledger.record(chunks)
         except OSError as exc:
             raise StoreError(f"key {self.key}: writing rows [{start}, {stop}) failed ({exc}); none of them were "
                              "marked done. Free disk space (or fix the store) and rerun to resume.") from exc
@@ -170,8 +177,23 @@ class FeatureWriter:
         status[rows] = Status.PENDING
         for c in np.unique(rows // self.chunk_rows):
             a, b = int(c) * self.chunk_rows, min((int(c) + 1) * self.chunk_rows, self.n_rows)
+            self.ledger.begin([c])
             self.arrays["done"][a:b] = done[a:b]
             self.arrays["status"][a:b] = status[a:b]
+            self.ledger.record([c])
+
+    def _finish_ledger(self) -> None:
+        """Record the digests of this shard's row-chunks whose write was interrupted between marking their ledger
+        entry unknown and recording it (a killed writer; we hold the lease on them)."""
+        if not self.ledger.present or not len(self._chunks):
+            return
+        lo, hi = self._chunks.start, self._chunks.stop
+        table = self.ledger.arr[lo:hi]
+        left = [lo + i for i, row in enumerate(table) if row[0] == lo + i and (row[1:] == UNKNOWN).all()]
+        if left:
+            log.info("key %s: recording the digests of %d row-chunk(s) an interrupted write left unrecorded",
+                     self.key, len(left))
+            self.ledger.record(left)
 
     def _sync(self, start: int, stop: int, names) -> None:
         """fsync the chunk files of rows [start, stop) so ``done`` never reaches disk before the data (local stores)."""

@@ -44,15 +44,23 @@ def register(sub) -> None:
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=run_diff)
 
-    q = cs.add_parser("verify", help="find corrupt or missing chunks, done rows that are not finite, orphan temp files",
-                      description="Read every chunk of every key (checksums), check that done rows are finite, and "
-                                  "list temp files left by interrupted writes and stale leases. Exit 0 when clean, 1 "
-                                  "with findings.")
+    q = cs.add_parser("verify", help="find corrupt, moved or missing chunks, done rows that are not finite, orphan temp files",
+                      description="Read every chunk of every array (feature keys and their digest ledgers, the "
+                                  "samples table, runs): its CRC32C checksum and the digest recorded for its position "
+                                  "(a chunk copied over another is found), check that done rows are finite, that run "
+                                  "probabilities are distributions and that each key's provenance still hashes to "
+                                  "the key, and list temp files left by interrupted writes and stale leases. Arrays "
+                                  "written before checksums (older stores) are listed as unchecked. Exit 0 when "
+                                  "clean, 1 with findings.")
     q.add_argument("store")
-    q.add_argument("--key", action="append", help="only this key (repeatable)")
+    q.add_argument("--key", action="append",
+                   help="only this key (repeatable; the samples table and runs are then not checked)")
     q.add_argument("--fix", action="store_true",
-                   help="remove orphan temp files and stale leases, and unmark done rows without data so the next "
-                        "`mixsig extract` recomputes them (do not run while extractions are writing)")
+                   help="unmark the rows of corrupt feature chunks (deleting the corrupt chunk files) and done rows "
+                        "without data, so the next `mixsig extract` recomputes exactly those rows; record digests "
+                        "an interrupted write left unrecorded; remove orphan temp files and stale leases. Corrupt "
+                        "samples or runs are left as they are (the findings say what to do). Do not run while "
+                        "extractions are writing")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=run_verify)
 
@@ -149,17 +157,18 @@ def _print_nested(d: dict, indent: int = 0) -> None:
 
 
 def run_explain(args) -> int:
-    from mixsig.cache import Provenance
-
     store = _open(args.store)
     prov = store.provenance(args.key)
-    p = Provenance.from_dict(prov)
+    matches, digest = store.provenance_matches(args.key)
     if args.json:
-        print_json({"key": args.key, "sha256": p.sha256(), "provenance": prov})
+        print_json({"key": args.key, "sha256": digest, "matches_key": matches, "provenance": prov})
         return 0
     print(f"{args.key} = <modality>.<encoder, or the --name it was given>.<pooling>.<first 12 hex of sha256 of "
           "the provenance below>")
-    print(f"sha256 {p.sha256()}  (matches key: {args.key.endswith('.' + p.sha256()[:12])})")
+    print(f"sha256 {digest}  (matches key: {matches})")
+    if not matches:
+        print("the provenance was edited or damaged: train and study refuse this key; extract again for a key "
+              "that matches")
     _print_nested(prov, indent=2)
     return 0
 
@@ -192,6 +201,8 @@ def run_verify(args) -> int:
             print(f"{f.kind:16s} {f.where}{rows}: {f.message}")
         for r in report.removed:
             print(f"fixed: {r}")
+        for u in report.unchecked:
+            print(f"unchecked        {u}")
         state = "clean" if report.ok else f"{len(report.findings)} problem(s)"
         print(f"verify: {report.keys_checked} keys, {report.chunks_checked} chunks checked: {state}")
     return 0 if report.ok else 1

@@ -52,7 +52,7 @@ def test_add_key_array_refusals_name_the_problem(store):
         store.add_key_array(key, "fold", "int8", -1, attrs={"modality": "audio"})
     with pytest.raises(StoreError, match="no feature key"):
         store.add_key_array("text.nope.cls.000000000000", "fold", "int8", -1)
-    with pytest.raises(StoreError, match=r"has no array 'fold'; its arrays: \['done', 'embedding'"):
+    with pytest.raises(StoreError, match=r"has no array 'fold'; its arrays: \['digests', 'done', 'embedding'"):
         store.read_array(key, "fold")
     with pytest.raises(StoreError, match="read-only"):
         open_store(store.url).add_key_array(key, "fold", "int8", -1)

@@ -21,6 +21,7 @@ def _record(**kw) -> RunRecord:
 
 def _subsets(n=50):
     probs = np.random.default_rng(0).random((2, n, 2)).astype(np.float32)
+    probs /= probs.sum(axis=2, keepdims=True)  # a run's probabilities are distributions (checked on read)
     return {"text": RunSubset(probs), "audio": RunSubset(probs), "text+audio": RunSubset(probs)}
 
 

@@ -120,6 +120,7 @@ def test_runs_round_trip(store):
     from mixsig.cache import RunSubset
 
     probs = np.random.default_rng(1).random((2, 50, 2)).astype(np.float32)
+    probs /= probs.sum(axis=2, keepdims=True)  # a run's probabilities are distributions (checked on read)
     store.write_run("r1", {"head": "gated", "modalities": ["text", "audio"]},
                     {"text": RunSubset(probs), "audio": RunSubset(probs), "text+audio": RunSubset(probs, gates=probs[..., :2])})
     run = store.read_run("r1")

@@ -46,7 +46,8 @@ def test_deleted_chunk_of_done_rows_is_reported_and_fix_unmarks_them(store, tmp_
     fill_key(store, key)
     os.remove(_chunk(tmp_path, key, 2))
     rep = verify_store(store)
-    assert [f.kind for f in rep.findings] == ["done_missing"]
+    assert [f.kind for f in rep.findings] == ["misplaced_chunk"]  # its digest was recorded: it is missing
+    assert "chunk 2 is missing" in rep.findings[0].message
     assert rep.findings[0].rows == list(range(32, 48))
     verify_store(store, fix=True)
     assert verify_store(store).ok

@@ -87,3 +87,42 @@ def test_import_h5_keys_are_chunked_like_extracted_keys(tmp_path, capsys):
     assert store.key_info(imported)["chunk_rows"] == store.key_info(extracted)["chunk_rows"] == 128
     assert default_chunk_rows(n, D * 4) == 128 and default_chunk_rows(50, D * 4) == 64
     assert default_chunk_rows(10**6, D * 4) == 1024 and default_chunk_rows(10**6, 4096 * 4) == 64
+
+
+@pytest.mark.slow
+def test_verify_fix_then_extract_recomputes_exactly_the_corrupt_chunk(tmp_path, capsys):
+    """A flipped byte in an embedding chunk: `cache verify` names it (exit 1), `cache verify --fix` unmarks its rows,
+    `mixsig extract` rerun writes exactly those rows, every other chunk file is byte-identical, verify is clean."""
+    from mixsig.demo import make_corpus, make_tiny_encoders
+
+    enc = str(make_tiny_encoders(tmp_path / "tiny")["text"])
+    manifest = make_corpus(tmp_path / "corpus", n_rows=24, seed=3, media=False)
+    path = tmp_path / "s.zarr"
+    extract = ["-q", "extract", str(manifest), "--store", str(path), "--modality", "text", "--encoder", enc,
+               "--chunk-rows", "8"]
+    assert main(extract) == 0
+    (key,) = open_store(path).keys()
+    kdir = path / "features" / key
+    before = {p.relative_to(kdir): p.read_bytes() for p in kdir.rglob("*") if p.is_file() and "c" in p.parts}
+    x = open_store(path).read(key).X
+    chunk = kdir / "embedding" / "c" / "1" / "0"
+    data = bytearray(chunk.read_bytes())
+    data[100] ^= 0x01
+    chunk.write_bytes(bytes(data))
+    capsys.readouterr()
+
+    assert main(["cache", "verify", str(path)]) == 1
+    assert f"corrupt_chunk    features/{key}/embedding/c/1 rows 8..15 (8)" in capsys.readouterr().out
+    assert main(["cache", "verify", str(path), "--fix"]) == 1  # it reports what it found, and fixes it
+    assert "`mixsig extract` recomputes them" in capsys.readouterr().out
+    assert main(["cache", "verify", str(path)]) == 0
+    capsys.readouterr()
+    assert main([*extract, "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["written"] == 8 and res["skipped_done"] == 16, res
+    after = {p.relative_to(kdir): p.read_bytes() for p in kdir.rglob("*") if p.is_file() and "c" in p.parts}
+    row_chunk_1 = {k for k in before if k.parts[2] == "1"}
+    assert {k: v for k, v in after.items() if k not in row_chunk_1} == \
+        {k: v for k, v in before.items() if k not in row_chunk_1}
+    np.testing.assert_allclose(open_store(path).read(key).X, x, rtol=1e-5, atol=1e-6)
+    assert main(["cache", "verify", str(path)]) == 0
