@@ -12,7 +12,9 @@ from mixsig.errors import UsageError
 
 AGGREGATION_NOTE = (
     "Seeds are aggregated per sample by majority vote of their predicted classes (a tie is broken by the "
-    "highest mean probability among the tied classes); confidences are the seed-mean probabilities."
+    "highest mean probability among the tied classes); confidences are the seed-mean probabilities, and the "
+    "aggregated AUROC is computed from them. A deterministic head (the same fit whatever the seed) makes every "
+    "seed identical: its seeds are then one model, not replicates."
 )
 #: Why the sections that compare unimodal models with the full model are skipped.
 NO_UNIMODAL = "the run has no unimodal subset to compare with the full model"

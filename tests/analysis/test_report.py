@@ -34,11 +34,14 @@ def test_planted_ambiguity_and_dominant_modality_are_found(tmp_path):
     dur = [t for t in r["descriptors"]["tests"]
            if t["descriptor"] == "duration_s" and t["comparison"] == "misled vs others"][0]
     assert dur["q"] < 1e-6 and dur["rank_biserial"] > 0.9
-    # human study: the "all" condition is compared with the best single condition
+    # human study: the "all" condition (0.8) against each single condition (0.70-0.75), paired per sample; the
+    # best-single shares beside their no-effect expectation
     hs = r["human_study"]
     assert set(hs["conditions"]) == {"text", "audio", "video", "all"}
+    assert all(v["diff"] > 0 and v["ci"][0] > 0 and v["p"] < 0.01 for v in hs["all_vs"].values())
     cmp_ = hs["all_vs_best_single"]
     assert cmp_["all_beats_best_single"] + cmp_["tie"] + cmp_["all_worse"] == pytest.approx(1.0)
+    assert cmp_["all_beats_best_single"] > cmp_["no_effect_expectation"]["beats"]
 
 
 def test_run_without_votes_with_one_seed_and_two_modalities(tmp_path, capsys):
@@ -58,7 +61,7 @@ def test_run_without_votes_with_one_seed_and_two_modalities(tmp_path, capsys):
     assert doc["metrics"]["text"]["over_seeds"]["accuracy"]["std"] is None
     assert doc["dominance"]["dominant_modality"] == "audio"
     html = (tmp_path / "rep" / "report.html").read_text()
-    assert "Skipped uncertainty" in html and html.count("<img") == len(doc["figures"]) == 5
+    assert "Skipped uncertainty" in html and html.count("<img") == len(doc["figures"]) == 7
     assert doc["top"]["ambiguous_ranking"].startswith("number of disagreeing")
 
 

@@ -14,6 +14,12 @@ from mixsig.analysis.sections.disagreement import CATEGORIES
 MAX_SCATTER_POINTS = 8_000
 
 
+DEFINITION = ("Confidence in the true label = the seed-mean probability of the gold class. Share full higher = "
+              "share of samples where the full model's confidence is strictly higher than the unimodal model's. "
+              "Spearman's rho between the two confidences over the analysed samples, two-sided p (scipy); no "
+              "interval.")
+
+
 def compute(ctx: Context) -> dict:
     y, full, category = ctx.y, ctx.full, ctx.category
     idx = np.arange(len(y))
@@ -21,7 +27,7 @@ def compute(ctx: Context) -> dict:
     ctx.p_true = p_true
     if not ctx.unimodal:
         ctx.skipped["confidence"] = NO_UNIMODAL
-        return {"confidence": None}
+        return {"confidence": None, "confidence_definition": DEFINITION}
     out = {}
     for m in ctx.unimodal:
         out[m] = {
@@ -33,7 +39,7 @@ def compute(ctx: Context) -> dict:
                                  "full": float(p_true[full][category == c].mean())}
                                 if (category == c).any() else None) for c in CATEGORIES},
         }
-    return {"confidence": out}
+    return {"confidence": out, "confidence_definition": DEFINITION}
 
 
 def blocks(report: dict, figures: dict) -> list[tuple]:
@@ -46,7 +52,9 @@ def blocks(report: dict, figures: dict) -> list[tuple]:
         sp = c["spearman_with_full"]
         rows.append([m, num(c["mean_unimodal"]), num(c["mean_full"]), num(c["share_full_higher"]),
                      f"{num(sp['rho'])} (p {pval(sp['p'])})"])
-    b.append(("table", ["modality", "mean unimodal", "mean full", "share full higher", "Spearman"], rows))
+    b.append(("table", ["modality", "mean unimodal", "mean full", "share full higher", "Spearman (two-sided p)"],
+              rows))
+    b.append(("p", "**Definitions.** " + (report.get("confidence_definition") or DEFINITION)))
     if "confidence" in figures:
         b.append(("img", *figures["confidence"]))
     return b

@@ -12,6 +12,11 @@ from mixsig.analysis._format import num, pval
 
 METHOD = ("two-sided Mann–Whitney U; rank-biserial r (positive: first group larger); Benjamini–Hochberg q over "
           "every test in this table")
+DEFINITION = ("Each comparison is “A vs B”: mean A / mean B are the first- and second-named groups' means. Mann–"
+              "Whitney U: two-sided (scipy: exact for small samples without ties, otherwise the normal "
+              "approximation with tie correction); U is group A's. Rank-biserial r = 2U / (n_A n_B) − 1, positive "
+              "= the first-named group A larger. q: Benjamini–Hochberg over every test of the section (all in "
+              "report.json). Samples without a value of a descriptor are left out of its tests; no interval.")
 #: The report's table shows this many tests with the smallest q (report.json has all).
 TABLE_ROWS = 25
 
@@ -77,7 +82,7 @@ def compare(descriptors: dict[str, np.ndarray], groups: dict[str, tuple[np.ndarr
         t["q"] = float(qv) if np.isfinite(qv) else None
         t["significant_q05"] = bool(np.isfinite(qv) and qv < 0.05)
     tests.sort(key=lambda t: (t["q"] if t["q"] is not None else 2.0, -abs(t["rank_biserial"])))
-    return {"tests": tests, "n_tests": len(tests), "method": METHOD}
+    return {"tests": tests, "n_tests": len(tests), "method": METHOD, "definition": DEFINITION}
 
 
 def blocks(report: dict, figures: dict) -> list[tuple]:
@@ -94,6 +99,7 @@ def blocks(report: dict, figures: dict) -> list[tuple]:
     b.append(("table", ["descriptor", "comparison", "mean A", "mean B", "U", "p", "q (BH)", "rank-biserial r"],
               [[t["descriptor"], t["comparison"], num(t["mean_a"]), num(t["mean_b"]), num(t["u"], 1), pval(t["p"]),
                 pval(t["q"]), num(t["rank_biserial"])] for t in d["tests"][:TABLE_ROWS]]))
+    b.append(("p", f"**Definitions.** {d.get('definition') or DEFINITION}"))
     if "descriptors" in figures:
         b.append(("img", *figures["descriptors"]))
     return b

@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from mixsig.analysis import _plots
-from mixsig.analysis._context import NO_UNIMODAL, Context
+from mixsig.analysis._context import AGGREGATION_NOTE, NO_UNIMODAL, Context
+from mixsig.analysis._intervals import interval_text, share_ci
 from mixsig.analysis._format import num
 
 LONE_FOLLOWING_NOTE = (
@@ -22,6 +23,20 @@ CATEGORY_NOTE = (
     "disagrees and every model is wrong (multi-class only). Disagreement = rescued + misled + disagree_wrong."
 )
 CATEGORIES = ("agreement", "rescued", "misled", "disagree_wrong")
+#: Why the page has no disagree_wrong column for two classes.
+TWO_CLASSES_NOTE = (
+    "With two classes there is no disagree_wrong column: a unimodal model that disagrees with a wrong full "
+    "model predicts the other class, which is the gold label, so the sample is misled; disagree_wrong is 0 by "
+    "construction (report.json keeps the key)."
+)
+
+
+def definition(n_boot: int, seed: int, two_classes: bool) -> str:
+    return ("Predictions are the seed-aggregated ones. " + AGGREGATION_NOTE + " Disagreement rate of modality "
+            "m = share of analysed samples where m's prediction differs from the full model's; the four cells "
+            "(both correct, both wrong, rescued = m wrong and full right, misled = m right and full wrong) are "
+            "shares of the same samples. Intervals of every rate, cell and category share: "
+            + interval_text(n_boot, seed) + "." + (" " + TWO_CLASSES_NOTE if two_classes else ""))
 
 
 def compute(ctx: Context) -> dict:
@@ -41,7 +56,7 @@ def compute(ctx: Context) -> dict:
         ok = p == y
         disagree[i] = p != full_pred
         right[i] = ok
-        per_mod[m] = _cells(ok, full_ok, disagree[i])
+        per_mod[m] = _cells(ok, full_ok, disagree[i], ctx.n_boot, ctx.seed)
     n_dis = disagree.sum(axis=0)
     any_right = right.any(axis=0)
     category = np.full(n, "agreement", dtype=object)
@@ -58,13 +73,20 @@ def compute(ctx: Context) -> dict:
         ctx.notes.append(f"lone-modality following needs three or more unimodal models; this run has "
                          f"{len(unimodal)} ({', '.join(unimodal)})")
     ctx.category, ctx.n_disagree, ctx.followed, ctx.lone_follow = category, n_dis, followed, lone
+    two = ctx.n_classes == 2
+    shares = {c: {"share": float((category == c).mean()) if n else float("nan"),
+                  "ci": share_ci(int((category == c).sum()), n, n_boot=ctx.n_boot, seed=ctx.seed)}
+              for c in CATEGORIES}
     return {"disagreement": {
         "full_subset": full,
         "unimodal_subsets": list(unimodal),
         "per_modality": per_mod,
         "n_disagree_histogram": {str(k): int(v) for k, v in enumerate(hist)},
         "categories": {c: int((category == c).sum()) for c in CATEGORIES},
+        "category_shares": shares,
         "disagreement_rate_any": float(dis.mean()) if n else float("nan"),
+        "disagreement_rate_any_ci": share_ci(int(dis.sum()), n, n_boot=ctx.n_boot, seed=ctx.seed),
+        "disagree_wrong_possible": not two,
         "lone_following": {
             "defined": lone_possible,
             "definition": LONE_FOLLOWING_NOTE,
@@ -73,11 +95,13 @@ def compute(ctx: Context) -> dict:
             "full_accuracy_when_following": lone_acc if lone_possible else None,
         },
         "category_definition": CATEGORY_NOTE,
+        "definition": definition(ctx.n_boot, ctx.seed, two),
     }}
 
 
-def _cells(ok: np.ndarray, full_ok: np.ndarray, disagree: np.ndarray) -> dict:
-    """One unimodal model vs the full model: disagreement rate and the 2x2 correctness cells."""
+def _cells(ok: np.ndarray, full_ok: np.ndarray, disagree: np.ndarray, n_boot: int, seed: int) -> dict:
+    """One unimodal model vs the full model: disagreement rate and the 2x2 correctness cells, each share with
+    its bootstrap interval (``ci`` of ``rate``, ``cell_ci`` of ``cell_shares``)."""
     n = len(ok)
     cells = {
         "both_correct": int((ok & full_ok).sum()),
@@ -87,9 +111,11 @@ def _cells(ok: np.ndarray, full_ok: np.ndarray, disagree: np.ndarray) -> dict:
     }
     return {
         "rate": float(disagree.mean()) if n else float("nan"),
+        "ci": share_ci(int(disagree.sum()), n, n_boot=n_boot, seed=seed),
         "n_disagree": int(disagree.sum()),
         "cells": cells,
         "cell_shares": {k: (v / n if n else float("nan")) for k, v in cells.items()},
+        "cell_ci": {k: share_ci(v, n, n_boot=n_boot, seed=seed) for k, v in cells.items()},
         "both_wrong_different_class": int((~ok & ~full_ok & disagree).sum()),
     }
 
@@ -120,32 +146,43 @@ def blocks(report: dict, figures: dict) -> list[tuple]:
         return []
     b: list[tuple] = [("h2", "2. Disagreement with the full model")]
     b.append(("p", f"Full model: **{dis['full_subset']}**. Share of samples where at least one unimodal model "
-                   f"disagrees: {num(dis['disagreement_rate_any'])}."))
+                   f"disagrees: {_share(dis['disagreement_rate_any'], dis.get('disagreement_rate_any_ci'))}."))
     rows = []
     for m, d in dis["per_modality"].items():
-        c = d["cells"]
-        rows.append([m, num(d["rate"]), c["both_correct"], c["both_wrong"], c["rescued"], c["misled"]])
-    b.append(("table", ["modality", "disagreement rate", "both correct", "both wrong",
+        c, cs, cc = d["cells"], d["cell_shares"], d.get("cell_ci") or {}
+        rows.append([m, _share(d["rate"], d.get("ci"))] + [f"{c[k]} · {_share(cs[k], cc.get(k))}" for k in
+                                                           ("both_correct", "both_wrong", "rescued", "misled")])
+    b.append(("table", ["modality", "disagreement rate [95% CI]", "both correct: n · share [95% CI]", "both wrong",
                         "rescued (m wrong, full right)", "misled (m right, full wrong)"], rows))
     b.append(("table", ["unimodal models disagreeing"] + list(dis["n_disagree_histogram"]),
               [["samples"] + list(dis["n_disagree_histogram"].values())]))
-    b.append(("table", ["category"] + list(dis["categories"]), [["samples"] + list(dis["categories"].values())]))
+    cats = [c for c in dis["categories"] if c != "disagree_wrong" or dis.get("disagree_wrong_possible", True)]
+    shares = dis.get("category_shares") or {}
+    b.append(("table", ["category"] + cats, [["samples"] + [dis["categories"][c] for c in cats],
+                                             ["share [95% CI]"] + [_share(shares[c]["share"], shares[c]["ci"])
+                                                                   if c in shares else "–" for c in cats]]))
     b.append(("p", dis["category_definition"]))
     lone = dis["lone_following"]
     b.append(("p", lone["definition"]))
     if lone["defined"]:
         b.append(("table", ["modality followed alone", "samples", "full model accuracy on them"],
                   [[m, lone["counts"][m], num(lone["full_accuracy_when_following"][m])] for m in lone["counts"]]))
+    if dis.get("definition"):
+        b.append(("p", f"**Definitions.** {dis['definition']}"))
     if "disagreement" in figures:
         b.append(("img", *figures["disagreement"]))
     return b
+
+
+def _share(value, ci) -> str:
+    return num(value) + (f" [{num(ci[0])}, {num(ci[1])}]" if ci else "")
 
 
 def figures(report: dict) -> dict:
     if not report.get("disagreement"):
         return {}
     return {"disagreement": (_plot(report), "Share of samples in each cell, unimodal model vs full model, with the "
-                             "disagreement rate.")}
+                             "disagreement rate and its 95% bootstrap interval.")}
 
 
 def _plot(report: dict) -> bytes:
@@ -161,7 +198,8 @@ def _plot(report: dict) -> bytes:
         ax.barh(mods, v, left=left, color=colour, label=cell.replace("_", " "))
         left += v
     for i, m in enumerate(mods):
-        ax.text(1.01, i, f"disagree {per[m]['rate']:.1%}", va="center", fontsize=8)
+        ci = per[m].get("ci") or [float("nan")] * 2
+        ax.text(1.01, i, f"disagree {per[m]['rate']:.1%}\n[{ci[0]:.1%}, {ci[1]:.1%}]", va="center", fontsize=7)
     ax.set_xlim(0, 1)
     ax.set_xlabel("share of samples (unimodal model vs full model)")
     ax.legend(ncol=4, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.35))

@@ -12,6 +12,17 @@ from mixsig.analysis.sections.disagreement import CATEGORIES
 from mixsig.analysis.sections.uncertainty import missing_votes
 
 
+def definition(n_boot: int, seed: int) -> str:
+    return ("Samples with votes; disagreement = some unimodal model disagrees with the full model (categories "
+            "rescued, misled, disagree_wrong), agreement = every one agrees. Mann–Whitney U: two-sided (scipy: "
+            "exact for small samples without ties, otherwise the normal approximation with tie correction); U is "
+            "the first-named group's. Rank-biserial r = 2U / (n₁ n₂) − 1 = P(first larger) − P(first smaller): "
+            "positive = the first-named group (disagreement; misled) larger. Difference = mean(disagreement) − "
+            "mean(agreement) with a 95% percentile bootstrap interval, each group's samples resampled with "
+            f"replacement separately ({n_boot} resamples, numpy default_rng({seed})). Spearman's rho between the "
+            "number of disagreeing unimodal models and the measure, two-sided p (scipy).")
+
+
 def compute(ctx: Context) -> dict:
     why = missing_votes(ctx) or (None if ctx.unimodal else NO_UNIMODAL)
     if why:
@@ -29,6 +40,7 @@ def compute(ctx: Context) -> dict:
                      "spearman_vs_n_disagree": _stats.spearman(ctx.n_disagree[have], vals[have])}
     mis = (category == "misled") & have
     out["entropy_misled_vs_others"] = _stats.mann_whitney(entropy[mis], entropy[have & ~mis])
+    out["definition"] = definition(ctx.n_boot, ctx.seed)
     return {"join": out}
 
 
@@ -51,6 +63,8 @@ def blocks(report: dict, figures: dict) -> list[tuple]:
     mm = join["entropy_misled_vs_others"]
     b.append(("p", f"Entropy in misled vs other samples: {num(mm['mean_a'])} vs {num(mm['mean_b'])}, "
                    f"U = {num(mm['u'], 1)}, p = {pval(mm['p'])}, r = {num(mm['rank_biserial'])}."))
+    if join.get("definition"):
+        b.append(("p", f"**Definitions.** {join['definition']}"))
     if "uncertainty" in figures:
         b.append(("img", *figures["uncertainty"]))
     return b

@@ -7,29 +7,46 @@ import numpy as np
 
 from mixsig import metrics as _metrics
 from mixsig.analysis import _plots
-from mixsig.analysis._context import Context
+from mixsig.analysis._context import AGGREGATION_NOTE, Context
 from mixsig.analysis._format import ci, pm
 from mixsig.metrics import AUROC_BINS
 
 
+def definition(n_boot: int, seed: int) -> str:
+    return ("“(seeds)”: each seed's own predictions scored, mean ± standard deviation (n − 1) over seeds; "
+            "“aggregated”: the seed-aggregated predictions scored. " + AGGREGATION_NOTE + " Intervals: 95% "
+            f"percentile bootstrap over samples (the analysed rows resampled with replacement; {n_boot} "
+            f"resamples, numpy default_rng({seed})); AUROC's interval is drawn on scores binned into at most "
+            f"{AUROC_BINS} bins per class and shifted to the exact AUROC. Macro-F1 averages the classes with "
+            "equal weight, a class never predicted counting with F1 0.")
+
+
 def compute(ctx: Context) -> dict:
     out = {}
+    identical = []
     y = ctx.y
     for name, probs in ctx.subsets.items():
         agg = ctx.agg[name]
         per_seed = [_metrics.point_metrics(y, probs[i], agg.seed_pred[i]) for i in range(probs.shape[0])]
+        same = probs.shape[0] > 1 and bool((probs == probs[:1]).all())
         seeds = {}
         for metric in _metrics.METRICS:
             vals = np.array([p[metric] for p in per_seed])
             seeds[metric] = {
                 "mean": float(np.mean(vals)),
-                "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else None,
+                "std": (0.0 if same else float(np.std(vals, ddof=1))) if len(vals) > 1 else None,
                 "per_seed": [float(v) for v in vals],
             }
         boot = _metrics.bootstrap_metrics(y, agg.mean_probs, agg.pred, n_boot=ctx.n_boot, seed=ctx.seed)
+        if same:
+            identical.append(name)
         out[name] = {"over_seeds": seeds, "aggregated": boot,
-                     "predicted_classes": np.bincount(agg.pred, minlength=probs.shape[2]).tolist()}
-    return {"metrics": out}
+                     "predicted_classes": np.bincount(agg.pred, minlength=probs.shape[2]).tolist(),
+                     "seeds_identical": same}
+    if identical:
+        ctx.notes.append(f"every seed gives identical predictions for {', '.join(identical)} (a deterministic "
+                         "head): their standard deviation over seeds is 0 and says nothing about seed variation")
+    return {"metrics": out, "metrics_definition": definition(ctx.n_boot, ctx.seed)}
 
 
 def blocks(report: dict, figures: dict) -> list[tuple]:
@@ -41,10 +58,7 @@ def blocks(report: dict, figures: dict) -> list[tuple]:
     b.append(("table", ["subset", "accuracy (seeds)", "macro-F1 (seeds)", "weighted-F1 (seeds)", "AUROC (seeds)",
                         "accuracy, aggregated [95% CI]", "macro-F1, aggregated [95% CI]",
                         "AUROC, aggregated [95% CI]"], rows))
-    b.append(("p", "“(seeds)”: mean ± standard deviation over seeds; “aggregated”: the seed-aggregated "
-                   f"predictions with percentile bootstrap intervals over samples ({report['bootstrap']['n_boot']} "
-                   f"resamples; AUROC's interval is drawn on scores binned into at most {AUROC_BINS} bins per class "
-                   "and shifted to the exact AUROC, see report.json)."))
+    b.append(("p", "**Definitions.** " + (report.get("metrics_definition") or "")))
     if "metrics" in figures:
         b.append(("img", *figures["metrics"]))
     return b

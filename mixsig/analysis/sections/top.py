@@ -11,6 +11,12 @@ from mixsig.analysis._format import SNIPPET_CHARS, num
 from mixsig.analysis.sections.samples import READ_BACK
 
 
+DEFINITION = ("Misled: the full model wrong while some unimodal model is right, ordered by the full model's "
+              "confidence (its seed-mean probability of the class it predicts), highest first. Ambiguous: by vote "
+              "entropy, highest first, then by the number of unimodal models disagreeing with the full model (without votes: by "
+              "that number, then the full model's confidence); ties keep the samples' order.")
+
+
 def compute(ctx: Context) -> dict:
     inp, rows, y, agg, full = ctx.inp, ctx.rows, ctx.y, ctx.agg, ctx.full
     cls = inp.classes
@@ -35,7 +41,7 @@ def compute(ctx: Context) -> dict:
     ranking = ("vote entropy, then number of disagreeing modalities" if np.isfinite(ent).any()
                else "number of disagreeing modalities (no votes)")
     return {"top": {"k": k, "misled": [row(i) for i in mis], "ambiguous": [row(i) for i in amb],
-                    "ambiguous_ranking": ranking}}
+                    "ambiguous_ranking": ranking, "definition": DEFINITION}}
 
 
 def blocks(report: dict, figures: dict) -> list[tuple]:
@@ -50,6 +56,7 @@ def blocks(report: dict, figures: dict) -> list[tuple]:
                         num(r["entropy"]), r["text"]] for r in top[name]]))
         else:
             b.append(("p", "none"))
+    b.append(("p", f"**Definitions.** {top.get('definition') or DEFINITION}"))
     b.append(("p", f"Every analysed sample is a row of {READ_BACK}"))
     return b
 

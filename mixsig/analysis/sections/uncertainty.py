@@ -18,6 +18,14 @@ def missing_votes(ctx: Context) -> str | None:
             else f"no sample of split {ctx.split!r} has a vote")
 
 
+def definition(n_boot: int, seed: int) -> str:
+    return ("Over the samples with at least one vote: vote entropy = Shannon entropy in bits of a sample's vote "
+            "distribution (0 = unanimous); majority share = share of its votes held by its most voted class; "
+            "unanimous = majority share 1. Krippendorff's alpha (nominal) over the units with two or more votes, "
+            "with a 95% percentile bootstrap interval over units (those units resampled with replacement; "
+            f"{n_boot} resamples, numpy default_rng({seed})).")
+
+
 def compute(ctx: Context) -> dict:
     why = missing_votes(ctx)
     if why:
@@ -38,6 +46,7 @@ def compute(ctx: Context) -> dict:
         "majority_share": _stats.describe(share[have]),
         "unanimous_share": float((share[have] == 1.0).mean()),
         "krippendorff_alpha": alpha,
+        "definition": definition(ctx.n_boot, ctx.seed),
     }}
 
 
@@ -58,6 +67,8 @@ def blocks(report: dict, figures: dict) -> list[tuple]:
         ["Krippendorff's alpha (nominal) [95% CI over units]",
          f"{num(a['alpha'])} [{num(a['ci_low'])}, {num(a['ci_high'])}] ({a['n_units']} units, {a['n_values']} values)"],
     ]))
+    if unc.get("definition"):
+        b.append(("p", f"**Definitions.** {unc['definition']}"))
     return b
 
 
