@@ -152,7 +152,9 @@ def blocks(report: dict, figures: dict) -> list[tuple]:
         c, cs, cc = d["cells"], d["cell_shares"], d.get("cell_ci") or {}
         rows.append([m, _share(d["rate"], d.get("ci"))] + [f"{c[k]} · {_share(cs[k], cc.get(k))}" for k in
                                                            ("both_correct", "both_wrong", "rescued", "misled")])
-    b.append(("table", ["modality", "disagreement rate [95% CI]", "both correct: n · share [95% CI]", "both wrong",
+    b.append(("p", "Per modality m: its disagreement rate, and the four cells as samples · share of samples "
+                   "[95% CI]:"))
+    b.append(("table", ["modality", "disagreement rate [95% CI]", "both correct", "both wrong",
                         "rescued (m wrong, full right)", "misled (m right, full wrong)"], rows))
     b.append(("table", ["unimodal models disagreeing"] + list(dis["n_disagree_histogram"]),
               [["samples"] + list(dis["n_disagree_histogram"].values())]))
