@@ -139,3 +139,14 @@ def test_majority_accuracy_counts_tied_votes_as_wrong():
                         text=["t"] * 4, start=np.zeros(4), end=np.ones(4), seeds=(0,))
     r = analyse(inp, split="test", n_boot=10, media_descriptors=False)
     assert r["human_study"]["conditions"]["text"]["majority_accuracy"] == pytest.approx(0.5)
+
+
+def test_confidence_share_is_shown_beside_its_no_effect_expectation(report):
+    result, doc, md, _ = report
+    s = result["samples"]
+    full = doc["disagreement"]["full_subset"]
+    for m, c in doc["confidence"].items():
+        a, b = s[f"p_true[{full}]"], s[f"p_true[{m}]"]
+        assert c["share_full_higher"] == pytest.approx(np.mean(a > b))
+        assert c["share_full_higher_no_effect"] == pytest.approx(np.mean(a != b) / 2)
+        assert f"{c['share_full_higher']:.3f} (no effect: {c['share_full_higher_no_effect']:.3f})" in md

@@ -15,7 +15,9 @@ MAX_SCATTER_POINTS = 8_000
 
 
 DEFINITION = ("Confidence in the true label = the seed-mean probability of the gold class. Share full higher = "
-              "share of samples where the full model's confidence is strictly higher than the unimodal model's. "
+              "share of samples where the full model's confidence is strictly higher than the unimodal model's; "
+              "with no difference between the two (exchangeable), its expectation is half the samples where they "
+              "differ, shown beside it. "
               "Spearman's rho between the two confidences over the analysed samples, two-sided p (scipy); no "
               "interval.")
 
@@ -35,6 +37,7 @@ def compute(ctx: Context) -> dict:
             "mean_unimodal": float(p_true[m].mean()),
             "mean_full": float(p_true[full].mean()),
             "share_full_higher": float((p_true[full] > p_true[m]).mean()),
+            "share_full_higher_no_effect": float((p_true[full] != p_true[m]).mean() / 2),
             "by_category": {c: ({"unimodal": float(p_true[m][category == c].mean()),
                                  "full": float(p_true[full][category == c].mean())}
                                 if (category == c).any() else None) for c in CATEGORIES},
@@ -50,7 +53,8 @@ def blocks(report: dict, figures: dict) -> list[tuple]:
     rows = []
     for m, c in conf.items():
         sp = c["spearman_with_full"]
-        rows.append([m, num(c["mean_unimodal"]), num(c["mean_full"]), num(c["share_full_higher"]),
+        rows.append([m, num(c["mean_unimodal"]), num(c["mean_full"]),
+                     f"{num(c['share_full_higher'])} (no effect: {num(c.get('share_full_higher_no_effect'))})",
                      f"{num(sp['rho'])} (p {pval(sp['p'])})"])
     b.append(("table", ["modality", "mean unimodal", "mean full", "share full higher", "Spearman (two-sided p)"],
               rows))
