@@ -152,8 +152,9 @@ def _check_expect(where: str, expect: int, got: int) -> None:
         raise _misplaced(where, expect, got)
 
 
-def _small_payload(fd: int, path, nbytes: int, where: str, expect: int = UNKNOWN) -> bytes:
-    """The checked payload of a small chunk file open as ``fd`` (closed here): one ``read`` of the whole file."""
+def _small_payload(fd: int, path, nbytes: int, where: str, expect: int = UNKNOWN) -> tuple[bytes, int]:
+    """The checked payload of a small chunk file open as ``fd`` (closed here) and its CRC: one ``read`` of the
+    whole file."""
     try:
         data = os.read(fd, nbytes + 5)
     finally:
@@ -164,24 +165,25 @@ def _small_payload(fd: int, path, nbytes: int, where: str, expect: int = UNKNOWN
     if google_crc32c.value(data[:nbytes]) != stored:
         raise CorruptChunk(f"{where}: chunk file {path} {_BAD_CRC}")
     _check_expect(where, expect, stored)
-    return data[:nbytes]
+    return data[:nbytes], stored
 
 
 def _read_chunk(path, out: np.ndarray, chunk_shape: tuple, dtype: np.dtype, nbytes: int, direct: bool,
-                where: str, expect: int = UNKNOWN) -> bool:
+                where: str, expect: int = UNKNOWN) -> int:
+    """Read one chunk file into ``out``; returns its CRC, or ABSENT when there is no file (``out`` untouched)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         if expect not in (UNKNOWN, ABSENT):
             raise _misplaced(where, expect, ABSENT) from None
-        return False
+        return ABSENT
     if expect == ABSENT:
         os.close(fd)
         raise _misplaced(where, expect, 0)
     if nbytes <= SMALL:
-        data = _small_payload(fd, path, nbytes, where, expect)
+        data, stored = _small_payload(fd, path, nbytes, where, expect)
         out[...] = np.frombuffer(data, dtype, nbytes // dtype.itemsize).reshape(chunk_shape)[:out.shape[0]]
-        return True
+        return stored
     # One readv: the payload (straight into out when direct), the 4-byte checksum, and one byte more to tell a
     # longer (foreign) file. The checksum then runs over bytes the kernel has just written, mostly from cache.
     payload = out.reshape(-1).view(np.uint8) if direct else _scratch(nbytes)
@@ -198,7 +200,7 @@ def _read_chunk(path, out: np.ndarray, chunk_shape: tuple, dtype: np.dtype, nbyt
     _check_expect(where, expect, stored)
     if not direct:
         out[...] = payload.view(dtype).reshape(chunk_shape)[:out.shape[0]]
-    return True
+    return stored
 
 
 def read_chunk_into(path: Path | str, out: np.ndarray, chunk_shape: tuple, dtype: np.dtype, where: str,
@@ -214,7 +216,8 @@ def read_chunk_into(path: Path | str, out: np.ndarray, chunk_shape: tuple, dtype
     """
     chunk_shape = tuple(chunk_shape)
     nbytes = math.prod(chunk_shape) * dtype.itemsize
-    return _read_chunk(path, out, chunk_shape, dtype, nbytes, _direct_ok(out, chunk_shape, dtype), where, expect)
+    return _read_chunk(path, out, chunk_shape, dtype, nbytes, _direct_ok(out, chunk_shape, dtype), where,
+                       expect) != ABSENT
 
 
 #: Whole-array reads of at least this many bytes are split over threads (reads and checksums release the GIL).
@@ -252,6 +255,7 @@ class ReadPlan:
     out: np.ndarray     # [n, ...] destination
     fill: object        # value of rows whose chunk file is absent (never written)
     expect: list        # per chunk: the digest recorded for its position (UNKNOWN: none)
+    seen: list          # per chunk: filled with the CRC its file holds (ABSENT: no file), for later comparison
 
     @classmethod
     def of(cls, arr, adir, out: np.ndarray, fill, expect=None) -> "ReadPlan":
@@ -263,7 +267,8 @@ class ReadPlan:
         direct = nbytes % 64 == 0 and count > 0 and _direct_ok(out[:rows], shape, dtype)
         base, tail = f"{adir}{os.sep}c{os.sep}", os.sep.join([""] + ["0"] * (arr.ndim - 1))
         expect = [UNKNOWN] * count if expect is None else [int(x) for x in expect]
-        return cls(arr.path, rows, n, count, shape, dtype, nbytes, direct, base, tail, out, fill, expect)
+        return cls(arr.path, rows, n, count, shape, dtype, nbytes, direct, base, tail, out, fill, expect,
+                   [UNKNOWN] * count)
 
     def file(self, i: int) -> str:
         return f"{self.base}{i}{self.tail}"
@@ -273,7 +278,7 @@ def _read_small(plan: ReadPlan) -> None:
     """Every chunk of a small-chunked array (done, status, ...): one open, read and close per file, no fstat, and
     one copy into ``out`` at the end."""
     rows, n, count, shape, dtype, nbytes = plan.rows, plan.n, plan.count, plan.shape, plan.dtype, plan.nbytes
-    base, tail, out, fill, expect = plan.base, plan.tail, plan.out, plan.fill, plan.expect
+    base, tail, out, fill, expect, seen = plan.base, plan.tail, plan.out, plan.fill, plan.expect, plan.seen
     payloads, missing = [], []
     for i in range(count):
         name = f"{base}{i}{tail}"
@@ -284,11 +289,13 @@ def _read_small(plan: ReadPlan) -> None:
                 raise _misplaced(f"array {plan.path} chunk {i}", expect[i], ABSENT) from None
             payloads.append(bytes(nbytes))
             missing.append(i)
+            seen[i] = ABSENT
             continue
         if expect[i] == ABSENT:
             os.close(fd)
             raise _misplaced(f"array {plan.path} chunk {i}", ABSENT, 0)
-        payloads.append(_small_payload(fd, name, nbytes, f"array {plan.path} chunk {i}", expect[i]))
+        data, seen[i] = _small_payload(fd, name, nbytes, f"array {plan.path} chunk {i}", expect[i])
+        payloads.append(data)
     if count:
         out[...] = np.frombuffer(b"".join(payloads), dtype).reshape((count * rows,) + shape[1:])[:n]
     for i in missing:
@@ -299,8 +306,10 @@ def _read_general(plan: ReadPlan, first: int, last: int) -> None:
     rows, n, out = plan.rows, plan.n, plan.out
     for i in range(first, last):
         lo, hi = i * rows, min((i + 1) * rows, n)
-        if not _read_chunk(plan.file(i), out[lo:hi], plan.shape, plan.dtype, plan.nbytes,
-                           plan.direct and hi - lo == rows, f"array {plan.path} chunk {i}", plan.expect[i]):
+        got = plan.seen[i] = _read_chunk(plan.file(i), out[lo:hi], plan.shape, plan.dtype, plan.nbytes,
+                                         plan.direct and hi - lo == rows, f"array {plan.path} chunk {i}",
+                                         plan.expect[i])
+        if got == ABSENT:
             out[lo:hi] = plan.fill
 
 
@@ -312,7 +321,8 @@ def _read_direct(plan: ReadPlan, first: int, last: int) -> int:
     last = max(first, min(last, n // rows))  # a last partial chunk goes the general way
     flat = out.reshape(-1).view(np.uint8)
     mv, end = memoryview(flat), bytearray(5)
-    crc, read, want, expect, frombytes = google_crc32c.value, os.readv, nbytes + 4, plan.expect, int.from_bytes
+    crc, read, want, frombytes = google_crc32c.value, os.readv, nbytes + 4, int.from_bytes
+    expect, seen = plan.expect, plan.seen
     for i in range(first, last):
         try:
             fd = os.open(f"{base}{i}{tail}", os.O_RDONLY)
@@ -325,13 +335,16 @@ def _read_direct(plan: ReadPlan, first: int, last: int) -> int:
         stored = frombytes(end[:4], "little")
         if got != want or crc(flat[i * nbytes:(i + 1) * nbytes]) != stored or (expect[i] != stored and expect[i] != -1):
             return i
+        seen[i] = stored
     return last
 
 
-def read_arrays_fast(jobs: list[tuple]) -> None:
+def read_arrays_fast(jobs: list[tuple]) -> list[list[int]]:
     """Read every row of each ``(arr, adir, out, fill[, expect])`` into ``out`` [N, ...] (any dtype ``arr`` casts
     to) from its chunk files. Missing chunk files (never written) give ``fill``; a checksum or size mismatch, or a
     chunk whose CRC is not the digest ``expect[i]`` recorded for its position, raises :class:`CorruptChunk`.
+    Returns, per job, the CRC each chunk file held (ABSENT: no file), for a caller that reads the digests in the
+    same pass (:func:`check_seen`).
 
     Arrays with small chunks (done, status) are read file by file with as little work per file as possible, by
     this thread while the others start on the large ones. Large ones are read by up to 4 threads, so one thread's
@@ -340,9 +353,11 @@ def read_arrays_fast(jobs: list[tuple]) -> None:
     """
     plans: list[ReadPlan] = []
     small: list[ReadPlan] = []
+    every: list[ReadPlan] = []
     for arr, adir, out, fill, *expect in jobs:
         plan = ReadPlan.of(arr, adir, out, fill, expect[0] if expect else None)
         (small if plan.nbytes <= SMALL else plans).append(plan)
+        every.append(plan)
 
     def run(part: int, parts: int) -> None:
         # Each thread takes a contiguous run of chunks (faster than taking chunks in turn: benchmarks/README.md).
@@ -358,7 +373,7 @@ def read_arrays_fast(jobs: list[tuple]) -> None:
         for plan in small:
             _read_small(plan)
         run(0, 1)
-        return
+        return [p.seen for p in every]
     pool = _get_pool()
     futures = [pool.submit(run, k, parts) for k in range(1, parts)]
     try:
@@ -370,3 +385,12 @@ def read_arrays_fast(jobs: list[tuple]) -> None:
     for exc in errors:
         if exc is not None:
             raise exc
+    return [p.seen for p in every]
+
+
+def check_seen(label: str, seen: list[int], expect) -> None:
+    """Compare the CRCs a read found (``seen``, from :func:`read_arrays_fast`) with the digests recorded for their
+    positions (``expect``; UNKNOWN entries are not compared): an int compare per chunk."""
+    for i, (got, want) in enumerate(zip(seen, expect.tolist() if hasattr(expect, "tolist") else expect)):
+        if want != got and want != UNKNOWN:
+            raise _misplaced(f"{label} chunk {i}", want, got)

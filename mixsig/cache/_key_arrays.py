@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mixsig.cache._chunks import (array_dir, chunk_file, empty_aligned, fast_layout, read_arrays_fast,
-                                  read_chunk_into)
+from mixsig.cache._chunks import (array_dir, check_seen, chunk_file, empty_aligned, fast_layout,
+                                  read_arrays_fast, read_chunk_into)
 from mixsig.cache._digest import (LEDGER, LEDGER_COLUMNS, UNKNOWN, attr_digests, check_tails, crc_codecs,
                                   ledger_problems, record_digests)
 from mixsig.cache._status import Status
@@ -134,6 +134,15 @@ class KeyArrays:
     def _ledger(self, key: str) -> np.ndarray | None:
         """``key``'s digest ledger [n_chunks, 6] (None for keys written before digests, or not a local store);
         :class:`CorruptChunk` when a ledger chunk fails its CRC or records another chunk (moved)."""
+        arr = self._ledger_array(key)
+        if arr is None:
+            return None
+        table = self._read_plain(arr)
+        self._check_ledger(arr, table)
+        return table
+
+    def _ledger_array(self, key: str):
+        """The ``digests`` array of ``key`` on a local store (opened once per creation of the key), else None."""
         if self.local_path is None:
             return None
         g = self.key_group(key)
@@ -145,13 +154,26 @@ class KeyArrays:
             except KeyError:
                 arrays[LEDGER] = None
         arr = arrays[LEDGER]
-        if arr is None:
-            return None
-        table = self._read_plain(arr)
+        return arr if arr is not None and fast_layout(arr) else None
+
+    def _check_ledger(self, arr, table: np.ndarray) -> None:
         for c, problem in ledger_problems(table):
             raise CorruptChunk(f"array {arr.path} chunk {c} {problem}; run `mixsig cache verify {self.url}` "
                                f"(`--fix` unmarks the chunk's rows so `mixsig extract` recomputes them)")
-        return table
+
+    def _read_whole_checked(self, key: str, done_arr, emb) -> tuple[np.ndarray, np.ndarray]:
+        """``done`` and the embedding (float32) of ``key`` read whole in one pass together with its ledger, each
+        chunk's CRC then compared with the digest the ledger records for its position."""
+        ledger = self._ledger_array(key)
+        if ledger is None:
+            done, X = self._read_whole([done_arr, emb], [done_arr.dtype, np.float32])
+            return done, X
+        table, done, X = self._read_whole([ledger, done_arr, emb], [np.int64, done_arr.dtype, np.float32],
+                                          seen=(seen := []))
+        self._check_ledger(ledger, table)
+        check_seen(f"array {done_arr.path}", seen[1], table[:, LEDGER_COLUMNS.index("done")])
+        check_seen(f"array {emb.path}", seen[2], table[:, LEDGER_COLUMNS.index("embedding")])
+        return done, X
 
     def _read_plain(self, arr, expect=None) -> np.ndarray:
         """A whole per-row array (done, status, ...) through the checksummed fast path where possible; ``expect``:
@@ -178,14 +200,18 @@ class KeyArrays:
         n, cr = arr.shape[0], arr.chunks[0]
         return self._all_rows(rows, n) or len(np.unique(rows // cr)) * 2 >= -(-n // cr)
 
-    def _read_whole(self, arrays: list, dtypes: list, expects: list | None = None) -> list[np.ndarray]:
+    def _read_whole(self, arrays: list, dtypes: list, expects: list | None = None,
+                    seen: list | None = None) -> list[np.ndarray]:
         """Whole arrays (all in :meth:`_reads_whole` layout) read together, each into a new array of its dtype;
-        ``expects``: per array, the digests recorded for its chunks (or None)."""
+        ``expects``: per array, the digests recorded for its chunks (or None); ``seen`` gets, per array, the CRC
+        each chunk file held."""
         root = self.local_path
         outs = [empty_aligned(a.shape, dt) for a, dt in zip(arrays, dtypes)]
         expects = expects or [None] * len(arrays)
-        read_arrays_fast([(a, array_dir(root, a.path), o, a.fill_value, e)
-                          for a, o, e in zip(arrays, outs, expects)])
+        got = read_arrays_fast([(a, array_dir(root, a.path), o, a.fill_value, e)
+                                for a, o, e in zip(arrays, outs, expects)])
+        if seen is not None:
+            seen.extend(got)
         return outs
 
     def _read_embedding(self, key: str, arr, rows: np.ndarray | None = None, expect=None) -> np.ndarray:

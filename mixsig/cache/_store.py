@@ -233,15 +233,17 @@ class FeatureStore(KeyArrays):
         self.check_provenance(key)
         want = self.samples.rows(split) if rows is None else np.asarray(rows, np.int64)
         done_arr, emb = self._key_array(key, "done"), self._key_array(key, "embedding")
-        table = self._ledger(key)
-        exp_done, exp_emb = (None, None) if table is None else (table[:, 2], table[:, 1])
         if self._reads_whole(emb, want) and self._reads_whole(done_arr, None):
-            # One pass over both arrays' chunk files, then pick the rows (no copy when every row is wanted and done).
-            done, X = self._read_whole([done_arr, emb], [done_arr.dtype, np.float32], [exp_done, exp_emb])
+            # One pass over both arrays' chunk files and the key's digest ledger (read by this thread while the
+            # others read the embedding), each chunk's CRC then compared with the digest recorded for its position;
+            # then pick the rows (no copy when every row is wanted and done).
+            done, X = self._read_whole_checked(key, done_arr, emb)
             keep = want[done[want]] if only_done else want
             if not self._all_rows(keep, len(done)):
                 X = X[keep]
         else:
+            table = self._ledger(key)
+            exp_done, exp_emb = (None, None) if table is None else (table[:, 2], table[:, 1])
             done = self._read_plain(done_arr, exp_done)
             keep = want[done[want]] if only_done else want
             X = self._read_embedding(key, emb, keep, exp_emb)
