@@ -164,3 +164,22 @@ def test_unparseable_manifest_json_has_no_summary(cli, tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == 1
     assert "column id: error: the manifest has no 'id' column" in out
+
+
+def test_help_explains_allow_outside_paths(cli, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli(["validate", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert info.value.code == 0
+    assert "--allow-outside-paths" in out and "outside the manifest's folder" in out and "never opened" in out
+
+
+def test_outside_path_warned_and_not_reported_missing(cli, tmp_path, capsys):
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "m.csv").write_text("id,split,label,text,audio\na,train,x,hi,../gone.wav\n")
+    rc = cli(["validate", str(tmp_path / "c" / "m.csv")])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "row 1, column audio: warning: id 'a': audio path '../gone.wav' climbs out of the manifest's folder" in out
+    assert cli(["validate", str(tmp_path / "c" / "m.csv"), "--allow-outside-paths"]) == 1
+    assert "'../gone.wav' does not exist" in capsys.readouterr().out
