@@ -137,6 +137,27 @@ def test_small_array_chunk_copied_over_another_is_refused(store, tmp_path):
     with pytest.raises(CorruptChunk, match=r"status chunk 1 is not the chunk written at this position"):
         store.read_array(key, "status")
     assert _kinds(verify_store(store)) == [("misplaced_chunk", f"features/{key}/status/c/1")]
+    shutil.copyfile(kdir / "done" / "c" / "0", kdir / "done" / "c" / "1")  # would mark failed row 20 done
+    with pytest.raises(CorruptChunk, match=r"done chunk 1 is not the chunk written at this position"):
+        store.read(key)
+
+
+def test_non_local_store_swap_is_found_by_verify(tmp_path):
+    """On a store that is not a local folder (an fsspec URL) zarr checks each chunk's CRC on read, and `verify`
+    checks the digests through the store's own API."""
+    import fsspec
+
+    fs, base = fsspec.filesystem("memory"), f"/{tmp_path.name}/store.zarr"
+    try:
+        store = create_store(f"memory://{base}", make_samples())
+        key = store.create_key(prov(), D, chunk_rows=16)
+        fill_key(store, key)
+        assert store.local_path is None and verify_store(store).ok
+        chunks = f"{base}/features/{key}/embedding/c"
+        fs.pipe(f"{chunks}/2/0", fs.cat(f"{chunks}/1/0"))
+        assert _kinds(verify_store(store)) == [("misplaced_chunk", f"features/{key}/embedding/c/2")]
+    finally:
+        fs.rm(f"/{tmp_path.name}", recursive=True)
 
 
 def test_ledger_chunk_copied_over_another_is_refused(store, tmp_path):
