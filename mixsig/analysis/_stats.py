@@ -1,4 +1,5 @@
-"""Statistics used by the analyses: vote entropy, Krippendorff's alpha, Mann–Whitney, FDR, bootstraps.
+"""Statistics used by the analyses: vote entropy, Krippendorff's alpha, Mann–Whitney, FDR, bootstraps, exact
+McNemar and the paired bootstrap of two models on the same rows.
 
 Every bootstrap here is seeded (``numpy.random.default_rng(seed)``) and vectorised. Where a statistic
 depends on the data only through how often each distinct value (or unit pattern) occurs, resampling
@@ -300,3 +301,50 @@ def describe(x: np.ndarray) -> dict:
     if x.size == 0:
         return {"n": 0, "mean": None, "std": None, "median": None}
     return {"n": int(x.size), "mean": float(x.mean()), "std": float(x.std()), "median": float(np.median(x))}
+
+
+# ----------------------------------------------------------------------------------------------
+# paired comparisons of two models on the same samples
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Exact McNemar test, two-sided: the binomial test of ``b`` against ``b + c`` discordant pairs with
+    success probability 1/2, ``p = min(1, 2 P(X <= min(b, c)))``, ``X ~ Bin(b + c, 1/2)``; 1 when ``b + c = 0``."""
+    from scipy.stats import binom
+
+    b, c = int(b), int(c)
+    if b + c == 0:
+        return 1.0
+    return float(min(1.0, 2.0 * binom.cdf(min(b, c), b + c, 0.5)))
+
+
+def paired_resample_confusions(
+    y: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, n_classes: int, *, n_boot: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Paired bootstrap of two models' confusion matrices: each replicate resamples the ``n`` rows with
+    replacement once, and a row drawn k times counts k times for both models.
+
+    A row is fully described by its ``(y, pred_a, pred_b)`` triple, so the resampling draws multinomial counts
+    over the distinct triples (:func:`resample_counts`, ``numpy.random.default_rng(seed)``), exactly the
+    distribution of resampling rows. Returns ``(cm_a, cm_b)``, each ``[B, C, C]`` float64 (rows = true class)."""
+    y, pred_a, pred_b = (np.asarray(v, dtype=np.int64) for v in (y, pred_a, pred_b))
+    c = int(n_classes)
+    code = (y * c + pred_a) * c + pred_b
+    uniq, mult = np.unique(code, return_counts=True)
+    w = resample_counts(mult, n_boot, np.random.default_rng(seed))  # [B, P]
+    t, pa, pb = uniq // (c * c), (uniq // c) % c, uniq % c
+    cell_a = np.zeros((uniq.size, c * c))
+    cell_a[np.arange(uniq.size), t * c + pa] = 1.0
+    cell_b = np.zeros((uniq.size, c * c))
+    cell_b[np.arange(uniq.size), t * c + pb] = 1.0
+    return (w @ cell_a).reshape(-1, c, c), (w @ cell_b).reshape(-1, c, c)
+
+
+def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """The percentile bootstrap interval ``(lo, hi)`` of the finite replicates (NaN, NaN without any)."""
+    r = np.asarray(replicates, dtype=np.float64)
+    r = r[np.isfinite(r)]
+    if r.size == 0:
+        return float("nan"), float("nan")
+    lo, hi = np.quantile(r, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)

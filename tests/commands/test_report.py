@@ -27,8 +27,8 @@ def test_cli_report_writes_self_contained_files(tmp_path, capsys):
     assert not re.search(r"(src|href)\s*=\s*['\"]?(https?:|//)", html)  # nothing fetched from a network
     assert "<script" not in html and "<link" not in html
     doc = json.loads((out / "report.json").read_text())
-    assert html.count("<img") == len(doc["figures"]) == 7
-    assert html.count("data:image/png;base64,") == 7
+    assert html.count("<img") == len(doc["figures"]) == 9
+    assert html.count("data:image/png;base64,") == 9
     assert doc["dominance"]["dominant_modality"] == "audio"
     assert doc["n_samples"] == 300 and "majority vote" in doc["aggregation"]
     rows = list(csv.DictReader(open(out / "samples.csv", newline="", encoding="utf-8")))
@@ -40,7 +40,7 @@ def test_cli_report_writes_self_contained_files(tmp_path, capsys):
         float(np.round(analyse(inp, split="test", n_boot=0)["samples"]["entropy"][int(quoted["id"][1:])], 6)),
         abs=1e-5)
     md = (out / "report.md").read_text()
-    assert "## 5. Dominance" in md and "| text+audio+video |" in md
+    assert "## 5. Which modality misled the fusion?" in md and "| text+audio+video |" in md
     # --json prints one object, --no-plots leaves the figures out
     rc = main(["report", str(tmp_path / "s.zarr"), "--run", "planted", "--out", str(tmp_path / "r2"), "--json",
                "--no-plots", "--bootstrap", "0"])

@@ -17,13 +17,16 @@ A block is a tuple, rendered by ``mixsig.analysis._render`` to both HTML and Mar
 ``("h1" | "h2", text)``, ``("p", text)`` (``**bold**`` allowed), ``("note", text)``, ``("warn", text)``,
 ``("skip", text)``, ``("table", header_cells, rows_of_cells)``, ``("img", png_bytes, caption)``.
 
-:data:`PAGE` is the page and report.json in order: header (with warnings), metrics, disagreement,
-uncertainty, join, dominance, confidence, human study, descriptors, top samples; then report.json's ``notes``
-and ``skipped``. :data:`SAMPLES` (the samples table, ``result["samples"]`` and samples.csv) comes last and has
-no blocks. ``mixsig.analysis._analyse`` runs ``compute``; ``mixsig.analysis._render`` assembles the page.
+:data:`PAGE` is the page and report.json in order: header (with warnings), metrics, paired comparisons (1b),
+disagreement, uncertainty, join, attribution (5: which modality misled the fusion, by counterfactual), dominance
+(5b: which model was followed exclusively, gate/attention weights), confidence, human study, descriptors, top
+samples; then report.json's ``notes`` and ``skipped``. :data:`SAMPLES` (the samples table, ``result["samples"]``
+and samples.csv) comes last and has no blocks. ``mixsig.analysis._analyse`` runs ``compute``;
+``mixsig.analysis._render`` assembles the page.
 """
 
 from mixsig.analysis.sections import (
+    attribution,
     confidence,
     descriptors,
     disagreement,
@@ -32,12 +35,14 @@ from mixsig.analysis.sections import (
     human,
     join,
     metrics,
+    paired,
     samples,
     top,
     uncertainty,
 )
 
-PAGE = (header, metrics, disagreement, uncertainty, join, dominance, confidence, human, descriptors, top)
+PAGE = (header, metrics, paired, disagreement, uncertainty, join, attribution, dominance, confidence, human,
+        descriptors, top)
 SAMPLES = samples
 
 __all__ = ["PAGE", "SAMPLES"]

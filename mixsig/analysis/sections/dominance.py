@@ -1,5 +1,8 @@
-"""5. Dominance: for misled samples, which unimodal model the full model followed, that model's confidence, and
-the head's gate/attention weights per modality by category (report.json ``dominance``)."""
+"""5b. Dominance: for misled samples, which unimodal model the full model followed exclusively, that model's
+confidence, and the head's gate/attention weights per modality by category (report.json ``dominance``).
+
+Following is not attribution: which modality misled the fusion is measured by counterfactual in the attribution
+section (5.); ``dominant_modality`` here is only the modality most often followed exclusively (None on a tie)."""
 
 from __future__ import annotations
 
@@ -10,9 +13,9 @@ from mixsig.analysis._context import NO_UNIMODAL, Context
 from mixsig.analysis._format import num
 from mixsig.analysis.sections.disagreement import CATEGORIES
 
-DEFINITION = ("followed = the single unimodal model whose aggregated prediction equals the full model's; 'several' "
-              "when more than one (but not all) do, 'all' when every one does, 'none' when none does. Confidence = "
-              "the followed model's seed-mean probability of its predicted class.")
+DEFINITION = ("followed exclusively = the single unimodal model whose aggregated prediction equals the full "
+              "model's; 'several' when more than one (but not all) do, 'all' when every one does, 'none' when none "
+              "does. Confidence = the followed model's seed-mean probability of its predicted class.")
 
 
 def compute(ctx: Context) -> dict:
@@ -26,7 +29,9 @@ def compute(ctx: Context) -> dict:
     counts["several"] = int((misled & (followed == "several")).sum())
     counts["none"] = int((misled & (followed == "none")).sum())
     single_counts = {m: counts[m] for m in unimodal}
-    dominant = max(single_counts, key=single_counts.get) if n_mis and max(single_counts.values()) > 0 else None
+    top = max(single_counts.values())
+    leaders = [m for m, k in single_counts.items() if k == top] if n_mis and top > 0 else []
+    dominant = leaders[0] if len(leaders) == 1 else None
     conf = {}
     for m in unimodal:
         c = ctx.agg[m].mean_probs.max(axis=1)
@@ -45,6 +50,7 @@ def compute(ctx: Context) -> dict:
         "followed_counts": counts,
         "followed_shares": {k: (v / n_mis if n_mis else None) for k, v in counts.items()},
         "dominant_modality": dominant,
+        "dominant_tied": leaders if len(leaders) > 1 else None,
         "followed_confidence": conf,
         "weights": weights or None,
         "definition": DEFINITION,
@@ -79,16 +85,23 @@ def blocks(report: dict, figures: dict) -> list[tuple]:
     dom = report.get("dominance")
     if not dom:
         return []
-    b: list[tuple] = [("h2", "5. Dominance: which modality misled the fusion?")]
-    b.append(("p", f"{dom['n_misled']} misled samples; dominant (most often followed alone): "
-                   f"**{dom['dominant_modality'] or '–'}**. {dom['definition']}"))
+    b: list[tuple] = [("h2", "5b. Following: which unimodal model the full model followed on misled samples")]
+    if dom["dominant_modality"]:
+        most = f"most often followed exclusively: {dom['dominant_modality']}"
+    elif dom.get("dominant_tied"):
+        most = f"most often followed exclusively: tied between {' and '.join(dom['dominant_tied'])}"
+    else:
+        most = "no modality was followed exclusively"
+    b.append(("p", f"{dom['n_misled']} misled samples; {most}. Following is not attribution: a misled sample the "
+                   "full model shares with several unimodal models counts for none of them here; which modality "
+                   f"misled the fusion is measured by removing it (section 5). {dom['definition']}"))
     rows = []
     for m, c in dom["followed_counts"].items():
         conf = dom["followed_confidence"].get(m)
         rows.append([m, c, num(dom["followed_shares"][m]),
                      num(conf["when_followed_in_misled"]["mean"]) if conf else "",
                      num(conf["elsewhere"]["mean"]) if conf else ""])
-    b.append(("table", ["followed", "misled samples", "share", "its confidence when followed",
+    b.append(("table", ["followed exclusively", "misled samples", "share", "its confidence when followed",
                         "its confidence elsewhere"], rows))
     for kind, w in (dom.get("weights") or {}).items():
         mods = list(w["by_category"][CATEGORIES[0]])  # the full subset's modalities, in its order
@@ -102,8 +115,9 @@ def blocks(report: dict, figures: dict) -> list[tuple]:
 def figures(report: dict) -> dict:
     if not report.get("dominance"):
         return {}
-    return {"dominance": (_plot(report["dominance"]), "Which unimodal model the full model followed on misled "
-                          "samples, and the mean gate/attention weights per category where the head has them.")}
+    return {"dominance": (_plot(report["dominance"]), "Which unimodal model the full model followed exclusively on "
+                          "misled samples ('several': more than one), and the mean gate/attention weights per "
+                          "category where the head has them.")}
 
 
 def _plot(dom: dict) -> bytes:
@@ -114,7 +128,7 @@ def _plot(dom: dict) -> bytes:
     counts = dom["followed_counts"]
     ax = axes[0][0]
     ax.bar(list(counts), list(counts.values()), color="#c92a2a")
-    ax.set_title(f"Misled samples (n={dom['n_misled']}): followed model")
+    ax.set_title(f"Misled samples (n={dom['n_misled']}): followed exclusively")
     ax.set_ylabel("samples")
     ax.tick_params(axis="x", rotation=30)
     for ax, (kind, w) in zip(axes[0][1:], weights.items()):
