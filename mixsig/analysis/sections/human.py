@@ -163,7 +163,8 @@ def _plot(hs: dict) -> bytes:
         yy = np.arange(len(vs))
         ax2.errorbar(d, yy, xerr=np.vstack([np.nan_to_num(d - lo), np.nan_to_num(hi - d)]), fmt="o", capsize=3)
         ax2.set_yticks(yy, list(vs))
-        ax2.invert_yaxis()  # the table's order, top to bottom
+        ax2.set_ylim(len(vs) - 0.5, -0.5)  # the table's order, top to bottom
+        ax2.locator_params(axis="x", nbins=4)
     ax2.axvline(0, color="black", lw=0.6, ls="--")
     ax2.set_xlabel(f"{hs.get('all_condition') or 'all'} − condition")
     ax2.set_title("Paired difference, 95% CI")
