@@ -64,6 +64,10 @@ def _summary(result: dict) -> dict:
     if dom:
         out["n_misled"] = dom["n_misled"]
         out["dominant_modality"] = dom["dominant_modality"]
+    att = result.get("attribution")
+    if att:
+        out["misleading_modality"] = att["misleading_modality"]
+        out["misleading_modality_why_none"] = att["why_none"]
     out["skipped"] = result["skipped"]
     out["notes"] = result["notes"]
     out["warnings"] = list((result.get("warnings") or {}).get("messages") or [])
@@ -126,8 +130,12 @@ def run(args: argparse.Namespace) -> int:
         w(f"Krippendorff's alpha (nominal): {_fmt(summary['krippendorff_alpha'])}\n")
     if summary.get("n_misled"):
         counts = (result.get("dominance") or {}).get("followed_counts", {})
+        if "misleading_modality" in summary:
+            w(f"misleading modality (removing it fixes the most misled samples): "
+              f"{summary['misleading_modality'] or 'none named, ' + summary['misleading_modality_why_none']}\n")
         if summary["dominant_modality"]:
-            w(f"misled samples: {summary['n_misled']}; most often followed: {summary['dominant_modality']}\n")
+            w(f"misled samples: {summary['n_misled']}; most often followed exclusively: "
+              f"{summary['dominant_modality']}\n")
         else:
             w(f"misled samples: {summary['n_misled']}; the full model followed no single modality alone "
               f"(several: {counts.get('several', 0)}, none: {counts.get('none', 0)})\n")

@@ -21,7 +21,8 @@ def test_cli_report_writes_self_contained_files(tmp_path, capsys):
                "--bootstrap", "100"])
     assert rc == 0
     printed = capsys.readouterr().out
-    assert "most often followed: audio" in printed
+    assert "misleading modality (removing it fixes the most misled samples): audio" in printed
+    assert "most often followed exclusively: audio" in printed
     assert "top 3 most confidently misled" in printed and "majority vote" in printed
     html = (out / "report.html").read_text()
     assert not re.search(r"(src|href)\s*=\s*['\"]?(https?:|//)", html)  # nothing fetched from a network
@@ -46,7 +47,7 @@ def test_cli_report_writes_self_contained_files(tmp_path, capsys):
                "--no-plots", "--bootstrap", "0"])
     assert rc == 0
     j = json.loads(capsys.readouterr().out)
-    assert j["summary"]["dominant_modality"] == "audio"
+    assert j["summary"]["dominant_modality"] == "audio" and j["summary"]["misleading_modality"] == "audio"
     assert json.loads((tmp_path / "r2" / "report.json").read_text())["figures"] == []
 
 

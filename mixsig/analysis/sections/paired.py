@@ -123,7 +123,7 @@ def _plot(report: dict) -> bytes:
     ax.axvline(0, color="#495057", lw=1)
     ax.set_yticks(ypos, [f"vs {s}" for s in names])
     ax.invert_yaxis()
-    ax.set_xlabel(f"{_full_name(report)} − other subset")
+    ax.set_xlabel(f"Δ = {_full_name(report)} − other subset (right of 0: the full model scores higher)")
     ax.legend(fontsize=8, loc="best")
     ax.set_title("Paired differences, 95% bootstrap intervals")
     return _plots.png(fig)
