@@ -177,9 +177,12 @@ def sync_samples(store, manifest, *, update: bool, coordinator: bool = True, com
     if not (update and coordinator):
         check_samples(store, manifest, command=command, samples=samples)
         return None
-    from mixsig.cache import update_samples
+    from mixsig.cache import check_lease_free, update_samples
     from mixsig.manifest import store_attrs, to_samples
 
+    if store.local_path is not None and not break_lease:  # refuse before hashing every media file
+        for key in store.keys():
+            check_lease_free(store.local_path, key)
     res = update_samples(store, samples if samples is not None else to_samples(manifest),
                          attrs=store_attrs(manifest, store.url), break_lease=break_lease)
     if res.changed:

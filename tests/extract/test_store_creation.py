@@ -198,3 +198,31 @@ def test_two_extractions_of_different_modalities_on_a_new_store(tmp_path, corpus
         assert all(json.loads(o[0])["written"] == 16 for o in outs)
         store = open_store(store_path)
         assert len(store.keys()) == 2 and verify_store(store).ok
+
+
+def test_waits_are_logged_with_what_they_wait_for(tmp_path, corpus, caplog):
+    import logging
+    import socket
+    import threading
+
+    from mixsig.extract import open_or_create_store
+    from mixsig.manifest import load_manifest, to_samples
+
+    caplog.set_level(logging.INFO)
+    store_path = tmp_path / "s.zarr"
+    m = load_manifest(corpus, check_media=False)
+    # a shard that is not the coordinator waits for shard 0, saying so, and gives up naming the fix
+    with pytest.raises(StoreError, match="waiting for shard 0 to create store.*mixsig cache init"):
+        open_or_create_store(str(store_path), m, lambda: to_samples(m), coordinator=False, wait_timeout=1.0,
+                             log_every=0.2)
+    assert "waiting for shard 0 to create store" in caplog.text
+
+    # a live process holds the creation lock: the creator waits, naming the lock and its holder, then goes on
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    lock = tmp_path / ".s.zarr.create.lock"
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": sleeper.pid}))
+    threading.Timer(1.0, lambda: (sleeper.kill(), sleeper.wait())).start()  # the holder dies
+    store = _open_or_create(corpus, store_path, wait_timeout=30)
+    assert len(store.samples) == 16 and not lock.exists()
+    assert f"waiting for another process creating store {store_path}" in caplog.text
+    assert f"held by pid {sleeper.pid}" in caplog.text
