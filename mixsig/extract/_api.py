@@ -112,12 +112,20 @@ def manifest_samples(manifest, like, media_hashes: dict | None = None):
     from mixsig.cache import Samples
     from mixsig.manifest import text_hash
 
-    rows, index = manifest.rows, {c: i for i, c in enumerate(manifest.classes)}
+    from mixsig.errors import ManifestError
+
+    rows, classes = manifest.rows, {c: i for i, c in enumerate(manifest.classes)}
+
+    def index(label, row):
+        if label not in classes:
+            raise ManifestError(f"id {row.id!r}: label {label!r} is not in the classes {manifest.classes}; validate "
+                                "the manifest first (`mixsig validate`)")
+        return classes[label]
 
     def votes(lists):
         out = np.full((len(rows), max((len(v) for v in lists if v), default=0)), -1, np.int16)
         for i, v in enumerate(lists):
-            out[i, :len(v or ())] = [index[x] for x in v or ()]
+            out[i, :len(v or ())] = [index(x, rows[i]) for x in v or ()]
         return out
 
     def cell(v):
@@ -128,7 +136,7 @@ def manifest_samples(manifest, like, media_hashes: dict | None = None):
     hashes["text"] = np.asarray([text_hash(r.text) if r.text else "" for r in rows], dtype=str)
     return Samples(
         ids=[r.id for r in rows], split=[r.split for r in rows], classes=tuple(manifest.classes),
-        label=[-1 if r.label is None else index[r.label] for r in rows], group=[r.group for r in rows],
+        label=[-1 if r.label is None else index(r.label, r) for r in rows], group=[r.group for r in rows],
         text=[r.text or "" for r in rows], audio=[r.audio or "" for r in rows], video=[r.video or "" for r in rows],
         start=[np.nan if r.start is None else r.start for r in rows],
         end=[np.nan if r.end is None else r.end for r in rows], content_hash=hashes,
