@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mixsig.cache import Provenance, open_store, update_samples
+from mixsig.cache import Provenance, open_store, update_samples, verify_store
 from mixsig.errors import LeaseHeld
 from mixsig.manifest import load_manifest, to_samples
 from tests.extract.test_bad_media import _write_manifest
@@ -135,6 +135,8 @@ def test_update_samples_recomputes_exactly_the_rows_whose_input_changed(made):
         keep = np.setdiff1d(np.arange(16), rows)
         assert x[keep].tobytes() == x0[keep].tobytes()  # nothing committed was lost
     assert update_samples(store, to_samples(load_manifest(manifest))).changed is False  # nothing left to do
+    report = verify_store(open_store(store_path))
+    assert report.ok, report.findings
 
 
 def test_update_samples_is_refused_while_a_key_is_leased(made):
