@@ -147,6 +147,8 @@ def _plot(report: dict) -> bytes:
     ax.axhline(att["n_misled"], color="#495057", ls="--", lw=1, label=f"misled samples (n={att['n_misled']})")
     ax.set_xticks(x, mods)
     ax.set_ylabel("misled samples")
-    ax.set_title("Which modality misled the fusion?")
+    named = att["misleading_modality"]
+    ax.set_title("Which modality misled the fusion?\n" + (f"named: {named}" if named else "none named (see the text)"),
+                 fontsize=10)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
     return _plots.png(fig)

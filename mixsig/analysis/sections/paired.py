@@ -23,7 +23,8 @@ def definition(n_boot: int) -> str:
             "min(b, c))), X ~ Bin(b + c, 1/2) (p = 1 when b + c = 0); BH q: Benjamini–Hochberg adjusted over the "
             "comparisons of this table. Δ = full − other (positive: the full model scores higher), with a 95% "
             f"percentile paired bootstrap interval: {n_boot} resamples of the samples with replacement, each "
-            "resample scoring both models on the same drawn samples.")
+            "resample scoring both models on the same drawn samples (each interval on its own, not adjusted for "
+            "the family; the verdict below uses BH q).")
 
 
 def compute(ctx: Context) -> dict:
