@@ -95,11 +95,13 @@ def test_equal_fixes_are_a_tie_and_name_no_modality():
     n = 300
     y = rng.integers(0, 2, n)
     preds = {s: y.copy() for s in _subsets(MODS)}
-    bad = np.arange(n) < 60  # full and every unimodal but video wrong; every subset without one modality right
+    bad = np.arange(n) < 60  # the full model wrong, every subset without one modality right
     preds["text+audio+video"] = np.where(bad, 1 - y, y)
-    preds["text"] = np.where(bad, 1 - y, y)
-    preds["audio"] = np.where(bad, 1 - y, y)
-    att = analyse(_input(y, preds), split="test", n_boot=20)["attribution"]
+    preds["text"] = np.where(bad & (np.arange(n) < 30), 1 - y, y)  # followed exclusively on 30 ...
+    preds["audio"] = np.where(bad & (np.arange(n) >= 30), 1 - y, y)  # ... and on the other 30
+    r = analyse(_input(y, preds), split="test", n_boot=20)
+    assert r["dominance"]["dominant_modality"] is None and r["dominance"]["dominant_tied"] == ["text", "audio"]
+    att = r["attribution"]
     assert att["n_misled"] == 60
     assert {m: v["fixes"] for m, v in att["by_modality"].items()} == {"text": 60, "audio": 60, "video": 60}
     assert att["misleading_modality"] is None and att["tied"] == ["text", "audio", "video"]
