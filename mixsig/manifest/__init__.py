@@ -12,7 +12,8 @@ Each row is a :class:`Row`: typed fields (``row.split``), also readable as a map
 extra columns by their names).
 
 Row numbers are 1-based data rows: in a CSV file line 2 (below the header) is row 1; in a JSONL file
-row N is line N (blank lines are skipped but counted).
+row N is line N (blank lines are skipped but counted). A CSV row that cannot be parsed (e.g. an unclosed quote)
+still counts as a row; parse and field-count messages also give its line number.
 
 Example::
 

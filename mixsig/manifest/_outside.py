@@ -25,10 +25,11 @@ def _inside(path: str, root: str) -> bool:
     return os.path.commonpath([path, root]) == root
 
 
-def outside_reason(root: Path, value: str) -> str | None:
+def outside_reason(root: Path, value: str, real_root: str | None = None) -> str | None:
     """Why the media path ``value`` (as written, relative to the folder ``root``) leads outside ``root``; None
-    when it stays inside (a symlink inside the folder that points inside is fine)."""
-    real_root = os.path.realpath(root)
+    when it stays inside (a symlink inside the folder that points inside is fine). ``real_root``: the resolved
+    ``root``, when the caller has it already."""
+    real_root = real_root or os.path.realpath(root)
     written = Path(value)
     target = written if written.is_absolute() else Path(root) / written
     real = os.path.realpath(target)
@@ -45,10 +46,11 @@ def outside_reason(root: Path, value: str) -> str | None:
 def outside_items(root: Path, rows: list[Row], row_numbers: list) -> list[tuple[int | None, Row, str, str]]:
     """``(row number, row, modality, reason)`` for every audio/video path of ``rows`` that leads outside ``root``."""
     found = []
+    real_root = os.path.realpath(root)
     for rownum, r in zip(row_numbers, rows):
         for m in MEDIA_MODALITIES:
             if r[m]:
-                reason = outside_reason(root, r[m])
+                reason = outside_reason(root, r[m], real_root)
                 if reason:
                     found.append((rownum, r, m, reason))
     return found

@@ -101,13 +101,14 @@ def _content_hashes(manifest: Manifest) -> dict[str, list[str]]:
     """{modality: [N] content hash}; "" for no such input, or a media file that cannot be read (logged)."""
     hashes: dict[str, list[str]] = {m: [] for m in MODALITIES}
     unreadable, outside = [], []
+    real_root = os.path.realpath(manifest.root)
     for r in manifest.rows:
         hashes["text"].append(text_hash(r.text) if r.text else "")
         for m in MEDIA_MODALITIES:
             if not r[m]:
                 hashes[m].append("")
                 continue
-            if not manifest.outside_paths_allowed and outside_reason(manifest.root, r[m]):
+            if not manifest.outside_paths_allowed and outside_reason(manifest.root, r[m], real_root):
                 hashes[m].append("")
                 outside.append(f"{r.id}:{m}")
                 continue
