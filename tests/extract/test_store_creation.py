@@ -208,7 +208,8 @@ def test_waits_are_logged_with_what_they_wait_for(tmp_path, corpus, caplog):
     from mixsig.extract import open_or_create_store
     from mixsig.manifest import load_manifest, to_samples
 
-    caplog.set_level(logging.INFO)
+    for name in ("mixsig", "mixsig.extract._api", "mixsig.cache._lease"):
+        caplog.set_level(logging.INFO, logger=name)
     store_path = tmp_path / "s.zarr"
     m = load_manifest(corpus, check_media=False)
     # a shard that is not the coordinator waits for shard 0, saying so, and gives up naming the fix
