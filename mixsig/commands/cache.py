@@ -18,6 +18,9 @@ def register(sub) -> None:
     q.add_argument("--manifest", required=True, help="CSV or JSONL manifest (see `mixsig validate --help`)")
     q.add_argument("--classes", help="comma-separated label set (default: labels seen, sorted)")
     q.add_argument("--overwrite", action="store_true", help="replace an existing store at that path")
+    q.add_argument("--allow-outside-paths", action="store_true",
+                   help="accept media paths that are absolute or lead out of the manifest's folder (.., symlinks); "
+                        "by default they are refused and no file outside the folder is opened or hashed")
     q.set_defaults(func=run_init)
 
     q = cs.add_parser("ls", help="list feature keys with modality, width and done/failed counts, and runs")
@@ -49,7 +52,9 @@ def register(sub) -> None:
                                   "samples table, runs): its CRC32C checksum and the digest recorded for its position "
                                   "(a chunk copied over another is found), check that done rows are finite, that run "
                                   "probabilities are distributions and that each key's provenance still hashes to "
-                                  "the key, and list temp files left by interrupted writes and stale leases. Arrays "
+                                  "the key, check the study journal (a torn last record, damaged lines, trials of dead "
+                                  "workers still RUNNING), and list temp files left by interrupted writes and stale "
+                                  "leases. Arrays "
                                   "written before checksums (older stores) are listed as unchecked. Exit 0 when "
                                   "clean, 1 with findings.")
     q.add_argument("store")
@@ -58,7 +63,8 @@ def register(sub) -> None:
     q.add_argument("--fix", action="store_true",
                    help="unmark the rows of corrupt feature chunks (deleting the corrupt chunk files) and done rows "
                         "without data, so the next `mixsig extract` recomputes exactly those rows; record digests "
-                        "an interrupted write left unrecorded; remove orphan temp files and stale leases. Corrupt "
+                        "an interrupted write left unrecorded; remove orphan temp files and stale leases; repair the "
+                        "study journal (torn bytes removed, dead trials marked FAIL; stop study processes first). Corrupt "
                         "samples or runs are left as they are (the findings say what to do). Do not run while "
                         "extractions are writing")
     q.add_argument("--json", action="store_true")
@@ -94,7 +100,7 @@ def run_init(args: argparse.Namespace) -> int:
     from mixsig.manifest import load_manifest, store_attrs, to_samples
 
     classes = tuple(c.strip() for c in args.classes.split(",")) if args.classes else None
-    manifest = load_manifest(args.manifest, classes=classes)
+    manifest = load_manifest(args.manifest, classes=classes, allow_outside_paths=args.allow_outside_paths)
     store = create_store(args.store, to_samples(manifest), attrs=store_attrs(manifest, args.store),
                          overwrite=args.overwrite)
     s = store.samples
@@ -193,19 +199,28 @@ def run_verify(args) -> int:
 
     store = _open(args.store, "r+" if args.fix else "r")
     report = verify_store(store, keys=args.key, fix=args.fix)
+    journal = []
+    if store.local_path is not None and not args.key:  # the store's study journal (torn tail, bad records, dead trials)
+        from mixsig.studies import check_journals
+
+        journal = check_journals(store.local_path, fix=args.fix)
+    ok = report.ok and not journal
     if args.json:
-        print_json(report.to_dict())
+        print_json(dict(report.to_dict(), ok=ok, journal=journal))
     else:
         for f in report.findings:
             rows = f" rows {f.rows[0]}..{f.rows[-1]} ({len(f.rows)})" if f.rows else ""
             print(f"{f.kind:16s} {f.where}{rows}: {f.message}")
+        for j in journal:
+            print(f"{j['kind']:16s} {j['where']}: {j['message']}")
         for r in report.removed:
             print(f"fixed: {r}")
         for u in report.unchecked:
             print(f"unchecked        {u}")
-        state = "clean" if report.ok else f"{len(report.findings)} problem(s)"
-        print(f"verify: {report.keys_checked} keys, {report.chunks_checked} chunks checked: {state}")
-    return 0 if report.ok else 1
+        state = "clean" if ok else f"{len(report.findings) + len(journal)} problem(s)"
+        print(f"verify: {report.keys_checked} keys, {report.chunks_checked} chunks checked"
+              f"{', study journal checked' if store.local_path is not None and not args.key else ''}: {state}")
+    return 0 if ok else 1
 
 
 def run_import(args) -> int:

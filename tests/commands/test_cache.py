@@ -126,3 +126,19 @@ def test_verify_fix_then_extract_recomputes_exactly_the_corrupt_chunk(tmp_path, 
         {k: v for k, v in before.items() if k not in row_chunk_1}
     np.testing.assert_allclose(open_store(path).read(key).X, x, rtol=1e-5, atol=1e-6)
     assert main(["cache", "verify", str(path)]) == 0
+
+
+def test_cache_init_refuses_media_outside_the_manifest_folder_unless_allowed(tmp_path, capsys):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (tmp_path / "outside.wav").write_bytes(b"RIFF")
+    (corpus / "in.wav").write_bytes(b"RIFF")
+    (corpus / "m.csv").write_text("id,split,label,text,audio\n"
+                                  "a,train,x,hi,in.wav\nb,train,y,yo,../outside.wav\nc,test,x,ok,in.wav\n")
+    store = str(tmp_path / "s.zarr")
+    assert main(["cache", "init", store, "--manifest", str(corpus / "m.csv")]) == 3
+    err = capsys.readouterr().err
+    assert "id 'b'" in err and "../outside.wav" in err and "--allow-outside-paths" in err
+    assert not (tmp_path / "s.zarr").exists()
+    assert main(["cache", "init", store, "--manifest", str(corpus / "m.csv"), "--allow-outside-paths"]) == 0
+    assert open_store(store).samples.audio.tolist() == ["in.wav", "../outside.wav", "in.wav"]

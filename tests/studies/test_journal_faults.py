@@ -102,6 +102,26 @@ def test_a_torn_journal_tail_is_reported_and_truncated_on_the_next_write(small_s
     assert s["states"].get("FAIL") is None and s["states"].get("RUNNING") is None
 
 
+def test_cache_verify_names_a_torn_journal_and_fix_repairs_it(small_store, capsys):
+    store, keys = small_store
+    path = str(store.local_path)
+    journal = os.path.join(path, "studies.journal")
+    run_study(store, "v", heads="logreg", features=_feats(keys), trials=2, final=False)
+    before, committed = open(journal, "rb").read(), _committed(_load(path, "v"))
+    with open(journal, "ab") as f:
+        f.write(b'{"op_code":6,"worker_id":"w","trial_id":2,"sta')
+    capsys.readouterr()
+    assert main(["cache", "verify", path]) == 1
+    out = capsys.readouterr().out
+    assert f"journal_torn_tail {journal} at byte {len(before)}" in out and "1 problem(s)" in out
+    assert main(["cache", "verify", path, "--fix"]) == 1  # reports what it found, and repairs it
+    capsys.readouterr()
+    assert main(["cache", "verify", path, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is True and report["journal"] == []
+    assert open(journal, "rb").read() == before and _committed(_load(path, "v")) == committed
+
+
 def test_a_record_written_onto_a_torn_tail_is_named_and_study_check_fix_repairs_it(small_store, capsys):
     store, keys = small_store
     path = str(store.local_path)
