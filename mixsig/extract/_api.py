@@ -10,7 +10,7 @@ from typing import Callable
 
 import numpy as np
 
-from mixsig.errors import ProvenanceMismatch, StoreError, UsageError
+from mixsig.errors import ProvenanceMismatch, RefusedInput, StoreError, UsageError
 from mixsig.extract._encoders import Preprocess
 from mixsig.extract._model import Encoder, load_encoder
 from mixsig.extract._pipeline import ExtractResult, RunOptions, row_sources, run_extraction
@@ -183,7 +183,12 @@ def sync_samples(store, manifest, *, update: bool, coordinator: bool = True, com
     :func:`~mixsig.cache.update_samples` the store. Returns the :class:`~mixsig.cache.SamplesUpdate` or None."""
     check_ids(store, manifest)
     if not (update and coordinator):
-        check_samples(store, manifest, command=command, samples=samples)
+        try:
+            check_samples(store, manifest, command=command, samples=samples)
+        except RefusedInput as exc:
+            if update:  # a shard other than 0: the coordinator updates the table
+                raise RefusedInput(f"{exc}. With --shard, shard 0 updates the samples: let it start first") from None
+            raise
         return None
     from mixsig.cache import check_lease_free, update_samples
     from mixsig.manifest import store_attrs, to_samples
