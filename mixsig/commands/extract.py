@@ -68,8 +68,13 @@ def register(subparsers) -> None:
                         "(e.g. it died on another host, so its lease cannot be seen as stale here); two live "
                         "writers on one key lose data. Leases of dead processes on this host are taken over "
                         "without it")
+    p.add_argument("--allow-outside-paths", action="store_true",
+                   help="accept media paths that are absolute or lead out of the manifest's folder (.., symlinks); "
+                        "by default they are refused (exit 3) and no file outside the folder is opened or hashed")
     p.add_argument("--trust-remote-code", action="store_true",
-                   help="allow model code from the hub (never without this flag; only for code you trust)")
+                   help="run the model's own code (auto_map + *.py in its folder or hub repo; never without this "
+                        "flag; only for code you trust). Its *.py files are hashed into the key, so edited code "
+                        "gives a new key")
     p.add_argument("--name", default=None, metavar="NAME",
                    help="readable name in the key in place of the encoder's (<modality>.NAME.<pooling>.<hash>): "
                         "lowercase letters, digits, '-', '_', '.'; not hashed, so the same hash means the same "
@@ -111,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
                       trust_remote_code=args.trust_remote_code, chunk_rows=args.chunk_rows, classes=classes,
                       on_rows=bar.update, on_total=on_total, name=args.name, threads=threads,
                       allow_group_leak=args.allow_group_leak, allowed_by=command_line(args),
-                      update_samples=args.update_samples, break_lease=args.break_lease)
+                      update_samples=args.update_samples, break_lease=args.break_lease,
+                      allow_outside_paths=args.allow_outside_paths)
     finally:
         bar.close()
     if args.json:

@@ -69,7 +69,12 @@ def register(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a run of the same name")
     p.add_argument("--device", default=None, help="torch device (default: cuda:LOCAL_RANK if available, else cpu)")
     p.add_argument("--workers", type=int, default=2, help="decoding threads")
-    p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub (only if trusted)")
+    p.add_argument("--allow-outside-paths", action="store_true",
+                   help="accept media paths that are absolute or lead out of the manifest's folder (.., symlinks); "
+                        "by default they are refused (exit 3) and no file outside the folder is opened or hashed")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="run the model's own code (auto_map + *.py in its folder or hub repo; only for code you "
+                        "trust). Its *.py files are hashed into the key, so edited code gives a new key")
     p.add_argument("--update-samples", action="store_true",
                    help="the manifest changed since the store was made (labels, splits, text, media, votes ...): "
                         "rewrite the store's samples table from it and mark the rows whose input changed not done "
@@ -114,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
                    device=args.device, trust_remote_code=args.trust_remote_code, checkpoint_dir=args.checkpoint_dir,
                    run_name=args.name, classes=classes, workers=args.workers, overwrite=args.overwrite,
                    key_name=args.key_name, threads=threads, allow_group_leak=args.allow_group_leak,
-                   allowed_by=command_line(args), update_samples=args.update_samples)
+                   allowed_by=command_line(args), update_samples=args.update_samples,
+                   allow_outside_paths=args.allow_outside_paths)
     failed = sum(sum(v["failed"].values()) for v in res.extraction.values())
     if args.json:
         print_json(res.to_dict())

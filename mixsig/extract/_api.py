@@ -294,7 +294,7 @@ def extract(manifest, store, modality: str, encoder: str | Encoder, *, revision:
             on_block: Callable[[int, int], None] | None = None, on_total: Callable[[int], None] | None = None,
             on_key: Callable[[str], None] | None = None, name: str | None = None, threads: int | None = None,
             allow_group_leak: bool = False, allowed_by: str | None = None, update_samples: bool = False,
-            break_lease: bool = False) -> ExtractResult:
+            break_lease: bool = False, allow_outside_paths: bool = False) -> ExtractResult:
     """Extract pooled embeddings of ``modality`` for the rows of ``manifest`` into ``store`` (shard ``(i, n)``).
 
     ``manifest``: a path or a loaded :class:`~mixsig.manifest.Manifest`. ``store``: a store URL/folder (created
@@ -307,6 +307,9 @@ def extract(manifest, store, modality: str, encoder: str | Encoder, *, revision:
     with the same thread count and so the same bits). Groups that cross splits raise :class:`~mixsig.errors.GroupLeak` (exit code 3)
     unless ``allow_group_leak``; then the leak and ``allowed_by`` (the command line) go into the store's root attr
     ``group_leak`` and into ``result.group_leak`` (not into the key's provenance: same features, same key).
+
+    Media paths that are absolute or lead out of the manifest's folder are refused
+    (:class:`~mixsig.errors.RefusedInput`, exit 3) before any file is opened, unless ``allow_outside_paths``.
 
     A manifest that differs from the store's samples table (labels, splits, text, media paths or content...) is
     refused (:class:`~mixsig.errors.RefusedInput`) unless ``update_samples``: then (shard 0) the table is
@@ -328,7 +331,7 @@ def extract(manifest, store, modality: str, encoder: str | Encoder, *, revision:
     if threads < 1:
         raise UsageError(f"--threads must be >= 1; got {threads}")
     manifest, store, leak, update = _open_checked(manifest, store, classes, shard, wait_timeout, allow_group_leak,
-                                                  allowed_by, update_samples, break_lease)
+                                                  allowed_by, update_samples, break_lease, allow_outside_paths)
     if not isinstance(encoder, Encoder) and not break_lease:
         check_leases_first(store, modality, encoder, revision=revision, pooling=pooling, layers=layers,
                            dtype=dtype, shard=shard, name=name)
@@ -357,14 +360,17 @@ def extract(manifest, store, modality: str, encoder: str | Encoder, *, revision:
 
 
 def _open_checked(manifest, store, classes, shard, wait_timeout, allow_group_leak, allowed_by, update_samples,
-                  break_lease):
+                  break_lease, allow_outside_paths=False):
     """The manifest (loaded), the store (opened or created), the allowed group leak and the samples update of an
     extraction: groups crossing splits refused before anything is created, the samples compared with the store's."""
     from mixsig.cache import FeatureStore
-    from mixsig.manifest import Manifest, check_group_leak, load_manifest, to_samples
+    from mixsig.manifest import Manifest, check_group_leak, check_outside_paths, load_manifest, to_samples
 
     if not isinstance(manifest, Manifest):
-        manifest = load_manifest(manifest, classes=classes, check_media=False, group_leak_errors=False)
+        manifest = load_manifest(manifest, classes=classes, check_media=False, group_leak_errors=False,
+                                 allow_outside_paths=allow_outside_paths)
+    else:  # a loaded manifest: no file outside the corpus is opened unless allowed
+        check_outside_paths(manifest, allow_outside_paths, "mixsig extract")
     check_group_leak(manifest, allow_group_leak, "mixsig extract")  # refuse before creating anything
     coordinator = shard[0] == 0
     if not isinstance(store, FeatureStore):

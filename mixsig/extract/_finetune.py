@@ -188,7 +188,8 @@ def finetune(manifest, store, modality: str, encoder: str, *, config: FinetuneCo
              checkpoint_dir=None, run_name: str | None = None, classes=None, workers: int = 2,
              batch_budget: int | None = None, overwrite: bool = False, key_name: str | None = None,
              threads: int | None = None, allow_group_leak: bool = False,
-             allowed_by: str | None = None, update_samples: bool = False) -> FinetuneResult:
+             allowed_by: str | None = None, update_samples: bool = False,
+             allow_outside_paths: bool = False) -> FinetuneResult:
     """Fine-tune ``encoder`` on ``modality`` of ``manifest``'s train split; cache embeddings and probabilities.
 
     ``store``: a store folder (created from the manifest if missing) or an open FeatureStore. Checkpoints go to
@@ -197,6 +198,7 @@ def finetune(manifest, store, modality: str, encoder: str, *, config: FinetuneCo
     ``threads``: torch threads while it runs (restored after; None = :func:`~mixsig.extract.default_threads`).
     Groups that cross splits raise :class:`~mixsig.errors.GroupLeak` (exit code 3) unless ``allow_group_leak``; then the leak and ``allowed_by``
     (the command line) are recorded in the store's attr ``group_leak`` and the run's attrs ``group_leak``.
+    Media paths outside the manifest's folder are refused (exit 3) unless ``allow_outside_paths``.
     A manifest that differs from the store's samples table is refused (exit 3) unless ``update_samples``
     (see :func:`mixsig.cache.update_samples`).
     Returns a :class:`FinetuneResult`.
@@ -215,14 +217,15 @@ def finetune(manifest, store, modality: str, encoder: str, *, config: FinetuneCo
                         trust_remote_code=trust_remote_code, checkpoint_dir=checkpoint_dir, run_name=run_name,
                         classes=classes, workers=workers, batch_budget=batch_budget, overwrite=overwrite,
                         key_name=key_name, allow_group_leak=allow_group_leak, allowed_by=allowed_by,
-                        update_samples=update_samples)
+                        update_samples=update_samples, allow_outside_paths=allow_outside_paths)
     res.threads = threads
     return res
 
 
 def _finetune(manifest, store, modality: str, encoder: str, *, config, revision, pooling, layers, dtype, preprocess,
               device, trust_remote_code, checkpoint_dir, run_name, classes, workers, batch_budget, overwrite,
-              key_name, allow_group_leak, allowed_by, update_samples=False) -> FinetuneResult:
+              key_name, allow_group_leak, allowed_by, update_samples=False,
+              allow_outside_paths=False) -> FinetuneResult:
     import transformers
 
     from mixsig.cache import short_name
@@ -230,7 +233,8 @@ def _finetune(manifest, store, modality: str, encoder: str, *, config, revision,
 
     if modality not in AUTO_CLASSES:
         raise UsageError(f"The 'modality' parameter of finetune must be one of {set(AUTO_CLASSES)}. Got {modality!r}.")
-    manifest, samples, store, leak = _open(manifest, store, classes, allow_group_leak, allowed_by, update_samples)
+    manifest, samples, store, leak = _open(manifest, store, classes, allow_group_leak, allowed_by, update_samples,
+                                           allow_outside_paths)
     device = device or default_device()
     preprocess = preprocess or Preprocess()
     s = store.samples
@@ -332,17 +336,21 @@ def _write_run(store, probs: np.ndarray, extraction: dict, overwrite: bool, **fi
                           trained_parameters=record.trained_parameters, group_leak=record.group_leak)
 
 
-def _open(manifest, store, classes, allow_group_leak: bool, allowed_by, update_samples: bool = False):
+def _open(manifest, store, classes, allow_group_leak: bool, allowed_by, update_samples: bool = False,
+          allow_outside_paths: bool = False):
     """The manifest, its samples and the store (created from the manifest if missing); groups crossing splits
     refused before anything is created unless ``allow_group_leak`` (then recorded); a manifest that differs from
     the store's samples refused, or with ``update_samples`` written into the store (every media hash compared:
     fine-tuning hashes them anyway). Returns them and the leak."""
     from mixsig.cache import FeatureStore
     from mixsig.extract._api import check_store_group_leak, open_or_create_store, sync_samples
-    from mixsig.manifest import Manifest, check_group_leak, load_manifest, to_samples
+    from mixsig.manifest import Manifest, check_group_leak, check_outside_paths, load_manifest, to_samples
 
     if not isinstance(manifest, Manifest):
-        manifest = load_manifest(manifest, classes=classes, check_media=False, group_leak_errors=False)
+        manifest = load_manifest(manifest, classes=classes, check_media=False, group_leak_errors=False,
+                                 allow_outside_paths=allow_outside_paths)
+    else:  # a loaded manifest: no file outside the corpus is opened unless allowed
+        check_outside_paths(manifest, allow_outside_paths, "mixsig finetune")
     check_group_leak(manifest, allow_group_leak, "mixsig finetune")  # refuse before creating anything
     samples = to_samples(manifest)
     if not isinstance(store, FeatureStore):

@@ -141,7 +141,7 @@ def test_group_norm_audio_without_mask_equals_direct_forward(tmp_path, corpus, c
         w.writerows(rows)
     store_path = tmp_path / "store.zarr"
     assert cli("extract", manifest, "--store", store_path, "--modality", "audio", "--encoder", enc,
-               "--pooling", "mean", "--batch-budget", 16000 * 60) == 0
+               "--pooling", "mean", "--batch-budget", 16000 * 60, "--allow-outside-paths") == 0  # absolute paths
     store = open_store(store_path)
     (key,) = store.keys()
     assert store.provenance(key)["preprocessing"]["attention_mask"] is False

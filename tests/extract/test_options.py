@@ -71,7 +71,11 @@ def test_rows_without_input_are_not_failures(tmp_path, corpus, tiny_encoders, cl
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    res = _extract(cli, capsys, path, tmp_path / "s.zarr", "audio", tiny_encoders["audio"])
+    # the manifest names its media by absolute paths into the corpus folder beside it: refused unless allowed
+    assert cli("extract", path, "--store", tmp_path / "s.zarr", "--modality", "audio", "--encoder",
+               tiny_encoders["audio"]) == 3
+    assert "--allow-outside-paths" in capsys.readouterr().err and not (tmp_path / "s.zarr").exists()
+    res = _extract(cli, capsys, path, tmp_path / "s.zarr", "audio", tiny_encoders["audio"], "--allow-outside-paths")
     assert res["no_input"] == 1 and res["failed"] == {} and res["written"] == 15 and res["ok"]
     store = open_store(tmp_path / "s.zarr")
     info = store.key_info(res["key"])
