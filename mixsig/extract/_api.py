@@ -359,18 +359,26 @@ def extract(manifest, store, modality: str, encoder: str | Encoder, *, revision:
     return res
 
 
+def load_checked(manifest, classes, allow_outside_paths: bool, command: str):
+    """``manifest`` loaded (a path) or as given (a Manifest), refused when its media paths lead outside its folder
+    unless ``allow_outside_paths`` (:class:`~mixsig.errors.RefusedInput`; no file outside is opened)."""
+    from mixsig.manifest import Manifest, check_outside_paths, load_manifest
+
+    if not isinstance(manifest, Manifest):
+        return load_manifest(manifest, classes=classes, check_media=False, group_leak_errors=False,
+                             allow_outside_paths=allow_outside_paths)
+    check_outside_paths(manifest, allow_outside_paths, command)
+    return manifest
+
+
 def _open_checked(manifest, store, classes, shard, wait_timeout, allow_group_leak, allowed_by, update_samples,
                   break_lease, allow_outside_paths=False):
     """The manifest (loaded), the store (opened or created), the allowed group leak and the samples update of an
     extraction: groups crossing splits refused before anything is created, the samples compared with the store's."""
     from mixsig.cache import FeatureStore
-    from mixsig.manifest import Manifest, check_group_leak, check_outside_paths, load_manifest, to_samples
+    from mixsig.manifest import check_group_leak, to_samples
 
-    if not isinstance(manifest, Manifest):
-        manifest = load_manifest(manifest, classes=classes, check_media=False, group_leak_errors=False,
-                                 allow_outside_paths=allow_outside_paths)
-    else:  # a loaded manifest: no file outside the corpus is opened unless allowed
-        check_outside_paths(manifest, allow_outside_paths, "mixsig extract")
+    manifest = load_checked(manifest, classes, allow_outside_paths, "mixsig extract")
     check_group_leak(manifest, allow_group_leak, "mixsig extract")  # refuse before creating anything
     coordinator = shard[0] == 0
     if not isinstance(store, FeatureStore):

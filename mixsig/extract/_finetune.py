@@ -13,9 +13,8 @@ every train row's numbers come from a model that never saw it. A further model t
 the other rows. The fold of each row is stored in the key as an array ``fold`` [N] int8 (-1 = the all-train
 model; ``FeatureStore.add_key_array``) and in the run as ``attrs["fold"]``.
 
-The run is a :class:`~mixsig.cache.RunRecord` like every other: ``metrics = {modality: subset_metrics(...)}``
-(:func:`mixsig.cache.subset_metrics`, one seed: std None), plus the fine-tune fields (``checkpoints``,
-``trained_parameters`` (what trained, counts trained / total), ...) and ``group_leak``.
+The run is a :class:`~mixsig.cache.RunRecord`: ``metrics = {modality: subset_metrics(...)}`` (one seed: std None),
+plus the fine-tune fields (``checkpoints``, ``trained_parameters`` (trained / total), ...) and ``group_leak``.
 """
 
 from __future__ import annotations
@@ -224,8 +223,7 @@ def finetune(manifest, store, modality: str, encoder: str, *, config: FinetuneCo
 
 def _finetune(manifest, store, modality: str, encoder: str, *, config, revision, pooling, layers, dtype, preprocess,
               device, trust_remote_code, checkpoint_dir, run_name, classes, workers, batch_budget, overwrite,
-              key_name, allow_group_leak, allowed_by, update_samples=False,
-              allow_outside_paths=False) -> FinetuneResult:
+              key_name, allow_group_leak, allowed_by, update_samples=False, allow_outside_paths=False) -> FinetuneResult:
     import transformers
 
     from mixsig.cache import short_name
@@ -343,14 +341,10 @@ def _open(manifest, store, classes, allow_group_leak: bool, allowed_by, update_s
     the store's samples refused, or with ``update_samples`` written into the store (every media hash compared:
     fine-tuning hashes them anyway). Returns them and the leak."""
     from mixsig.cache import FeatureStore
-    from mixsig.extract._api import check_store_group_leak, open_or_create_store, sync_samples
-    from mixsig.manifest import Manifest, check_group_leak, check_outside_paths, load_manifest, to_samples
+    from mixsig.extract._api import check_store_group_leak, load_checked, open_or_create_store, sync_samples
+    from mixsig.manifest import check_group_leak, to_samples
 
-    if not isinstance(manifest, Manifest):
-        manifest = load_manifest(manifest, classes=classes, check_media=False, group_leak_errors=False,
-                                 allow_outside_paths=allow_outside_paths)
-    else:  # a loaded manifest: no file outside the corpus is opened unless allowed
-        check_outside_paths(manifest, allow_outside_paths, "mixsig finetune")
+    manifest = load_checked(manifest, classes, allow_outside_paths, "mixsig finetune")
     check_group_leak(manifest, allow_group_leak, "mixsig finetune")  # refuse before creating anything
     samples = to_samples(manifest)
     if not isinstance(store, FeatureStore):
