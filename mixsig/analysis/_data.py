@@ -46,7 +46,9 @@ class AnalysisInput:
     - ``descriptors``: ``{name: [N] float}`` extra per-sample columns (imported features, ...)
     - ``store_checks``: what the store says about the run, for the report's warnings: ``group_leak`` (the store's
       ``group_leak`` attr, written by ``extract --allow-group-leak``, else the samples' own leak record, or None;
-      ``group_leak_recorded_by_extract`` says which) and ``modality_mismatch`` (``{key: {"used_as", "holds"}}`` for the run's features); empty without a store
+      ``group_leak_recorded_by_extract`` says which), ``modality_mismatch`` (``{key: {"used_as", "holds"}}`` for the
+      run's features), ``key_provenance`` ({key: the key's provenance dict, None if gone}) and ``in_sample_keys``
+      (:func:`mixsig.cache.in_sample_keys` of the run's keys); empty without a store
     """
 
     ids: np.ndarray
@@ -210,5 +212,27 @@ def store_checks(store, run) -> dict:
             mismatch = store.check_modalities({m: k for m, k in features.items() if isinstance(k, str)}, allow=True)
         except Exception as exc:  # a broken key must not stop the report
             log.warning("could not check the modalities of run %s's keys: %s", run.name, exc)
+    keys = [k for k in features.values() if isinstance(k, str)] if isinstance(features, dict) else []
     return {"group_leak": leak or None, "group_leak_recorded_by_extract": bool(recorded),
-            "modality_mismatch": mismatch}
+            "modality_mismatch": mismatch, **_key_checks(store, run.name, keys)}
+
+
+def _key_checks(store, run: str, keys: list[str]) -> dict:
+    """``{"key_provenance": {key: provenance or None}, "in_sample_keys": {key: entry}, "split_hash"}`` of the run's
+    keys (a key removed since is None) and the store, for the report's Provenance section and in-sample warning."""
+    from mixsig.cache import in_sample_keys
+
+    have = set(store.keys())
+    prov = {}
+    for key in keys:
+        try:
+            prov[key] = store.provenance(key) if key in have else None
+        except Exception as exc:  # a broken key must not stop the report
+            log.warning("could not read the provenance of run %s's key %s: %s", run, key, exc)
+            prov[key] = None
+    try:
+        in_sample = in_sample_keys(store, [k for k, p in prov.items() if p is not None])
+    except Exception as exc:  # a broken key must not stop the report
+        log.warning("could not check whether run %s's keys were embedded in-sample: %s", run, exc)
+        in_sample = {}
+    return {"key_provenance": prov, "in_sample_keys": in_sample, "split_hash": store.split_hash()}

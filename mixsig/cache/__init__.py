@@ -11,7 +11,7 @@ from mixsig.cache._h5 import export_h5, import_h5
 from mixsig.cache._keys import (FEATURE_FORMAT_VERSION, Provenance, canonical_json, diff_dicts, sha256_of,
                                short_name)
 from mixsig.cache._runs import (UNSET, Run, RunRecord, RunSubset, Unset, describe_collapse, subset_metrics,
-                                subset_name)
+                                subset_name, describe_in_sample, in_sample_keys, library_versions)
 from mixsig.cache._samples import MODALITIES, Samples
 from mixsig.cache._status import Status
 from mixsig.cache._create import create_store, open_store, store_state
@@ -27,5 +27,5 @@ __all__ = [
     "default_chunk_rows", "describe_collapse", "describe_group_leak", "diff_dicts", "export_h5", "import_h5", "open_store", "sha256_of",
     "short_name", "subset_metrics", "subset_name", "verify_store",
     "SamplesUpdate", "affected_rows", "check_lease_free", "describe_samples_diff", "diff_samples", "leased_keys",
-    "store_state", "update_samples",
+    "store_state", "update_samples", "describe_in_sample", "in_sample_keys", "library_versions",
 ]

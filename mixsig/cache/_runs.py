@@ -97,6 +97,23 @@ def _version() -> str:
     return __version__
 
 
+#: The libraries whose versions a run records (``versions``) and the report's Provenance section shows.
+LIBRARIES = ("torch", "transformers", "lightgbm", "optuna", "zarr", "numpy", "scikit-learn")
+
+
+def library_versions() -> dict:
+    """``{library: installed version or None}`` of :data:`LIBRARIES` (read from the package metadata)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for lib in LIBRARIES:
+        try:
+            out[lib] = version(lib)
+        except PackageNotFoundError:
+            out[lib] = None
+    return out
+
+
 @dataclass(frozen=True, kw_only=True)
 class RunRecord:
     """The attrs of run ``name`` (``runs/<name>``), typed: the one way a run is described and written.
@@ -123,7 +140,12 @@ class RunRecord:
     source: str                      # "train" | "finetune" | "study:<name>" (RUN_SOURCES)
     created: str | Unset = field(default_factory=_now)            # ISO time, UTC
     mixsig_version: str | Unset = field(default_factory=_version)
+    versions: dict | Unset = field(default_factory=library_versions)  # {library: version} when it was trained
     group_leak: dict | None | Unset = UNSET   # train, finetune: the leak record allowed for the run, None = no leak
+    selection_splits: list | Unset = UNSET    # train, finetune, study: splits whose rows chose its epochs, early
+    #                                           stopping or trial ([] = none; UNSET: not recorded, unknown)
+    in_sample_keys: dict | Unset = UNSET      # train, study: {key: in_sample_keys() entry} of fine-tuned keys whose
+    #                                           train rows were embedded by a model trained on them ({} = none)
     # --- train_run (and the studies' winner runs it writes)
     soft_labels: bool | Unset = UNSET         # trained on the annotators' vote shares
     class_weight: Any = UNSET                 # the resolved class_weight param: None, "balanced" or {index: weight}
@@ -199,6 +221,7 @@ class RunRecord:
         fields = {k: v for k, v in attrs.items() if k in known}
         fields.setdefault("created", UNSET)
         fields.setdefault("mixsig_version", UNSET)
+        fields.setdefault("versions", UNSET)
         return cls(name=name, **fields, extra={k: v for k, v in attrs.items() if k not in known})
 
     def replace(self, **fields) -> "RunRecord":
@@ -341,3 +364,34 @@ def describe_collapse(entry: dict) -> str:
     the report and ``mixsig study show`` print the same line."""
     return (f"{entry.get('subset', '?')} seed {entry.get('seed', '?')} collapsed on {entry.get('split', '?')}: "
             f"{entry.get('reason') or 'no reason recorded'}")
+
+
+def in_sample_keys(store, keys) -> dict:
+    """The fine-tuned keys among ``keys`` whose labelled train rows were embedded by a model trained on those same
+    rows (``mixsig finetune`` without ``--folds K``, K >= 2): ``{key: {"folds", "train_rows", "encoder"}}``
+    (``train_rows``: train rows the key's array ``fold`` marks -1, the all-train model). Keys not fine-tuned, or
+    fine-tuned with folds, are left out; a head trained on such a key learns from over-confident features."""
+    samples, out = store.samples, {}
+    train = (samples.split == "train") & (samples.label >= 0)
+    for key in dict.fromkeys(keys):
+        ft = ((store.provenance(key) or {}).get("extra") or {}).get("finetune")
+        if not isinstance(ft, dict):
+            continue
+        folds = int((ft.get("config") or {}).get("folds") or 1)
+        try:
+            fold = np.asarray(store.read_array(key, "fold"))
+            n = int((train & (fold < 0)).sum())
+        except StoreError:  # a key written before the `fold` array: every train row came from the all-train model
+            n = int(train.sum()) if folds < 2 else 0
+        if n:
+            out[key] = {"folds": folds, "train_rows": n, "encoder": ft.get("base_encoder")}
+    return out
+
+
+def describe_in_sample(key: str, entry: dict) -> str:
+    """One line naming an in-sample key (an :func:`in_sample_keys` entry) and the fix; the CLI prefixes it with
+    ``WARNING: ``, ``mixsig study show`` and the report show the same line."""
+    return (f"key {key}: {entry.get('train_rows', '?')} train rows were embedded by the fine-tuned model trained on "
+            f"those same rows (folds {entry.get('folds', 1)}), so a head trained on them learns from over-confident "
+            f"features and its val/test scores drop; fine-tune again with `mixsig finetune ... --folds 5` "
+            f"(out-of-fold train embeddings) and train on the new key")

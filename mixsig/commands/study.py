@@ -234,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
 
 def render(summary: dict) -> str:
     """The text form of :func:`mixsig.studies.study_summary`."""
-    from mixsig.cache import describe_collapse, describe_group_leak
+    from mixsig.cache import describe_collapse, describe_group_leak, describe_in_sample
     from mixsig.commands._util import table
 
     s = summary["settings"]
@@ -255,6 +255,8 @@ def render(summary: dict) -> str:
     for key, m in (ov.get("modality_mismatch") or {}).items():
         lines.append(f"WARNING: modality mismatch allowed (--allow-modality-mismatch): {m['used_as']}={key} holds "
                      f"{m['holds']} features")
+    for key, entry in (summary.get("in_sample_keys") or {}).items():
+        lines.append(f"WARNING: {describe_in_sample(key, entry)}")
     if "ran_here" in summary:
         lines.append(f"this worker ran {summary['ran_here']} trial(s)")
     failed = summary.get("failed") or {}
@@ -297,6 +299,7 @@ def render(summary: dict) -> str:
     run = summary.get("run")
     if run:
         lines.append(f"run {run['name']}: head {run['head']}, subsets {', '.join(run['subsets'])} (source {run['source']})")
+        lines += _selection_lines(run)
     collapsed = (run or {}).get("collapsed") or (res or {}).get("collapsed") or []
     for entry in collapsed:
         lines.append(f"WARNING: {describe_collapse(entry)}")
@@ -305,6 +308,23 @@ def render(summary: dict) -> str:
         lines.append(f"WARNING: {len(models)} models (subset x seed) of the winner's run {res['run'] if res else run['name']} "
                      "collapsed; their scores are not evidence of a signal")
     return "\n".join(lines)
+
+
+def _selection_lines(run: dict) -> list[str]:
+    """What selected the linked run, and its in-sample keys."""
+    sel = run.get("selection_splits")
+    if sel is None:
+        lines = ["selected on: not recorded (a run written by an older mixsig)"]
+    elif sel:
+        lines = [f"selected on (trials scored, epochs chosen): {', '.join(sel)}; scores on these splits are "
+                 "optimistic, report on the others (`mixsig report --split test`)"]
+    else:
+        lines = ["selected on: no split"]
+    keys = list(run.get("in_sample_keys") or {})
+    if keys:
+        lines.append(f"WARNING: the winner's run {run['name']} was trained on in-sample key(s) {', '.join(keys)} "
+                     "(train rows embedded by a model trained on them; fine-tune with `mixsig finetune ... --folds 5`)")
+    return lines
 
 
 def _render_result(res: dict) -> list[str]:

@@ -25,7 +25,10 @@ def register(subparsers) -> None:
             "gates and attention for the gated head, metrics per split in attrs). Rows whose features are not "
             "done in every key are excluded with a count. Prints a subset x split table of mean ± std metrics. "
             "Every model is checked for collapse (one class predicted, or macro-F1 no better than chance) on val "
-            "and test: each is warned on stderr and recorded in the run (attrs collapsed); the run is still written."
+            "and test: each is warned on stderr and recorded in the run (attrs collapsed); the run is still written. "
+            "The run records the splits that chose its epochs (attrs selection_splits: val), which `mixsig report` "
+            "warns of when it analyses them, and any fine-tuned key whose train rows were embedded by a model "
+            "trained on them (`mixsig finetune` without --folds K): warned on stderr, attrs in_sample_keys."
         ),
     )
     p.add_argument("store", metavar="STORE", help="the feature store (folder or URL)")
@@ -104,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         bar.set_postfix_str(what)
         bar.update(done - bar.n)
 
-    quiet = _DropCollapseRecords()  # collapses are printed once, below, as WARNING lines
+    quiet = _DropCollapseRecords()  # collapses and in-sample keys are printed once, below, as WARNING lines
     logging.getLogger("mixsig.heads._runs").addFilter(quiet)
     try:
         result = train_run(args.store, args.head, features, seeds=seeds, params=params, name=args.name,
@@ -136,12 +139,15 @@ def run(args: argparse.Namespace) -> int:
 
 class _DropCollapseRecords(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return not getattr(record, "mixsig_collapse", False)
+        return not (getattr(record, "mixsig_collapse", False) or getattr(record, "mixsig_in_sample", False))
 
 
 def _print_warnings(result) -> None:
-    """Collapsed models, one ``WARNING:`` line each and a summary line, on stderr."""
-    from mixsig.cache import describe_collapse
+    """Fine-tuned keys made in-sample, collapsed models (one ``WARNING:`` line each and a summary line), on stderr."""
+    from mixsig.cache import describe_collapse, describe_in_sample
+
+    for key, entry in (result.attrs.get("in_sample_keys") or {}).items():
+        print(f"WARNING: {describe_in_sample(key, entry)}", file=sys.stderr)
 
     collapsed = result.attrs.get("collapsed") or []
     for entry in collapsed:

@@ -176,6 +176,26 @@ def _check_store(store, features: dict[str, str], allow_modality_mismatch: bool,
     return mismatch, leak
 
 
+def warn_in_sample(store, keys) -> dict:
+    """:func:`mixsig.cache.in_sample_keys` of ``keys``, each logged as a warning (record attr ``mixsig_in_sample``;
+    ``mixsig train`` prints them as ``WARNING:`` lines instead)."""
+    from mixsig.cache import describe_in_sample, in_sample_keys
+
+    found = in_sample_keys(store, keys)
+    for key, entry in found.items():
+        log.warning("%s", describe_in_sample(key, entry), extra={"mixsig_in_sample": True})
+    return found
+
+
+def selection_splits(n_val: int, fit_info: dict) -> list[str]:
+    """``[VAL_SPLIT]`` when some fit chose its epoch or stopped early on the ``n_val`` validation rows (a torch head's
+    ``best_epoch``, LightGBM's early-stopping ``best_iteration`` > 0), else ``[]`` (no val rows; logistic
+    regression, LightGBM with ``early_stopping_rounds=0``)."""
+    used = any(f.get("best_epoch") is not None or (f.get("best_iteration") or 0) > 0
+               for fits in fit_info.values() for f in fits)
+    return [VAL_SPLIT] if n_val and used else []
+
+
 @dataclass
 class _TrainData:
     """The rows a run uses (``used``: done in every key, sorted) and what the fits take from them: ``X``
@@ -288,7 +308,9 @@ def train_run(store, head: str, features: dict[str, str], *, seeds=(0,), params:
     ``collapsed`` — ``[{"subset", "seed", "split", "reason"}]`` for every model that collapsed
     (:func:`mixsig.metrics.collapse`) on ``val`` or ``test``, ``[]`` when none (logged as warnings; the run
     is written anyway); ``group_leak`` — the store's leak record allowed for this run, or None;
-    ``modality_mismatch`` — ``{key: {"used_as", "holds"}}`` allowed for this run, ``{}`` when none).
+    ``modality_mismatch`` — ``{key: {"used_as", "holds"}}`` allowed for this run, ``{}`` when none;
+    ``selection_splits`` — ``["val"]`` when val chose the epochs / stopped early (:func:`selection_splits`);
+    ``in_sample_keys`` — fine-tuned keys made without folds (:func:`warn_in_sample`), ``{}`` when none).
     Returns the :class:`~mixsig.cache.Run`.
     """
     from mixsig.cache import Run, RunRecord, open_store, sha256_of, subset_metrics
@@ -307,6 +329,7 @@ def train_run(store, head: str, features: dict[str, str], *, seeds=(0,), params:
     resolved = get_head(head, **params).get_params()
     mismatch, leak = _check_store(store, features, allow_modality_mismatch, allow_group_leak)
     data = _TrainData.load(store, features, soft_labels)
+    in_sample = warn_in_sample(store, features.values())
     t0 = time.perf_counter()
     out, fit_info, collapsed = _fit_subsets(data, head, params, seeds, len(samples.classes), progress)
     seconds = time.perf_counter() - t0
@@ -323,7 +346,7 @@ def train_run(store, head: str, features: dict[str, str], *, seeds=(0,), params:
               "not_done": data.not_done, "train": int(data.tr.size), "val": int(data.va.size),
               "train_without_votes": data.no_votes},
         fits=fit_info, train_seconds=round(seconds, 3), collapsed=collapsed, group_leak=leak,
-        modality_mismatch=mismatch)
+        modality_mismatch=mismatch, selection_splits=selection_splits(data.va.size, fit_info), in_sample_keys=in_sample)
     store.write_run(record, out, overwrite=overwrite)
     log.info("wrote run %s: %d subsets x %d seeds in %.1f s", record.name, len(out), len(seeds), seconds)
     return Run(name=record.name, attrs=dict(record.to_attrs(), complete=True), subsets=out)

@@ -115,7 +115,7 @@ def finalize_study(store, study, settings: StudySettings, objective: Objective, 
                              settings.feature_map)
     st, run = _train_winner(store, study, settings, objective, cfg, seeds, allow_group_leak=allow_group_leak,
                             allow_modality_mismatch=allow_modality_mismatch)
-    _link_run(st, run.name, study, settings, winner)
+    selected = _link_run(st, run, study, settings, winner)
     test = _test_scores(st, run, settings.metric)
     run_collapsed = list(run.attrs.get("collapsed") or [])
     if run_collapsed:
@@ -126,7 +126,8 @@ def finalize_study(store, study, settings: StudySettings, objective: Objective, 
               "seeds": seeds, "ranking": RANKING, "reeval": results, "collapsed": run_collapsed,
               "allow_group_leak": bool(allow_group_leak), "group_leak": run.attrs.get("group_leak"),
               "allow_modality_mismatch": bool(allow_modality_mismatch),
-              "modality_mismatch": run.attrs.get("modality_mismatch") or {}, "n_finished": n_finished(study)}
+              "modality_mismatch": run.attrs.get("modality_mismatch") or {}, "n_finished": n_finished(study),
+              "selection_splits": selected, "in_sample_keys": run.attrs.get("in_sample_keys") or {}}
     study.set_user_attr(REEVAL_ATTR, results)
     study.set_user_attr(RUN_ATTR, run.name)
     study.set_user_attr(RESULT_ATTR, record)
@@ -163,10 +164,20 @@ def _train_winner(store, study, settings: StudySettings, objective: Objective, c
     if getattr(st, "mode", "r+") != "r+":
         st = open_store_arg(str(st.url), mode="r+")
     head_params = objective.make_head(cfg).get_params()
-    run = train_run(st, cfg.head, run_features(study, settings, cfg), seeds=list(seeds), params=head_params,
-                    name=run_name_for(study.study_name), overwrite=True, allow_group_leak=allow_group_leak,
-                    allow_modality_mismatch=allow_modality_mismatch)
+    quiet = _DropInSample()  # `study run` warned of the in-sample keys already, before the trials
+    logging.getLogger("mixsig.heads._runs").addFilter(quiet)
+    try:
+        run = train_run(st, cfg.head, run_features(study, settings, cfg), seeds=list(seeds), params=head_params,
+                        name=run_name_for(study.study_name), overwrite=True, allow_group_leak=allow_group_leak,
+                        allow_modality_mismatch=allow_modality_mismatch)
+    finally:
+        logging.getLogger("mixsig.heads._runs").removeFilter(quiet)
     return st, run
+
+
+class _DropInSample(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, "mixsig_in_sample", False)
 
 
 def _warn_collapsed_run(run, run_collapsed: list[dict], n_seeds: int) -> None:
@@ -201,12 +212,24 @@ def run_features(study, settings: StudySettings, cfg: TrialConfig) -> dict[str, 
     return out
 
 
-def _link_run(store, name: str, study, settings: StudySettings, winner: dict) -> None:
-    """Mark run ``name`` as written by ``study`` (attrs ``source``, ``study``)."""
-    store.update_run(name, source=f"study:{study.study_name}",
+def study_selection_splits(settings: StudySettings) -> list[str]:
+    """The splits whose rows scored the study's trials and re-evaluations: ``["val"]``, or with ``--cv K`` the
+    folds over ``["train", "val"]``."""
+    return ["train", "val"] if settings.cv else ["val"]
+
+
+def _link_run(store, run, study, settings: StudySettings, winner: dict) -> list[str]:
+    """Mark ``run`` as written by ``study`` (attrs ``source``, ``study``, and ``selection_splits``: the study's
+    scoring splits and those that chose the run's epochs). Returns the selection splits."""
+    order = {"train": 0, "val": 1, "test": 2}
+    selected = sorted(set(study_selection_splits(settings)) | set(run.attrs.get("selection_splits") or []),
+                      key=lambda sp: (order.get(sp, 3), sp))
+    store.update_run(run.name, source=f"study:{study.study_name}", selection_splits=selected,
                      study={"name": study.study_name, "trial": winner["trial"], "settings_sha256": settings.sha256(),
                             "val_mean": winner["mean"], "val_std": winner["std"], "val_robust": winner["robust"],
-                            "metric": settings.metric})
+                            "metric": settings.metric, "scored_on": study_selection_splits(settings),
+                            "cv": settings.cv})
+    return selected
 
 
 def _test_scores(store, run, metric: str) -> dict:

@@ -24,7 +24,7 @@ from mixsig.studies._settings import SETTINGS_ATTR, SETTINGS_VERSION, StudySetti
 from mixsig.studies._space import get_space
 from mixsig.studies._journal import mixsig_error_in
 from mixsig.studies._storage import fail_dead_trials, open_storage, run_lock, uses_heartbeat
-from mixsig.studies._summary import study_summary
+from mixsig.studies._summary import IN_SAMPLE_ATTR, study_summary
 
 if TYPE_CHECKING:  # pragma: no cover
     import optuna
@@ -164,6 +164,7 @@ def run_study(store, name: str, *, heads, features, trials: int = 100, timeout: 
     _check_keys(st, fmap)
     overrides = check_inputs(st, fmap, allow_group_leak=allow_group_leak,
                              allow_modality_mismatch=allow_modality_mismatch)
+    in_sample = warn_in_sample(st, fmap)
     data = StudyData(st, fmap, cv=cv, seed=seed)
     settings = StudySettings(
         heads=tuple(heads), features=tuple(fmap.items()), metric=metric, cv=cv, seed=seed, trials=trials,
@@ -174,6 +175,7 @@ def run_study(store, name: str, *, heads, features, trials: int = 100, timeout: 
         stor = open_storage(store_url(st), storage, parallel=False)
         study = _create_or_resume(stor, name, settings, st, data, new=new)
         study.set_user_attr(OVERRIDES_ATTR, overrides)
+        study.set_user_attr(IN_SAMPLE_ATTR, in_sample)
         objective = Objective(data, settings.heads, fmap, metric, seed=seed, threads=threads)
         _optimize(study, objective, trials, timeout, on_trial, not uses_heartbeat(stor))
         if final:
@@ -208,6 +210,17 @@ def check_inputs(store, features: Mapping[str, tuple[str, ...]], *, allow_group_
                     m["used_as"], key, m["holds"])
     return {"allow_group_leak": bool(allow_group_leak), "group_leak": leak,
             "allow_modality_mismatch": bool(allow_modality_mismatch), "modality_mismatch": mismatch}
+
+
+def warn_in_sample(store, features: Mapping[str, tuple[str, ...]]) -> dict:
+    """The study's fine-tuned keys whose train rows were embedded in-sample (:func:`mixsig.cache.in_sample_keys`
+    over every key of every modality), each warned: trials on them learn from over-confident train features."""
+    from mixsig.cache import describe_in_sample, in_sample_keys
+
+    found = in_sample_keys(store, [k for keys in features.values() for k in keys])
+    for key, entry in found.items():
+        log.warning("%s", describe_in_sample(key, entry))
+    return found
 
 
 def _same_overrides(result: dict, overrides: dict) -> bool:

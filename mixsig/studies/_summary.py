@@ -13,6 +13,9 @@ from mixsig.studies._objective import COLLAPSED_ATTR
 from mixsig.studies._settings import StudySettings
 from mixsig.studies._storage import FAILED_ATTR, describe_storage, open_storage
 
+#: study user attr: the fine-tuned keys of the study made in-sample ({key: mixsig.cache.in_sample_keys entry})
+IN_SAMPLE_ATTR = "in_sample_keys"
+
 
 def study_summary(store, name: str, *, storage: str | None = None, top: int = 5, _study=None) -> dict:
     """Everything ``mixsig study show`` prints, as a JSON-able dict.
@@ -22,7 +25,9 @@ def study_summary(store, name: str, *, storage: str | None = None, top: int = 5,
     ``{"count", "trials": [{"number", "value", "head", "modalities", "reason"}]}``), ``failed`` (trials failed
     because their worker died: {number: reason}), ``importances`` ({"all": {param: share}, "<head>": {...}} or
     ``{"unavailable": reason}``), ``overrides`` (what the last ``study run`` allowed: group leak, modality
-    mismatch), ``reeval``, ``result`` and ``run`` (the linked run's attrs summary, if any).
+    mismatch), ``in_sample_keys`` (the study's fine-tuned keys whose train rows were embedded in-sample:
+    {key: :func:`mixsig.cache.in_sample_keys` entry}), ``reeval``, ``result`` and ``run`` (the linked run's attrs
+    summary, if any, with its ``selection_splits``).
     """
     from optuna.trial import TrialState
 
@@ -51,6 +56,7 @@ def study_summary(store, name: str, *, storage: str | None = None, top: int = 5,
         "failed": _failed(study),
         "importances": _importances(complete, settings),
         "overrides": study.user_attrs.get(OVERRIDES_ATTR),
+        "in_sample_keys": _in_sample(st, study, settings),
         "reeval": study.user_attrs.get(REEVAL_ATTR),
         "result": study.user_attrs.get(RESULT_ATTR),
         "run": _linked_run(st, study.user_attrs.get(RUN_ATTR)),
@@ -81,7 +87,18 @@ def _linked_run(store, run_name: str | None) -> dict | None:
     return {"name": run_name, "head": r.attrs.get("head"), "features": r.attrs.get("features"),
             "seeds": r.attrs.get("seeds"), "source": r.attrs.get("source"), "subsets": list(r.subsets),
             "collapsed": r.attrs.get("collapsed"), "group_leak": r.attrs.get("group_leak"),
-            "modality_mismatch": r.attrs.get("modality_mismatch")}
+            "modality_mismatch": r.attrs.get("modality_mismatch"), "selection_splits": r.attrs.get("selection_splits"),
+            "in_sample_keys": r.attrs.get("in_sample_keys")}
+
+
+def _in_sample(store, study, settings: StudySettings) -> dict:
+    """What ``study run`` recorded (user attr ``in_sample_keys``); for a study made before, found in the store now."""
+    if IN_SAMPLE_ATTR in study.user_attrs:
+        return dict(study.user_attrs[IN_SAMPLE_ATTR] or {})
+    from mixsig.cache import in_sample_keys
+
+    have = set(store.keys())
+    return in_sample_keys(store, [k for keys in settings.feature_map.values() for k in keys if k in have])
 
 
 def _importances(complete: list, settings: StudySettings) -> dict:

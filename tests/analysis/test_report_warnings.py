@@ -35,7 +35,8 @@ def test_clean_run_has_no_warning(tmp_path):
     to_store(tmp_path / "s.zarr", inp, run_attrs={"collapsed": [], "group_leak": None, "modality_mismatch": {}})
     md, html, doc = _report(tmp_path, tmp_path / "s.zarr", "planted")
     assert doc["warnings"] == {"collapsed": [], "collapsed_checked_by": "run",
-                               "group_leak": {"run": None, "store": None}, "modality_mismatch": {}, "messages": []}
+                               "group_leak": {"run": None, "store": None}, "modality_mismatch": {},
+                               "selection_splits": None, "selection_overlap": None, "in_sample": {}, "messages": []}
     assert "WARNING" not in md and "class='warn'" not in html
     assert "notes" in doc and "skipped" in doc  # the existing fields stay
 

@@ -18,7 +18,7 @@ from mixsig.extract import folder_sha256
 #: The attrs of a fine-tune run (the keys stay what they were when RunRecord replaced the hand-built dict).
 FINETUNE_ATTRS = {"head", "params", "features", "modalities", "seeds", "classes", "split_hash", "metrics", "source",
                   "created", "mixsig_version", "group_leak", "checkpoints", "checkpoint_sha256", "val_accuracy",
-                  "best_epoch", "fold", "encoder", "base_revision", "trained_parameters", "complete"}
+                  "best_epoch", "fold", "encoder", "base_revision", "trained_parameters", "complete", "versions"}
 
 
 def _run(cli, capsys, *args) -> dict:

@@ -49,7 +49,8 @@ def test_run_layout_rows_and_attrs(built, gated_run):
     # the keys a train run's attrs have had since before RunRecord; the stored attrs are the record's
     assert set(attrs) == {"head", "params", "features", "modalities", "seeds", "classes", "split_hash", "metrics",
                           "soft_labels", "class_weight", "rows", "fits", "train_seconds", "collapsed", "group_leak",
-                          "modality_mismatch", "source", "created", "mixsig_version", "complete"}
+                          "modality_mismatch", "source", "created", "mixsig_version", "complete",
+                          "versions", "selection_splits", "in_sample_keys"}
     stored = store.read_run("g")
     assert stored.attrs == attrs and stored.record.to_attrs() == {k: v for k, v in attrs.items() if k != "complete"}
     acc = attrs["metrics"]["a"]["test"]["accuracy"]

@@ -20,8 +20,8 @@ A block is a tuple, rendered by ``mixsig.analysis._render`` to both HTML and Mar
 :data:`PAGE` is the page and report.json in order: header (with warnings), metrics, paired comparisons (1b),
 disagreement, uncertainty, join, attribution (5: which modality misled the fusion, by counterfactual), dominance
 (5b: which model was followed exclusively, gate/attention weights), confidence, human study, descriptors, top
-samples; then report.json's ``notes`` and ``skipped``. :data:`SAMPLES` (the samples table, ``result["samples"]``
-and samples.csv) comes last and has no blocks. ``mixsig.analysis._analyse`` runs ``compute``;
+samples, provenance (what produced the report); then report.json's ``notes`` and ``skipped``. :data:`SAMPLES`
+(the samples table, ``result["samples"]`` and samples.csv) comes last and has no blocks. ``mixsig.analysis._analyse`` runs ``compute``;
 ``mixsig.analysis._render`` assembles the page.
 """
 
@@ -36,13 +36,14 @@ from mixsig.analysis.sections import (
     join,
     metrics,
     paired,
+    provenance,
     samples,
     top,
     uncertainty,
 )
 
 PAGE = (header, metrics, paired, disagreement, uncertainty, join, attribution, dominance, confidence, human,
-        descriptors, top)
+        descriptors, top, provenance)
 SAMPLES = samples
 
 __all__ = ["PAGE", "SAMPLES"]

@@ -47,11 +47,15 @@ def compute(ctx: Context) -> dict:
                          + "; ".join(f"{k}: {', '.join(v)}" for k, v in never.items()))
     if len(set(y.tolist())) < 2:
         ctx.notes.append("only one class among the analysed labels: AUROC is not defined")
-    part["warnings"] = run_warnings(inp, y, ctx.subsets, ctx.split)
+    part["warnings"] = run_warnings(inp, y, ctx.subsets, ctx.split, rows=ctx.rows)
+    if part["warnings"]["selection_splits"] is None:
+        ctx.notes.append(f"run {inp.run_name!r} does not record which splits selected it (attr selection_splits; "
+                         "written by an older mixsig): runs of `mixsig train` and of studies chose their epochs "
+                         "(and a study its trial) on val, so scores on val are optimistic")
     return part
 
 
-def run_warnings(inp, y: np.ndarray, subsets: dict[str, np.ndarray], split) -> dict:
+def run_warnings(inp, y: np.ndarray, subsets: dict[str, np.ndarray], split, rows: np.ndarray | None = None) -> dict:
     """What makes the run's numbers misleading, for the top of the report (report.json ``warnings``).
 
     - ``collapsed``: the run's ``collapsed`` attr (``[{"subset", "seed", "split", "reason"}]``, see
@@ -61,9 +65,14 @@ def run_warnings(inp, y: np.ndarray, subsets: dict[str, np.ndarray], split) -> d
     - ``group_leak``: ``{"run": the leak allowed for the run (``mixsig train --allow-group-leak``) or None,
       "store": the store's leak (recorded by ``extract --allow-group-leak``, or found in its samples) or None}``.
     - ``modality_mismatch``: ``{key: {"used_as", "holds"}}``, from the run's attrs or the store's keys.
+    - ``selection_splits``: the splits that selected the run (:func:`selection_splits_of`; None = not recorded)
+      and ``selection_overlap``: ``{"splits", "rows", "why"}`` when analysed ``rows`` (indices into ``inp``'s rows;
+      None = every row) lie in them, else None.
+    - ``in_sample``: ``{key: {"folds", "train_rows", "encoder"}}``: fine-tuned keys the head was trained on whose
+      train rows were embedded by a model trained on them (the run's ``in_sample_keys``, or found in the store).
     - ``messages``: the lines the report shows, loudly, under its title (empty for a clean run).
     """
-    from mixsig.cache import describe_collapse, describe_group_leak
+    from mixsig.cache import describe_collapse, describe_group_leak, describe_in_sample
     from mixsig.metrics import collapse
 
     attrs = inp.run_attrs
@@ -112,8 +121,46 @@ def run_warnings(inp, y: np.ndarray, subsets: dict[str, np.ndarray], split) -> d
     for key, mm in mismatch.items():
         msgs.append(f"Key {key} holds {mm.get('holds')} features but was used as {mm.get('used_as')} "
                     f"(`--allow-modality-mismatch`): subsets named {mm.get('used_as')} are not that modality.")
+    selected = selection_splits_of(attrs)
+    overlap = _selection_overlap(inp, selected, rows)
+    if overlap:
+        msgs.append(overlap["why"])
+    in_sample = dict(attrs["in_sample_keys"] or {}) if "in_sample_keys" in attrs else \
+        ({} if attrs.get("source") == "finetune" else dict(checks.get("in_sample_keys") or {}))
+    msgs.extend(f"In-sample embeddings: {describe_in_sample(k, e)}." for k, e in in_sample.items())
     return {"collapsed": collapsed, "collapsed_checked_by": checked_by,
-            "group_leak": {"run": run_leak, "store": store_leak}, "modality_mismatch": mismatch, "messages": msgs}
+            "group_leak": {"run": run_leak, "store": store_leak}, "modality_mismatch": mismatch,
+            "selection_splits": selected, "selection_overlap": overlap, "in_sample": in_sample, "messages": msgs}
+
+
+def selection_splits_of(attrs: dict) -> list[str] | None:
+    """The splits whose rows selected the run (epochs, early stopping, a study's trial): its ``selection_splits``
+    attr; for a fine-tune run without it, ``["val"]`` when a model recorded a validation accuracy; else None."""
+    if "selection_splits" in attrs:
+        return list(attrs["selection_splits"] or [])
+    if attrs.get("source") == "finetune" and isinstance(attrs.get("val_accuracy"), dict):
+        return ["val"] if any(v is not None for v in attrs["val_accuracy"].values()) else []
+    return None
+
+
+def _selection_overlap(inp, selected: list[str] | None, rows) -> dict | None:
+    """``{"splits", "rows", "why"}`` when analysed rows lie in the splits that selected the run, else None."""
+    if not selected:
+        return None
+    analysed = inp.split if rows is None else inp.split[np.asarray(rows, np.int64)]
+    hit = np.isin(analysed, selected)
+    if not hit.any():
+        return None
+    splits = [sp for sp in selected if (analysed == sp).any()]
+    rest = sorted(set(analysed.tolist()) - set(selected), key=lambda sp: ({"train": 0, "val": 1, "test": 2}.get(sp, 3), sp))
+    study = inp.run_attrs.get("study") if isinstance(inp.run_attrs.get("study"), dict) else {}
+    how = (f"study {study.get('name')!r} scored its trials on {'+'.join(study.get('scored_on') or ['val'])} and the "
+           f"run chose its epochs / stopped early on val" if study else "the run chose its epochs / stopped early on it")
+    fix = f"`mixsig report ... --split {'+'.join(rest) or 'test'}`"
+    why = (f"{int(hit.sum())} of the {analysed.size} analysed rows are in {', '.join(splits)}, the split(s) that "
+           f"selected this run ({how}; run attr selection_splits {selected}): its scores there are optimistic. "
+           f"Analyse held-out rows only: {fix}.")
+    return {"splits": splits, "rows": int(hit.sum()), "why": why}
 
 
 def _leak_text(leak, describe) -> str:
