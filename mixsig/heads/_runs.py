@@ -187,11 +187,12 @@ def warn_in_sample(store, keys) -> dict:
     return found
 
 
-def selection_splits(n_val: int, fit_info: dict) -> list[str]:
+def selection_splits(n_val: int, fit_info: dict, params: dict) -> list[str]:
     """``[VAL_SPLIT]`` when some fit chose its epoch or stopped early on the ``n_val`` validation rows (a torch head's
-    ``best_epoch``, LightGBM's early-stopping ``best_iteration`` > 0), else ``[]`` (no val rows; logistic
-    regression, LightGBM with ``early_stopping_rounds=0``)."""
-    used = any(f.get("best_epoch") is not None or (f.get("best_iteration") or 0) > 0
+    ``best_epoch``; LightGBM's ``best_iteration`` unless its resolved ``params`` turn early stopping off), else
+    ``[]`` (no val rows; logistic regression; LightGBM with ``early_stopping_rounds=0``)."""
+    stops = params.get("early_stopping_rounds", 1) != 0
+    used = any(f.get("best_epoch") is not None or (stops and f.get("best_iteration") is not None)
                for fits in fit_info.values() for f in fits)
     return [VAL_SPLIT] if n_val and used else []
 
@@ -346,7 +347,8 @@ def train_run(store, head: str, features: dict[str, str], *, seeds=(0,), params:
               "not_done": data.not_done, "train": int(data.tr.size), "val": int(data.va.size),
               "train_without_votes": data.no_votes},
         fits=fit_info, train_seconds=round(seconds, 3), collapsed=collapsed, group_leak=leak,
-        modality_mismatch=mismatch, selection_splits=selection_splits(data.va.size, fit_info), in_sample_keys=in_sample)
+        modality_mismatch=mismatch, selection_splits=selection_splits(data.va.size, fit_info, resolved),
+        in_sample_keys=in_sample)
     store.write_run(record, out, overwrite=overwrite)
     log.info("wrote run %s: %d subsets x %d seeds in %.1f s", record.name, len(out), len(seeds), seconds)
     return Run(name=record.name, attrs=dict(record.to_attrs(), complete=True), subsets=out)
