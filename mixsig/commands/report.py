@@ -21,14 +21,20 @@ def register(subparsers) -> None:
             "write report.html (one self-contained file, plots embedded), report.md, report.json (every number) "
             "and samples.csv (one row per sample). Seeds are aggregated by majority vote of predictions (ties: "
             "mean probabilities); confidences are seed-mean probabilities. Parts that need votes, unimodal "
-            "subsets or media are skipped with the reason when those are missing."
+            "subsets or media are skipped with the reason when those are missing. Warned under the report's title "
+            "and on stderr: collapsed models, group leaks, modality mismatches, analysed rows of a split that "
+            "selected the run (its epochs, early stopping or study trial: report on --split test), and fine-tuned "
+            "keys whose train rows were embedded in-sample (`mixsig finetune --folds K` fixes it). A Provenance "
+            "section names the keys (encoder, revision, preprocessing), head, hyperparameters, seeds, study and "
+            "trial, split hash and library versions."
         ),
     )
     p.add_argument("store", metavar="STORE", help="the feature store (folder or URL)")
     p.add_argument("--run", required=True, help="name of the run inside the store (see `mixsig cache ls`)")
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default: report-<RUN>)")
     p.add_argument("--split", default="test",
-                   help="rows to analyse: a split name, several joined by '+' (val+test), or 'all' (default: test)")
+                   help="rows to analyse: a split name, several joined by '+' (val+test), or 'all' (default: test; "
+                        "rows of a split that selected the run are warned of)")
     p.add_argument("--top", type=int, default=10, metavar="K", help="misled and ambiguous samples to list (default 10)")
     p.add_argument("--no-plots", action="store_true", help="leave the figures out (faster)")
     p.add_argument("--media-root", default=None, metavar="DIR",
