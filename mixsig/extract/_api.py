@@ -368,6 +368,10 @@ def load_checked(manifest, classes, allow_outside_paths: bool, command: str):
         return load_manifest(manifest, classes=classes, check_media=False, group_leak_errors=False,
                              allow_outside_paths=allow_outside_paths)
     check_outside_paths(manifest, allow_outside_paths, command)
+    if allow_outside_paths and not manifest.outside_paths_allowed:  # to_samples then hashes them, as extract does
+        import dataclasses
+
+        manifest = dataclasses.replace(manifest, outside_paths_allowed=True)
     return manifest
 
 

@@ -171,3 +171,30 @@ def test_a_registered_pooling_is_offered_and_used_by_the_cli(tmp_path, corpus, t
         cli("extract", corpus, "--store", store_path, "--modality", "text", "--encoder", tiny_encoders["text"],
             "--pooling", "max")
     assert exc.value.code == 2 and "invalid choice: 'max' (choose from 'cls', 'mean')" in capsys.readouterr().err
+
+
+def test_a_loaded_manifest_with_outside_paths_allowed_extracts_on_the_first_run(tmp_path, corpus, tiny_encoders):
+    """A Manifest object handed to extract with allow_outside_paths: the store's samples hash the outside files
+    as extract does, so the first run is not refused as 'manifest changed'."""
+    import dataclasses
+
+    from mixsig.errors import RefusedInput
+    from mixsig.extract import extract
+    from mixsig.manifest import load_manifest
+
+    with open(corpus, newline="") as f:
+        rows = list(csv.DictReader(f))[:6]
+    for r in rows:
+        r["audio"] = str(corpus.parent / r["audio"])
+    path = tmp_path / "m.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    manifest = dataclasses.replace(load_manifest(path, check_media=False, allow_outside_paths=True),
+                                   outside_paths_allowed=False)
+    with pytest.raises(RefusedInput, match="--allow-outside-paths"):
+        extract(manifest, tmp_path / "s.zarr", "audio", tiny_encoders["audio"])
+    res = extract(manifest, tmp_path / "s.zarr", "audio", tiny_encoders["audio"], allow_outside_paths=True)
+    assert res.written == 6 and not res.failed
+    assert all(open_store(tmp_path / "s.zarr").samples.content_hash["audio"])
