@@ -190,6 +190,7 @@ def input_from_store(store_or_url, run: str, *, media_root=None, descriptors=Non
 
     store = open_store(str(store_or_url), mode="r") if isinstance(store_or_url, (str, Path)) else store_or_url
     run_obj = store.read_run(run)
+    check_split_hash(store, run_obj)
     extra, notes = _store_descriptors(store)
     extra.update(descriptors or {})
     if media_root is None:
@@ -198,6 +199,26 @@ def input_from_store(store_or_url, run: str, *, media_root=None, descriptors=Non
     inp.notes.extend(notes)
     inp.store_checks = store_checks(store, run_obj)
     return inp
+
+
+def check_split_hash(store, run) -> None:
+    """Refuse (:class:`~mixsig.errors.RefusedInput`, exit 3) a run trained on another samples table than the store
+    holds now (its recorded ``split_hash`` differs, e.g. after ``extract --update-samples`` changed labels or
+    splits): its predictions would be scored against labels it was not trained for. Runs without one (written by
+    other tools) are not checked."""
+    from mixsig.errors import RefusedInput
+
+    recorded = run.attrs.get("split_hash")
+    now = store.split_hash()
+    if recorded and recorded != now:
+        updates = (store.attrs or {}).get("samples_updates") or []
+        when = f" (the store's samples were updated {len(updates)} time(s) since, last at {updates[-1].get('at')})" \
+            if updates and isinstance(updates[-1], dict) else ""
+        raise RefusedInput(f"run {run.name!r} was trained on another samples table than store {store.url} holds now "
+                           f"(split_hash {recorded[:12]} recorded, {now[:12]} now{when}): labels or splits changed, "
+                           f"so its predictions would be scored against labels it was not trained for. Train it "
+                           f"again (`mixsig train ... --name {run.name} --overwrite`) or report from a copy of the "
+                           f"store made before the change")
 
 
 def store_checks(store, run) -> dict:
