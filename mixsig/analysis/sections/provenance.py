@@ -60,8 +60,8 @@ def _num(value) -> str:
 def _text(value) -> str:
     if value is None or value == "" or value == {}:
         return "–"
-    if isinstance(value, dict):
-        return "; ".join(f"{k}={_text(v)}" for k, v in value.items())
+    if isinstance(value, dict):  # one level as k=v; nested records as compact JSON
+        return "; ".join(f"{k}={v if isinstance(v, str) else json.dumps(v, default=str)}" for k, v in value.items())
     if isinstance(value, (list, tuple)):
         return ", ".join(map(str, value)) or "–"
     return str(value)
