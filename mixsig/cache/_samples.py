@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import shutil
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -169,6 +172,70 @@ def write_samples(group, samples: Samples) -> None:
     for c, v in samples.columns.items():
         put(f"column@{c}", v)
     group.attrs.update({"classes": list(samples.classes), "n_rows": n, "split_hash": samples.split_hash()})
+
+
+#: where a local update writes the new table, and where the old one goes during the swap (``samples/`` beside)
+SAMPLES_NEW, SAMPLES_OLD = "samples.new", "samples.old"
+#: store attr set while a non-local store's samples table is rewritten in place (reads refuse it)
+UPDATING_ATTR = "samples_updating"
+
+
+def _complete(path) -> bool:
+    """True when ``path`` holds a samples group written to its end (``split_hash``, written last, is there)."""
+    try:
+        return "split_hash" in json.loads((path / "zarr.json").read_text()).get("attributes", {})
+    except (OSError, ValueError):
+        return False
+
+
+def swap_samples(root, write) -> None:
+    """Replace ``<root>/samples`` atomically on a local store: ``write(path)`` builds the new table at
+    ``samples.new/``, then two renames swap it in (``samples`` -> ``samples.old``, ``samples.new`` -> ``samples``)
+    and the old one is removed. An OSError (full disk) leaves the old table as it was. Call under the samples
+    lock; :func:`finish_samples_swap` completes a swap interrupted between its renames."""
+    new, old, cur = root / SAMPLES_NEW, root / SAMPLES_OLD, root / "samples"
+    finish_samples_swap(root)
+    shutil.rmtree(new, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+    try:
+        write(new)
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)
+        raise
+    os.rename(cur, old)
+    os.rename(new, cur)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def finish_samples_swap(root) -> None:
+    """Complete a swap of the samples table interrupted between its renames (no ``samples/``): the complete new
+    table, else the old one, becomes ``samples/``. Call under the samples lock."""
+    cur = root / "samples"
+    if (cur / "zarr.json").exists():
+        return
+    for src in (root / SAMPLES_NEW, root / SAMPLES_OLD):
+        if src.is_dir() and _complete(src):
+            shutil.rmtree(cur, ignore_errors=True)
+            os.rename(src, cur)
+            shutil.rmtree(root / SAMPLES_OLD, ignore_errors=True)
+            return
+
+
+def samples_group(group, root):
+    """The store's ``samples/`` group (``group``: the store's root group; ``root``: its folder, None if not local).
+    Local: a swap interrupted between its renames is completed first (waiting for an update that is running).
+    Other stores: refused with :class:`StoreError` while an update rewrites the table in place."""
+    if root is not None and not (root / "samples" / "zarr.json").exists():
+        from mixsig.cache._lease import _mutex
+
+        if (root / SAMPLES_NEW).is_dir() or (root / SAMPLES_OLD).is_dir():
+            with _mutex(root / ".mixsig" / "locks" / "samples", timeout=600, what="an update of the samples table"):
+                finish_samples_swap(root)
+    elif root is None and group.attrs.get(UPDATING_ATTR):
+        raise StoreError(f"the samples table of {group.store} is being updated, or an update was interrupted "
+                         f"(store attr {UPDATING_ATTR!r} is set); wait for it, or rerun the command with "
+                         "--update-samples to complete it")
+    return group["samples"]
 
 
 def read_samples(group, root=None) -> Samples:

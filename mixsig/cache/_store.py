@@ -31,7 +31,7 @@ from mixsig.cache._digest import LEDGER, LEDGER_COLUMNS, crc_codecs
 from mixsig.cache._key_arrays import KeyArrays
 from mixsig.cache._keys import Provenance, diff_dicts, provenance_matches
 from mixsig.cache._runs import Run, RunRecord, RunSubset, read_run, update_run, write_run
-from mixsig.cache._samples import Samples, read_samples
+from mixsig.cache._samples import Samples, read_samples, samples_group
 from mixsig.errors import GroupLeak, ProvenanceMismatch, StoreError, UsageError
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ class FeatureStore(KeyArrays):
 
     @cached_property
     def samples(self) -> Samples:
-        return read_samples(self.root["samples"], self.local_path)
+        return read_samples(samples_group(self.root, self.local_path), self.local_path)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -316,12 +316,14 @@ class FeatureStore(KeyArrays):
             time.sleep(0.2)
 
     def writer(self, key: str, shard: tuple[int, int] = (0, 1), lease: bool = True, break_lease: bool = False,
-               fsync: bool = True):
-        """A :class:`~mixsig.cache.FeatureWriter` for shard ``(i, n)`` of ``key`` (a context manager)."""
+               fsync: bool = True, command: str | None = None):
+        """A :class:`~mixsig.cache.FeatureWriter` for shard ``(i, n)`` of ``key`` (a context manager). ``command``
+        (``"mixsig extract"``): the command writing, named with the fixes it has when the lease is held."""
         from mixsig.cache._writer import FeatureWriter
 
         self._require_writable()
-        return FeatureWriter(self, key, shard=shard, lease=lease, break_lease=break_lease, fsync=fsync)
+        return FeatureWriter(self, key, shard=shard, lease=lease, break_lease=break_lease, fsync=fsync,
+                             command=command)
 
     def delete_key(self, key: str) -> None:
         self._require_writable()

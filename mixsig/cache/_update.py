@@ -3,8 +3,11 @@
 
 :func:`update_samples` rewrites ``samples/`` and marks the rows whose input changed for each key's modality not
 done (status pending) in every key, under the leases of every key (refused while another process writes one),
-so that the next ``extract`` recomputes exactly those rows. Keys are invalidated before the table is rewritten:
-an update that is interrupted leaves at most more rows pending, and is completed by running it again. Runs
+so that the next ``extract`` recomputes exactly those rows. Keys are invalidated before the table is rewritten,
+and the rewrite is atomic on a local store (the new table is written to ``samples.new/`` and swapped in by two
+renames; a full disk leaves the old table as it was); on other stores the table is rewritten in place under the
+store attr ``samples_updating``, and reads refuse the store while it is set. So an update that is interrupted
+leaves at most more rows pending, and is completed by running it again. Runs
 keep the ``split_hash`` they recorded; a run or study made before the update no longer matches the store's.
 """
 
@@ -17,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mixsig.cache._lease import Lease, _mutex
-from mixsig.cache._samples import Samples, write_samples
+from mixsig.cache._samples import UPDATING_ATTR, Samples, read_samples, swap_samples, write_samples
 from mixsig.cache._store import _now
 from mixsig.errors import StoreError
 
@@ -127,27 +130,41 @@ class SamplesUpdate:
 
 
 def update_samples(store, samples: Samples, *, attrs: dict | None = None,
-                   break_lease: bool = False) -> SamplesUpdate:
+                   break_lease: bool = False, command: str | None = None) -> SamplesUpdate:
     """Replace the samples table of ``store`` (open "r+") by ``samples`` (same ids, order and classes) and mark
     the rows whose input changed (:data:`INPUT_COLUMNS` of each key's modality) not done in every key, so the next
     extraction recomputes exactly them. Holds every key's lease meanwhile (:class:`~mixsig.errors.LeaseHeld`
     while another process writes one). ``attrs`` (e.g. the new manifest's sha256) are merged into the store's
     attrs, and the update is appended to the store attr ``samples_updates``. Nothing changes when nothing differs.
-    Runs keep the split_hash they recorded (a study or run made before no longer matches a changed split)."""
+    Runs keep the split_hash they recorded (a study or run made before no longer matches a changed split).
+    A full disk raises one :class:`StoreError`; the old table is kept (local stores) and the rerun completes it.
+    ``command``: the command updating (``"mixsig extract"``), named with its fixes when a lease is held."""
     store._require_writable()
-    old = store.samples
+    try:
+        return _update(store, samples, attrs, break_lease, command)
+    except OSError as exc:
+        raise StoreError(f"updating the samples table of {store.url} failed ({exc}); "
+                         + ("the old table was kept" if store.local_path is not None else
+                            f"the store is refused until the update completes (attr {UPDATING_ATTR!r})")
+                         + " and rows already marked for re-extraction stay pending. Free disk space and rerun the "
+                         "command with --update-samples") from exc
+
+
+def _update(store, samples: Samples, attrs, break_lease: bool, command) -> SamplesUpdate:
+    root = store.local_path
+    # a non-local update interrupted in place is completed by rerunning it: read what the table holds now
+    old = read_samples(store.root["samples"], root) if store.root.attrs.get(UPDATING_ATTR) else store.samples
     diff = diff_samples(old, samples)
     res = SamplesUpdate(columns=diff, split_hash_before=old.split_hash(), split_hash_after=samples.split_hash())
-    if not diff:
+    if not diff and not store.root.attrs.get(UPDATING_ATTR):
         return res
-    root = store.local_path
     with contextlib.ExitStack() as stack:
         if root is not None:
             stack.enter_context(_mutex(root / ".mixsig" / "locks" / "samples", timeout=600,
                                        what=f"another update of the samples of {store.url}"))
         for key in store.keys():  # every lease first: refuse before anything changes
             if root is not None:
-                stack.enter_context(Lease(root, key, (0, 1), break_lease=break_lease))
+                stack.enter_context(Lease(root, key, (0, 1), break_lease=break_lease, command=command))
         for key in store.keys():
             modality = store.key_group(key).attrs.get("modality")
             rows = affected_rows(diff, str(modality))
@@ -159,17 +176,30 @@ def update_samples(store, samples: Samples, *, attrs: dict | None = None,
             ft = (store.provenance(key).get("extra") or {}).get("finetune") or {}
             if ft.get("split_hash") and ft["split_hash"] != res.split_hash_after:
                 res.finetuned_on_old_split.append(key)
-        write_samples(store.root["samples"], samples)
-        _drop_columns(store.root["samples"], samples)
+        _rewrite(store, samples)
         store.__dict__.pop("samples", None)  # the cached table
         history = list(store.attrs.get("samples_updates", []))
-        history.append({"at": _now(), "rows": int(len(np.unique(np.concatenate(list(diff.values()))))),
+        history.append({"at": _now(), "rows": int(len(np.unique(np.concatenate([[], *diff.values()])))),
                         "columns": sorted(diff), "split_hash_before": res.split_hash_before,
                         "split_hash_after": res.split_hash_after})
         store.update_attrs(**dict(attrs or {}), samples_updates=history[-20:])
     log.info("samples of %s updated: %s; rows marked for re-extraction: %s", store.url,
              describe_samples_diff(diff, samples.ids), res.invalidated or "none")
     return res
+
+
+def _rewrite(store, samples: Samples) -> None:
+    """Replace the samples table: atomically on a local store, else in place under :data:`UPDATING_ATTR`."""
+    import zarr
+
+    root = store.local_path
+    if root is not None:
+        swap_samples(root, lambda path: write_samples(zarr.open_group(store=str(path), mode="w"), samples))
+        return
+    store.root.attrs[UPDATING_ATTR] = True
+    write_samples(store.root["samples"], samples)
+    _drop_columns(store.root["samples"], samples)
+    del store.root.attrs[UPDATING_ATTR]
 
 
 def _drop_columns(group, samples: Samples) -> None:

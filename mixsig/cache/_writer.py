@@ -37,7 +37,8 @@ class FeatureWriter:
                 w.write_block(start, stop, emb, status)
     """
 
-    def __init__(self, store, key: str, shard=(0, 1), lease: bool = True, break_lease: bool = False, fsync: bool = True):
+    def __init__(self, store, key: str, shard=(0, 1), lease: bool = True, break_lease: bool = False, fsync: bool = True,
+                 command: str | None = None):
         i, n = (int(shard[0]), int(shard[1]))
         if not (n >= 1 and 0 <= i < n):
             raise StoreError(f"--shard must be I/N with 0 <= I < N; got {i}/{n}")
@@ -62,7 +63,7 @@ class FeatureWriter:
         if lease and root is not None:
             from mixsig.cache._lease import Lease
 
-            self._lease = Lease(root, key, self.shard, break_lease=break_lease)
+            self._lease = Lease(root, key, self.shard, break_lease=break_lease, command=command)
             self._remove_orphans(root)
             self._finish_ledger()
         self.rows_written = 0

@@ -195,9 +195,9 @@ def sync_samples(store, manifest, *, update: bool, coordinator: bool = True, com
 
     if store.local_path is not None and not break_lease:  # refuse before hashing every media file
         for key in store.keys():
-            check_lease_free(store.local_path, key)
+            check_lease_free(store.local_path, key, command=command)
     res = update_samples(store, samples if samples is not None else to_samples(manifest),
-                         attrs=store_attrs(manifest, store.url), break_lease=break_lease)
+                         attrs=store_attrs(manifest, store.url), break_lease=break_lease, command=command)
     if res.changed:
         log.warning("store %s: samples table updated from manifest %s (%d columns changed); rows marked for "
                     "re-extraction: %s", store.url, manifest.path, len(res.columns), res.invalidated or "none")
@@ -280,7 +280,7 @@ def check_leases_first(store, modality: str, encoder: str, *, revision: str | No
                 not key.startswith(prefix) if prefix else prov.get("encoder") != shown):
             continue
         try:
-            check_lease_free(root, key, shard)
+            check_lease_free(root, key, shard, command="mixsig extract")
         except LeaseHeld:
             if resolve_revision(encoder, revision) == prov.get("revision"):
                 raise
@@ -345,7 +345,7 @@ def extract(manifest, store, modality: str, encoder: str | Encoder, *, revision:
         if on_key:
             on_key(key)
         m = encoder.modality
-        with store.writer(key, shard=shard, break_lease=break_lease) as writer:  # the lease, before hashing media
+        with store.writer(key, shard=shard, break_lease=break_lease, command="mixsig extract") as writer:  # the lease, before hashing media
             known = store.samples.content_hash.get(m) if update is not None else None
             inputs = current_inputs(manifest, m, hashes=known)
             current = inputs.content_hash[m]

@@ -146,7 +146,7 @@ def test_update_samples_is_refused_while_a_key_is_leased(made):
     holder = _holder(store_path, audio_key)
     try:
         with pytest.raises(LeaseHeld, match=f"key {audio_key} is being written by pid {holder.pid}.*--break-lease"):
-            update_samples(open_store(store_path, "r+"), new)
+            update_samples(open_store(store_path, "r+"), new, command="mixsig extract")
         store = open_store(store_path)
         assert store.samples.text[3] != "Changed." and store.read_array(text_key, "done").all()  # nothing changed
     finally:

@@ -227,3 +227,47 @@ def test_waits_are_logged_with_what_they_wait_for(tmp_path, corpus, caplog):
     assert len(store.samples) == 16 and not lock.exists()
     assert f"waiting for another process creating store {store_path}" in caplog.text
     assert f"held by pid {sleeper.pid}" in caplog.text
+
+
+def test_full_disk_on_the_creation_lock_is_one_error(tmp_path, corpus, cli, capsys, monkeypatch):
+    """ENOSPC on the write of the creation lock file: exit 1, one line naming the lock file, no lock left."""
+    real_open, real_write = os.open, os.write
+    lock_fds = set()
+
+    def spy_open(path, flags, *a, **kw):
+        fd = real_open(path, flags, *a, **kw)
+        if str(path).endswith(".create.lock"):
+            lock_fds.add(fd)
+        return fd
+
+    def full_write(fd, data):
+        if fd in lock_fds:
+            lock_fds.discard(fd)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    store_path = tmp_path / "s.zarr"
+    monkeypatch.setattr(os, "open", spy_open)
+    monkeypatch.setattr(os, "write", full_write)
+    assert cli("cache", "init", store_path, "--manifest", corpus) == 1
+    monkeypatch.undo()
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert ".s.zarr.create.lock" in err and "ENOSPC" in err and "free space" in err
+    assert not store_path.exists() and _leftovers(store_path) == []
+    store = _open_or_create(corpus, store_path, wait_timeout=5)  # disk freed: the rerun succeeds
+    assert len(store.samples) == 16
+
+
+def test_leftover_empty_lock_file_is_stale_and_broken_at_once(tmp_path, corpus):
+    """A creator killed between creating its lock file and writing it leaves an empty file: once older than 10 s
+    it is broken at once (it was never, since pid -1 counted as alive)."""
+    store_path = tmp_path / "s.zarr"
+    lock = tmp_path / ".s.zarr.create.lock"
+    lock.write_bytes(b"")
+    old = time.time() - 60
+    os.utime(lock, (old, old))
+    t0 = time.monotonic()
+    store = _open_or_create(corpus, store_path, wait_timeout=8)
+    assert time.monotonic() - t0 < 5 and len(store.samples) == 16
+    assert not lock.exists()

@@ -1,0 +1,131 @@
+"""Faults found in review of the cache integrity code (issue 13 follow-up): a full disk during a samples update,
+readers racing writers, verify on format-2 stores, ``verify --fix`` beside a running writer, lease messages."""
+
+import errno
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from mixsig.cache import Samples, create_store, open_store, update_samples, verify_store
+from mixsig.errors import LeaseHeld, StoreError
+from tests.cache.helpers import D, fill_key, make_samples, prov, row_values
+
+
+def _changed(n=50):
+    s = make_samples(n)
+    label = s.label.copy()
+    label[[3, 4]] = 1 - label[[3, 4]]
+    text = s.text.copy()
+    text[7] = "edited"
+    ch = dict(s.content_hash)
+    ch["text"] = ch["text"].copy()
+    ch["text"][7] = "f" * 16
+    return Samples(ids=s.ids, split=s.split, label=label, classes=s.classes, group=s.group, text=text,
+                   content_hash=ch, votes=s.votes, votes_by_condition=s.votes_by_condition)
+
+
+def test_full_disk_during_samples_update_keeps_the_old_table_and_rerun_completes(store, tmp_path, monkeypatch):
+    import zarr.storage._local as local
+
+    key = store.create_key(prov(), D, chunk_rows=16)
+    fill_key(store, key)
+    before = store.samples
+    put = local._put
+
+    def full_disk(path, value, exclusive=False):
+        if path.parts[-3:] == ("label", "c", "0"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return put(path, value, exclusive)
+
+    monkeypatch.setattr(local, "_put", full_disk)
+    with pytest.raises(StoreError, match=r"updating the samples table .* failed .*No space left on device.*old "
+                                         r"table was kept.*Free disk space and rerun") as exc:
+        update_samples(store, _changed())
+    assert "\n" not in str(exc.value)
+    monkeypatch.setattr(local, "_put", put)
+    again = open_store(tmp_path / "store.zarr", "r+")
+    np.testing.assert_array_equal(again.samples.label, before.label)  # not all 0: the old table is whole
+    assert again.samples.split_hash() == before.split_hash()
+    rep = verify_store(again)
+    assert rep.ok and not any("samples" in u for u in rep.unchecked), rep.to_dict()
+    assert not (tmp_path / "store.zarr" / "samples.new").exists()
+    done = again.read_array(key, "done")
+    assert done.sum() >= 49 and not done[7]  # at most more rows pending: the changed text row
+    np.testing.assert_array_equal(again.read(key).X, row_values(np.flatnonzero(done)))
+
+    res = update_samples(again, _changed())  # disk freed: the rerun completes the update
+    assert res.changed and open_store(tmp_path / "store.zarr").samples.label[3] == 1 - before.label[3]
+    assert verify_store(open_store(tmp_path / "store.zarr")).ok
+
+
+def test_samples_swap_interrupted_between_its_renames_is_completed_on_open(store, tmp_path):
+    root = tmp_path / "store.zarr"
+    new = _changed()
+    other = create_store(tmp_path / "other.zarr", new)  # a complete new table, as the update writes it
+    shutil.copytree(tmp_path / "other.zarr" / "samples", root / "samples.new")
+    os.rename(root / "samples", root / "samples.old")  # killed here: samples/ missing
+    assert open_store(root).samples.split_hash() == other.samples.split_hash()
+    assert not (root / "samples.new").exists() and not (root / "samples.old").exists()
+    assert verify_store(open_store(root)).ok
+
+
+def _foreign_lease(root, key):
+    """A lease file of another live process on this host (our parent), as a running writer leaves it."""
+    import json
+    import socket
+
+    d = root / ".mixsig" / "leases" / key
+    d.mkdir(parents=True, exist_ok=True)
+    f = d / "shard-0-of-1.json"
+    f.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getppid(), "shard": [0, 1],
+                             "started": "2026-01-01T00:00:00+0000"}))
+    return f
+
+
+def test_held_lease_message_suggests_break_lease_only_for_extract(store, tmp_path):
+    from mixsig.cache import check_lease_free
+
+    key = store.create_key(prov(), D, chunk_rows=16)
+    root = tmp_path / "store.zarr"
+    lease = _foreign_lease(root, key)
+    with pytest.raises(LeaseHeld) as exc:
+        check_lease_free(root, key, command="mixsig finetune")
+    msg = str(exc.value)
+    assert "--break-lease" not in msg and "--shard" not in msg and str(lease) in msg
+    assert "delete the lease file and rerun `mixsig finetune`" in msg
+    with pytest.raises(LeaseHeld) as exc:
+        update_samples(store, _changed(), command="mixsig finetune")
+    assert "--break-lease" not in str(exc.value) and "mixsig finetune" in str(exc.value)
+    with pytest.raises(LeaseHeld) as exc:
+        store.writer(key)  # no command given: no option named
+    assert "--break-lease" not in str(exc.value)
+    with pytest.raises(LeaseHeld, match=r"rerun `mixsig extract` with --break-lease"):
+        store.writer(key, command="mixsig extract")
+
+
+def test_full_disk_on_a_lease_file_is_one_store_error(store, tmp_path, monkeypatch):
+    key = store.create_key(prov(), D, chunk_rows=16)
+    real_open, real_write = os.open, os.write
+    fds = set()
+
+    def spy_open(path, flags, *a, **kw):
+        fd = real_open(path, flags, *a, **kw)
+        if "shard-" in str(path):
+            fds.add(fd)
+        return fd
+
+    def full_write(fd, data):
+        if fd in fds:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "open", spy_open)
+    monkeypatch.setattr(os, "write", full_write)
+    with pytest.raises(StoreError, match=r"writing lease file .*shard-0-of-1.json failed \(ENOSPC: .*free space"):
+        store.writer(key)
+    monkeypatch.undo()
+    assert not list((tmp_path / "store.zarr" / ".mixsig" / "leases" / key).glob("*"))  # no lock, no lease left
+    fill_key(store, key)
+    assert store.read_array(key, "done").all()
