@@ -281,7 +281,7 @@ def _finetune(manifest, store, modality: str, encoder: str, *, config, revision,
         store, probs, extraction, overwrite,
         name=run_name or f"finetune.{modality}.{short}.{cfg_hash[:8]}", head=f"finetune:{AUTO_CLASSES[modality]}",
         params=train_cfg, features={modality: key}, modalities=[modality], seeds=[config.seed], classes=classes_,
-        split_hash=store.split_hash(), source="finetune", group_leak=leak,
+        split_hash=store.split_hash(), source="finetune", group_leak=leak, selection_splits=["val"] * bool(len(val_rows)),
         checkpoints={t: _relative(trained[t][3], store) for t in trained}, checkpoint_sha256=sha,
         val_accuracy={t: trained[t][1] for t in trained}, best_epoch={t: trained[t][2] for t in trained},
         fold=fold.tolist(), encoder=short, base_revision=base_revision, trained_parameters=counts)

@@ -18,7 +18,8 @@ from mixsig.extract import folder_sha256
 #: The attrs of a fine-tune run (the keys stay what they were when RunRecord replaced the hand-built dict).
 FINETUNE_ATTRS = {"head", "params", "features", "modalities", "seeds", "classes", "split_hash", "metrics", "source",
                   "created", "mixsig_version", "group_leak", "checkpoints", "checkpoint_sha256", "val_accuracy",
-                  "best_epoch", "fold", "encoder", "base_revision", "trained_parameters", "complete", "versions"}
+                  "best_epoch", "fold", "encoder", "base_revision", "trained_parameters", "complete", "versions",
+                  "selection_splits"}
 
 
 def _run(cli, capsys, *args) -> dict:
@@ -59,6 +60,11 @@ def test_finetune_text_checkpoint_key_and_run(tmp_path, corpus, tiny_encoders, c
     assert set(run.attrs["metrics"]["text"]) == {"train", "val", "test"}
     assert set(run.attrs) == FINETUNE_ATTRS and run.record.to_attrs() == {k: v for k, v in run.attrs.items()
                                                                            if k != "complete"}
+    assert run.attrs["selection_splits"] == ["val"]  # its epoch was chosen on val
+    from mixsig.cache import in_sample_keys  # folds 1: every labelled train row embedded by the all-train model
+    n_train = int(((store.samples.split == "train") & (store.samples.label >= 0)).sum())
+    assert in_sample_keys(store, [res["key"]]) == {res["key"]: {"folds": 1, "train_rows": n_train,
+                                                                "encoder": "tiny-text"}}
 
     # the cached row and the run's probabilities equal a direct forward of the saved checkpoint
     model = AutoModelForSequenceClassification.from_pretrained(ckpt).eval()
@@ -100,6 +106,9 @@ def test_finetune_folds_record_fold_per_row(tmp_path, corpus, tiny_encoders, cli
     prov = store.provenance(res["key"])
     assert prov["extra"]["finetune"]["checkpoint_sha256"] == res["checkpoint_sha256"]
     assert store.key_info(res["key"])["done"] == len(s)
+    from mixsig.cache import in_sample_keys
+
+    assert in_sample_keys(store, [res["key"]]) == {}  # out-of-fold train embeddings
 
     # a train row's probabilities come from the fold model that did not see it, not from the all-train model
     r = int(np.flatnonzero(fold == 1)[0])
@@ -140,6 +149,7 @@ def test_finetune_without_validation_rows_keeps_the_last_epoch(tmp_path, corpus,
     assert run.attrs["val_accuracy"] == res["val_accuracy"] and set(run.attrs["metrics"]["text"]) == {"train", "test"}
     fold = store.read_array(res["key"], "fold")
     assert fold.dtype == np.int8 and run.attrs["fold"] == fold.tolist() and set(fold.tolist()) == {-1, 0, 1}
+    assert run.attrs["selection_splits"] == []  # no val rows: nothing selected the epochs
 
 
 def _bert_folder(tmp_path, tiny_text) -> Path:
