@@ -68,7 +68,11 @@ def _add_run(sub) -> None:
             "run study-NAME, scored once on test (collapsed models of that run are warned and listed by show).\n"
             "Rerunning resumes the study; a store whose keys, split or done rows changed is refused (or --new\n"
             "starts NAME-2 beside it). Splits sharing a group (exit 3) and keys used as another modality (exit 2)\n"
-            "are refused before any trial unless --allow-group-leak / --allow-modality-mismatch.\n\n"
+            "are refused before any trial unless --allow-group-leak / --allow-modality-mismatch. A fine-tuned\n"
+            "key whose train rows were embedded by a model trained on them (`mixsig finetune` without --folds K)\n"
+            "is warned of (its trials learn from over-confident features) and listed by show. The run records\n"
+            "the splits that selected it (selection_splits: val, or train+val with --cv); `mixsig report` warns\n"
+            "when it analyses them.\n\n"
             "Search space per head:\n" + describe_spaces()
         ),
     )
@@ -113,7 +117,8 @@ def _add_others(sub) -> None:
     _search_opts(w)
     w.set_defaults(func=run, study_command="worker")
 
-    s = sub.add_parser("show", help="best trials, parameter importances, trials by state, the linked run")
+    s = sub.add_parser("show", help="best trials, parameter importances, trials by state, in-sample keys, the "
+                                    "linked run and the splits that selected it")
     _common(s)
     s.add_argument("--top", type=int, default=5, help="best trials to list (default 5)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
