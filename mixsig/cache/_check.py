@@ -8,15 +8,15 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from mixsig.cache._chunks import array_dir, chunk_file, fast_layout, read_chunk_into
-from mixsig.cache._digest import (UNKNOWN, MisplacedChunk, attr_digests, chunk_grid, describe_mismatch, has_crc,
+from mixsig.cache._digest import (DIGEST_ATTR, UNKNOWN, MisplacedChunk, attr_digests, chunk_grid, describe_mismatch, has_crc,
                                   stored_crc)
 from mixsig.errors import CorruptChunk
 
 
 @dataclass
 class Finding:
-    # corrupt_chunk | misplaced_chunk | digest_missing | done_not_finite | done_missing | bad_probs |
-    # provenance_mismatch | orphan_temp | stale_lease
+    # corrupt_chunk | misplaced_chunk | digest_missing | unchecked_array | done_not_finite | done_missing |
+    # bad_probs | provenance_mismatch | orphan_temp | stale_lease | lease_held
     kind: str
     where: str  # key/array/chunk or file
     message: str
@@ -31,6 +31,8 @@ class VerifyReport:
     removed: list[str] = field(default_factory=list)
     #: arrays written before checksums or digests (store format 1): read and listed, but not fully checked
     unchecked: list[str] = field(default_factory=list)
+    #: the store's ``mixsig_store`` format: from 2 on, an array without crc32c or digests is a finding
+    store_format: int = 1
 
     @property
     def ok(self) -> bool:
@@ -81,8 +83,18 @@ def check_chunks(store, arr, report: VerifyReport, label: str, expect=None, coll
     bad: set = set()
     root = store.local_path
     fast = root is not None and fast_layout(arr)
-    if not has_crc(arr):
+    if not has_crc(arr) and report.store_format >= 2:
+        report.findings.append(Finding("unchecked_array", label, (
+            f"{label} has no crc32c codec although store format {report.store_format} writes one on every array "
+            "(its zarr.json was edited, or the array rewritten by another tool), so its chunks cannot be checked; "
+            "restore it from a backup, or write it again (a feature key: extract it into a new store)")))
+    elif not has_crc(arr):
         report.unchecked.append(f"{label} (no checksum: written before store format 2)")
+    elif expect is None and report.store_format >= 2:
+        report.findings.append(Finding("digest_missing", label, (
+            f"{label} has no digests recorded (attr {DIGEST_ATTR!r} or the key's ledger) although store format "
+            f"{report.store_format} records them (removed?), so its chunks' positions cannot be checked"
+            f"{fix_hint}")))
     elif expect is None:
         report.unchecked.append(f"{label} (no digests: chunk positions not checked)")
     expect = list(expect) if expect is not None else [UNKNOWN] * len(chunk_grid(arr))

@@ -153,6 +153,14 @@ def delete_chunk(arr, c: int, root: Path | None) -> None:
     sync(arr.store.delete(f"{arr.path}/{key}"))
 
 
+def create_ledger(group, n_rows: int, chunk_rows: int):
+    """Create the ``digests`` ledger of a feature key of ``n_rows`` rows in chunks of ``chunk_rows``: one chunk
+    per row-chunk (written by the row-chunk's owner), every entry never begun (:data:`UNKNOWN`)."""
+    return group.create_array(LEDGER, shape=(-(-n_rows // chunk_rows), len(LEDGER_COLUMNS)), dtype="int64",
+                              chunks=(1, len(LEDGER_COLUMNS)), fill_value=UNKNOWN, compressors=crc_codecs(),
+                              attributes={"columns": list(LEDGER_COLUMNS)})
+
+
 class Ledger:
     """The ``digests`` ledger of one feature key (None-safe: keys created before digests have none)."""
 

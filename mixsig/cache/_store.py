@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from mixsig.cache._chunks import local_root
-from mixsig.cache._digest import LEDGER, LEDGER_COLUMNS, crc_codecs
+from mixsig.cache._digest import create_ledger, crc_codecs
 from mixsig.cache._key_arrays import KeyArrays
 from mixsig.cache._keys import Provenance, diff_dicts, provenance_matches
 from mixsig.cache._runs import Run, RunRecord, RunSubset, read_run, update_run, write_run
@@ -301,9 +301,7 @@ class FeatureStore(KeyArrays):
         g.create_array("input_hash", shape=(n,), dtype=str, chunks=(cr,), fill_value="",
                        compressors=crc_codecs(True))
         # one ledger chunk per row-chunk, written by the row-chunk's owner (mixsig.cache._digest)
-        g.create_array(LEDGER, shape=(-(-n // cr), len(LEDGER_COLUMNS)), dtype="int64",
-                       chunks=(1, len(LEDGER_COLUMNS)), fill_value=-1, compressors=crc_codecs(),
-                       attributes={"columns": list(LEDGER_COLUMNS)})
+        create_ledger(g, n, cr)
         g.attrs.update({"provenance": want, "modality": want["modality"], "created": _now(), "chunk_rows": cr})
         g.attrs["ready"] = True  # last: a key without `ready` was interrupted while being created
 

@@ -9,20 +9,21 @@ extraction and are left as they are, each finding saying what to do.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 
 import numpy as np
 
 from mixsig.cache._check import Finding, VerifyReport, check_chunks, check_write_once
-from mixsig.cache._digest import (ABSENT, LEDGER, LEDGER_COLUMNS, UNKNOWN, Ledger, attr_digests, delete_chunk,
-                                  ledger_problems, stored_crc)
+from mixsig.cache._digest import (ABSENT, LEDGER, LEDGER_COLUMNS, UNKNOWN, Ledger, attr_digests, create_ledger,
+                                  delete_chunk, ledger_problems, stored_crc)
 from mixsig.cache._chunks import PARTIAL_SUFFIX
 from mixsig.cache._keys import provenance_matches
-from mixsig.cache._lease import holder_is_stale
+from mixsig.cache._lease import Lease, holder_is_stale
 from mixsig.cache._runs import check_probs
 from mixsig.cache._samples import SAMPLES_FIX
-from mixsig.errors import CorruptChunk
+from mixsig.errors import CorruptChunk, LeaseHeld, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ def verify_store(store, keys=None, fix: bool = False) -> VerifyReport:
     """Check ``keys`` (default: every key, and then the samples table and every run) of ``store``. With ``fix``,
     unmark the rows of corrupt feature chunks (so extraction recomputes them), unmark done rows without data,
     record digests an interrupted write left unrecorded, and remove orphan temp files and stale leases."""
-    report = VerifyReport()
+    report = VerifyReport(store_format=int(store.attrs.get("mixsig_store") or 1))
     for key in keys or store.keys():
         report.keys_checked += 1
         _verify_key(store, key, report, fix)
@@ -104,6 +105,14 @@ def _verify_key(store, key: str, report: VerifyReport, fix: bool) -> None:
             f"matches"))
     bad: dict[int, set] = {}
     table = _read_ledger(store, g, key, n_chunks, report, bad)
+    no_ledger = table is None and report.store_format >= 2
+    if no_ledger:  # one finding for the key, not one per array
+        report.findings.append(Finding("digest_missing", f"features/{key}/{LEDGER}", (
+            f"key {key} has no digest ledger ({LEDGER}) although store format {report.store_format} writes one "
+            f"(removed?), so the positions of its chunks cannot be checked; `mixsig cache verify --fix` makes a "
+            f"new ledger and unmarks the key's rows so that `mixsig extract` recomputes them"), list(range(n))))
+        for c in range(n_chunks):
+            bad.setdefault(c, set()).add(LEDGER)
     done = np.zeros(n, bool)
     finite = np.ones(n, bool)   # every value of the row is finite
     empty = np.zeros(n, bool)   # every value of the row is NaN (never written, or its chunk is gone)
@@ -118,15 +127,42 @@ def _verify_key(store, key: str, report: VerifyReport, fix: bool) -> None:
 
     collect = {"embedding": rows_of_embedding, "done": rows_of_done}
     for name in ROW_ARRAYS:
-        expect = None if table is None else table[:, LEDGER_COLUMNS.index(name)]
+        expect = [UNKNOWN] * n_chunks if no_ledger else None if table is None else \
+            table[:, LEDGER_COLUMNS.index(name)]
         for c in check_chunks(store, g[name], report, f"features/{key}/{name}", expect, collect.get(name),
                               _FIX_ROWS, rows=True):
             bad.setdefault(c, set()).add(name)
     _verify_added(store, g, key, report)
     unrecorded = _unrecorded(store, g, key, table, bad, report) if table is not None else []
-    _done_without_data(g, key, done, finite, empty, cr, bad, report, fix, root)
-    if fix:
-        _fix_key(store, g, key, bad, unrecorded, cr, report)
+    with _fixing(store, key, report, fix) as fix:
+        _done_without_data(g, key, done, finite, empty, cr, bad, report, fix, root)
+        if fix:
+            _fix_key(store, g, key, bad, unrecorded, cr, report)
+
+
+@contextlib.contextmanager
+def _fixing(store, key: str, report: VerifyReport, fix: bool):
+    """Whether to fix ``key``: yes (holding its whole-key lease meanwhile, so that no writer starts) unless another
+    live writer holds a lease on it, which is then a ``lease_held`` finding (its begin-write-record window looks
+    like damage: fixing would delete what it writes). A full disk while fixing is one :class:`StoreError`."""
+    root = store.local_path
+    if not fix or root is None:
+        yield fix
+        return
+    try:
+        lease = Lease(root, key, (0, 1), command="mixsig cache verify --fix")
+    except LeaseHeld as exc:
+        report.findings.append(Finding("lease_held", f"features/{key}", f"{exc} `verify --fix` left key {key} as "
+                                                                        "it is (a running writer is not damage)"))
+        yield False
+        return
+    try:
+        yield True
+    except OSError as exc:
+        raise StoreError(f"`mixsig cache verify --fix` of key {key} failed writing ({exc}); free space and rerun "
+                         f"`mixsig cache verify {store.url} --fix`") from exc
+    finally:
+        lease.release()
 
 
 def _verify_added(store, g, key: str, report: VerifyReport) -> None:
@@ -205,6 +241,8 @@ def _unmark(g, c: int, cr: int, n: int, corrupt: set, rows, root) -> None:
 def _fix_key(store, g, key: str, bad: dict, unrecorded: list[int], cr: int, report: VerifyReport) -> None:
     root = store.local_path
     n = int(g["embedding"].shape[0])
+    if bad and LEDGER not in set(g.array_keys()) and store.attrs.get("mixsig_store", 1) >= 2:
+        create_ledger(g, n, cr)
     for c in sorted(bad):
         lo, hi = c * cr, min((c + 1) * cr, n)
         _unmark(g, c, cr, n, bad[c], None, root)

@@ -129,3 +129,62 @@ def test_full_disk_on_a_lease_file_is_one_store_error(store, tmp_path, monkeypat
     assert not list((tmp_path / "store.zarr" / ".mixsig" / "leases" / key).glob("*"))  # no lock, no lease left
     fill_key(store, key)
     assert store.read_array(key, "done").all()
+
+
+def test_format_2_store_missing_ledger_digests_or_crc_is_a_finding_not_clean(store, tmp_path, capsys):
+    """What a format-1 store lacks (crc32c codec, digests, the ledger) is a finding on a format-2 store; --fix makes
+    a new ledger and unmarks the key's rows, which the next extraction recomputes."""
+    import json
+
+    import zarr
+
+    from mixsig.cli import main
+
+    key = store.create_key(prov(), D, chunk_rows=16)
+    fill_key(store, key)
+    root = tmp_path / "store.zarr"
+    g = zarr.open_group(str(root), mode="r+")
+    label = g["samples/label"][...]
+    del g["samples/label"]  # rewritten by another tool: no crc32c
+    g["samples"].create_array("label", shape=label.shape, dtype=label.dtype, chunks=label.shape)[...] = label
+    meta = json.loads((root / "samples" / "split" / "zarr.json").read_text())
+    del meta["attributes"]["mixsig_crc32c"]  # its digests removed
+    (root / "samples" / "split" / "zarr.json").write_text(json.dumps(meta))
+    shutil.rmtree(root / "features" / key / "digests")  # the key's ledger removed
+    rep = verify_store(open_store(root))
+    assert not rep.ok and rep.unchecked == []
+    assert sorted((f.kind, f.where) for f in rep.findings) == [
+        ("digest_missing", f"features/{key}/digests"), ("digest_missing", "samples/split"),
+        ("unchecked_array", "samples/label")]
+    assert main(["cache", "verify", str(root)]) == 1
+    assert "no digest ledger" in capsys.readouterr().out
+    verify_store(open_store(root, "r+"), keys=[key], fix=True)
+    s = open_store(root, "r+")
+    assert not s.read_array(key, "done").any()  # every row pending: recomputed with digests
+    fill_key(s, key)
+    again = verify_store(open_store(root), keys=[key])
+    assert again.ok, again.to_dict()
+    np.testing.assert_array_equal(open_store(root).read(key).X, row_values(range(50)))
+
+
+def test_verify_fix_leaves_a_key_a_live_writer_holds(store, tmp_path, capsys):
+    """A chunk that looks misplaced while another live process holds the key's lease (its write window) is
+    reported, but --fix deletes nothing and unmarks nothing; once the lease is gone, --fix repairs it."""
+    from mixsig.cli import main
+
+    key = store.create_key(prov(), D, chunk_rows=16)
+    fill_key(store, key)
+    root = tmp_path / "store.zarr"
+    emb = root / "features" / key / "embedding" / "c"
+    shutil.copyfile(emb / "1" / "0", emb / "2" / "0")  # what a reader sees mid-rewrite of chunk 2
+    lease = _foreign_lease(root, key)
+    files = {p: p.read_bytes() for p in (root / "features" / key).rglob("*") if p.is_file()}
+    assert main(["cache", "verify", str(root), "--fix"]) == 1
+    out = capsys.readouterr().out
+    assert f"is being written by pid {os.getppid()}" in out and "left key" in out and "--break-lease" not in out
+    assert {p: p.read_bytes() for p in (root / "features" / key).rglob("*") if p.is_file()} == files
+    assert open_store(root).read_array(key, "done").all() and lease.exists()
+    lease.unlink()  # the writer is gone
+    rep = verify_store(open_store(root, "r+"), fix=True)
+    assert ("misplaced_chunk", f"features/{key}/embedding/c/2") in [(f.kind, f.where) for f in rep.findings]
+    assert np.flatnonzero(~open_store(root).read_array(key, "done")).tolist() == list(range(32, 48))
