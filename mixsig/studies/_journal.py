@@ -10,7 +10,8 @@ it, and from then on that line fails to parse and every study of the journal fai
 - on a failed write (``ENOSPC``, ``EDQUOT``, any ``OSError``) cuts the file back to where the write began and
   raises one :class:`~mixsig.errors.StudyError` naming the journal and the cause: what was committed is kept;
 - turns Optuna's ``JSONDecodeError`` on a damaged line into one error naming the file, the byte offset and the
-  repair command (``mixsig study check STORE --fix``).
+  repair command (``mixsig study check STORE --fix``), or, for a line ``--fix`` must not remove (it may have been a
+  record that numbers studies or trials, see :func:`_repair_plan`), the way out.
 
 :func:`check_journals` reports torn tails, damaged lines and RUNNING trials of dead workers, and repairs them with
 ``fix=True`` (``mixsig study check``; ``mixsig cache verify`` calls it too).
@@ -25,14 +26,25 @@ import os
 import re
 from pathlib import Path
 
-from mixsig.errors import MixsigError, StudyError
+from mixsig.errors import StudyError
 from mixsig.studies._storage import JOURNAL_NAME, dead_trials, fail_dead_trials, flock_lock
 
 log = logging.getLogger(__name__)
 
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 _RECORD_START = re.compile(rb'\{"op_code":')
+_OP_CODE = re.compile(rb'"op_code":\s*(\d+)')
+_LEAD = re.compile(rb'\{"op_code":\s*(\d+)\s*[,}]')
+_TRIAL_ID = re.compile(rb'"trial_id":\s*(\d+)')
 _BLOCK = 1 << 16
+# Optuna's journal op codes (optuna.storages.journal.JournalOperation, Optuna 5)
+_OPS = {0: "create_study", 1: "delete_study", 2: "set_study_user_attr", 3: "set_study_system_attr",
+        4: "create_trial", 5: "set_trial_param", 6: "set_trial_state_values", 7: "set_trial_intermediate_value",
+        8: "set_trial_user_attr", 9: "set_trial_system_attr", 10: "discard_trials"}
+# ops whose order numbers studies and trials: a study's id is the count of create_study records before it, a
+# trial's id (and number) the count of create_trial records; a delete_study frees a name that a later
+# create_study takes (dropped, that create_study is ignored and every later study id shifts)
+_NUMBERING = (0, 1, 4)
 
 
 def _repair_hint(path: str) -> str:
@@ -168,8 +180,18 @@ def _damage_message(path: str, exc: Exception) -> str:
     bad = [p for p in _scan(path) if p["kind"] == "journal_bad_record"]
     where = f"at byte {bad[0]['offset']} (line {bad[0]['line']}, {bad[0]['length']} bytes that are not a record)" \
         if bad else f"({type(exc).__name__}: {exc})"
+    refused = [p for p in bad if p["repair"] == "refuse"]
+    todo = (f"line {refused[0]['line']} {refused[0]['what'][3:]} and cannot be removed by --fix: "
+            + _keep_advice(path, refused[0]) if refused else f"run {_repair_hint(path)} (keeps every readable record)")
     return (f"the study journal {path} is damaged {where}, e.g. a record written onto one torn by a full disk; "
-            f"no study in it can be read until it is repaired: run {_repair_hint(path)} (keeps every readable record)")
+            f"no study in it can be read until it is repaired: {todo}")
+
+
+def _keep_advice(path: str, p: dict) -> str:
+    return (f"removing it could renumber every later study or trial (Optuna numbers them by the order of their "
+            f"create records), so it is left as it is. Move the journal aside (`mv {path} {path}.damaged`) and rerun "
+            f"your `mixsig study run` command to start its studies afresh, or repair line {p['line']} by hand in a "
+            f"copy (`cp {path} {path}.bak`)")
 
 
 def _salvage(body: bytes) -> int | None:
@@ -183,11 +205,47 @@ def _salvage(body: bytes) -> int | None:
     return None
 
 
+def _only_torn(prefix: bytes) -> bool:
+    """Whether ``prefix`` is only records cut short: it starts as a record does and no whole record is in it."""
+    if not _RECORD_START.match(prefix):
+        return False
+    text, decoder = prefix.decode("utf-8", "replace"), json.JSONDecoder()
+    for m in re.finditer(r'\{"op_code":', text):
+        try:
+            decoder.raw_decode(text, m.start())
+        except ValueError:
+            continue
+        return False  # a whole record (e.g. a committed one whose newline was lost): not a torn write
+    return True
+
+
+def _repair_plan(body: bytes, salvage: int | None) -> tuple[str, str]:
+    """How ``--fix`` may repair the damaged line ``body``: ``("torn", "")`` (cut the torn bytes before the salvaged
+    record), ``("drop", what)`` or ``("refuse", what)``.
+
+    A torn write (bytes of records cut short, then the whole record written onto them) was never read by anyone:
+    Optuna's readers skip a torn last line, so cutting it shifts nothing. Any other damaged line held a record
+    readers applied; it may be dropped only when it is exactly one record whose op code is readable and is not one
+    that numbers studies or trials (``create_study``, ``delete_study``, ``create_trial``): dropping a param, state,
+    value or attr record loses that one record and shifts no id. Anything else (a create op, an unreadable op
+    code, parts of several records run together, bytes before the record) is refused."""
+    if salvage is not None and _only_torn(body[:salvage]):
+        return "torn", ""
+    codes, lead = [int(c) for c in _OP_CODE.findall(body)], _LEAD.match(body)
+    names = [_OPS.get(c, f"op_code {c}") for c in codes]
+    if not codes or lead is None and len(codes) == 1:
+        return "refuse", "it holds no readable record start (it may have been a create_study or create_trial record)"
+    if len(codes) > 1:
+        return "refuse", f"it holds parts of {len(codes)} records run together ({', '.join(names)})"
+    if codes[0] in _NUMBERING or codes[0] not in _OPS:
+        return "refuse", f"it holds a {names[0]} record"
+    trial = _TRIAL_ID.search(body)
+    return "drop", f"a damaged {names[0]} record" + (f" of trial_id {int(trial.group(1))}" if trial else "")
+
+
 def _scan(path: str, data: bytes | None = None) -> list[dict]:
     """Problems of the journal bytes ``data`` (read from ``path`` when None): torn tail, damaged lines."""
-    if data is None:
-        with open(path, "rb") as f:
-            data = f.read()
+    data = Path(path).read_bytes() if data is None else data
     problems, offset = [], 0
     for number, line in enumerate(data.splitlines(keepends=True), start=1):
         if not line.endswith(b"\n"):
@@ -196,8 +254,10 @@ def _scan(path: str, data: bytes | None = None) -> list[dict]:
             try:
                 json.loads(line)
             except ValueError:
+                salvage = _salvage(line[:-1])
+                repair, what = _repair_plan(line[:-1], salvage)
                 problems.append({"kind": "journal_bad_record", "offset": offset, "length": len(line), "line": number,
-                                 "salvage": _salvage(line[:-1])})
+                                 "salvage": salvage if repair == "torn" else None, "repair": repair, "what": what})
         offset += len(line)
     return problems
 
@@ -210,22 +270,38 @@ def _describe(path: str, p: dict, fixed: bool) -> dict:
                                          "disk); readers ignore it, the next write or --fix removes it")
     elif fixed:
         msg = (f"removed {p['salvage']} torn bytes before the record written onto them (that record is kept)"
-               if p["salvage"] is not None else f"removed the unreadable line ({p['length']} bytes); the records "
-               "after it are kept")
+               if p["repair"] == "torn" else f"removed the unreadable line ({p['length']} bytes, {p['what']}: that "
+               "record is lost; no study or trial id shifts); the records after it are kept")
+    elif p["repair"] == "refuse":
+        msg = (f"{p['length']} bytes that are not a journal record; no study in this journal can be read, and "
+               f"{p['what']}: {_keep_advice(path, p)}")
     else:
         msg = (f"{p['length']} bytes that are not a journal record"
-               + (f" ({p['salvage']} torn bytes, then a whole record)" if p["salvage"] is not None else "")
+               + (f" ({p['salvage']} torn bytes, then a whole record)" if p["repair"] == "torn" else
+                  f" ({p['what']}; --fix removes it, losing that record; no id shifts)")
                + f"; no study in this journal can be read: repair with {_repair_hint(path)}")
     return {"kind": p["kind"], "where": where, "message": msg}
 
 
+def _refuse_fix(path: str, problems: list[dict]) -> None:
+    """Raise :class:`StudyError` when a damaged line of ``problems`` cannot be removed without renumbering."""
+    refused = [p for p in problems if p.get("repair") == "refuse"]
+    if refused:
+        p = refused[0]
+        more = f" (and {len(refused) - 1} more such line(s))" if len(refused) > 1 else ""
+        raise StudyError(f"cannot repair the study journal {path}: line {p['line']} (byte {p['offset']}, "
+                         f"{p['length']} bytes) is damaged and {p['what']}{more}; the journal is unchanged: "
+                         + _keep_advice(path, p))
+
+
 def _rewrite(path: str, problems: list[dict]) -> None:
-    """Write the journal without the damaged bytes of ``problems`` (temp file + rename); caller holds the lock."""
+    """Write the journal without the damaged bytes of ``problems`` (temp file + rename); caller holds the lock
+    and has refused lines that cannot be removed (:func:`_refuse_fix`)."""
     with open(path, "rb") as f:
         data = f.read()
     keep, pos = [], 0
     for p in problems:
-        cut = p["length"] if p["kind"] == "journal_torn_tail" or p.get("salvage") is None else p["salvage"]
+        cut = p["salvage"] if p.get("repair") == "torn" else p["length"]
         keep.append(data[pos:p["offset"]])
         pos = p["offset"] + cut
     keep.append(data[pos:])
@@ -260,6 +336,19 @@ def _dead_trial_problems(path: str, fix: bool) -> list[dict]:
     return out
 
 
+def _acquire(lock, fix: bool) -> bool:
+    """Take the journal's lock; without ``fix`` False instead when it cannot be (a read-only folder or file system
+    cannot hold the lock file): the check reads unlocked, where a record being written shows as a torn tail."""
+    try:
+        lock.acquire()
+        return True
+    except (StudyError, OSError) as exc:
+        if fix:
+            raise
+        log.info("study journal lock not taken (%s); checking the journal without it", exc)
+        return False
+
+
 def check_journals(store_root, fix: bool = False) -> list[dict]:
     """Problems of the study journal of the store at ``store_root`` (its ``studies.journal``; or a journal file
     itself): each ``{"kind", "where", "message"}``, an empty list when it is sound or absent.
@@ -267,9 +356,14 @@ def check_journals(store_root, fix: bool = False) -> list[dict]:
     Kinds: ``journal_torn_tail`` (a last record cut short by a full disk or a killed writer; harmless, removed by
     the next write), ``journal_bad_record`` (a line that is not a record, e.g. one written onto a torn tail by an
     older mixsig: no study loads until repaired), ``dead_trial`` (RUNNING, but its worker process on this host is
-    gone). With ``fix``, under the journal's lock, torn bytes are removed (a record written onto them is kept),
-    dead trials are marked FAIL, and each message says what was done. Stop the study processes before ``fix``
-    when a line is damaged (the journal is rewritten). Remote stores have no journal here: ``[]``.
+    gone). With ``fix``, under the journal's lock, torn bytes are removed (a record written onto them is kept), a
+    damaged line holding one non-numbering record is removed (that record is lost), dead trials are marked FAIL,
+    and each message says what was done. A damaged line that may have been a ``create_study``/``create_trial``
+    (or ``delete_study``) record is never removed: Optuna numbers studies and trials by the order of those records,
+    so removing one would move every later record onto the wrong trial; ``fix`` then raises
+    :class:`~mixsig.errors.StudyError` naming the line and leaves the journal unchanged. Stop the study processes
+    before ``fix`` when a line is damaged (the journal is rewritten). Without ``fix`` a journal whose lock file
+    cannot be created (a read-only store) is read unlocked. Remote stores have no journal here: ``[]``.
     """
     path = Path(str(store_root))
     if str(store_root).startswith("file://"):
@@ -285,27 +379,19 @@ def check_journals(store_root, fix: bool = False) -> list[dict]:
         return []
     path_s = str(path)
     lock = flock_lock(path_s)
-    lock.acquire()
+    locked = _acquire(lock, fix)
     try:
         problems = _scan(path_s)
+        if fix:
+            _refuse_fix(path_s, problems)
         if fix and [p["kind"] for p in problems] == ["journal_torn_tail"]:
             os.truncate(path_s, problems[0]["offset"])  # in place: readers' cached offsets stay valid
         elif fix and problems:
             _rewrite(path_s, problems)
     finally:
-        lock.release()
+        if locked:
+            lock.release()
     out = [_describe(path_s, p, fix) for p in problems]
     if fix or not any(p["kind"] == "journal_bad_record" for p in problems):
         out += _dead_trial_problems(path_s, fix)
     return out
-
-
-def mixsig_error_in(exc: BaseException) -> MixsigError | None:
-    """The :class:`~mixsig.errors.MixsigError` behind ``exc`` (itself, or its cause or context): Optuna raises
-    ``AssertionError`` from a ``finally`` when a trial's ``tell`` failed, hiding e.g. a full disk's error."""
-    seen = 0
-    while exc is not None and seen < 20:
-        if isinstance(exc, MixsigError):
-            return exc
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
-    return None

@@ -11,7 +11,7 @@ import os
 import warnings
 from typing import TYPE_CHECKING, Callable, Mapping
 
-from mixsig.errors import HeadError, StudyError
+from mixsig.errors import HeadError, MixsigError, StudyError
 from mixsig.features import parse_features
 from mixsig.studies._common import (
     OVERRIDES_ATTR, RESULT_ATTR, load_study, n_finished, open_store_arg, settings_of, store_url,
@@ -22,7 +22,6 @@ from mixsig.studies._objective import Objective
 from mixsig.studies._pruning import make_pruner
 from mixsig.studies._settings import SETTINGS_ATTR, SETTINGS_VERSION, StudySettings
 from mixsig.studies._space import get_space
-from mixsig.studies._journal import mixsig_error_in
 from mixsig.studies._storage import fail_dead_trials, open_storage, run_lock, uses_heartbeat
 from mixsig.studies._summary import IN_SAMPLE_ATTR, study_summary
 
@@ -123,9 +122,9 @@ def _optimize(study, objective: Objective, target: int | None, timeout: float | 
     try:
         study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=callbacks,
                        catch=(HeadError, FloatingPointError), gc_after_trial=False)
-    except Exception as exc:
+    except AssertionError as exc:  # Optuna's, from a `finally`, when a trial's tell failed (e.g. a full disk)
         cause = mixsig_error_in(exc)
-        if cause is None or cause is exc:
+        if cause is None:
             raise
         raise cause from None
     return ran[0]
@@ -299,3 +298,27 @@ def join_study(store, name: str, *, storage: str | None = None, trials: int | No
     study = optuna.load_study(study_name=name, storage=stor, sampler=_sampler(worker_seed), pruner=_pruner(settings))
     objective = Objective(data, settings.heads, fmap, settings.metric, seed=settings.seed, threads=threads)
     return _optimize(study, objective, settings.trials, timeout, on_trial, not uses_heartbeat(stor), n_trials=trials)
+
+
+def mixsig_error_in(exc: BaseException) -> MixsigError | None:
+    """The :class:`~mixsig.errors.MixsigError` hidden behind ``exc`` when ``exc`` is an ``AssertionError`` raised
+    inside Optuna: Optuna raises one from a ``finally`` when a trial's ``tell`` failed, hiding e.g. a full disk's
+    error (its cause or context). None for anything else, so a real bug raised while a mixsig error was being
+    handled (in mixsig, a callback, any library) propagates as itself."""
+    if not isinstance(exc, AssertionError) or not _raised_in_optuna(exc):
+        return None
+    seen, inner = 0, exc.__cause__ or exc.__context__
+    while inner is not None and seen < 20:
+        if isinstance(inner, MixsigError):
+            return inner
+        inner, seen = inner.__cause__ or inner.__context__, seen + 1
+    return None
+
+
+def _raised_in_optuna(exc: BaseException) -> bool:
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return str(tb.tb_frame.f_globals.get("__name__", "")).split(".")[0] == "optuna"

@@ -19,6 +19,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from mixsig.cli import main
+from mixsig.errors import StudyError
 from mixsig.studies import check_journals, open_storage, run_study, study_summary
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -414,3 +415,187 @@ def test_a_journal_on_a_disk_that_really_fills_up(small_store, tiny_disk):
     # a trial in flight at the fault is failed (its worker recorded) or, caught before it recorded one, stays
     # RUNNING until it is a minute old (fail_dead_trials' orphan rule)
     assert all("mixsig_worker" not in t.user_attrs for t in study.get_trials(states=(TrialState.RUNNING,)))
+
+
+# --- review of issue 13: --fix never renumbers, a read-only store is checked, real bugs are not hidden ---------
+
+
+def _lines(journal: str) -> list[bytes]:
+    return open(journal, "rb").read().splitlines(keepends=True)
+
+
+def _op_lines(journal: str, op_code: int) -> list[int]:
+    """Indexes of the journal lines holding a record of ``op_code`` (Optuna: 0 create_study, 4 create_trial)."""
+    return [i for i, line in enumerate(_lines(journal)) if json.loads(line)["op_code"] == op_code]
+
+
+def _damage(journal: str, index: int, how: str) -> tuple[int, int]:
+    """Damage line ``index`` of ``journal`` for real: ``brace`` flips its closing ``}`` into ``#`` (a flipped byte),
+    ``newline`` flips its ``\\n`` so it runs into the next record. Returns (1-based line, byte offset)."""
+    lines = _lines(journal)
+    offset = sum(len(line) for line in lines[:index])
+    if how == "brace":
+        lines[index] = lines[index][:-2] + b"#\n"
+    else:
+        lines[index] = lines[index][:-1] + b"x"
+    with open(journal, "wb") as f:
+        f.write(b"".join(lines))
+    return index + 1, offset
+
+
+@pytest.mark.parametrize("op_code, what, how", [
+    (4, "it holds a create_trial record", "brace"),
+    (0, "it holds a create_study record", "brace"),
+    (4, "it holds parts of 2 records run together (create_trial, ", "newline"),  # a whole record, then another
+])
+def test_fix_refuses_to_drop_a_damaged_line_that_numbers_trials_and_leaves_the_journal_byte_identical(
+        small_store, capsys, op_code, what, how):
+    store, keys = small_store
+    path = str(store.local_path)
+    journal = os.path.join(path, "studies.journal")
+    run_study(store, "c", heads="logreg", features=_feats(keys), trials=2, final=False)
+    # the last create_trial (trial 1; a damaged trial 0 would renumber trial 1 as 0), or the study's create_study
+    line, offset = _damage(journal, _op_lines(journal, op_code)[-1], how)
+    before = open(journal, "rb").read()
+    length = len(before.splitlines(keepends=True)[line - 1])
+    advice = (f"removing it could renumber every later study or trial (Optuna numbers them by the order of their "
+              f"create records), so it is left as it is. Move the journal aside (`mv {journal} {journal}.damaged`) "
+              f"and rerun your `mixsig study run` command to start its studies afresh, or repair line {line} by hand "
+              f"in a copy (`cp {journal} {journal}.bak`)")
+    capsys.readouterr()
+    assert main(["study", "check", path]) == 1
+    out = capsys.readouterr().out
+    assert f"journal_bad_record {journal} at byte {offset} (line {line}): {length} bytes that are not a journal " \
+           f"record; no study in this journal can be read, and {what}" in out and advice in out
+    for args in (["study", "check", path, "--fix"], ["cache", "verify", path, "--fix"]):
+        assert main(args) == 1
+        err = capsys.readouterr().err.strip()
+        assert f"error: cannot repair the study journal {journal}: line {line} (byte {offset}, {length} bytes) is " \
+               f"damaged and {what}" in err, err
+        assert err.endswith(f"; the journal is unchanged: {advice}") and len(err.splitlines()) == 1, err
+        assert open(journal, "rb").read() == before  # nothing committed is lost, no trial renumbered
+    assert main(["study", "show", path, "--name", "c"]) == 1  # reading says so too, and does not suggest --fix
+    err = capsys.readouterr().err
+    assert f"line {line} {what[3:]}" in err and f"and cannot be removed by --fix: {advice}" in err
+    assert "--fix`" not in err
+    os.rename(journal, journal + ".damaged")  # the suggested way out works
+    assert run_study(store, "c", heads="logreg", features=_feats(keys), trials=1, final=False)["states"] == \
+        {"COMPLETE": 1}
+
+
+def test_fix_drops_a_damaged_attr_line_without_renumbering_any_trial(small_store, capsys):
+    store, keys = small_store
+    path = str(store.local_path)
+    journal = os.path.join(path, "studies.journal")
+    run_study(store, "a", heads="logreg", features=_feats(keys), trials=3, final=False)
+    committed = _committed(_load(path, "a"))
+    lines = _lines(journal)
+    index = next(i for i, raw in enumerate(lines) if json.loads(raw)["op_code"] == 8  # set_trial_user_attr
+                 and json.loads(raw)["trial_id"] == 1 and "mixsig_worker" in json.loads(raw)["user_attr"])
+    line, offset = _damage(journal, index, "brace")
+    length = len(lines[index])
+    capsys.readouterr()
+    assert main(["study", "check", path, "--fix"]) == 0
+    out = capsys.readouterr().out
+    assert f"journal_bad_record {journal} at byte {offset} (line {line}): removed the unreadable line ({length} " \
+           "bytes, a damaged set_trial_user_attr record of trial_id 1: that record is lost; no study or trial id " \
+           "shifts); the records after it are kept" in out
+    assert open(journal, "rb").read() == b"".join(lines[:index] + lines[index + 1:])
+    study = _load(path, "a")
+    assert _committed(study) == committed  # every trial keeps its number, state, value and params
+    assert "mixsig_worker" not in study.trials[1].user_attrs and "mixsig_worker" in study.trials[2].user_attrs
+
+
+def _read_only_os_open(root: str):
+    """An ``os.open`` of a read-only file system under ``root``: opening for writing or creating fails (EROFS)."""
+    import errno
+
+    real = os.open
+
+    def ro_open(path, flags, *args, **kwargs):
+        if str(os.fspath(path)).startswith(root) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real(path, flags, *args, **kwargs)
+
+    return ro_open
+
+
+def test_cache_verify_checks_the_journal_of_a_read_only_store_without_its_lock(small_store, capsys, monkeypatch):
+    store, keys = small_store
+    path = str(store.local_path)
+    journal = os.path.join(path, "studies.journal")
+    run_study(store, "ro", heads="logreg", features=_feats(keys), trials=2, final=False)
+    committed = _committed(_load(path, "ro"))
+    with open(journal, "ab") as f:
+        f.write(b'{"op_code":6,"worker_id":"w","trial_id":2,"sta')
+    before = open(journal, "rb").read()
+    os.remove(journal + ".flock")  # a store copied read-only: no lock file, and none can be created
+    monkeypatch.setattr(os, "open", _read_only_os_open(path))
+    assert [p["kind"] for p in check_journals(path)] == ["journal_torn_tail"]
+    capsys.readouterr()
+    assert main(["cache", "verify", path]) == 1
+    out = capsys.readouterr().out
+    torn_at = len(before) - len(b'{"op_code":6,"worker_id":"w","trial_id":2,"sta')
+    assert f"journal_torn_tail {journal} at byte {torn_at}" in out and "1 problem(s)" in out
+    with pytest.raises(StudyError, match=f"cannot open the study journal's lock file {journal}.flock: Read-only"):
+        check_journals(path, fix=True)  # repairing needs the lock: refused, naming the file
+    monkeypatch.undo()
+    assert not os.path.exists(journal + ".flock") and open(journal, "rb").read() == before
+    assert _committed(_load(path, "ro")) == committed
+
+
+@pytest.fixture
+def read_only_disk(tmp_path):
+    """A tmpfs remounted read-only after ``prepare(mnt)`` filled it (needs root and mount; skipped otherwise)."""
+    import shutil
+
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    if shutil.which("mount") is None or os.geteuid() != 0 or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=1m", "mixsig-test-ro", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+
+    def seal():
+        subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
+    try:
+        yield mnt, seal
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_study_check_reads_a_journal_on_a_really_read_only_file_system(small_store, read_only_disk, capsys):
+    store, keys = small_store
+    path = str(store.local_path)
+    mnt, seal = read_only_disk
+    run_study(store, "r", heads="logreg", features=_feats(keys), trials=2, final=False)
+    journal = str(mnt / "studies.journal")
+    data = open(os.path.join(path, "studies.journal"), "rb").read()
+    with open(journal, "wb") as f:
+        f.write(data + b'{"op_code":6,"worker_id":"w","trial_id":2,"sta')  # a torn tail, no lock file
+    seal()
+    capsys.readouterr()
+    assert main(["study", "check", path, "--storage", f"journal:{journal}"]) == 1
+    out = capsys.readouterr().out
+    assert f"journal_torn_tail  {journal} at byte {len(data)} (line {len(data.splitlines()) + 1})" in out
+    assert main(["study", "check", path, "--storage", f"journal:{journal}", "--fix"]) == 1
+    assert f"cannot open the study journal's lock file {journal}.flock: Read-only file system" in \
+        capsys.readouterr().err
+    assert open(journal, "rb").read() == data + b'{"op_code":6,"worker_id":"w","trial_id":2,"sta'
+
+
+def _raise_while_handling_a_mixsig_error(bug: type[Exception]):
+    def on_trial(study, trial):
+        try:
+            raise StudyError("a mixsig error being handled")
+        except StudyError:
+            raise bug("a real bug in the handler")
+    return on_trial
+
+
+@pytest.mark.parametrize("bug", [KeyError, AssertionError])
+def test_a_bug_raised_while_a_mixsig_error_is_handled_propagates_as_itself(small_store, bug):
+    store, keys = small_store
+    with pytest.raises(bug, match="a real bug in the handler") as info:
+        run_study(store, "e", heads="logreg", features=_feats(keys), trials=2, final=False,
+                  on_trial=_raise_while_handling_a_mixsig_error(bug))
+    assert isinstance(info.value.__context__, StudyError)  # the hidden one stays its context, not its stand-in
