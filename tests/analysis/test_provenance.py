@@ -176,12 +176,15 @@ def test_a_run_written_before_the_record_is_unknown_and_checked_in_the_store(bui
     assert "| numpy | – | " in _provenance_md(md)
 
 
-def test_study_winner_provenance_selection_and_in_sample(built, capsys, tmp_path):
+def test_study_winner_provenance_selection_and_in_sample(built, capsys, caplog, tmp_path):
     path, k = built
+    caplog.set_level("WARNING", logger="mixsig")
     rc = main(["--quiet", "study", "run", str(path), "--name", "p", "--heads", "logreg", "--trials", "3", "--features",
-               f"text={k['text']}|{k['inside']},audio={k['audio']}", "--reeval-top", "1", "--reeval-seeds", "2"])
+               f"text={k['inside']},audio={k['audio']}", "--reeval-top", "1", "--reeval-seeds", "2"])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and k["inside"] in r.getMessage()]
+    assert len(warned) == 1 and "--folds 5" in warned[0]  # once, before the trials (not again for the winner)
     store = open_store(path)
     attrs = store.read_run("study-p").attrs
     assert attrs["source"] == "study:p" and attrs["selection_splits"] == ["val"]
@@ -196,7 +199,8 @@ def test_study_winner_provenance_selection_and_in_sample(built, capsys, tmp_path
     trial = attrs["study"]["trial"]
     assert f"**Study** p, trial {trial}" in prov and doc["provenance"]["study"]["trial"] == trial
     assert doc["warnings"]["selection_overlap"] is None
-    assert (k["inside"] in attrs["features"].values()) == bool(doc["warnings"]["in_sample"])
+    assert attrs["features"]["text"] == k["inside"] and list(attrs["in_sample_keys"]) == [k["inside"]]
+    assert list(doc["warnings"]["in_sample"]) == [k["inside"]] and "In-sample embeddings:" in _header(md)
     md, _, doc, _ = _report(capsys, path, "study-p", tmp_path / "rv", split="val")
     assert doc["warnings"]["selection_overlap"]["splits"] == ["val"]
     assert "study 'p' scored its trials on val" in doc["warnings"]["selection_overlap"]["why"]
