@@ -20,6 +20,7 @@ is :class:`~mixsig.studies._journal.JournalFile`; :func:`~mixsig.studies.check_j
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -150,9 +151,12 @@ def flock_lock(journal_path: str):
         def acquire(self) -> bool:
             try:
                 fd = os.open(self._path, os.O_CREAT | os.O_RDWR, 0o644)
-            except OSError as exc:  # e.g. a full disk cannot hold the new lock file
+            except OSError as exc:  # e.g. a full disk cannot hold the new lock file, nor a read-only folder
+                fix = ("make its folder writable (a read-only store's journal can be checked without --fix, not "
+                       "repaired or written)" if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
+                       else "fix the cause (a full disk: free space) and rerun")
                 raise StudyError(f"cannot open the study journal's lock file {self._path}: {exc.strerror or exc}; "
-                                 "fix the cause (a full disk: free space) and rerun") from None
+                                 + fix) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
             except BaseException:

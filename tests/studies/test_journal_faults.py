@@ -578,7 +578,8 @@ def test_study_check_reads_a_journal_on_a_really_read_only_file_system(small_sto
     out = capsys.readouterr().out
     assert f"journal_torn_tail  {journal} at byte {len(data)} (line {len(data.splitlines()) + 1})" in out
     assert main(["study", "check", path, "--storage", f"journal:{journal}", "--fix"]) == 1
-    assert f"cannot open the study journal's lock file {journal}.flock: Read-only file system" in \
+    assert f"cannot open the study journal's lock file {journal}.flock: Read-only file system; make its folder " \
+           "writable (a read-only store's journal can be checked without --fix, not repaired or written)" in \
         capsys.readouterr().err
     assert open(journal, "rb").read() == data + b'{"op_code":6,"worker_id":"w","trial_id":2,"sta'
 
