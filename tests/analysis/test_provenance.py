@@ -125,7 +125,7 @@ def test_analysing_the_selection_split_is_warned(built, plain, capsys, tmp_path)
     over = doc["warnings"]["selection_overlap"]
     assert over["splits"] == ["val"] and over["rows"] == n_val
     assert f"{n_val} of the {doc['n_samples']} analysed rows are in val" in over["why"]
-    assert "`mixsig report ... --split test`" in over["why"]
+    assert "`mixsig report STORE --run plain --split test`" in over["why"]
     assert f"> **WARNING:** {over['why']}" in _header(md)
     assert f"WARNING: {over['why']}" in err
     # a head that selects nothing on val (logistic regression): no warning on val+test

@@ -156,7 +156,7 @@ def _selection_overlap(inp, selected: list[str] | None, rows) -> dict | None:
     study = inp.run_attrs.get("study") if isinstance(inp.run_attrs.get("study"), dict) else {}
     how = (f"study {study.get('name')!r} scored its trials on {'+'.join(study.get('scored_on') or ['val'])} and the "
            f"run chose its epochs / stopped early on val" if study else "the run chose its epochs / stopped early on it")
-    fix = f"`mixsig report ... --split {'+'.join(rest) or 'test'}`"
+    fix = f"`mixsig report STORE --run {inp.run_name} --split {'+'.join(rest) or 'test'}`"
     why = (f"{int(hit.sum())} of the {analysed.size} analysed rows are in {', '.join(splits)}, the split(s) that "
            f"selected this run ({how}; run attr selection_splits {selected}): its scores there are optimistic. "
            f"Analyse held-out rows only: {fix}.")

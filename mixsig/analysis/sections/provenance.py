@@ -82,11 +82,11 @@ def blocks(report: dict, figures: dict) -> list[tuple]:
                                                                           else ""))
         rows.append([f["modality"], f["key"] + ("" if f["found"] else " (not in the store now)"),
                      _text(f.get("encoder")), _text(f.get("revision")),
-                     f"{_text(f.get('pooling'))}, layers {_text(f.get('layers'))}, {_text(f.get('dtype'))}",
-                     _text(f.get("preprocessing")), tuned])
-    b.append(("p", "**Feature keys** (encoder or source, its resolved revision and the preprocessing):"))
-    b.append(("table", ["modality", "key", "encoder / source", "revision", "pooling", "preprocessing",
-                        "fine-tuned"], rows))
+                     f"{_text(f.get('pooling'))}, layers {_text(f.get('layers'))}, {_text(f.get('dtype'))}", tuned])
+    b.append(("p", "**Feature keys** (encoder or source and its resolved revision; the preprocessing below):"))
+    b.append(("table", ["modality", "key", "encoder / source", "revision", "pooling", "fine-tuned"], rows))
+    for f in p["features"]:
+        b.append(("p", f"Preprocessing of {f['modality']} ({f['key']}): {_text(f.get('preprocessing'))}."))
     params = p.get("params") if isinstance(p.get("params"), dict) else {}
     b.append(("p", f"**Head** {p.get('head') or '–'}; hyperparameters: "
                    + (", ".join(f"{k}={json.dumps(v, default=str)}" for k, v in params.items()) or "–") + "."))
@@ -107,6 +107,7 @@ def blocks(report: dict, figures: dict) -> list[tuple]:
     v = p["versions"]
     vrows = [["mixsig", _text(v["mixsig"]["run"]), _text(v["mixsig"]["report"])]]
     vrows += [[lib, _text(x["run"]), _text(x["report"])] for lib, x in v["libraries"].items()]
+    b.append(("p", "**Versions** of mixsig and the libraries, when the run was trained and for this report:"))
     b.append(("table", ["library", "when the run was trained", "this report"], vrows))
     return b
 
