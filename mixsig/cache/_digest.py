@@ -120,7 +120,8 @@ def describe_mismatch(label: str, chunk, expected: int, got: int) -> str:
     if got == ABSENT:
         what = "is missing (its chunk file was deleted after it was written)"
     elif expected == ABSENT:
-        what = "is a chunk file where none was written (copied in from elsewhere)"
+        what = ("is a chunk file where none was recorded as written (copied in from elsewhere, or its ledger entry "
+                "was lost)")
     else:
         what = (f"is not the chunk written at this position (its CRC32C {got:08x} differs from the digest "
                 f"{expected:08x} recorded when it was written: a chunk file copied or moved here)")
@@ -188,6 +189,16 @@ class Ledger:
         for c in chunks:
             self.arr[int(c)] = np.array([int(c)] + [stored_crc(self.arrays[n], int(c), self.root)
                                                      for n in LEDGER_COLUMNS[1:]], np.int64)
+
+
+def expected_digests(table: np.ndarray) -> np.ndarray:
+    """What a reader expects of each row-chunk's files, from ledger ``table`` [k, 6] (a copy): a row-chunk whose
+    entry was never begun (column 0 :data:`UNKNOWN`: no writer ever marked it) has no files (:data:`ABSENT`), so
+    a chunk file there (a ledger chunk deleted, a data chunk copied in) is refused. An entry begun and not recorded
+    (a writer's begin-write-record window, or an interrupted write) stays UNKNOWN: not compared."""
+    out = np.array(table, np.int64, copy=True)
+    out[out[:, 0] == UNKNOWN, 1:] = ABSENT
+    return out
 
 
 def ledger_problems(table: np.ndarray) -> list[tuple[int, str]]:

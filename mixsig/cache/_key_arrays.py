@@ -4,14 +4,39 @@ they say (key info, stale rows) and adding one (:meth:`KeyArrays.add_key_array`)
 
 from __future__ import annotations
 
+import os
+import time
+
 import numpy as np
 
 from mixsig.cache._chunks import (array_dir, check_seen, chunk_file, empty_aligned, fast_layout,
                                   read_arrays_fast, read_chunk_into)
-from mixsig.cache._digest import (LEDGER, LEDGER_COLUMNS, UNKNOWN, attr_digests, check_tails, crc_codecs,
-                                  ledger_problems, record_digests)
+from mixsig.cache._digest import (LEDGER, LEDGER_COLUMNS, UNKNOWN, MisplacedChunk, attr_digests, check_tails,
+                                  crc_codecs, expected_digests, ledger_problems, record_digests)
 from mixsig.cache._status import Status
 from mixsig.errors import CorruptChunk, StoreError
+
+#: How long (s) a read that found a chunk not matching its digest is retried while the key's ledger keeps changing
+#: (another writer rewriting chunks: retried rows, --refresh-stale, invalidate, update_samples).
+SETTLE_S = 5.0
+
+
+def settled(read, stamp):
+    """``read()``, read again (ledger and chunks) while it fails with :class:`MisplacedChunk` and the key's ledger
+    changed during the attempt (``stamp()`` before and after differ): a writer marks a row-chunk's ledger entry
+    before it rewrites the chunk and records it after, so a chunk rewritten between our reads of its digest and of
+    the chunk always changes the ledger meanwhile. A mismatch read under an unchanged ledger is real: raised at
+    once (as is one after :data:`SETTLE_S` s of changes)."""
+    deadline, wait = time.monotonic() + SETTLE_S, 0.001
+    while True:
+        before = stamp()
+        try:
+            return read()
+        except MisplacedChunk:
+            if before is None or stamp() == before or time.monotonic() > deadline:
+                raise
+        time.sleep(wait)
+        wait = min(2 * wait, 0.05)
 
 #: The arrays every key is created with; :meth:`KeyArrays.add_key_array` adds others beside them.
 KEY_ARRAYS = ("embedding", "done", "status", "message", "input_hash", LEDGER)
@@ -113,11 +138,15 @@ class KeyArrays:
         """One whole per-row array of a key: ``done``, ``status``, ``message``, ``input_hash``, ``embedding`` or
         one added by :meth:`add_key_array` (fine-tuning's ``fold``)."""
         arr = self._key_array(key, name)
-        try:
+
+        def once():
             expect = self._digests(key, name, arr)
             if name == "embedding":
                 return self._read_embedding(key, arr, None, expect)
             return self._read_plain(arr, expect)
+
+        try:
+            return settled(once, lambda: self._ledger_stamp(key))
         except (ValueError, OSError) as exc:
             raise CorruptChunk(f"key {key} array {name}: {exc}; run `mixsig cache verify {self.url}`") from exc
 
@@ -139,6 +168,43 @@ class KeyArrays:
             return None
         table = self._read_plain(arr)
         self._check_ledger(arr, table)
+        return expected_digests(table)
+
+    def _ledger_stamp(self, key: str):
+        """What changes whenever a writer marks or records an entry of ``key``'s ledger (local stores; else None):
+        the inode and times of each ledger chunk file (zarr writes each as a new file renamed into place)."""
+        arr = self._ledger_array(key)
+        if arr is None:
+            return None
+        out = []
+        try:
+            entries = list(os.scandir(array_dir(self.local_path, arr.path) / "c"))
+        except FileNotFoundError:  # no entry written yet
+            return out
+        for e in entries:
+            try:
+                st = os.stat(os.path.join(e.path, "0"))
+            except OSError:
+                continue
+            out.append((e.name, st.st_ino, st.st_mtime_ns, st.st_ctime_ns))
+        return sorted(out)
+
+    def _ledger_rows(self, key: str, chunks: np.ndarray) -> np.ndarray | None:
+        """Like :meth:`_ledger`, but only the entries of row-chunks ``chunks`` are read (one small file each); the
+        others are UNKNOWN. For partial reads, which touch few row-chunks of a key with many."""
+        arr = self._ledger_array(key)
+        if arr is None:
+            return None
+        table = np.full(arr.shape, UNKNOWN, np.int64)
+        adir, row = array_dir(self.local_path, arr.path), np.empty((1, arr.shape[1]), np.int64)
+        for c in chunks.tolist():
+            found = read_chunk_into(chunk_file(adir, c, 2), row, tuple(arr.chunks), arr.dtype,
+                                    f"array {arr.path} chunk {c}")
+            table[c] = row[0] if found else UNKNOWN
+            if table[c, 0] != UNKNOWN and table[c, 0] != c:
+                self._check_ledger(arr, table)
+            if table[c, 0] == UNKNOWN:  # never begun: no files expected there
+                table[c] = expected_digests(table[c:c + 1])[0]
         return table
 
     def _ledger_array(self, key: str):
@@ -171,6 +237,7 @@ class KeyArrays:
         table, done, X = self._read_whole([ledger, done_arr, emb], [np.int64, done_arr.dtype, np.float32],
                                           seen=(seen := []))
         self._check_ledger(ledger, table)
+        table = expected_digests(table)
         check_seen(f"array {done_arr.path}", seen[1], table[:, LEDGER_COLUMNS.index("done")])
         check_seen(f"array {emb.path}", seen[2], table[:, LEDGER_COLUMNS.index("embedding")])
         return done, X
@@ -186,6 +253,19 @@ class KeyArrays:
             raise CorruptChunk(f"array {arr.path}: {exc}; run `mixsig cache verify {self.url}`") from exc
         check_tails(arr, self.local_path, None if expect is None else [int(x) for x in expect],
                     f"array {arr.path}")
+        return out
+
+    def _read_chunks(self, arr, chunks: np.ndarray, expect=None) -> np.ndarray:
+        """Array ``arr`` [N] (fast layout, local store) with only row-chunks ``chunks`` read (the others hold the
+        fill value); ``expect``: the digests recorded for its chunks."""
+        out = np.full(arr.shape, arr.fill_value, arr.dtype)
+        adir, cr, n = array_dir(self.local_path, arr.path), int(arr.chunks[0]), int(arr.shape[0])
+        buf = empty_aligned(arr.chunks, arr.dtype)
+        for c in chunks.tolist():
+            lo, hi = c * cr, min((c + 1) * cr, n)
+            if read_chunk_into(chunk_file(adir, c, arr.ndim), buf[:hi - lo], tuple(arr.chunks), arr.dtype,
+                               f"array {arr.path} chunk {c}", UNKNOWN if expect is None else int(expect[c])):
+                out[lo:hi] = buf[:hi - lo]
         return out
 
     @staticmethod

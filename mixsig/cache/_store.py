@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mixsig.cache._chunks import local_root
+from mixsig.cache._chunks import fast_layout, local_root
 from mixsig.cache._digest import create_ledger, crc_codecs
-from mixsig.cache._key_arrays import KeyArrays
+from mixsig.cache._key_arrays import KeyArrays, settled
 from mixsig.cache._keys import Provenance, diff_dicts, provenance_matches
 from mixsig.cache._runs import Run, RunRecord, RunSubset, read_run, update_run, write_run
 from mixsig.cache._samples import Samples, read_samples, samples_group
@@ -228,10 +228,15 @@ class FeatureStore(KeyArrays):
         """Features of ``key`` for a split (``None`` = all rows; ``"val+test"`` allowed) or explicit ``rows``.
 
         Rows not done are excluded (counted in ``excluded``), never returned as NaN, unless ``only_done=False``.
+        A chunk that does not match its digest is read again after a short wait before it is refused (another
+        writer may have been rewriting it between the reads of its digest and of the chunk).
         """
         g = self.key_group(key)
         self.check_provenance(key)
         want = self.samples.rows(split) if rows is None else np.asarray(rows, np.int64)
+        return settled(lambda: self._read_once(key, g, want, only_done), lambda: self._ledger_stamp(key))
+
+    def _read_once(self, key: str, g, want: np.ndarray, only_done: bool) -> FeatureView:
         done_arr, emb = self._key_array(key, "done"), self._key_array(key, "embedding")
         if self._reads_whole(emb, want) and self._reads_whole(done_arr, None):
             # One pass over both arrays' chunk files and the key's digest ledger (read by this thread while the
@@ -242,9 +247,13 @@ class FeatureStore(KeyArrays):
             if not self._all_rows(keep, len(done)):
                 X = X[keep]
         else:
-            table = self._ledger(key)
+            # few row-chunks of many (a quarter at most): read only their ledger entries and done chunks
+            chunks = np.unique(want // int(emb.chunks[0]))
+            few = (self.local_path is not None and fast_layout(done_arr) and fast_layout(emb)
+                   and len(chunks) * 4 <= emb.cdata_shape[0])
+            table = self._ledger_rows(key, chunks) if few else self._ledger(key)
             exp_done, exp_emb = (None, None) if table is None else (table[:, 2], table[:, 1])
-            done = self._read_plain(done_arr, exp_done)
+            done = self._read_chunks(done_arr, chunks, exp_done) if few else self._read_plain(done_arr, exp_done)
             keep = want[done[want]] if only_done else want
             X = self._read_embedding(key, emb, keep, exp_emb)
         return FeatureView(key=key, modality=str(g.attrs.get("modality")), rows=keep,
