@@ -277,3 +277,90 @@ def test_readers_racing_a_writer_that_rewrites_a_chunk_see_no_false_errors(store
     assert not errors, errors[:3]
     assert reads >= 2 and rewrites[0] >= 2, (reads, rewrites)
     assert verify_store(open_store(path)).ok
+
+
+def test_partial_read_of_few_chunks_opens_only_their_ledger_and_done_files(tmp_path, monkeypatch):
+    """A partial read touching 2 of 32 row-chunks reads 2 ledger entries and 2 done chunks, not all 32 of each
+    (every one is a small file); the rows and their checks are the same."""
+    from mixsig.cache import Status
+
+    store = create_store(tmp_path / "big.zarr", make_samples(512))
+    key = store.create_key(prov(), D, chunk_rows=16)
+    with store.writer(key, fsync=False) as w:
+        for lo, hi in w.blocks():
+            w.write_block(lo, hi, row_values(range(lo, hi)), np.full(hi - lo, Status.OK, np.int8))
+    real_open, opened = os.open, []
+
+    def counting(p, *a, **kw):
+        opened.append(str(p))
+        return real_open(p, *a, **kw)
+
+    monkeypatch.setattr(os, "open", counting)
+    v = store.read(key, rows=[17, 18, 300])
+    monkeypatch.undo()
+    np.testing.assert_array_equal(v.X, row_values([17, 18, 300]))
+    for array in ("digests", "done", "embedding"):
+        got = sorted(p.split("/c/")[1] for p in opened if f"/{array}/c/" in p)
+        assert got == (["1/0", "18/0"] if array != "done" else ["1", "18"]), (array, got)
+
+
+def test_full_disk_during_a_non_local_samples_update_is_refused_until_rerun(tmp_path, monkeypatch):
+    """A store that is not a local folder is rewritten in place under the store attr samples_updating: after an
+    ENOSPC the table is refused (not read half-new), and the rerun completes the update."""
+    import fsspec
+    from zarr.storage import FsspecStore
+
+    fs, base = fsspec.filesystem("memory"), f"/{tmp_path.name}/store.zarr"
+    url = f"memory://{base}"
+    try:
+        store = create_store(url, make_samples())
+        key = store.create_key(prov(), D, chunk_rows=16)
+        fill_key(store, key)
+        real_set = FsspecStore.set
+
+        async def full(self, k, value, *a, **kw):
+            if k.endswith("samples/label/c/0"):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return await real_set(self, k, value, *a, **kw)
+
+        monkeypatch.setattr(FsspecStore, "set", full)
+        with pytest.raises(StoreError, match=r"failed .*No space left.*refused until the update completes"):
+            update_samples(store, _changed())
+        monkeypatch.setattr(FsspecStore, "set", real_set)
+        with pytest.raises(StoreError, match=r"being updated, or an update was interrupted.*--update-samples"):
+            open_store(url).samples
+        res = update_samples(open_store(url, "r+"), _changed())
+        again = open_store(url)
+        assert "samples_updating" not in again.attrs and again.samples.label[3] == 1 - make_samples().label[3]
+        assert res.split_hash_after == _changed().split_hash() and verify_store(again).ok
+        assert not again.read_array(key, "done")[7]  # the changed text row stays pending
+    finally:
+        fs.rm(f"/{tmp_path.name}", recursive=True)
+
+
+def test_full_disk_during_verify_fix_is_one_error(store, tmp_path, monkeypatch, capsys):
+    import zarr.storage._local as local
+
+    from mixsig.cli import main
+
+    key = store.create_key(prov(), D, chunk_rows=16)
+    fill_key(store, key)
+    root = tmp_path / "store.zarr"
+    emb = root / "features" / key / "embedding" / "c"
+    shutil.copyfile(emb / "1" / "0", emb / "2" / "0")
+    put = local._put
+
+    def full_disk(path, value, exclusive=False):
+        if "digests" in path.parts:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return put(path, value, exclusive)
+
+    monkeypatch.setattr(local, "_put", full_disk)
+    assert main(["cache", "verify", str(root), "--fix"]) == 1
+    monkeypatch.undo()
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert f"verify --fix` of key {key} failed writing" in err and "free space and rerun" in err
+    assert not list((root / ".mixsig" / "leases" / key).glob("shard-*"))  # its lease was released
+    verify_store(open_store(root, "r+"), fix=True)  # disk freed: the rerun repairs it
+    assert verify_store(open_store(root)).ok
