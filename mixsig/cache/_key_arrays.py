@@ -25,18 +25,25 @@ def settled(read, stamp):
     """``read()``, read again (ledger and chunks) while it fails with :class:`MisplacedChunk` and the key's ledger
     changed during the attempt (``stamp()`` before and after differ): a writer marks a row-chunk's ledger entry
     before it rewrites the chunk and records it after, so a chunk rewritten between our reads of its digest and of
-    the chunk always changes the ledger meanwhile. A mismatch read under an unchanged ledger is real: raised at
-    once (as is one after :data:`SETTLE_S` s of changes)."""
+    the chunk always changes the ledger meanwhile. A mismatch read again under an unchanged ledger is real: raised
+    after that one more read (as is one after :data:`SETTLE_S` s of changes)."""
+    try:
+        return read()
+    except MisplacedChunk:
+        before = stamp()  # taken only once a read failed: a clean read costs nothing more
+        if before is None:
+            raise
     deadline, wait = time.monotonic() + SETTLE_S, 0.001
     while True:
-        before = stamp()
+        time.sleep(wait)
+        wait = min(2 * wait, 0.05)
         try:
             return read()
         except MisplacedChunk:
-            if before is None or stamp() == before or time.monotonic() > deadline:
+            after = stamp()
+            if after == before or time.monotonic() > deadline:
                 raise
-        time.sleep(wait)
-        wait = min(2 * wait, 0.05)
+            before = after
 
 #: The arrays every key is created with; :meth:`KeyArrays.add_key_array` adds others beside them.
 KEY_ARRAYS = ("embedding", "done", "status", "message", "input_hash", LEDGER)
