@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
-from mixsig.cache._lease import _mutex, holder_is_stale
+from mixsig.cache._lease import _mutex, disk_error, holder_is_stale
 from mixsig.cache._samples import Samples, write_samples
 from mixsig.cache._store import STORE_FORMAT, FeatureStore, _now
 from mixsig.errors import StoreError
@@ -80,13 +80,17 @@ def create_store(url, samples: Samples | Callable[[], Samples], attrs: dict | No
     Local folders are built beside the target and renamed into place (atomic); a folder left half-made by an
     interrupted creation of an older mixsig (no ``mixsig_store`` attr, no keys or runs) is rebuilt. A full disk
     raises one :class:`StoreError` and leaves nothing at ``url``. ``samples`` may be a callable returning them,
-    called only once the store is known to be missing (under the creation lock: one process hashes the media)."""
+    called only once the store is known to be missing (under the creation lock: one process hashes the media).
+    A full disk while writing the creation lock is one :class:`StoreError` too (naming the lock file)."""
     url = str(url)
     path = _local(url)
     if path is None:
         return _create_in_place(url, samples, attrs, overwrite)
     path = path.expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise disk_error(path.parent, exc, "creating the folder of store") from exc
     lock = path.parent / f".{path.name}.create.lock"
     with _mutex(lock, timeout=600, what=f"another process creating store {url}"):
         _remove_dead_temps(path)
