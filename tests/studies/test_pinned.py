@@ -23,7 +23,9 @@ from mixsig.studies import open_storage, run_study
 from tests.synthetic import make_synthetic_store
 
 TRIALS_SHA256 = "f2b84191f5fa29ea5114178349efa3cef145f6a15bb9c01c6f3a54c9dd414eaa"
-RESULT_SHA256 = "191466a049138468754c4cb20c50febe90b64d260f93d8d185d8162e4f6f124f"
+#: issue 14 added the study attr ``in_sample_keys`` and the result's ``selection_splits`` / ``in_sample_keys``;
+#: without them the result still hashes to the value pinned before (191466a049138468...)
+RESULT_SHA256 = "968746c82273807177d755ec66102ad10e0bfeb48b8fdeee7740fa91b1e2d286"
 PROBS_SHA256 = "7484d639eb9a0e8b75285b74007c7ce66de132e956127e5ae3f0ccd0e5f910ab"
 
 

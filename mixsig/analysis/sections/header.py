@@ -154,8 +154,8 @@ def _selection_overlap(inp, selected: list[str] | None, rows) -> dict | None:
     splits = [sp for sp in selected if (analysed == sp).any()]
     rest = sorted(set(analysed.tolist()) - set(selected), key=lambda sp: ({"train": 0, "val": 1, "test": 2}.get(sp, 3), sp))
     study = inp.run_attrs.get("study") if isinstance(inp.run_attrs.get("study"), dict) else {}
-    how = (f"study {study.get('name')!r} scored its trials on {'+'.join(study.get('scored_on') or ['val'])} and the "
-           f"run chose its epochs / stopped early on val" if study else "the run chose its epochs / stopped early on it")
+    how = (f"study {study.get('name')!r} scored its trials on {'+'.join(study.get('scored_on') or ['val'])}"
+           if study else "its epochs were chosen / it stopped early there")
     fix = f"`mixsig report STORE --run {inp.run_name} --split {'+'.join(rest) or 'test'}`"
     why = (f"{int(hit.sum())} of the {analysed.size} analysed rows are in {', '.join(splits)}, the split(s) that "
            f"selected this run ({how}; run attr selection_splits {selected}): its scores there are optimistic. "
