@@ -12,8 +12,10 @@ def register(sub) -> None:
     p = sub.add_parser(
         "demo", help=SUMMARIES["demo"],
         description="Generate the demo corpus (text, WAV audio, MP4 video, simulated annotators), validate it, "
-                    "extract all three modalities with tiny local encoders, fine-tune the text encoder briefly, "
-                    "run an Optuna study over gated and LightGBM heads, and write the disagreement report. "
+                    "extract all three modalities with tiny local encoders, fine-tune the text encoder briefly "
+                    "(3 folds, so train rows are embedded out of fold), run an Optuna study over gated and "
+                    "LightGBM heads (trials scored on val), and write the disagreement report on the held-out "
+                    "test split. "
                     "Rerunning with the same --out reuses the cache and the study and only re-renders the report. "
                     "Nothing is downloaded.")
     p.add_argument("--out", default="demo-output", help="output folder (default: demo-output)")

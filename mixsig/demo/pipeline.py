@@ -245,7 +245,9 @@ def _num(x, fmt: str = ".2f") -> str:
 
 
 def headline_findings(report: dict) -> list[str]:
-    """Three sentences a researcher would want first, from ``report.json``."""
+    """Three sentences a researcher would want first, from ``report.json``: the full model against the other
+    subsets on the same samples (McNemar, Benjamini-Hochberg), entropy where predictions disagree, and which
+    modality misled the fusion (counterfactual attribution)."""
     out: list[str] = []
     f1 = {}
     for sub, m in (report.get("metrics") or {}).items():
@@ -254,24 +256,32 @@ def headline_findings(report: dict) -> list[str]:
         except (KeyError, TypeError, ValueError):
             continue
     if f1:
-        best = max(f1, key=f1.get)
         full = max(f1, key=lambda s: s.count("+"))
-        out.append(f"Best subset by macro-F1 is {best} ({f1[best]:.2f}); the full model {full} scores {f1[full]:.2f}"
-                   + (" — fusion is not always better." if best != full else "."))
+        paired = report.get("paired") or {}
+        better = {s: p for s, p in paired.items() if isinstance(p, dict) and (p.get("mcnemar_p_bh") or 1) < 0.05
+                  and p.get("full_wrong_other_right", 0) > p.get("full_right_other_wrong", 0)}
+        if better:
+            s = min(better, key=lambda k: better[k]["mcnemar_p_bh"])
+            out.append(f"{s} is right more often than the full model {full} on the same samples (McNemar, BH q = "
+                       f"{_num(better[s]['mcnemar_p_bh'], '.2g')}) — fusion is not always better.")
+        else:
+            best = max(f1, key=f1.get)
+            out.append(f"Best subset by macro-F1 is {best} ({f1[best]:.2f}); the full model {full} scores "
+                       f"{f1[full]:.2f}; no subset differs from it on the same samples at BH q < 0.05"
+                       f"{' (paired tests skipped)' if not paired else ''}.")
     mw = ((report.get("join") or {}).get("entropy") or {}).get("mann_whitney") or {}
     if "p" in mw:
         direction = "higher" if (mw.get("rank_biserial") or 0) > 0 else "not higher"
         out.append(f"Annotator vote entropy is {direction} where unimodal and full predictions disagree "
                    f"(mean {_num(mw.get('mean_a'))} vs {_num(mw.get('mean_b'))} bits, "
                    f"Mann-Whitney p = {_num(mw.get('p'), '.2g')}, rank-biserial {_num(mw.get('rank_biserial'))}).")
-    dom = report.get("dominance") or {}
-    per = (report.get("disagreement") or {}).get("per_modality") or {}
-    if dom.get("n_misled") and dom.get("dominant_modality"):
-        out.append(f"When the full model was misled ({dom['n_misled']} samples) it most often followed "
-                   f"{dom['dominant_modality']}.")
-    elif per:
-        rates = {m: v["rate"] for m, v in per.items() if isinstance(v, dict) and v.get("rate") is not None}
-        if rates:
-            m = max(rates, key=rates.get)
-            out.append(f"{m} disagrees with the full model most often ({rates[m]:.0%} of samples).")
+    att = report.get("attribution") or {}
+    m = att.get("misleading_modality")
+    if att.get("n_misled") and m:
+        fix = (att.get("by_modality") or {}).get(m) or {}
+        out.append(f"Of {att['n_misled']} misled samples, removing {m} fixes {fix.get('fixes')} "
+                   f"({_num(fix.get('share'), '.0%')}), more than removing any other modality.")
+    elif att.get("n_misled"):
+        out.append(f"No single modality misled the fusion on its {att['n_misled']} misled samples"
+                   f"{': ' + att['why_none'] if att.get('why_none') else ''}.")
     return out[:3]
