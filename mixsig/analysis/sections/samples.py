@@ -50,7 +50,7 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'", "\uff1d", "\uff0b", "\uff
 NUMERIC_COLUMNS = "`conf[*]`, `p_true[*]`, `n_disagree`, `entropy`, `majority_share` and `desc[*]`"
 #: How to read samples.csv back (the report says it under its top samples, :func:`write_csv` in its docstring).
 READ_BACK = ("samples.csv: its text cells (`id`, `split`, `label`, `pred[*]`, `category`, `followed`, `lone_follow`, "
-             "`text`) that begin with = + - @ ' (or a full-width ＝ ＋ － ＠), a tab or a carriage return carry one "
+             "`text`) that begin with = + - @ ' (or their full-width forms), a tab or a carriage return carry one "
              "extra ' in front, so that spreadsheets show them instead of running them as formulas: drop the first "
              "' of every text cell that starts with one to get the original text (`mixsig.analysis.csv_text_value`). The numeric "
              f"columns ({NUMERIC_COLUMNS}) are plain numbers.")
