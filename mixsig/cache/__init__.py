@@ -8,7 +8,7 @@ Example::
 """
 
 from mixsig.cache._h5 import export_h5, import_h5
-from mixsig.cache._keys import (FEATURE_FORMAT_VERSION, Provenance, canonical_json, diff_dicts, sha256_of,
+from mixsig.cache._keys import (FEATURE_FORMAT_VERSION, Provenance, canonical_json, diff_dicts, file_sha256, sha256_of,
                                short_name)
 from mixsig.cache._runs import (UNSET, Run, RunRecord, RunSubset, Unset, describe_collapse, subset_metrics,
                                 subset_name, describe_in_sample, in_sample_keys, library_versions)
@@ -23,7 +23,7 @@ from mixsig.cache._writer import FeatureWriter
 
 __all__ = [
     "FEATURE_FORMAT_VERSION", "MODALITIES", "UNSET", "FeatureStore", "FeatureView", "FeatureWriter", "Provenance",
-    "Run", "RunRecord", "RunSubset", "Samples", "Status", "Unset", "VerifyReport", "canonical_json", "create_store",
+    "Run", "RunRecord", "RunSubset", "Samples", "Status", "Unset", "VerifyReport", "canonical_json", "file_sha256", "create_store",
     "default_chunk_rows", "describe_collapse", "describe_group_leak", "diff_dicts", "export_h5", "import_h5", "open_store", "sha256_of",
     "short_name", "subset_metrics", "subset_name", "verify_store",
     "SamplesUpdate", "affected_rows", "check_lease_free", "describe_samples_diff", "diff_samples", "leased_keys",

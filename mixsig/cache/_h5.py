@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
-from mixsig.cache._keys import Provenance
+from mixsig.cache._keys import Provenance, file_sha256
 from mixsig.cache._status import Status
 from mixsig.errors import StoreError
 
 log = logging.getLogger(__name__)
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def export_h5(store, key: str, path) -> Path:
@@ -79,7 +70,7 @@ def import_h5(store, path, modality: str | None = None, name: str | None = None,
         if not modality or not name:
             raise StoreError("importing features needs --modality (any name, e.g. face) and --name (what they are)")
         out_dtype = dtype or ("float16" if file_dtype == "float16" else "float32")
-        prov = Provenance(modality=modality, encoder=name, revision="sha256:" + _file_sha256(path), pooling="imported",
+        prov = Provenance(modality=modality, encoder=name, revision="sha256:" + file_sha256(path), pooling="imported",
                           layers="given", dtype=out_dtype,
                           extra={"source_file": path.name, "ids_dataset": ids_dataset, "dataset": dataset})
     index = {s: i for i, s in enumerate(store.samples.ids.tolist())}

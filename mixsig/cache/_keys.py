@@ -29,6 +29,15 @@ def sha256_of(obj: Any) -> str:
     return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()
 
 
+def file_sha256(path) -> str:
+    """sha256 hex digest of the bytes of the file at ``path`` (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def short_name(name: str) -> str:
     """A filesystem-safe short form of an encoder name or path (``facebook/hubert-base-ls960`` -> ``hubert-base-ls960``)."""
     base = name.rstrip("/\\").replace("\\", "/").split("/")[-1] or "encoder"

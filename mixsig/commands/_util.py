@@ -73,6 +73,17 @@ def add_encoder_arguments(p) -> None:
                         "the key: the same features keep the same key")
 
 
+def add_input_trust_arguments(p) -> None:
+    """``--allow-outside-paths`` and ``--trust-remote-code``, for the commands that read media and load encoders."""
+    p.add_argument("--allow-outside-paths", action="store_true",
+                   help="accept media paths that are absolute or lead out of the manifest's folder (.., symlinks); "
+                        "by default they are refused (exit 3) and no file outside the folder is opened or hashed")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="run the model's own code (auto_map + *.py in its folder or hub repo; never without this "
+                        "flag; only for code you trust). Its *.py files are hashed into the key, so edited code "
+                        "gives a new key")
+
+
 def command_line(args) -> str:
     """The command line of ``args`` with every option spelled out (``mixsig CMD MANIFEST --opt value ...``): what
     is recorded as ``allowed_by`` of an allowed group leak."""

@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from mixsig.commands import SUMMARIES
-from mixsig.commands._util import add_encoder_arguments
+from mixsig.commands._util import add_encoder_arguments, add_input_trust_arguments
 
 EPILOG = """\
 exit codes:
@@ -68,13 +68,7 @@ def register(subparsers) -> None:
                         "(e.g. it died on another host, so its lease cannot be seen as stale here); two live "
                         "writers on one key lose data. Leases of dead processes on this host are taken over "
                         "without it")
-    p.add_argument("--allow-outside-paths", action="store_true",
-                   help="accept media paths that are absolute or lead out of the manifest's folder (.., symlinks); "
-                        "by default they are refused (exit 3) and no file outside the folder is opened or hashed")
-    p.add_argument("--trust-remote-code", action="store_true",
-                   help="run the model's own code (auto_map + *.py in its folder or hub repo; never without this "
-                        "flag; only for code you trust). Its *.py files are hashed into the key, so edited code "
-                        "gives a new key")
+    add_input_trust_arguments(p)
     p.add_argument("--name", default=None, metavar="NAME",
                    help="readable name in the key in place of the encoder's (<modality>.NAME.<pooling>.<hash>): "
                         "lowercase letters, digits, '-', '_', '.'; not hashed, so the same hash means the same "

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 from mixsig.commands import SUMMARIES
-from mixsig.commands._util import add_encoder_arguments
+from mixsig.commands._util import add_encoder_arguments, add_input_trust_arguments
 
 EPILOG = """\
 outputs:
@@ -69,12 +69,7 @@ def register(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace a run of the same name")
     p.add_argument("--device", default=None, help="torch device (default: cuda:LOCAL_RANK if available, else cpu)")
     p.add_argument("--workers", type=int, default=2, help="decoding threads")
-    p.add_argument("--allow-outside-paths", action="store_true",
-                   help="accept media paths that are absolute or lead out of the manifest's folder (.., symlinks); "
-                        "by default they are refused (exit 3) and no file outside the folder is opened or hashed")
-    p.add_argument("--trust-remote-code", action="store_true",
-                   help="run the model's own code (auto_map + *.py in its folder or hub repo; only for code you "
-                        "trust). Its *.py files are hashed into the key, so edited code gives a new key")
+    add_input_trust_arguments(p)
     p.add_argument("--update-samples", action="store_true",
                    help="the manifest changed since the store was made (labels, splits, text, media, votes ...): "
                         "rewrite the store's samples table from it and mark the rows whose input changed not done "

@@ -22,6 +22,7 @@ import re
 import sys
 from pathlib import Path
 
+from mixsig.cache import file_sha256
 from mixsig.errors import ExtractionError
 
 log = logging.getLogger(__name__)
@@ -94,14 +95,6 @@ def resolve_revision(name_or_path: str, revision: str | None = None) -> str:
         "folder saved with save_pretrained.")
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def code_files_sha256(folder) -> dict[str, str]:
     """``{relative name: sha256}`` of every ``*.py`` file under ``folder`` (hidden folders and ``__pycache__``
     left out)."""
@@ -110,7 +103,7 @@ def code_files_sha256(folder) -> dict[str, str]:
     for p in sorted(folder.rglob("*.py")):
         rel = p.relative_to(folder)
         if p.is_file() and not any(part.startswith(".") or part == "__pycache__" for part in rel.parts):
-            out[rel.as_posix()] = _file_sha256(p)
+            out[rel.as_posix()] = file_sha256(p)
     return out
 
 
@@ -149,7 +142,7 @@ def _external_code(folder: Path) -> dict[str, str]:
             raise ExtractionError(f"{folder / 'config.json'}: auto_map takes code from {ref!r}, which is not in the "
                                   f"Hugging Face cache, so it cannot be hashed into the key; load the encoder once with "
                                   f"network access, or copy {module} into the model folder")
-        out[f"{repo}--{module}"] = _file_sha256(Path(hit))
+        out[f"{repo}--{module}"] = file_sha256(Path(hit))
     return out
 
 
@@ -162,7 +155,7 @@ def _loaded_code(files: dict[str, str], objects, where: Path) -> None:
         path = getattr(module, "__file__", None)
         if not type(obj).__module__.startswith("transformers_modules.") or not path or not Path(path).is_file():
             continue
-        name, sha = Path(path).name, _file_sha256(Path(path))
+        name, sha = Path(path).name, file_sha256(Path(path))
         if name not in files:
             files[name] = sha
         elif files[name] != sha:

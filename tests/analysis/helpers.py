@@ -88,3 +88,17 @@ def to_store(path, inp: AnalysisInput, attrs=None, run_attrs=None, group=None):
     store.write_run(inp.run_name, {"head": "gated", "modalities": list(inp.modalities), "seeds": list(inp.seeds),
                                    "classes": list(inp.classes), **(run_attrs or {})}, subsets)
     return store
+
+
+def constant_run(y, preds, mods=("text", "audio", "video"), n_classes=2, n_seeds=2, run_name="run"):
+    """A run whose every seed predicts ``preds[subset]`` (``[n]`` class indices) with probability 0.8, the other
+    classes sharing the rest, on ``n`` test rows labelled ``y``."""
+    n = len(y)
+    probs = {}
+    for s, p in preds.items():
+        one = np.full((n, n_classes), 0.2 / (n_classes - 1))
+        one[np.arange(n), p] = 0.8
+        probs[s] = np.repeat(one[None], n_seeds, axis=0)
+    return AnalysisInput(ids=[f"{run_name[0]}{i:04d}" for i in range(n)], split=np.full(n, "test"),
+                         labels=np.asarray(y), classes=tuple(f"c{k}" for k in range(n_classes)), modalities=mods,
+                         probs=probs, seeds=tuple(range(n_seeds)), run_name=run_name)

@@ -7,7 +7,9 @@ from itertools import combinations
 
 import numpy as np
 
-from mixsig.analysis import AnalysisInput, analyse, sections, write_report
+from tests.analysis.helpers import constant_run
+
+from mixsig.analysis import analyse, sections, write_report
 
 MODS = ("text", "audio", "video")
 
@@ -18,15 +20,7 @@ def _subsets(mods):
 
 def _input(y, preds, mods=MODS, n_classes=2, n_seeds=2):
     """A run whose every seed predicts ``preds[subset]`` (``[n]`` class indices) with probability 0.8."""
-    n = len(y)
-    probs = {}
-    for s, p in preds.items():
-        one = np.full((n, n_classes), 0.2 / (n_classes - 1))
-        one[np.arange(n), p] = 0.8
-        probs[s] = np.repeat(one[None], n_seeds, axis=0)
-    return AnalysisInput(ids=[f"a{i:04d}" for i in range(n)], split=np.full(n, "test"), labels=np.asarray(y),
-                         classes=tuple(f"c{k}" for k in range(n_classes)), modalities=mods, probs=probs,
-                         seeds=tuple(range(n_seeds)), run_name="att")
+    return constant_run(y, preds, mods, n_classes, n_seeds, run_name="att")
 
 
 def _background(rng, y, mods=MODS, slip=0.03):

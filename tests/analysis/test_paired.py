@@ -10,6 +10,8 @@ import pytest
 import scipy.stats
 from sklearn.metrics import accuracy_score, f1_score
 
+from tests.analysis.helpers import constant_run
+
 from mixsig.analysis import AnalysisInput, analyse, sections, write_report
 
 MODS = ("text", "audio", "video")
@@ -17,15 +19,7 @@ SUBSETS = ["text", "audio", "video", "text+audio", "text+video", "audio+video", 
 
 
 def _input(y, preds, n_classes=2, n_seeds=2):
-    n = len(y)
-    probs = {}
-    for s, p in preds.items():
-        one = np.full((n, n_classes), 0.2 / (n_classes - 1))
-        one[np.arange(n), p] = 0.8
-        probs[s] = np.repeat(one[None], n_seeds, axis=0)
-    return AnalysisInput(ids=[f"q{i:04d}" for i in range(n)], split=np.full(n, "test"), labels=np.asarray(y),
-                         classes=tuple(f"c{k}" for k in range(n_classes)), modalities=MODS, probs=probs,
-                         seeds=tuple(range(n_seeds)), run_name="paired")
+    return constant_run(y, preds, MODS, n_classes, n_seeds, run_name="paired")
 
 
 def _wrong(rng, y, n_classes, rate):
