@@ -10,6 +10,7 @@ Example::
 from mixsig.cache._h5 import export_h5, import_h5
 from mixsig.cache._keys import (FEATURE_FORMAT_VERSION, Provenance, canonical_json, diff_dicts, file_sha256, sha256_of,
                                short_name)
+from mixsig.cache._import_runs import delete_run, import_run, list_runs, run_attrs
 from mixsig.cache._runs import (UNSET, Run, RunRecord, RunSubset, Unset, describe_collapse, subset_metrics,
                                 subset_name, describe_in_sample, in_sample_keys, library_versions)
 from mixsig.cache._samples import MODALITIES, Samples
@@ -28,4 +29,5 @@ __all__ = [
     "short_name", "subset_metrics", "subset_name", "verify_store",
     "SamplesUpdate", "affected_rows", "check_lease_free", "describe_samples_diff", "diff_samples", "leased_keys",
     "store_state", "update_samples", "describe_in_sample", "in_sample_keys", "library_versions",
+    "delete_run", "import_run", "list_runs", "run_attrs",
 ]

@@ -83,8 +83,9 @@ class Unset:
 #: It is falsy, so ``record.collapsed or []`` reads an unrecorded list as empty.
 UNSET = Unset()
 
-#: What ``source`` may be: a run of ``train_run``, of ``finetune``, or a study's winner (``study:<name>``).
-RUN_SOURCES = ("train", "finetune", "study:<name>")
+#: What ``source`` may be: a run of ``train_run``, of ``finetune``, a study's winner (``study:<name>``), or
+#: predictions imported by ``mixsig runs import``.
+RUN_SOURCES = ("train", "finetune", "study:<name>", "import")
 
 
 def _now() -> str:
@@ -177,7 +178,8 @@ class RunRecord:
             object.__setattr__(self, name, tuple(value))
         if not isinstance(self.name, str) or not self.name or "/" in self.name:
             raise StoreError(f"a run's name must be a non-empty string without '/'; got {self.name!r}")
-        if not (self.source in ("train", "finetune") or (self.source.startswith("study:") and len(self.source) > 6)):
+        if not (self.source in ("train", "finetune", "import")
+                or (self.source.startswith("study:") and len(self.source) > 6)):
             raise StoreError(f"run {self.name!r}: source must be one of {list(RUN_SOURCES)}; got {self.source!r}")
         if list(self.features) != list(self.modalities):
             raise StoreError(f"run {self.name!r}: features {list(self.features)} must name the run's modalities "
