@@ -30,6 +30,7 @@ from mixsig.cache._chunks import fast_layout, local_root
 from mixsig.cache._digest import create_ledger, crc_codecs
 from mixsig.cache._key_arrays import KeyArrays, settled
 from mixsig.cache._keys import Provenance, diff_dicts, provenance_matches
+from mixsig.cache._resolve import match_name, resolve_features, shortest_name, store_key
 from mixsig.cache._runs import Run, RunRecord, RunSubset, read_run, update_run, write_run
 from mixsig.cache._samples import Samples, read_samples, samples_group
 from mixsig.errors import GroupLeak, ProvenanceMismatch, StoreError, UsageError
@@ -164,6 +165,20 @@ class FeatureStore(KeyArrays):
         """Feature keys whose creation finished, sorted."""
         f = self._features()
         return sorted(k for k in f.group_keys() if f[k].attrs.get("ready"))
+
+    def resolve_key(self, name: str, modality: str | None = None, error=UsageError) -> str:
+        """The key ``name`` names: the full key, a unique prefix, or the modality alone when the store holds one
+        key of it; with ``modality``, also ``<modality>.<name>``. Ambiguous or unknown: ``error`` (one line listing
+        the candidates, or the store's keys). See :mod:`mixsig.cache._resolve`."""
+        return store_key(self, name, self.keys(), modality, error)
+
+    def resolve_features(self, features: dict, error=UsageError) -> dict:
+        """``{modality: name or (name, ...)}`` -> the same with each name resolved by :meth:`resolve_key`."""
+        return resolve_features(self, features, error=error)
+
+    def short_key(self, key: str) -> str:
+        """The shortest name :meth:`resolve_key` turns into ``key`` (``text`` when it is the one text key)."""
+        return shortest_name(key, self.keys())
 
     def has_key(self, key: str) -> bool:
         return self._ready_group(key) is not None
@@ -341,6 +356,11 @@ class FeatureStore(KeyArrays):
     # ------------------------------------------------------------------ runs
     def runs(self) -> list[str]:
         return sorted(self.root["runs"].group_keys())
+
+    def resolve_run(self, name: str, error=UsageError) -> str:
+        """The run ``name`` names (its full name or a unique prefix); else ``error`` listing candidates or runs."""
+        return match_name(name, self.runs(), what="run", option="", noun="run named", store_url=self.url,
+                          listing=f"mixsig cache ls {self.url}", error=error)
 
     def write_run(self, record: RunRecord | str, subsets: dict[str, RunSubset], *legacy,
                   overwrite: bool = False) -> None:

@@ -8,6 +8,10 @@ from mixsig.commands import SUMMARIES
 from mixsig.commands._util import print_json, table
 
 
+KEY_HELP = ("a feature key: the full key, a unique prefix (text.roberta-base) or the modality alone (text) when "
+            "the store holds one key of it; `mixsig cache ls STORE` lists them")
+
+
 def register(sub) -> None:
     p = sub.add_parser("cache", help=SUMMARIES["cache"],
                        description="Inspect and maintain a mixsig feature store (a Zarr v3 group).")
@@ -30,20 +34,20 @@ def register(sub) -> None:
 
     q = cs.add_parser("info", help="summary of the store, or everything about one key")
     q.add_argument("store")
-    q.add_argument("key", nargs="?")
+    q.add_argument("key", nargs="?", help=KEY_HELP)
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=run_info)
 
     q = cs.add_parser("explain", help="what a key's hash covers: its provenance, field by field")
     q.add_argument("store")
-    q.add_argument("key")
+    q.add_argument("key", help=KEY_HELP)
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=run_explain)
 
     q = cs.add_parser("diff", help="how two keys' provenances differ (why they are different keys)")
     q.add_argument("store")
-    q.add_argument("key_a")
-    q.add_argument("key_b")
+    q.add_argument("key_a", help=KEY_HELP)
+    q.add_argument("key_b", help=KEY_HELP)
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=run_diff)
 
@@ -59,7 +63,8 @@ def register(sub) -> None:
                                   "clean, 1 with findings.")
     q.add_argument("store")
     q.add_argument("--key", action="append",
-                   help="only this key (repeatable; the samples table and runs are then not checked)")
+                   help="only this key (repeatable; the samples table and runs are then not checked); a full key or a "
+                        "unique prefix, as for `cache info`")
     q.add_argument("--fix", action="store_true",
                    help="unmark the rows of corrupt feature chunks (deleting the corrupt chunk files) and done rows "
                         "without data, so the next `mixsig extract` recomputes exactly those rows; record digests "
@@ -82,7 +87,7 @@ def register(sub) -> None:
 
     q = cs.add_parser("export-h5", help="write a key (ids, embedding, done, status, provenance) to HDF5")
     q.add_argument("store")
-    q.add_argument("key")
+    q.add_argument("key", help=KEY_HELP)
     q.add_argument("file")
     q.set_defaults(func=run_export)
 
@@ -93,6 +98,27 @@ def _open(path, mode="r"):
     from mixsig.cache import open_store
 
     return open_store(path, mode=mode)
+
+
+def _key(store, name: str) -> str:
+    """The full key ``name`` names (see KEY_HELP): unknown -> StoreError (exit 1), ambiguous -> UsageError."""
+    from mixsig.errors import StoreError
+
+    return store.resolve_key(name, error=StoreError)
+
+
+def _verify_keys(store, names):
+    """--key names of verify resolved like other keys; a name no ready key has (a key left half-created) is passed
+    on as given, for verify to report."""
+    from mixsig.errors import StoreError
+
+    have, out = set(store.keys()), []
+    for name in names or ():
+        try:
+            out.append(name if name in have else _key(store, name))
+        except StoreError:
+            out.append(name)
+    return out or None
 
 
 def run_init(args: argparse.Namespace) -> int:
@@ -127,7 +153,7 @@ def run_ls(args) -> int:
 def run_info(args) -> int:
     store = _open(args.store)
     if args.key:
-        info = store.key_info(args.key)
+        info = store.key_info(_key(store, args.key))
         if args.json:
             print_json(info)
         else:
@@ -164,6 +190,7 @@ def _print_nested(d: dict, indent: int = 0) -> None:
 
 def run_explain(args) -> int:
     store = _open(args.store)
+    args.key = _key(store, args.key)
     prov = store.provenance(args.key)
     matches, digest = store.provenance_matches(args.key)
     if args.json:
@@ -183,6 +210,7 @@ def run_diff(args) -> int:
     from mixsig.cache import diff_dicts
 
     store = _open(args.store)
+    args.key_a, args.key_b = _key(store, args.key_a), _key(store, args.key_b)
     diffs = diff_dicts(store.provenance(args.key_a), store.provenance(args.key_b))
     if args.json:
         print_json([{"field": f, "a": a, "b": b} for f, a, b in diffs])
@@ -198,6 +226,7 @@ def run_verify(args) -> int:
     from mixsig.cache import verify_store
 
     store = _open(args.store, "r+" if args.fix else "r")
+    args.key = _verify_keys(store, args.key)
     report = verify_store(store, keys=args.key, fix=args.fix)
     journal = []
     if store.local_path is not None and not args.key:  # the store's study journal (torn tail, bad records, dead trials)
@@ -241,6 +270,7 @@ def run_export(args) -> int:
     from mixsig.cache import export_h5
 
     store = _open(args.store)
+    args.key = _key(store, args.key)
     path = export_h5(store, args.key, args.file)
     print(f"exported {args.key} to {path}")
     return 0

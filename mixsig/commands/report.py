@@ -30,7 +30,8 @@ def register(subparsers) -> None:
         ),
     )
     p.add_argument("store", metavar="STORE", help="the feature store (folder or URL)")
-    p.add_argument("--run", required=True, help="name of the run inside the store (see `mixsig cache ls`)")
+    p.add_argument("--run", required=True, help="the run inside the store: its full name or a unique prefix (`mixsig cache ls STORE` "
+                   "lists them)")
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default: report-<RUN>)")
     p.add_argument("--split", default="test",
                    help="rows to analyse: a split name, several joined by '+' (val+test), or 'all' (default: test; "
@@ -109,6 +110,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--bootstrap must be 0 or more; got {args.bootstrap}")
     if args.media_root and not Path(args.media_root).is_dir():
         raise UsageError(f"--media-root {args.media_root} is not a folder; pass the folder of the manifest")
+    from mixsig.cache import open_store
+    from mixsig.errors import StoreError
+
+    args.run = open_store(args.store).resolve_run(args.run, error=StoreError)  # a unique prefix -> the run
     out_dir = Path(args.out or f"report-{args.run}")
     result = analyse(args.store, args.run, split=args.split, media_root=args.media_root, n_boot=args.bootstrap,
                      seed=args.seed, top_k=args.top, media_descriptors=not args.no_media)

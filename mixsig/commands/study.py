@@ -81,7 +81,9 @@ def _add_run(sub) -> None:
                    help=f"heads to search, comma-separated, e.g. gated,lightgbm; heads with a search space: "
                         f"{', '.join(list_spaces())}")
     r.add_argument("--features", required=True, metavar="M=K[|K2],...",
-                   help="keys per modality, e.g. text=K1|K2,audio=K3,video=K4 (| = the study picks one)")
+                   help="keys per modality, e.g. text=K1|K2,audio=K3,video=K4 (| = the study picks one); each a "
+                        "full key, a unique prefix (text.roberta-base) or the modality alone (text=text) when the "
+                        "store holds one key of it; the study records the full keys")
     r.add_argument("--trials", type=int, default=100,
                    help="finished (complete + pruned) trials the study should reach, over all workers (default 100)")
     r.add_argument("--metric", default="macro_f1", choices=sorted(METRICS), help="objective (default macro_f1)")

@@ -36,7 +36,10 @@ def register(subparsers) -> None:
                    help="the head to train, one of the registered heads: " + ", ".join(heads)
                         + " (`--head list` prints them, one per line)")
     p.add_argument("--features", required=False, metavar="M=KEY,...",
-                   help="modality=key pairs in the run's modality order, e.g. text=KEY,audio=KEY,video=KEY")
+                   help="modality=key pairs in the run's modality order, e.g. text=KEY,audio=KEY,video=KEY; a "
+                   "KEY is a full key, a unique prefix (text.roberta-base) or the modality alone (text=text) "
+                   "when the store holds one key of it (`mixsig cache ls STORE` lists them); the run records "
+                   "the full keys")
     p.add_argument("--seeds", default=None, metavar="S1,S2,...",
                    help="the seeds, always a comma list: 42,43,44,45; a single seed keeps its comma: 42, "
                         "(a bare number is refused: use --n-seeds for a count). Default: seed 0")

@@ -292,7 +292,8 @@ def train_run(store, head: str, features: dict[str, str], *, seeds=(0,), params:
     """Train ``head`` on every non-empty subset of ``features``' modalities for each seed; write the run.
 
     ``store``: a :class:`~mixsig.cache.FeatureStore` opened ``"r+"`` or a store URL.
-    ``features``: ``{modality: key}`` in the run's modality order; a key holding another modality than the one
+    ``features``: ``{modality: key}`` in the run's modality order, each key its full name, a unique prefix or the
+    modality alone (:meth:`~mixsig.cache.FeatureStore.resolve_key`; the run records full keys); a key holding another modality than the one
     it is used as raises :class:`UsageError` unless ``allow_modality_mismatch``. ``seeds``: a list of distinct
     ints >= 0 (``[42]`` for one seed, ``list(range(5))`` for five; an int is refused, see :func:`check_seeds`).
     Groups of the store's samples in more than one split raise :class:`~mixsig.errors.GroupLeak` (exit 3)
@@ -320,6 +321,7 @@ def train_run(store, head: str, features: dict[str, str], *, seeds=(0,), params:
         store = open_store(store, mode="r+")
     if not features:
         raise UsageError("features must name at least one modality=key.")
+    features = store.resolve_features(dict(features))  # prefixes, the modality alone -> full keys (recorded)
     seeds = check_seeds(seeds)
     samples = store.samples
     N = len(samples)

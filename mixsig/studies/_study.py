@@ -54,17 +54,6 @@ def _pruner(settings: StudySettings):
 
 
 
-def _check_keys(store, features: Mapping[str, tuple[str, ...]]) -> None:
-    have = set(store.keys())
-    for m, keys in features.items():
-        for k in keys:
-            if k not in have:
-                raise StudyError(
-                    f"--features {m}={k}: no such key in the store {store.url}; keys: {', '.join(sorted(have)) or 'none'} "
-                    "(`mixsig cache ls STORE` lists them)"
-                )
-
-
 def _new_name(storage, name: str) -> str:
     import optuna
 
@@ -160,7 +149,9 @@ def run_study(store, name: str, *, heads, features, trials: int = 100, timeout: 
     if unknown:
         raise StudyError(f"--heads: unknown head(s) {unknown}; heads: {', '.join(list_heads())}")
     fmap = parse_features(features, alternatives=True, error=StudyError)
-    _check_keys(st, fmap)
+    # each alternative a full key, a unique prefix or the modality alone (unknown: StudyError listing the keys;
+    # ambiguous: UsageError listing the candidates); the study and its run record the full keys
+    fmap = st.resolve_features(fmap, error=StudyError)
     overrides = check_inputs(st, fmap, allow_group_leak=allow_group_leak,
                              allow_modality_mismatch=allow_modality_mismatch)
     in_sample = warn_in_sample(st, fmap)
