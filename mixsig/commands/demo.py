@@ -61,6 +61,9 @@ def run(args) -> int:
     print(f"done in {total:.1f} s. Report: {os.path.abspath(result['report'])}")
     for line in result["findings"]:
         print(f"  - {line}")
+    print(f"store: {os.path.abspath(result['store'])}\nnext (ready to paste):")
+    for line in result["next"]:
+        print(f"  {line}")
     if args.json:
         print_json(result)
     sys.stdout.flush()

@@ -89,9 +89,22 @@ def run_demo(out_dir, config: DemoConfig = DemoConfig(), on_stage: Callable[[Sta
     check = planted_check(store.samples, Path(paths["csv"]), report)
     stage("planted check", t0, check["what"], **{k: v for k, v in check.items() if k != "what"})
     result = {"stages": [s.__dict__ for s in stages], "report": str(paths["html"]), "findings": findings,
-              "planted": check, "keys": keys, "run": run_name, "config": config.to_dict()}
+              "planted": check, "keys": keys, "run": run_name, "config": config.to_dict(),
+              "store": str(store_url), "next": next_commands(store, run_name, keys, config.split, out)}
     (out / "demo-summary.json").write_text(json.dumps(result, indent=2, default=str))
     return result
+
+
+def next_commands(store, run_name: str, keys: dict[str, str], split: str, out: Path) -> list[str]:
+    """Ready-to-paste commands after the demo, naming keys by their shortest unique names (no hashes): the
+    report of the study's run, and a ``mixsig train`` of another head on the extracted keys."""
+    import shlex
+
+    url = shlex.quote(str(Path(store.url).absolute()) if store.local_path is not None else store.url)
+    feats = ",".join(f"{m}={store.short_key(k)}" for m, k in keys.items())
+    return [f"mixsig report {url} --run {shlex.quote(run_name)} --split {split} "
+            f"--out {shlex.quote(str((Path(out) / 'report-again').absolute()))}",
+            f"mixsig train {url} --head logreg --features {feats} --name logreg-demo"]
 
 
 def _corpus(out: Path, config: DemoConfig, stage) -> Path:
