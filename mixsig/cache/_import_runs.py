@@ -200,12 +200,15 @@ def delete_run(store, name: str) -> None:
 
 def list_runs(store) -> list[dict]:
     """One entry per run of ``store``: ``{"name", "source", "head", "subsets", "seeds", "created", "complete"}``
-    (``complete`` False: interrupted while being written), read from the attrs without loading predictions."""
+    (``complete`` False: interrupted while being written; subsets in the run's modality order), read from the
+    attrs without loading predictions."""
     out = []
     for name in store.runs():
         g = store.root["runs"][name]
         a = dict(g.attrs)
-        subs = sorted(g["subsets"].group_keys(), key=lambda s: (s.count("+"), s)) if "subsets" in g else []
+        rank = {m: i for i, m in enumerate(a.get("modalities") or [])}
+        subs = sorted(g["subsets"].group_keys(), key=lambda s: (s.count("+"), [rank.get(m, 99) for m in s.split("+")],
+                                                                s)) if "subsets" in g else []
         out.append({"name": name, "source": a.get("source"), "head": a.get("head"), "subsets": subs,
                     "seeds": a.get("seeds"), "created": a.get("created"), "complete": bool(a.get("complete"))})
     return out
