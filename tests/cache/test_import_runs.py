@@ -192,3 +192,56 @@ def test_delete_run_and_unknown_names(tmp_path):
     assert open_store(tmp_path / "s.zarr").runs() == []
     with pytest.raises(UsageError, match="no such predictions file"):
         import_run(store, tmp_path / "missing.csv", "z")
+
+
+CHILD = """
+import sys, time
+from pathlib import Path
+import mixsig.cache._runs as runs_mod
+from mixsig.cache import import_run, open_store
+real, calls = runs_mod.record_digests, []
+def slow(*a, **k):
+    calls.append(1)
+    if len(calls) == 2:  # the first subset's arrays are on disk: say so, then wait to be killed
+        Path(sys.argv[3]).write_text("go")
+        time.sleep(60)
+    return real(*a, **k)
+runs_mod.record_digests = slow
+import_run(open_store(sys.argv[1], "r+"), sys.argv[2], "new")
+"""
+
+
+def test_an_import_killed_mid_write_is_listed_interrupted_and_replaced_or_removed(tmp_path, capsys):
+    """kill -9 (by PID) of an import while it writes arrays: `runs ls` marks the run interrupted, the report and
+    a plain re-import refuse it naming the fix, `--overwrite` replaces it, `runs rm` removes it; the run imported
+    before is intact."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    store = make_store(tmp_path)
+    f = write_csv(tmp_path / "ok.csv", good_rows())
+    import_run(store, f, "kept")
+    marker = tmp_path / "marker"
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path / "s.zarr"), str(f), str(marker)])
+    deadline = time.time() + 60
+    while not marker.exists() and child.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), "the child never reached the write"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    s = str(tmp_path / "s.zarr")
+    capsys.readouterr()
+    assert main(["runs", "ls", s]) == 0
+    assert "new (interrupted)" in capsys.readouterr().out
+    assert main(["report", s, "--run", "new", "--out", str(tmp_path / "r")]) == 1
+    assert "interrupted" in capsys.readouterr().err
+    assert main(["runs", "import", s, str(f), "--name", "new"]) == 1
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert main(["runs", "import", s, str(f), "--name", "new", "--overwrite"]) == 0
+    assert open_store(s).read_run("new").subsets["text+audio"].probs.shape == (1, 4, 2)
+    assert main(["runs", "rm", s, "new"]) == 0
+    fresh = open_store(s)
+    assert fresh.runs() == ["kept"] and fresh.read_run("kept").attrs["complete"]
