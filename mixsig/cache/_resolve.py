@@ -53,6 +53,12 @@ def match_name(name: str, have: Iterable[str], *, what: str, option: str, store_
     if found:
         raise UsageError(f"{said} is ambiguous in the store {store_url}: it names {len(found)} {what}s "
                          f"({_listed(found)}); give more of the name, or the full {what}")
+    if modality:  # the store's keys, those of the modality first
+        same = [h for h in have if h.split(".")[0] == modality]
+        others = [h for h in have if h not in same]
+        raise error(f"No {noun or what} {name!r} (nor one starting with it) in {store_url} (for modality "
+                    f"{modality!r}). Keys of that modality: {_listed(same) or 'none'}; other keys: "
+                    f"{_listed(others) or 'none'} (`{listing}` lists them).")
     head = f"{said}: no {what} of that name or prefix" if option else \
         f"no {noun or what} {name!r} (nor one starting with it)"
     raise error(f"{head} in the store {store_url}; {what}s: {_listed(have) if have else 'none'} "

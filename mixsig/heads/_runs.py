@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from mixsig.errors import HeadError, UsageError
+from mixsig.errors import HeadError, StoreError, UsageError
 from mixsig.metrics import collapse
 from mixsig.heads._registry import get_head, head_class
 
@@ -321,7 +321,8 @@ def train_run(store, head: str, features: dict[str, str], *, seeds=(0,), params:
         store = open_store(store, mode="r+")
     if not features:
         raise UsageError("features must name at least one modality=key.")
-    features = store.resolve_features(dict(features))  # prefixes, the modality alone -> full keys (recorded)
+    # prefixes, the modality alone -> full keys (recorded); unknown: StoreError listing the keys
+    features = store.resolve_features(dict(features), error=StoreError)
     seeds = check_seeds(seeds)
     samples = store.samples
     N = len(samples)

@@ -53,7 +53,8 @@ def test_an_unknown_name_lists_the_store_keys(named):
     with pytest.raises(UsageError) as e:
         store.resolve_features({"text": "text.bert"})
     msg = str(e.value)
-    assert msg.startswith("--features text=text.bert: no key of that name or prefix in the store")
+    assert msg.startswith("No feature key 'text.bert' (nor one starting with it) in ")
+    assert f"(for modality 'text'). Keys of that modality: {', '.join(keys['text'])}; other keys: " in msg
     assert all(k in msg for ks in keys.values() for k in ks) and "mixsig cache ls" in msg
     with pytest.raises(StoreError, match=r"^no feature key 'nope' \(nor one starting with it\)"):
         store.resolve_key("nope", error=StoreError)
