@@ -85,6 +85,11 @@ def test_sklearn_csv_imports_and_reports_numbers_recomputed_from_the_csv(corpus,
         assert d["per_modality"][m]["cells"]["rescued"] == int(((pm != y) & (full == y)).sum())
     assert d["disagreement_rate_any"] == pytest.approx(float(any_dis.mean()))
     assert doc["n_samples"] == 34
+    # the page says where the predictions came from, not "trained by mixsig train" or "not in the store now"
+    md = (corpus / "rep" / "report.md").read_text()
+    assert doc["provenance"]["imported_from"]["file"] == "p.csv" and "**Imported predictions**" in md
+    assert "imported by `mixsig runs import`" in md and "not in the store now" not in md
+    assert "holds imported predictions" in " ".join(doc["notes"]) and "older mixsig" not in " ".join(doc["notes"])
     # the same predictions as NPZ: the same numbers
     assert main(["runs", "import", str(s), str(corpus / "p.npz"), "--name", "sk-npz"]) == 0
     doc2 = _report(s, "sk-npz", corpus / "rep2")

@@ -48,7 +48,11 @@ def compute(ctx: Context) -> dict:
     if len(set(y.tolist())) < 2:
         ctx.notes.append("only one class among the analysed labels: AUROC is not defined")
     part["warnings"] = run_warnings(inp, y, ctx.subsets, ctx.split, rows=ctx.rows)
-    if part["warnings"]["selection_splits"] is None:
+    if part["warnings"]["selection_splits"] is None and inp.run_attrs.get("source") == "import":
+        ctx.notes.append(f"run {inp.run_name!r} holds imported predictions: mixsig cannot know which rows selected "
+                         "the model that made them (epochs, hyperparameters); if it was tuned on some of the "
+                         "analysed rows, their scores are optimistic")
+    elif part["warnings"]["selection_splits"] is None:
         ctx.notes.append(f"run {inp.run_name!r} does not record which splits selected it (attr selection_splits; "
                          "written by an older mixsig): runs of `mixsig train` and of studies chose their epochs "
                          "(and a study its trial) on val, so scores on val are optimistic")

@@ -41,7 +41,7 @@ def compute(ctx: Context) -> dict:
     trained = attrs.get("versions") if isinstance(attrs.get("versions"), dict) else {}
     return {"provenance": {
         "run": inp.run_name, "source": attrs.get("source") or None, "created": attrs.get("created"),
-        "store": inp.source or None,
+        "store": inp.source or None, "imported_from": attrs.get("imported_from"),
         "features": [_key_entry(m, k, provs.get(k), in_sample) for m, k in features.items()],
         "head": attrs.get("head"), "params": attrs.get("params"),
         "seeds": list(inp.seeds), "selection_splits": attrs.get("selection_splits"),
@@ -80,9 +80,13 @@ def blocks(report: dict, figures: dict) -> list[tuple]:
         tuned = ("–" if ft is None else f"from {ft.get('base_encoder')} @ {ft.get('base_revision')}, "
                  f"{ft.get('epochs')} epochs, folds {ft.get('folds')}" + (" (in-sample train rows)" if f["in_sample"]
                                                                           else ""))
-        rows.append([f["modality"], f["key"] + ("" if f["found"] else " (not in the store now)"),
+        imported = str(f["key"]).startswith("import:") and p.get("imported_from")
+        rows.append([f["modality"], f["key"] + ("" if f["found"] or imported else " (not in the store now)"),
                      _text(f.get("encoder")), _text(f.get("revision")),
                      f"{_text(f.get('pooling'))}, layers {_text(f.get('layers'))}, {_text(f.get('dtype'))}", tuned])
+    if p.get("imported_from"):
+        b.append(("p", f"**Imported predictions**: {_text(p['imported_from'])} (no feature keys: the keys below name "
+                       "the file's sha256)."))
     b.append(("p", "**Feature keys** (encoder or source and its resolved revision; the preprocessing below):"))
     b.append(("table", ["modality", "key", "encoder / source", "revision", "pooling", "fine-tuned"], rows))
     for f in p["features"]:
@@ -94,8 +98,8 @@ def blocks(report: dict, figures: dict) -> list[tuple]:
                    + ("not recorded" if p.get("selection_splits") is None else _text(p["selection_splits"]) if
                       p["selection_splits"] else "no split") + "."))
     st = p.get("study")
-    b.append(("p", "**Study**: none (trained by `mixsig " + ("finetune" if p.get("source") == "finetune" else "train")
-                   + "`)." if not st else
+    made_by = {"finetune": "trained by `mixsig finetune`", "import": "imported by `mixsig runs import`"}
+    b.append(("p", f"**Study**: none ({made_by.get(p.get('source'), 'trained by `mixsig train`')})." if not st else
                    f"**Study** {st.get('name')}, trial {st.get('trial')} (the winner of the re-evaluation; "
                    f"{st.get('metric')} on {_text(st.get('scored_on') or ['val'])} "
                    f"{_num(st.get('val_mean'))})."))
