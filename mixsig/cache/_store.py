@@ -360,7 +360,7 @@ class FeatureStore(KeyArrays):
     def resolve_run(self, name: str, error=UsageError) -> str:
         """The run ``name`` names (its full name or a unique prefix); else ``error`` listing candidates or runs."""
         return match_name(name, self.runs(), what="run", option="", noun="run named", store_url=self.url,
-                          listing=f"mixsig cache ls {self.url}", error=error)
+                          listing=f"mixsig runs ls {self.url}", error=error)
 
     def write_run(self, record: RunRecord | str, subsets: dict[str, RunSubset], *legacy,
                   overwrite: bool = False) -> None:

@@ -48,13 +48,14 @@ def register(sub) -> None:
 
     q = rs.add_parser("show", help="one run: head, params, keys, seeds, metrics, source")
     q.add_argument("store", metavar="STORE", help="the feature store")
-    q.add_argument("run", metavar="RUN", help="the run's name (see `mixsig runs ls STORE`)")
+    q.add_argument("run", metavar="RUN", help="the run's name or a unique prefix of it (see `mixsig runs ls STORE`)")
     q.add_argument("--json", action="store_true", help="print the run's attrs as one JSON object")
     q.set_defaults(func=run_show)
 
     q = rs.add_parser("rm", help="delete a run (its predictions and attrs); feature keys are kept")
     q.add_argument("store", metavar="STORE", help="the feature store")
-    q.add_argument("run", metavar="RUN", help="the run's name (see `mixsig runs ls STORE`)")
+    q.add_argument("run", metavar="RUN", help="the run's exact name (no prefixes: deleting is not undone; see "
+                                              "`mixsig runs ls STORE`)")
     q.set_defaults(func=run_rm)
     p.set_defaults(func=lambda args: p.print_help() or 2)
 
@@ -97,7 +98,10 @@ def run_ls(args: argparse.Namespace) -> int:
 def run_show(args: argparse.Namespace) -> int:
     from mixsig.cache import run_attrs
 
+    from mixsig.errors import StoreError
+
     store = _open(args.store)
+    args.run = store.resolve_run(args.run, error=StoreError)  # a full name or a unique prefix
     a = run_attrs(store, args.run)
     if args.json:
         print_json({"name": args.run, **a})

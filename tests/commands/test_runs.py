@@ -113,7 +113,7 @@ def test_runs_ls_show_rm(corpus, capsys):
     shown = json.loads(capsys.readouterr().out)
     assert shown["head"] == "imported" and shown["params"] == {} and set(shown["features"]) == set(MODS)
     assert shown["metrics"]["text"]["test"]["accuracy"]["mean"] > 0.5
-    assert main(["runs", "show", s, "tmp"]) == 0
+    assert main(["runs", "show", s, "tm"]) == 0  # a unique prefix names the run
     out = capsys.readouterr().out
     assert "source import, head imported" in out and "text+audio+video" in out
     assert main(["runs", "rm", s, "tmp"]) == 0
