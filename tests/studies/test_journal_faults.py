@@ -377,16 +377,21 @@ def test_a_second_study_run_on_one_sqlite_database_is_refused_naming_the_holder(
     assert not study.get_trials(states=(TrialState.RUNNING,))
 
 
+def _mount_tmpfs(mnt, size: str, name: str) -> None:
+    """Mount a tmpfs of ``size`` on the new folder ``mnt`` (needs root and mount; the test is skipped otherwise)."""
+    import shutil
+
+    mnt.mkdir()
+    if shutil.which("mount") is None or os.geteuid() != 0 or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", name, str(mnt)], capture_output=True).returncode:
+        pytest.skip(f"cannot mount a {size} tmpfs here (needs root)")
+
+
 @pytest.fixture
 def tiny_disk(tmp_path):
     """A 12 KiB tmpfs: a real disk that fills up (needs root and mount; skipped otherwise)."""
-    import shutil
-
     mnt = tmp_path / "disk"
-    mnt.mkdir()
-    if shutil.which("mount") is None or os.geteuid() != 0 or subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=12k", "mixsig-test", str(mnt)], capture_output=True).returncode:
-        pytest.skip("cannot mount a tiny tmpfs here (needs root)")
+    _mount_tmpfs(mnt, "12k", "mixsig-test")
     try:
         yield mnt
     finally:
@@ -547,13 +552,8 @@ def test_cache_verify_checks_the_journal_of_a_read_only_store_without_its_lock(s
 @pytest.fixture
 def read_only_disk(tmp_path):
     """A tmpfs remounted read-only after ``prepare(mnt)`` filled it (needs root and mount; skipped otherwise)."""
-    import shutil
-
     mnt = tmp_path / "ro"
-    mnt.mkdir()
-    if shutil.which("mount") is None or os.geteuid() != 0 or subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=1m", "mixsig-test-ro", str(mnt)], capture_output=True).returncode:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
+    _mount_tmpfs(mnt, "1m", "mixsig-test-ro")
 
     def seal():
         subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
