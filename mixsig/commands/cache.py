@@ -75,6 +75,18 @@ def register(sub) -> None:
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=run_verify)
 
+    q = cs.add_parser("rm", help="delete a feature key (refused while a run uses it, unless --force)",
+                      description="Delete feature key KEY (its embeddings, done/status rows and provenance). Refused "
+                                  "(exit 1) while a run of the store was trained on the key, naming the runs: delete "
+                                  "them first (`mixsig runs rm STORE RUN`) or pass --force. Deleting is not undone; "
+                                  "`mixsig extract` computes the key again.")
+    q.add_argument("store")
+    q.add_argument("key", help=KEY_HELP + "; the full key deleted is printed")
+    q.add_argument("--force", action="store_true",
+                   help="delete the key even though runs use it: their predictions stay and still report, their "
+                        "provenance then says the key is gone")
+    q.set_defaults(func=run_rm)
+
     q = cs.add_parser("import-h5", help="import features computed elsewhere from HDF5, matched by id")
     q.add_argument("store")
     q.add_argument("file")
@@ -250,6 +262,37 @@ def run_verify(args) -> int:
         print(f"verify: {report.keys_checked} keys, {report.chunks_checked} chunks checked"
               f"{', study journal checked' if store.local_path is not None and not args.key else ''}: {state}")
     return 0 if ok else 1
+
+
+def _runs_using(store, key: str) -> list[str]:
+    """Runs whose recorded features name ``key`` (runs without readable attrs, e.g. interrupted ones, are skipped)."""
+    from mixsig.cache import run_attrs
+    from mixsig.errors import StoreError
+
+    out = []
+    for name in store.runs():
+        try:
+            features = run_attrs(store, name).get("features") or {}
+        except StoreError:
+            continue
+        if key in features.values():
+            out.append(name)
+    return out
+
+
+def run_rm(args) -> int:
+    from mixsig.errors import StoreError
+
+    store = _open(args.store, "r+")
+    key = _key(store, args.key)
+    users = _runs_using(store, key)
+    if users and not args.force:
+        raise StoreError(f"{key} is used by run(s) {', '.join(users)} of {args.store}: delete them first "
+                         f"(`mixsig runs rm {args.store} RUN`) or pass --force to delete the key anyway")
+    store.delete_key(key)
+    kept = f" (runs {', '.join(users)} kept: their provenance now says the key is gone)" if users else ""
+    print(f"deleted key {key}{kept}")
+    return 0
 
 
 def run_import(args) -> int:
