@@ -75,6 +75,23 @@ def register(sub) -> None:
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=run_verify)
 
+    _register_rm(cs)
+
+    q = cs.add_parser("import-h5", help="import features computed elsewhere from HDF5, matched by id")
+    q.add_argument("store")
+    q.add_argument("file")
+    q.add_argument("--modality", help="modality name; any name works (e.g. face, prosody)")
+    q.add_argument("--name", help="what the features are (e.g. openface-au); goes into the key and provenance")
+    q.add_argument("--ids-dataset", default="ids", help="dataset of sample ids (default: ids)")
+    q.add_argument("--dataset", default="embedding", help="dataset of features [N, D] (default: embedding)")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=run_import)
+
+    _register_export(cs)
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+
+def _register_rm(cs) -> None:
     q = cs.add_parser("rm", help="delete a feature key (refused while a run uses it, unless --force)",
                       description="Delete feature key KEY (its embeddings, done/status rows and provenance). Refused "
                                   "(exit 1) while a run of the store was trained on the key, naming the runs: delete "
@@ -87,23 +104,13 @@ def register(sub) -> None:
                         "provenance then says the key is gone")
     q.set_defaults(func=run_rm)
 
-    q = cs.add_parser("import-h5", help="import features computed elsewhere from HDF5, matched by id")
-    q.add_argument("store")
-    q.add_argument("file")
-    q.add_argument("--modality", help="modality name; any name works (e.g. face, prosody)")
-    q.add_argument("--name", help="what the features are (e.g. openface-au); goes into the key and provenance")
-    q.add_argument("--ids-dataset", default="ids", help="dataset of sample ids (default: ids)")
-    q.add_argument("--dataset", default="embedding", help="dataset of features [N, D] (default: embedding)")
-    q.add_argument("--json", action="store_true")
-    q.set_defaults(func=run_import)
 
+def _register_export(cs) -> None:
     q = cs.add_parser("export-h5", help="write a key (ids, embedding, done, status, provenance) to HDF5")
     q.add_argument("store")
     q.add_argument("key", help=KEY_HELP)
     q.add_argument("file")
     q.set_defaults(func=run_export)
-
-    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
 
 def _open(path, mode="r"):
