@@ -1,5 +1,9 @@
 """``mixsig report STORE --run RUN``: the disagreement report of a run (PAPER.md, "Analyses").
 
+One-shot form, ``mixsig report --manifest M --predictions FILE --out DIR``: a store is made from the manifest in a
+temporary folder, FILE is imported as a run (as by ``mixsig runs import``), the report is written into DIR and the
+temporary store is deleted.
+
 Writes report.html (self-contained), report.md, report.json and samples.csv, then prints a short
 summary and the top K misled / ambiguous samples (or one JSON object with ``--json``).
 """
@@ -26,12 +30,24 @@ def register(subparsers) -> None:
             "selected the run (its epochs, early stopping or study trial: report on --split test), and fine-tuned "
             "keys whose train rows were embedded in-sample (`mixsig finetune --folds K` fixes it). A Provenance "
             "section names the keys (encoder, revision, preprocessing), head, hyperparameters, seeds, study and "
-            "trial, split hash and library versions."
+            "trial, split hash and library versions. One-shot form for predictions made elsewhere: `mixsig report "
+            "--manifest M --predictions FILE --out DIR` (no STORE) makes a store from M in a temporary folder, "
+            "imports FILE as by `mixsig runs import`, writes the report into DIR and deletes the temporary store."
         ),
     )
-    p.add_argument("store", metavar="STORE", help="the feature store (folder or URL)")
-    p.add_argument("--run", required=True, help="the run inside the store: its full name or a unique prefix (`mixsig cache ls STORE` "
-                   "lists them)")
+    p.add_argument("store", metavar="STORE", nargs="?", default=None,
+                   help="the feature store (folder or URL); leave it out with --manifest")
+    p.add_argument("--run", default=None, help="the run inside the store: its full name or a unique prefix (`mixsig "
+                   "runs ls STORE` lists them); with --manifest, the name given to the imported predictions "
+                   "(default: predictions)")
+    p.add_argument("--manifest", default=None, metavar="M",
+                   help="one-shot form (no STORE): the manifest (CSV or JSONL) the predictions' ids belong to; a "
+                        "store is made from it in a temporary folder and deleted after the report")
+    p.add_argument("--predictions", default=None, metavar="FILE",
+                   help="with --manifest: the predictions to report on, .csv (long form) or .npz, as `mixsig runs "
+                        "import --help` describes")
+    p.add_argument("--logits", action="store_true",
+                   help="with --predictions: the class columns hold logits; softmax is applied per row")
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default: report-<RUN>)")
     p.add_argument("--split", default="test",
                    help="rows to analyse: a split name, several joined by '+' (val+test), or 'all' (default: test; "
@@ -95,11 +111,78 @@ def _fmt(x, nd=3) -> str:
     return f"{xf:.{nd}f}"
 
 
+def _check_form(args: argparse.Namespace) -> None:
+    """One UsageError line unless the arguments are one of the two forms (STORE --run RUN, or --manifest +
+    --predictions without STORE)."""
+    from pathlib import Path
+
+    from mixsig.errors import UsageError
+
+    if args.manifest and args.store:
+        raise UsageError(f"give STORE ({args.store}) or --manifest ({args.manifest}), not both: `mixsig report STORE "
+                         "--run RUN` reports a run of a store, `mixsig report --manifest M --predictions FILE --out "
+                         "DIR` reports predictions without a store")
+    if args.manifest:
+        if not args.predictions:
+            raise UsageError(f"--manifest {args.manifest} needs --predictions FILE (the .csv or .npz to report on; "
+                             "see `mixsig runs import --help`)")
+        for option, path in (("--manifest", args.manifest), ("--predictions", args.predictions)):
+            if not Path(path).is_file():
+                raise UsageError(f"{option} {path}: no such file; pass the path of an existing file")
+        args.run = args.run or "predictions"
+        return
+    if args.predictions or args.logits:
+        option = "--predictions" if args.predictions else "--logits"
+        raise UsageError(f"{option} needs --manifest M (one-shot form: `mixsig report --manifest M --predictions "
+                         f"FILE --out DIR`); for a run already in a store use `mixsig runs import` then `mixsig "
+                         "report STORE --run RUN`")
+    if not args.store:
+        raise UsageError("give STORE --run RUN (a run of a store) or --manifest M --predictions FILE (one-shot)")
+    if not args.run:
+        raise UsageError(f"--run RUN is required with STORE; `mixsig runs ls {args.store}` lists the runs")
+
+
+def _one_shot(args: argparse.Namespace, report):
+    """Make a store from --manifest in a temporary folder, import --predictions as run ``args.run``, and call
+    ``report(store_url)``; the temporary folder is deleted afterwards (also on errors)."""
+    import tempfile
+    from pathlib import Path
+
+    from mixsig.cache import create_store, import_run
+    from mixsig.manifest import load_manifest, store_attrs, to_samples
+
+    manifest = load_manifest(args.manifest)
+    if args.media_root is None:  # the temporary store is not beside the corpus: media are relative to the manifest
+        args.media_root = str(Path(args.manifest).resolve().parent)
+    with tempfile.TemporaryDirectory(prefix="mixsig-report-") as tmp:
+        url = str(Path(tmp) / "store.zarr")
+        store = create_store(url, to_samples(manifest), attrs=store_attrs(manifest, url))
+        import_run(store, args.predictions, args.run, logits=args.logits)
+        return report(url)
+
+
+def _analyse(args: argparse.Namespace, store_url: str):
+    """analyse() run ``args.run`` of ``store_url`` and write the report; returns (result, paths)."""
+    from pathlib import Path
+
+    from mixsig.analysis import analyse, write_report
+
+    out_dir = Path(args.out or f"report-{args.run}")
+    result = analyse(store_url, args.run, split=args.split, media_root=args.media_root, n_boot=args.bootstrap,
+                     seed=args.seed, top_k=args.top, media_descriptors=not args.no_media)
+    if args.manifest:  # the temporary store is deleted after the report: name what it was made from instead
+        where = f"a temporary store made from {args.manifest} (deleted; `mixsig report --manifest`)"
+        for part in (result.get("provenance") or {}, result.get("run") or {}):
+            for k in ("store", "source"):
+                if part.get(k) == store_url:
+                    part[k] = where
+    return result, write_report(result, out_dir, plots=not args.no_plots)
+
+
 def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from mixsig.analysis import analyse, write_report
     from mixsig.analysis import jsonable
     from mixsig.commands._util import table
     from mixsig.errors import UsageError
@@ -110,14 +193,16 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--bootstrap must be 0 or more; got {args.bootstrap}")
     if args.media_root and not Path(args.media_root).is_dir():
         raise UsageError(f"--media-root {args.media_root} is not a folder; pass the folder of the manifest")
-    from mixsig.cache import open_store
-    from mixsig.errors import StoreError
+    _check_form(args)
 
-    args.run = open_store(args.store).resolve_run(args.run, error=StoreError)  # a unique prefix -> the run
-    out_dir = Path(args.out or f"report-{args.run}")
-    result = analyse(args.store, args.run, split=args.split, media_root=args.media_root, n_boot=args.bootstrap,
-                     seed=args.seed, top_k=args.top, media_descriptors=not args.no_media)
-    paths = write_report(result, out_dir, plots=not args.no_plots)
+    if args.manifest:
+        result, paths = _one_shot(args, lambda url: _analyse(args, url))
+    else:
+        from mixsig.cache import open_store
+        from mixsig.errors import StoreError
+
+        args.run = open_store(args.store).resolve_run(args.run, error=StoreError)  # a unique prefix -> the run
+        result, paths = _analyse(args, args.store)
     summary = _summary(result)
     if args.json:
         doc = {"summary": summary, "top": result["top"], "files": {k: str(v) for k, v in paths.items()}}
