@@ -54,3 +54,4 @@ def test_cache_rm_force_deletes_a_used_key_and_the_run_still_reports(trained, ca
                  "--no-media"]) == 0
     doc = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert doc["n_samples"] > 0 and doc["metrics"]
+    assert f"{used} (not in the store now)" in (tmp_path / "rep" / "report.md").read_text()
