@@ -128,7 +128,7 @@ def test_half_made_store_is_rebuilt_and_other_data_refused_at_once(tmp_path, cor
 # its key and writes every row. A pair of processes runs RACES races, race i on store s<i>, both starting it at
 # one instant (a file barrier); each failed race is printed and counted in the exit code.
 RACER = textwrap.dedent("""
-    import os, sys
+    import os, sys, time
     import numpy as np
     from mixsig.cache import Provenance
     from mixsig.extract import open_or_create_store
@@ -140,8 +140,10 @@ RACER = textwrap.dedent("""
     failed = 0
     for i in range(int(races)):
         open(f"{folder}/go-{i}-{modality}", "w").close()
+        deadline = time.monotonic() + 60  # spin (no sleep) so both start at one instant, but never forever
         while not os.path.exists(f"{folder}/go-{i}-{other}"):
-            pass
+            if time.monotonic() > deadline:
+                sys.exit(f"race {i}: the other process never reached the barrier")
         try:
             store = open_or_create_store(f"{folder}/s{i}.zarr", m, lambda: to_samples(m), coordinator=True,
                                          wait_timeout=60)
