@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,11 +26,15 @@ class RunSubset:
 
     - ``probs`` [S, N, C] float32: S seeds, N = every row of the store, NaN rows = not predicted
     - ``gates`` / ``attention`` [S, N, M] float32 (M = the subset's modalities, in subset order) where the head has them
+    - ``extra`` {path: array}: further per-subset arrays an analysis stored with the run (float32, first axis the
+      seeds), written as ``runs/<run>/subsets/<subset>/<path>``; a path may hold ``/`` (``layer_weights/text``),
+      each part a plain name (letters, digits, ``_``, ``-``, ``.``, ``@``, ``+``)
     """
 
     probs: np.ndarray
     gates: np.ndarray | None = None
     attention: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -241,6 +246,9 @@ def write_run(runs_group, name: str, attrs: dict, subsets: dict[str, RunSubset],
     ``attrs`` (a :meth:`RunRecord.to_attrs`) and ``complete``. ``root``: the store's folder (local stores)."""
     if not subsets:
         raise StoreError(f"run {name!r} has no subsets to write")
+    for sub, data in subsets.items():
+        for path in getattr(data, "extra", None) or {}:
+            _check_extra_path(name, sub, path)
     if name in set(runs_group.group_keys()):
         if not overwrite:
             raise StoreError(f"run {name!r} already exists; choose another --name or pass overwrite")
@@ -252,15 +260,42 @@ def write_run(runs_group, name: str, attrs: dict, subsets: dict[str, RunSubset],
         if probs.ndim != 3 or probs.shape[1] != n_rows:
             raise StoreError(f"run {name!r} subset {sub!r}: probs must be [S, {n_rows}, C], got {probs.shape}")
         h = sg.create_group(sub)
-        for arr_name, arr in (("probs", probs), ("gates", data.gates), ("attention", data.attention)):
+        extra = dict(getattr(data, "extra", None) or {})
+        for arr_name, arr in (("probs", probs), ("gates", data.gates), ("attention", data.attention), *extra.items()):
             if arr is None:
                 continue
             arr = np.asarray(arr, np.float32)
-            a = h.create_array(arr_name, shape=arr.shape, dtype="float32", chunks=tuple(max(d, 1) for d in arr.shape),
-                               fill_value=np.nan, compressors=crc_codecs(True))
+            parent = h
+            *groups, leaf = arr_name.split("/")
+            for part in groups:
+                parent = parent[part] if part in set(parent.group_keys()) else parent.create_group(part)
+            a = parent.create_array(leaf, shape=arr.shape, dtype="float32",
+                                    chunks=tuple(max(d, 1) for d in arr.shape),
+                                    fill_value=np.nan, compressors=crc_codecs(True))
             a[...] = arr
             record_digests(a, root)
     g.attrs.update(dict(attrs, complete=True))  # attrs last: a run without `complete` was interrupted
+
+
+_EXTRA_PART = re.compile(r"^[A-Za-z0-9_.@+-]+$")
+_BASE_ARRAYS = ("probs", "gates", "attention")
+
+
+def _check_extra_path(run: str, sub: str, path: str) -> None:
+    parts = str(path).split("/")
+    if path in _BASE_ARRAYS or any(not _EXTRA_PART.match(p) or p in (".", "..") for p in parts):
+        raise StoreError(f"run {run!r} subset {sub!r}: extra array path {path!r} is not allowed (plain names joined "
+                         f"by '/', not probs/gates/attention)")
+
+
+def _extra_arrays(h, prefix: str = ""):
+    """``(path, array)`` of every array under subset group ``h`` but probs/gates/attention, sorted by path."""
+    for k in sorted(h.array_keys()):
+        path = f"{prefix}{k}"
+        if path not in _BASE_ARRAYS:
+            yield path
+    for k in sorted(h.group_keys()):
+        yield from _extra_arrays(h[k], f"{prefix}{k}/")
 
 
 def _complete_group(runs_group, name: str):
@@ -331,9 +366,11 @@ def read_run(runs_group, name: str, root=None) -> Run:
     for sub in sg.group_keys():
         h = sg[sub]
         keys = set(h.array_keys())
-        got = {k: _read_run_array(h, k, name, sub, root) for k in ("probs", "gates", "attention") if k in keys}
+        got = {k: _read_run_array(h, k, name, sub, root) for k in _BASE_ARRAYS if k in keys}
         check_probs(name, sub, got["probs"], attrs.get("seeds"))
-        subsets[sub] = RunSubset(probs=got["probs"], gates=got.get("gates"), attention=got.get("attention"))
+        extra = {path: _read_run_array(h, path, name, sub, root) for path in _extra_arrays(h)}
+        subsets[sub] = RunSubset(probs=got["probs"], gates=got.get("gates"), attention=got.get("attention"),
+                                 extra=extra)
     order = attrs.get("modalities")
     if order:
         rank = {m: i for i, m in enumerate(order)}

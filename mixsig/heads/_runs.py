@@ -239,8 +239,34 @@ class _TrainData:
         return cls(N, used, X, samples.label[used], tr, va, q_tr, no_votes, not_done, check)
 
 
-def _fit_subsets(data: _TrainData, head: str, params: dict, seeds: list[int], n_classes: int, progress):
-    """Fit ``head`` on every subset x seed; returns ``({subset: RunSubset}, fits, collapsed)``."""
+@dataclass
+class FitRecord:
+    """What a fit observer sees after each subset x seed fit (see :func:`_fit_subsets`'s ``observers``).
+
+    ``head``: the fitted :class:`~mixsig.heads.Head`; ``subset``: its modalities; ``subset_name``: ``"text+audio"``;
+    ``seed_index`` / ``seed`` / ``n_seeds``; ``X``: ``{modality: [len(data.used), D]}`` of the subset (every used
+    row); ``data``: the run's :class:`_TrainData` (``used``, ``tr``, ``va``, ``y``, ``n``); ``probs``: the head's
+    ``[len(data.used), C]`` predictions on ``X``."""
+
+    head: object
+    subset: tuple
+    subset_name: str
+    seed_index: int
+    seed: int
+    n_seeds: int
+    X: dict
+    data: "_TrainData"
+    probs: np.ndarray
+
+
+def _fit_subsets(data: _TrainData, head: str, params: dict, seeds: list[int], n_classes: int, progress,
+                 observers=()):
+    """Fit ``head`` on every subset x seed; returns ``({subset: RunSubset}, fits, collapsed)``.
+
+    ``observers``: callables ``observer(rec: FitRecord) -> {path: array} | None`` run after each fit; each returned
+    array is one seed's value, stacked over the seeds into ``RunSubset.extra[path]`` ``[S, ...]`` (NaN for a seed
+    that returned none), so analyses that need the fitted model (saved heads, missing-modality robustness,
+    training dynamics, layer weights) add to the run without changing this loop."""
     from mixsig.cache import RunSubset, describe_collapse, subset_name
 
     subsets = modality_subsets(list(data.X))
@@ -254,6 +280,7 @@ def _fit_subsets(data: _TrainData, head: str, params: dict, seeds: list[int], n_
         probs = np.full((S, N, n_classes), np.nan, np.float32)
         gates = attention = None
         info = []
+        extra_seeds: dict[str, dict[int, np.ndarray]] = {}
         for s_i, seed in enumerate(seeds):
             h = get_head(head, **params)
             h.fit({m: data.X[m][tr] for m in sub}, data.y[tr],
@@ -261,7 +288,13 @@ def _fit_subsets(data: _TrainData, head: str, params: dict, seeds: list[int], n_
                   y_val=data.y[va] if va.size else None,
                   soft_labels=data.q_tr, seed=seed, n_classes=n_classes)
             Xs = {m: data.X[m] for m in sub}
-            probs[s_i, used] = h.predict_proba(Xs)
+            p_used = h.predict_proba(Xs)
+            probs[s_i, used] = p_used
+            rec = FitRecord(head=h, subset=sub, subset_name=sname, seed_index=s_i, seed=seed, n_seeds=S, X=Xs,
+                            data=data, probs=p_used)
+            for observer in observers:
+                for path, value in (observer(rec) or {}).items():
+                    extra_seeds.setdefault(path, {})[s_i] = np.asarray(value, np.float32)
             for sp, rows in data.check.items():
                 reason = collapse(data.y[rows], probs[s_i, used[rows]]) if rows.size else None
                 if reason:
@@ -280,15 +313,27 @@ def _fit_subsets(data: _TrainData, head: str, params: dict, seeds: list[int], n_
             step += 1
             if progress is not None:
                 progress(step, total, f"{sname} seed {seed}")
-        out[sname] = RunSubset(probs=probs, gates=gates, attention=attention)
+        out[sname] = RunSubset(probs=probs, gates=gates, attention=attention,
+                               extra={path: _stack_seeds(vals, S) for path, vals in extra_seeds.items()})
         fit_info[sname] = info
     return out, fit_info, collapsed
+
+
+def _stack_seeds(vals: dict[int, np.ndarray], n_seeds: int) -> np.ndarray:
+    """``{seed_index: array}`` -> ``[S, *shape]`` float32, NaN where a seed gave nothing."""
+    first = next(iter(vals.values()))
+    out = np.full((n_seeds, *first.shape), np.nan, np.float32)
+    for i, v in vals.items():
+        if v.shape != first.shape:
+            raise HeadError(f"fit observer returned shapes {first.shape} and {v.shape} for the same array")
+        out[i] = v
+    return out
 
 
 def train_run(store, head: str, features: dict[str, str], *, seeds=(0,), params: dict | None = None,
               name: str | None = None, soft_labels: bool = False, class_weight=None,
               progress: Callable[[int, int, str], None] | None = None, overwrite: bool = False,
-              allow_group_leak: bool = False, allow_modality_mismatch: bool = False):
+              allow_group_leak: bool = False, allow_modality_mismatch: bool = False, observers=()):
     """Train ``head`` on every non-empty subset of ``features``' modalities for each seed; write the run.
 
     ``store``: a :class:`~mixsig.cache.FeatureStore` opened ``"r+"`` or a store URL.
@@ -313,6 +358,8 @@ def train_run(store, head: str, features: dict[str, str], *, seeds=(0,), params:
     ``modality_mismatch`` — ``{key: {"used_as", "holds"}}`` allowed for this run, ``{}`` when none;
     ``selection_splits`` — ``["val"]`` when val chose the epochs / stopped early (:func:`selection_splits`);
     ``in_sample_keys`` — fine-tuned keys made without folds (:func:`warn_in_sample`), ``{}`` when none).
+    ``observers``: callables run after every fit (:class:`FitRecord`); the arrays they return are written with the
+    run as ``runs/<name>/subsets/<subset>/<path>`` ``[S, ...]`` (``Run.subsets[sub].extra``).
     Returns the :class:`~mixsig.cache.Run`.
     """
     from mixsig.cache import Run, RunRecord, open_store, sha256_of, subset_metrics
@@ -335,7 +382,8 @@ def train_run(store, head: str, features: dict[str, str], *, seeds=(0,), params:
     data = _TrainData.load(store, features, soft_labels)
     in_sample = warn_in_sample(store, features.values())
     t0 = time.perf_counter()
-    out, fit_info, collapsed = _fit_subsets(data, head, params, seeds, len(samples.classes), progress)
+    out, fit_info, collapsed = _fit_subsets(data, head, params, seeds, len(samples.classes), progress,
+                                            observers)
     seconds = time.perf_counter() - t0
     predicted = np.zeros(N, bool)
     predicted[data.used] = True
