@@ -32,6 +32,9 @@ class GatedFusionNet(nn.Module):
         s_m = v · tanh(A_m z_m)                   # A_m: proj_dim -> att_dim (with bias), v shared, no bias
         a   = softmax_m(s_m);  f = sum_m a_m z_m;  logits = MLP(f)
 
+    ``forward(xs, absent=(i, ...))`` treats the modalities at those positions as absent: their ``z_m`` is zeroed,
+    exactly as modality dropout zeroes a dropped modality in training (the missing-modality evaluation).
+
     With the defaults (256, 128, 3×512, two classes) it has 1,352,709 trainable parameters on three
     768-d inputs and 891,651 on one — the reference model's counts.
     """
@@ -46,12 +49,12 @@ class GatedFusionNet(nn.Module):
         self.v = nn.Linear(att_dim, 1, bias=False)
         self.mlp = mlp(proj_dim, hidden, n_layers, dropout, n_classes)
 
-    def forward(self, xs: list[torch.Tensor]):
+    def forward(self, xs: list[torch.Tensor], absent=()):
         zs, gates, scores = [], [], []
         for m, x in enumerate(xs):
             z = self.proj[m](x)
             g = torch.sigmoid(self.gate[m](z))
-            z = g * z
+            z = torch.zeros_like(z) if m in absent else g * z
             if self.training and self.keep < 1.0:
                 z = z * torch.bernoulli(torch.full((z.shape[0], 1), self.keep, dtype=z.dtype))
             scores.append(self.v(torch.tanh(self.att[m](z))))

@@ -163,8 +163,9 @@ def _threads(num_threads: int | None) -> int:
     return min(available_cores(), num_threads or 1)
 
 
-def predict_net(net, xs, eval_batch_size: int):
-    """Eval-mode forward in chunks: ``(probs [n, C] float32 ndarray, {extra: [n, M] ndarray})``."""
+def predict_net(net, xs, eval_batch_size: int, absent=()):
+    """Eval-mode forward in chunks: ``(probs [n, C] float32 ndarray, {extra: [n, M] ndarray})``; ``absent``: positions
+    of the modalities the (gated) net treats as absent (:class:`~mixsig.heads._nets.GatedFusionNet`)."""
     import torch
 
     net.eval()
@@ -173,7 +174,8 @@ def predict_net(net, xs, eval_batch_size: int):
     step = max(1, eval_batch_size)
     with torch.inference_mode():
         for s in range(0, n, step):
-            branches, ex = net([x[s:s + step] for x in xs])
+            chunk = [x[s:s + step] for x in xs]
+            branches, ex = net(chunk, absent=absent) if absent else net(chunk)
             p = torch.stack([torch.softmax(b, dim=1) for b in branches]).mean(dim=0)
             probs.append(p)
             for k, v in ex.items():
