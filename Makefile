@@ -5,6 +5,8 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+# test processes (pytest-xdist); each test module runs whole in one of them, so module fixtures are built once
+TEST_WORKERS ?= 2
 
 .PHONY: venv demo test test-all bench clean
 
@@ -24,10 +26,10 @@ demo: venv
 	$(VENV)/bin/mixsig demo --out demo-output
 
 test: venv
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-all: venv
-	$(PY) -m pytest -q -m ""
+	$(PY) -m pytest -q -m "" -n $(TEST_WORKERS) --dist loadfile
 
 bench: venv
 	$(PY) benchmarks/run_all.py --out bench-output/benchmarks.json
