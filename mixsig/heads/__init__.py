@@ -26,6 +26,8 @@ _EXPORTS = {
     "LightGBMConfig": "_lightgbm", "LightGBMData": "_lightgbm", "LightGBMHead": "_lightgbm",
     "LogRegConfig": "_logreg", "LogRegHead": "_logreg",
     "modality_subsets": "_runs", "parse_seeds": "_runs", "train_run": "_runs",
+    "missing_method": "_missing", "missing_modality_observer": "_missing", "missing_sets": "_missing",
+    "predict_missing": "_missing",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -34,6 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from mixsig.heads._base import FitInputs, Head
     from mixsig.heads._lightgbm import LightGBMConfig, LightGBMData, LightGBMHead
     from mixsig.heads._logreg import LogRegConfig, LogRegHead
+    from mixsig.heads._missing import missing_method, missing_modality_observer, missing_sets, predict_missing
     from mixsig.heads._registry import HEADS, get_head, list_heads, load_head, register_head
     from mixsig.heads._runs import modality_subsets, parse_seeds, train_run
     from mixsig.heads._torch import (ConcatHead, GatedConfig, GatedFusionHead, LateFusionHead, Schedule, TorchConfig,

@@ -20,6 +20,7 @@ import numpy as np
 
 from mixsig.errors import HeadError, StoreError, UsageError
 from mixsig.metrics import collapse
+from mixsig.heads._missing import missing_modality_observer
 from mixsig.heads._registry import get_head, head_class
 
 log = logging.getLogger(__name__)
@@ -358,7 +359,8 @@ def train_run(store, head: str, features: dict[str, str], *, seeds=(0,), params:
     ``modality_mismatch`` — ``{key: {"used_as", "holds"}}`` allowed for this run, ``{}`` when none;
     ``selection_splits`` — ``["val"]`` when val chose the epochs / stopped early (:func:`selection_splits`);
     ``in_sample_keys`` — fine-tuned keys made without folds (:func:`warn_in_sample`), ``{}`` when none).
-    ``observers``: callables run after every fit (:class:`FitRecord`); the arrays they return are written with the
+    ``observers``: callables run after every fit (:class:`FitRecord`), after the default one (the full subset's
+    ``missing/<set>/probs``, :mod:`mixsig.heads._missing`); the arrays they return are written with the
     run as ``runs/<name>/subsets/<subset>/<path>`` ``[S, ...]`` (``Run.subsets[sub].extra``).
     Returns the :class:`~mixsig.cache.Run`.
     """
@@ -383,7 +385,7 @@ def train_run(store, head: str, features: dict[str, str], *, seeds=(0,), params:
     in_sample = warn_in_sample(store, features.values())
     t0 = time.perf_counter()
     out, fit_info, collapsed = _fit_subsets(data, head, params, seeds, len(samples.classes), progress,
-                                            observers)
+                                            (missing_modality_observer, *observers))
     seconds = time.perf_counter() - t0
     predicted = np.zeros(N, bool)
     predicted[data.used] = True
