@@ -43,6 +43,8 @@ class AnalysisInput:
       joined by ``+`` in ``modalities`` order; the full subset holds every modality.
     - ``gates``, ``attention``: ``{subset: [S, N, M]}`` where the head has them
     - ``votes``: ``[N, A]`` int, ``-1`` = no vote (``A`` may be 0); ``votes_by_condition``: ``{c: [N, A_c]}``
+    - ``extra``: ``{subset: {path: [S, ...] array}}``, the further arrays stored with the run (``RunSubset.extra``,
+      e.g. the full subset's ``missing/<set>/probs`` ``[S, N, C]``); empty for runs without them
     - ``descriptors``: ``{name: [N] float}`` extra per-sample columns (imported features, ...)
     - ``store_checks``: what the store says about the run, for the report's warnings: ``group_leak`` (the store's
       ``group_leak`` attr, written by ``extract --allow-group-leak``, else the samples' own leak record, or None;
@@ -61,6 +63,7 @@ class AnalysisInput:
     attention: dict[str, np.ndarray] = field(default_factory=dict)
     votes: np.ndarray | None = None
     votes_by_condition: dict[str, np.ndarray] = field(default_factory=dict)
+    extra: dict[str, dict] = field(default_factory=dict)
     text: np.ndarray | None = None
     audio: np.ndarray | None = None
     video: np.ndarray | None = None
@@ -131,6 +134,7 @@ def input_from_run(samples, run, *, media_root=None, descriptors=None, source=""
         gates={k: v.gates for k, v in run.subsets.items() if v.gates is not None},
         attention={k: v.attention for k, v in run.subsets.items() if v.attention is not None},
         votes=samples.votes, votes_by_condition=dict(samples.votes_by_condition),
+        extra={k: dict(v.extra) for k, v in run.subsets.items() if getattr(v, "extra", None)},
         text=samples.text, audio=samples.audio, video=samples.video, start=samples.start, end=samples.end,
         descriptors=dict(descriptors or {}), seeds=tuple(run.attrs.get("seeds") or ()),
         media_root=media_root, run_name=run.name, run_attrs=dict(run.attrs), source=source,
