@@ -25,7 +25,7 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable, Generic, Iterator, TypeVar, overload
 
-from mixsig.errors import MixsigError, UsageError
+from mixsig.errors import MixsigError, UsageError, did_you_mean
 
 T = TypeVar("T")
 
@@ -118,7 +118,8 @@ class Registry(Generic[T]):
             obj = self._entries[name]
         except (KeyError, TypeError):
             hint = f" ({self.hint})" if self.hint else ""
-            raise self.error(f"Unknown {self.kind} {name!r}. Valid {self.plural}: {', '.join(self.names())}{hint}."
+            raise self.error(f"Unknown {self.kind} {name!r}.{did_you_mean(name, self.names())} Valid {self.plural}: "
+                             f"{', '.join(self.names())}{hint}."
                              ) from None
         if isinstance(obj, _Lazy):
             loaded = obj.load()  # importing the module may register it (decorator) under this very name

@@ -15,17 +15,42 @@ import sys
 
 from mixsig import __version__
 from mixsig.commands import SUMMARIES
-from mixsig.errors import MixsigError
+from mixsig.errors import MixsigError, did_you_mean
 
 # Order is the order in `mixsig --help`.
 COMMANDS = tuple(SUMMARIES)
+
+#: Options of `mixsig` itself that may also be written after the command (`mixsig train ... -q`).
+GLOBAL_FLAGS = ("-q", "--quiet", "--debug")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with "Did you mean ...?" on an invalid choice (commands, ``--head``, ``--modality``, ...);
+    every subparser is of this class too."""
+
+    def _check_value(self, action, value):
+        try:
+            super()._check_value(action, value)
+        except argparse.ArgumentError as exc:
+            hint = did_you_mean(value, [str(c) for c in action.choices or ()])
+            if not hint:
+                raise
+            raise argparse.ArgumentError(action, exc.message + hint) from None
+
+
+def hoist_global_flags(argv: list[str]) -> list[str]:
+    """``argv`` with :data:`GLOBAL_FLAGS` written anywhere before a ``--`` moved to the front, so `mixsig -q
+    train ...` and `mixsig train ... -q` are the same (no command has options of these names)."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    flags = [a for a in argv[:end] if a in GLOBAL_FLAGS]
+    return flags + [a for a in argv[:end] if a not in GLOBAL_FLAGS] + argv[end:]
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The `mixsig` parser with every command's parser, or, with ``only``, with that command's parser (``""``:
     none) and placeholders for the others that carry their line of `mixsig --help` (all `mixsig --help` and an
     unknown command's error need)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mixsig",
         description=(
             "Multimodal classification research: run encoders once and cache their embeddings in Zarr, "
@@ -35,8 +60,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         epilog="Run `mixsig COMMAND --help` for the options of a command.",
     )
     parser.add_argument("--version", action="version", version=f"mixsig {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument("--debug", action="store_true",
+                        help="show tracebacks and debug logging (also accepted after the command)")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="only warnings and errors: no INFO logs, progress bars, stage lines or summaries (a "
+                             "--json object is still printed; also accepted after the command)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         if only is None or name == only:
@@ -55,7 +83,7 @@ def _command(argv: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    argv = sys.argv[1:] if argv is None else list(argv)
+    argv = hoist_global_flags(sys.argv[1:] if argv is None else list(argv))
     parser = build_parser(only=_command(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -68,3 +68,26 @@ class HeadError(MixsigError):
 
 class StudyError(MixsigError):
     """A study was refused (changed keys or splits, unsafe storage, ...)."""
+
+
+def did_you_mean(name: object, candidates, *, n: int = 3, cutoff: float = 0.6) -> str:
+    """``" Did you mean 'x'?"`` (or ``'x' or 'y'``) for the names of ``candidates`` closest to ``name``
+    (:func:`difflib.get_close_matches`, case-insensitive), or ``""`` when none is close: append it to an
+    unknown-name message.
+
+    >>> did_you_mean("gatd", ["concat", "gated", "late"])
+    " Did you mean 'gated'?"
+    >>> did_you_mean("mlp", ["concat", "gated", "late"])
+    ''
+    """
+    import difflib
+
+    have = [str(c) for c in candidates]
+    lower: dict[str, str] = {}
+    for c in have:
+        lower.setdefault(c.lower(), c)
+    close = difflib.get_close_matches(str(name).lower(), list(lower), n=n, cutoff=cutoff)
+    close = [lower[c] for c in close if lower[c] != str(name)]
+    if not close:
+        return ""
+    return " Did you mean " + " or ".join(repr(c) for c in close) + "?"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from mixsig.errors import MixsigError, UsageError
+from mixsig.errors import MixsigError, UsageError, did_you_mean
 
 #: Candidates or known names listed in one message at most (the rest are counted).
 SHOWN = 12
@@ -53,16 +53,29 @@ def match_name(name: str, have: Iterable[str], *, what: str, option: str, store_
     if found:
         raise UsageError(f"{said} is ambiguous in the store {store_url}: it names {len(found)} {what}s "
                          f"({_listed(found)}); give more of the name, or the full {what}")
+    hint = did_you_mean(name, _suggestable(have)) or (
+        did_you_mean(f"{modality}.{name}", _suggestable(have)) if modality else "")
     if modality:  # the store's keys, those of the modality first
         same = [h for h in have if h.split(".")[0] == modality]
         others = [h for h in have if h not in same]
         raise error(f"No {noun or what} {name!r} (nor one starting with it) in {store_url} (for modality "
-                    f"{modality!r}). Keys of that modality: {_listed(same) or 'none'}; other keys: "
+                    f"{modality!r}).{hint} Keys of that modality: {_listed(same) or 'none'}; other keys: "
                     f"{_listed(others) or 'none'} (`{listing}` lists them).")
     head = f"{said}: no {what} of that name or prefix" if option else \
         f"no {noun or what} {name!r} (nor one starting with it)"
-    raise error(f"{head} in the store {store_url}; {what}s: {_listed(have) if have else 'none'} "
+    raise error(f"{head} in the store {store_url};{hint} {what}s: {_listed(have) if have else 'none'} "
                 f"(`{listing}` lists them)")
+
+
+def _suggestable(have: list[str]) -> list[str]:
+    """What a "did you mean" may offer for ``have``: each name and each leading run of its dot-separated parts
+    that names it alone (``text.roberta-base`` for ``text.roberta-base.cls.0123…``), so a mistyped prefix is
+    compared with prefixes of its own length."""
+    out = set(have)
+    for h in have:
+        parts = h.split(".")
+        out.update(p for p in (".".join(parts[:i]) for i in range(1, len(parts))) if _candidates(p, have) == [h])
+    return sorted(out)
 
 
 def resolve_features(store, features: dict, *, error: type[MixsigError] = UsageError) -> dict:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import time
 
@@ -23,7 +25,9 @@ def register(sub) -> None:
     p.add_argument("--trials", type=int, default=None, help="study trials (default: 40)")
     p.add_argument("--seed", type=int, default=0, help="corpus and training seed (default: 0)")
     p.add_argument("--no-finetune", action="store_true", help="skip the fine-tuning stage")
-    p.add_argument("--json", action="store_true", help="print the stage summary as JSON at the end")
+    p.add_argument("--json", action="store_true",
+                   help="print only the result (stages, report, findings, store, next commands) as one JSON object on "
+                        "stdout; the stage lines go to stderr")
     p.set_defaults(func=run)
 
 
@@ -50,21 +54,61 @@ def run(args) -> int:
     cfg = DemoConfig(rows=args.rows or defaults.rows, trials=args.trials or defaults.trials, seed=args.seed,
                      finetune=not args.no_finetune)
     t0 = time.perf_counter()
+    quiet = bool(getattr(args, "quiet", False))
+    say = _printer(sys.stderr if args.json else sys.stdout, quiet)
 
     def show(stage) -> None:
-        print(f"[{stage.name:>14s}] {stage.seconds:6.1f} s  {stage.what}", flush=True)
+        say(f"[{stage.name:>14s}] {stage.seconds:6.1f} s  {stage.what}")
 
-    print(f"mixsig demo: {cfg.rows} rows, {cfg.trials} trials, seed {cfg.seed}, into {args.out}", flush=True)
-    result = run_demo(args.out, cfg, on_stage=show)
+    say(f"mixsig demo: {cfg.rows} rows, {cfg.trials} trials, seed {cfg.seed}, into {args.out}")
+    with _stdout_to_stderr(args.json):  # --json: stdout holds the one JSON object, whatever a library prints
+        result = run_demo(args.out, cfg, on_stage=show)
     total = time.perf_counter() - t0
     result["total_seconds"] = round(total, 2)
-    print(f"done in {total:.1f} s. Report: {os.path.abspath(result['report'])}")
+    say(f"done in {total:.1f} s. Report: {os.path.abspath(result['report'])}")
     for line in result["findings"]:
-        print(f"  - {line}")
-    print(f"store: {os.path.abspath(result['store'])}\nnext (ready to paste):")
+        say(f"  - {line}")
+    say(f"store: {os.path.abspath(result['store'])}\nnext (ready to paste):")
     for line in result["next"]:
-        print(f"  {line}")
+        say(f"  {line}")
     if args.json:
         print_json(result)
     sys.stdout.flush()
     return 0
+
+
+def _printer(stream, quiet: bool):
+    def say(line: str) -> None:
+        if not quiet:
+            print(line, file=stream, flush=True)
+
+    return say
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr(on: bool):
+    """While ``on``: Python's stdout and (when it is a real file) file descriptor 1 write to stderr, so native
+    libraries' prints (LightGBM) cannot land between the JSON object's lines."""
+    if not on:
+        yield
+        return
+    sys.stdout.flush()
+    fd, err = _fileno(sys.stdout), _fileno(sys.stderr)
+    saved = os.dup(fd) if fd is not None and err is not None else None
+    try:
+        if saved is not None:
+            os.dup2(err, fd)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stderr.flush()
+        if saved is not None:
+            os.dup2(saved, fd)
+            os.close(saved)
+
+
+def _fileno(stream) -> int | None:
+    try:
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mixsig.errors import StudyError
+from mixsig.errors import StudyError, did_you_mean
 from mixsig.studies._settings import SETTINGS_ATTR, StudySettings
 
 #: study user attrs: the winner's run name, what the last ``study run`` allowed, the re-evaluation, the result
@@ -44,7 +44,8 @@ def load_study(storage, name: str):
     names = optuna.study.get_all_study_names(storage)
     if name not in names:
         raise StudyError(
-            f"no study named {name!r} in this storage; studies: {', '.join(sorted(names)) or 'none'} "
+            f"no study named {name!r} in this storage;{did_you_mean(name, names)} studies: "
+            f"{', '.join(sorted(names)) or 'none'} "
             "(start one with `mixsig study run`)"
         )
     return optuna.load_study(study_name=name, storage=storage)

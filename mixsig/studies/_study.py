@@ -11,7 +11,7 @@ import os
 import warnings
 from typing import TYPE_CHECKING, Callable, Mapping
 
-from mixsig.errors import HeadError, MixsigError, StudyError
+from mixsig.errors import HeadError, MixsigError, StudyError, did_you_mean
 from mixsig.features import parse_features
 from mixsig.studies._common import (
     OVERRIDES_ATTR, RESULT_ATTR, load_study, n_finished, open_store_arg, settings_of, store_url,
@@ -147,7 +147,8 @@ def run_study(store, name: str, *, heads, features, trials: int = 100, timeout: 
 
     unknown = [h for h in heads if h not in list_heads()]
     if unknown:
-        raise StudyError(f"--heads: unknown head(s) {unknown}; heads: {', '.join(list_heads())}")
+        raise StudyError(f"--heads: unknown head(s) {unknown};{did_you_mean(unknown[0], list_heads())} heads: "
+                         f"{', '.join(list_heads())}")
     fmap = parse_features(features, alternatives=True, error=StudyError)
     # each alternative a full key, a unique prefix or the modality alone (unknown: StudyError listing the keys;
     # ambiguous: UsageError listing the candidates); the study and its run record the full keys
