@@ -56,7 +56,7 @@ class FitInputs:
 
     @property
     def dims(self) -> tuple[int, ...]:
-        return tuple(int(x.shape[1]) for x in self.X)
+        return tuple(int(x.shape[-1]) for x in self.X)  # D, also of [n, L, D] arrays
 
     @property
     def n_rows(self) -> int:
@@ -178,7 +178,8 @@ class Head:
         if X_val is not None:
             if y_val is None:
                 raise HeadError("X_val was given without y_val; pass both or neither.")
-            mods_val, Xs_val = self._check_X(X_val, fitting=False, modalities=mods, dims=[x.shape[1] for x in Xs])
+            mods_val, Xs_val = self._check_X(X_val, fitting=False, modalities=mods,
+                                              dims=[tuple(x.shape[1:]) for x in Xs])
             y_val = _check_labels(y_val, Xs_val[0].shape[0], "y_val")
             if np.any(y_val >= C):
                 raise HeadError(f"y_val holds class {int(y_val.max())} but there are only {C} classes.")
@@ -209,6 +210,7 @@ class Head:
         self._check_config()
         self.modalities_ = tuple(inputs.modalities)
         self.dims_ = inputs.dims
+        self.layers_ = tuple(int(x.shape[1]) if x.ndim == 3 else 0 for x in inputs.X)  # L of [n, L, D] inputs, else 0
         self.n_classes_ = int(inputs.n_classes)
 
     def predict_proba(self, X: dict[str, np.ndarray]) -> np.ndarray:
@@ -291,8 +293,12 @@ class Head:
             raise HeadError(f"This {self.name!r} head is not fitted yet; call fit(X, y) first.")
 
     def _check_X(self, X, *, fitting: bool, modalities=None, dims=None) -> tuple[list[str], list[np.ndarray]]:
+        """Checked arrays per modality: ``[n, D]`` as C-contiguous float32, or ``[n, L, D]`` (all layers of an
+        encoder) kept in their float16/float32 dtype (other dtypes become float32), so that a large float16 key is
+        never copied to float32 at once: the heads convert it batch by batch or reduce it to one layer.
+        ``dims``: per modality the expected width ``D`` (with the fitted ``layers_``) or the expected ``a.shape[1:]``."""
         if not isinstance(X, dict) or not X:
-            raise HeadError("X must be a non-empty dict {modality: [n, D] array}.")
+            raise HeadError("X must be a non-empty dict {modality: [n, D] or [n, L, D] array}.")
         if modalities is None:
             mods = list(X)
         else:
@@ -300,15 +306,23 @@ class Head:
             if missing:
                 raise HeadError(f"X lacks modalities {missing}; the head was fitted on {list(modalities)}.")
             mods = list(modalities)
+        fitted_layers = getattr(self, "layers_", None) or (0,) * len(mods)
         Xs = []
         for i, m in enumerate(mods):
             a = np.asarray(X[m])
-            if a.ndim != 2:
-                raise HeadError(f"X[{m!r}] must be 2-D [n, D]; got shape {a.shape}. Pool [n, L, D] features first.")
-            if dims is not None and a.shape[1] != dims[i]:
-                raise HeadError(f"X[{m!r}] has {a.shape[1]} columns; the head was fitted on {dims[i]}.")
-            a = np.ascontiguousarray(a, dtype=np.float32)
-            finite = np.isfinite(a).all(axis=1)
+            if a.ndim not in (2, 3):
+                raise HeadError(f"X[{m!r}] must be [n, D] (pooled) or [n, L, D] (all layers); got shape {a.shape}.")
+            if dims is not None:
+                want = tuple(dims[i]) if isinstance(dims[i], tuple) else (
+                    (int(fitted_layers[i]), int(dims[i])) if fitted_layers[i] else (int(dims[i]),))
+                if a.shape[1:] != want and a.ndim == 2 and len(want) == 1:
+                    raise HeadError(f"X[{m!r}] has {a.shape[1]} columns; the head was fitted on {want[0]}.")
+                if a.shape[1:] != want:
+                    raise HeadError(f"X[{m!r}] has rows of shape {list(a.shape[1:])}; the head was fitted on rows of "
+                                    f"shape {list(want)} ([L, D] = layers, width; [D] = pooled width).")
+            keep = a.ndim == 3 and a.dtype in (np.float16, np.float32)
+            a = np.ascontiguousarray(a, dtype=a.dtype if keep else np.float32)
+            finite = _finite_rows(a)
             if not finite.all():
                 bad = np.flatnonzero(~finite)
                 raise HeadError(
@@ -322,6 +336,14 @@ class Head:
         if fitting and Xs[0].shape[0] < 2:
             raise HeadError(f"Need at least 2 training rows; got {Xs[0].shape[0]}.")
         return mods, Xs
+
+
+def _finite_rows(a: np.ndarray, block: int = 4096) -> np.ndarray:
+    """``[n]`` bool: every value of the row is finite (checked in blocks of rows: no full-size temporary)."""
+    if a.ndim == 2:
+        return np.isfinite(a).all(axis=1)
+    return np.concatenate([np.isfinite(a[s:s + block]).all(axis=(1, 2)) for s in range(0, a.shape[0], block)]
+                          or [np.zeros(0, bool)])
 
 
 def _canonical_params(params: dict) -> dict:

@@ -35,7 +35,9 @@ import numpy as np
 
 from mixsig.errors import HeadError
 from mixsig.heads._base import FitInputs, Head
+from mixsig.heads._dynamics import MAX_POINTS, booster_dynamics
 from mixsig.heads._files import check_model_file
+from mixsig.heads._layers import check_layer, check_layer_index, reduce_layers
 from mixsig.heads._lgb_check import check_lightgbm_text
 from mixsig.heads._registry import register_head
 from mixsig.heads._targets import expand_targets
@@ -52,7 +54,8 @@ class LightGBMConfig:
     """LightGBM hyperparameters (LightGBM's names). ``n_estimators`` is the most boosting rounds;
     ``early_stopping_rounds=0`` turns early stopping off. ``num_threads`` defaults to 1 (capped at the
     cores this process may use): parallel study workers would otherwise oversubscribe the cores, and
-    a fixed count keeps results reproducible."""
+    a fixed count keeps results reproducible. ``layer``: what an ``[n, L, D]`` modality becomes (``"mean"`` of its
+    layers, the default, or a layer index; :mod:`mixsig.heads._layers`)."""
 
     n_estimators: int = 1000
     learning_rate: float = 0.05
@@ -69,6 +72,7 @@ class LightGBMConfig:
     early_stopping_rounds: int = 50
     class_weight: Any = None
     num_threads: int | None = None
+    layer: Any = "mean"
 
 
 @dataclass
@@ -85,6 +89,7 @@ class LightGBMData:
     X: list[np.ndarray]             # the training arrays, kept for the identity/value check
     X_val: list[np.ndarray] | None
     y_val: np.ndarray | None
+    layer: Any = "mean"             # how [n, L, D] modalities were reduced (see mixsig.heads._layers)
 
 
 def _sha(a: np.ndarray) -> str:
@@ -138,21 +143,36 @@ class LightGBMHead(Head):
             raise HeadError(f"dataset() takes the FitInputs of validate_fit_inputs(X, y, ...); got "
                             f"{type(inputs).__name__}.")
         self._check_config()
+        check_layer_index(self.config.layer, tuple(x.shape[1] if x.ndim == 3 else 0 for x in inputs.X),
+                          inputs.modalities)
         rows, labels, weights = expand_targets(inputs.T)
         Xs = list(inputs.X)
-        Xc = np.hstack(Xs) if len(Xs) > 1 else Xs[0]
+        Xc = self._matrix(Xs)
         if rows.shape[0] != Xc.shape[0] or np.any(rows != np.arange(Xc.shape[0])):
             Xc = Xc[rows]
         params = {**self._dataset_params(), "num_threads": self._threads()}
         train = lgb.Dataset(Xc, label=labels, weight=weights, params=params, free_raw_data=True).construct()
         valid = None
         if inputs.X_val is not None:
-            Xs_val = list(inputs.X_val)
-            Xv = np.hstack(Xs_val) if len(Xs_val) > 1 else Xs_val[0]
+            Xv = self._matrix(list(inputs.X_val))
             valid = lgb.Dataset(Xv, label=inputs.y_val, reference=train, params=params,
                                 free_raw_data=True).construct()
         return LightGBMData(train, valid, self._dataset_params(), inputs.n_classes, _sha(inputs.T), Xs,
-                            None if inputs.X_val is None else list(inputs.X_val), inputs.y_val)
+                            None if inputs.X_val is None else list(inputs.X_val), inputs.y_val, self.config.layer)
+
+    def _matrix(self, Xs: list[np.ndarray]) -> np.ndarray:
+        """``[n, sum D_m]`` float32: the modalities side by side, ``[n, L, D]`` ones reduced by ``layer``."""
+        Xs = [reduce_layers(x, self.config.layer) for x in Xs]
+        return np.hstack(Xs) if len(Xs) > 1 else Xs[0]
+
+    def round_dynamics(self, X: dict, y, max_points: int = MAX_POINTS):
+        """Training dynamics (:mod:`mixsig.heads._dynamics`) of the fitted booster on rows ``X`` with gold labels
+        ``y`` (the training rows): p(gold) and correctness every ``k``-th boosting round of the kept model (at most
+        ``max_points`` rounds). Returns a :class:`~mixsig.heads._dynamics.Dynamics`."""
+        self._check_fitted()
+        _, Xs = self._check_X(X, fitting=False, modalities=self.modalities_, dims=self.dims_)
+        gold = np.asarray(y, np.int64)
+        return booster_dynamics(self.booster_, self._matrix(Xs), gold, self.n_classes_, self._threads(), max_points)
 
     def _check_config(self) -> None:
         super()._check_config()
@@ -167,6 +187,7 @@ class LightGBMHead(Head):
         if bad:
             raise HeadError("Invalid value(s) for head 'lightgbm': "
                             + ", ".join(f"{k}={getattr(c, k)!r}" for k in bad) + ".")
+        check_layer(self.name, c.layer, weighted_ok=False)
 
     def _dataset_params(self) -> dict:
         c = self.config
@@ -196,6 +217,8 @@ class LightGBMHead(Head):
         problems = []
         if data.dataset_params != self._dataset_params():
             problems.append(f"binning parameters {data.dataset_params} vs this head's {self._dataset_params()}")
+        if data.layer != self.config.layer:
+            problems.append(f"layer={data.layer!r} vs this head's layer={self.config.layer!r}")
         if data.n_classes != inputs.n_classes:
             problems.append(f"{data.n_classes} classes vs {inputs.n_classes}")
         if data.targets_sha != _sha(inputs.T):
@@ -233,7 +256,7 @@ class LightGBMHead(Head):
         self.best_iteration_ = int(booster.best_iteration)
 
     def _predict_proba(self, Xs):
-        Xc = np.hstack(Xs) if len(Xs) > 1 else Xs[0]
+        Xc = self._matrix(Xs)
         p = self.booster_.predict(Xc, num_threads=self._threads())
         if self.n_classes_ == 2:
             p = np.stack([1.0 - p, p], axis=1)
@@ -245,7 +268,8 @@ class LightGBMHead(Head):
         tmp = path / (MODEL_FILE + ".tmp")
         self.booster_.save_model(str(tmp))
         tmp.replace(path / MODEL_FILE)
-        return {"file": MODEL_FILE, "best_iteration": self.best_iteration_, "lightgbm_version": lgb.__version__}
+        return {"file": MODEL_FILE, "best_iteration": self.best_iteration_, "lightgbm_version": lgb.__version__,
+                "layers": list(self.layers_)}
 
     def _load_state(self, path: Path, state: dict) -> None:
         import lightgbm as lgb
@@ -261,6 +285,7 @@ class LightGBMHead(Head):
             log.warning("%s was saved with LightGBM %s; this is %s: probabilities may differ slightly",
                         f, state.get("lightgbm_version"), lgb.__version__)
         self.best_iteration_ = int(state.get("best_iteration", self.booster_.current_iteration()))
+        self.layers_ = tuple(int(L) for L in state.get("layers") or (0,) * len(self.dims_))
 
 
 def _accuracy_feval(preds, data):

@@ -21,6 +21,7 @@ import numpy as np
 from mixsig.errors import HeadError
 from mixsig.heads._base import Head
 from mixsig.heads._files import check_model_file
+from mixsig.heads._layers import check_layer, check_layer_index, reduce_layers
 from mixsig.heads._registry import register_head
 from mixsig.heads._targets import expand_targets
 
@@ -31,13 +32,15 @@ MODEL_FILE = "model.safetensors"
 
 @dataclass(frozen=True)
 class LogRegConfig:
-    """``C``: inverse L2 strength; ``standardize``: z-score features with training statistics."""
+    """``C``: inverse L2 strength; ``standardize``: z-score features with training statistics; ``layer``: what an
+    ``[n, L, D]`` modality becomes (``"mean"`` of its layers, the default, or a layer index; :mod:`mixsig.heads._layers`)."""
 
     C: float = 1.0
     max_iter: int = 1000
     tol: float = 1e-4
     standardize: bool = True
     class_weight: Any = None
+    layer: Any = "mean"
 
 
 @register_head("logreg")
@@ -52,12 +55,19 @@ class LogRegHead(Head):
         if not (c.C > 0 and c.max_iter >= 1 and c.tol > 0):
             raise HeadError(f"Invalid logreg parameters C={c.C}, max_iter={c.max_iter}, tol={c.tol} "
                             f"(need > 0, >= 1, > 0).")
+        check_layer(self.name, c.layer, weighted_ok=False)
+
+    def _matrix(self, Xs) -> np.ndarray:
+        """``[n, sum D_m]`` float64: the modalities side by side, ``[n, L, D]`` ones reduced by ``layer``."""
+        Xs = [reduce_layers(x, self.config.layer) for x in Xs]
+        return np.hstack(Xs).astype(np.float64) if len(Xs) > 1 else Xs[0].astype(np.float64)
 
     def _fit(self, Xs, T, Xs_val, y_val, *, seed, callback) -> None:
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.linear_model import LogisticRegression
 
-        X = np.hstack(Xs).astype(np.float64) if len(Xs) > 1 else Xs[0].astype(np.float64)
+        check_layer_index(self.config.layer, self.layers_, self.modalities_)
+        X = self._matrix(Xs)
         if self.config.standardize:
             self.mean_ = X.mean(axis=0)
             sd = X.std(axis=0)
@@ -83,7 +93,7 @@ class LogRegHead(Head):
     def _predict_proba(self, Xs):
         from scipy.special import expit, softmax
 
-        X = np.hstack(Xs).astype(np.float64) if len(Xs) > 1 else Xs[0].astype(np.float64)
+        X = self._matrix(Xs)
         d = ((X - self.mean_) / self.scale_) @ self.coef_.T + self.intercept_
         if self.classes_.size == 2:
             p1 = expit(d[:, 0])
@@ -101,7 +111,7 @@ class LogRegHead(Head):
         save_file({"coef": self.coef_, "intercept": self.intercept_, "classes": self.classes_,
                    "mean": self.mean_, "scale": self.scale_}, str(tmp), metadata={"head": self.name})
         tmp.replace(path / MODEL_FILE)
-        return {"file": MODEL_FILE}
+        return {"file": MODEL_FILE, "layers": list(self.layers_)}
 
     def _load_state(self, path: Path, state: dict) -> None:
         from safetensors.numpy import load_file
@@ -113,3 +123,4 @@ class LogRegHead(Head):
             self.mean_, self.scale_ = t["mean"], t["scale"]
         except KeyError as exc:
             raise HeadError(f"{f} lacks tensor {exc}; it was not written by the logreg head.") from None
+        self.layers_ = tuple(int(L) for L in state.get("layers") or (0,) * len(self.dims_))

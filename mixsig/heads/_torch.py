@@ -31,9 +31,11 @@ import numpy as np
 
 from mixsig.errors import HeadError
 from mixsig.heads._base import Head
+from mixsig.heads._dynamics import Recorder
 from mixsig.heads._files import check_model_file
+from mixsig.heads._layers import check_layer, check_layer_index
 from mixsig.heads._registry import register_head
-from mixsig.training import batch_starts, seeded, train_epochs
+from mixsig.training import batch_starts, seeded
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +128,8 @@ class TorchConfig:
     from more threads, and parallel runs or study workers oversubscribe the cores (benchmarks/README.md).
     A fixed count also keeps results reproducible.
     A last mini-batch of a single row is skipped that epoch (BatchNorm cannot train on one row).
+    ``layer``: what an ``[n, L, D]`` modality feeds the network (:mod:`mixsig.heads._layers`): ``"weighted"`` (a
+    learned softmax over its layers, the default), ``"mean"`` or a layer index.
     """
 
     epochs: int = 15
@@ -140,6 +144,7 @@ class TorchConfig:
     class_weight: Any = None
     num_threads: int | None = None
     eval_batch_size: int = 8192
+    layer: Any = "weighted"
 
 
 @dataclass(frozen=True)
@@ -184,46 +189,6 @@ def predict_net(net, xs, eval_batch_size: int, absent=()):
             {k: torch.cat(v).numpy().astype(np.float32, copy=False) for k, v in extras.items()})
 
 
-def train_loop(net, xs, T, xs_val, y_val, cfg: TorchConfig, callback=None) -> tuple[list[float], int | None, int | None]:
-    """Train ``net`` in place with :func:`mixsig.training.train_epochs`; returns ``(val accuracy per evaluation
-    point, best point, its optimizer step)`` (None, None without validation rows).
-
-    ``xs``: list of ``[n, D_m]`` float32 tensors; ``T``: ``[n, C]`` weighted targets (see
-    :mod:`mixsig.heads._targets`); ``xs_val``/``y_val``: validation tensors/labels or None.
-    Loss per batch and branch: ``-sum(T_b * log_softmax(logits)) / sum(T_b)``, averaged over branches.
-    The schedule comes from :func:`resolve_schedule`: evaluation points are the epochs (``steps`` unset) or
-    the tenths of the ``steps`` budget. ``callback(point, val_accuracy) -> True`` stops after that point
-    (``point`` 0-based). Mini-batches are shuffled from the (forked, seeded) global stream.
-    """
-    import torch
-
-    n = xs[0].shape[0]
-    sch = resolve_schedule(n, cfg.steps, cfg.batch_size, cfg.epochs)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
-    sched = None
-    if cfg.max_lr:
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.max_lr, total_steps=sch.steps)
-
-    def step(idx):
-        Tb = T.index_select(0, idx)
-        denom = Tb.sum()
-        branches, _ = net([x.index_select(0, idx) for x in xs])
-        loss = sum(-(Tb * torch.log_softmax(b, dim=1)).sum() / denom for b in branches) / len(branches)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if sched is not None:
-            sched.step()
-
-    def evaluate() -> float:
-        probs, _ = predict_net(net, xs_val, cfg.eval_batch_size)
-        return float(np.mean(probs.argmax(axis=1) == y_val))
-
-    res = train_epochs(n, step, batch_size=sch.batch_size, epochs=sch.epochs, max_steps=sch.steps,
-                       eval_at=sch.eval_at, evaluate=None if xs_val is None else evaluate, stop=callback, module=net)
-    return res.history, res.best_point, res.best_step
-
-
 class TorchHead(Head):
     """Shared fit/predict/save/load of the torch heads; subclasses say which network to build."""
 
@@ -236,6 +201,30 @@ class TorchHead(Head):
     def _make_net(self):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _build_net(self):
+        """The subclass's network, behind :class:`~mixsig.heads._nets.LayerInputs` when a modality is
+        ``[n, L, D]`` (a network on pooled inputs only is the subclass's network itself, as saved before)."""
+        net = self._make_net()
+        layers = getattr(self, "layers_", None) or ()
+        if any(layers):
+            from mixsig.heads._nets import LayerInputs
+
+            net = LayerInputs(net, layers, self.config.layer)
+        return net
+
+    def _begin_fit(self, inputs) -> None:
+        super()._begin_fit(inputs)
+        check_layer_index(self.config.layer, self.layers_, self.modalities_)
+        self._gold = inputs.y  # the training rows' gold labels, for the training dynamics (dropped after the fit)
+
+    @property
+    def layer_weights_(self) -> dict[str, np.ndarray]:
+        """``{modality: [L] float32 softmax weights}`` of the ``[n, L, D]`` modalities with ``layer="weighted"``
+        (``{}`` for none)."""
+        self._check_fitted()
+        lw = getattr(self.net_, "layer_weights", None)
+        return {} if lw is None else {self.modalities_[i]: w.numpy().astype(np.float32) for i, w in lw().items()}
+
     def _check_config(self) -> None:
         super()._check_config()
         c = self.config
@@ -247,6 +236,7 @@ class TorchHead(Head):
             "hidden": c.hidden >= 1, "n_layers": c.n_layers >= 0, "dropout": 0 <= c.dropout < 1,
             "num_threads": c.num_threads is None or c.num_threads >= 1, "eval_batch_size": c.eval_batch_size >= 1,
         }
+        check_layer(self.name, c.layer, weighted_ok=True)
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             hint = (" batch_size takes an int >= 0 (0 = full batch), or 'auto' together with steps=N."
@@ -257,17 +247,22 @@ class TorchHead(Head):
     def _fit(self, Xs, T, Xs_val, y_val, *, seed, callback) -> None:
         import torch
 
+        from mixsig.heads._nets import train_loop
+
+        c = self.config
+        sch = resolve_schedule(Xs[0].shape[0], c.steps, c.batch_size, c.epochs)
+        recorder = Recorder(sch.epochs, self._gold)
+        del self._gold
         with seeded(seed, threads=_threads(self.config.num_threads)):
-            net = self._make_net()
+            net = self._build_net()
             xs = [torch.from_numpy(x) for x in Xs]
             xs_val = None if Xs_val is None else [torch.from_numpy(x) for x in Xs_val]
             history, _, best_step = train_loop(net, xs, torch.from_numpy(T.astype(np.float32)), xs_val,
-                                               y_val, self.config, callback)
+                                               y_val, self.config, callback, recorder)
         net.eval()
+        self.dynamics_ = recorder.result()
         self.net_ = net
         self.history_ = history
-        c = self.config
-        sch = resolve_schedule(Xs[0].shape[0], c.steps, c.batch_size, c.epochs)
         self.schedule_ = sch.to_dict()
         # the epoch (0-based) the kept weights come from, also with a steps budget; best_step_: its optimizer step
         self.best_epoch_ = None if best_step is None else (best_step - 1) // sch.steps_per_epoch
@@ -292,7 +287,7 @@ class TorchHead(Head):
             probe = type(self)(**self.get_params())
             probe.dims_, probe.n_classes_ = tuple(int(d) for d in dims), int(n_classes)
             probe.modalities_ = tuple(f"m{i}" for i in range(len(dims)))
-            net = probe._make_net()
+            net = probe._build_net()
         return int(sum(p.numel() for p in net.parameters() if p.requires_grad))
 
     def _save_state(self, path: Path) -> dict:
@@ -303,13 +298,15 @@ class TorchHead(Head):
         save_file(state, str(tmp), metadata={"head": self.name})
         tmp.replace(path / MODEL_FILE)
         return {"file": MODEL_FILE, "best_epoch": self.best_epoch_, "history": self.history_,
+                "layers": list(self.layers_),
                 "best_step": getattr(self, "best_step_", None), "schedule": getattr(self, "schedule_", None)}
 
     def _load_state(self, path: Path, state: dict) -> None:
         from safetensors.torch import load_file
 
         f = check_model_file(path / state.get("file", MODEL_FILE), "safetensors")
-        net = self._make_net()
+        self.layers_ = tuple(int(L) for L in state.get("layers") or (0,) * len(self.dims_))
+        net = self._build_net()
         try:
             net.load_state_dict(load_file(str(f)), strict=True)
         except RuntimeError as exc:
