@@ -16,6 +16,7 @@ from mixsig.cache._runs import (UNSET, Run, RunRecord, RunSubset, Unset, describ
 from mixsig.cache._samples import MODALITIES, Samples
 from mixsig.cache._status import Status
 from mixsig.cache._create import create_store, open_store, store_state
+from mixsig.cache._dims import STATE_DIR, state_dir
 from mixsig.cache._lease import check_lease_free, leased_keys
 from mixsig.cache._update import SamplesUpdate, affected_rows, describe_samples_diff, diff_samples, update_samples
 from mixsig.cache._store import FeatureStore, FeatureView, default_chunk_rows, describe_group_leak
@@ -30,4 +31,5 @@ __all__ = [
     "SamplesUpdate", "affected_rows", "check_lease_free", "describe_samples_diff", "diff_samples", "leased_keys",
     "store_state", "update_samples", "describe_in_sample", "in_sample_keys", "library_versions",
     "delete_run", "import_run", "list_runs", "run_attrs",
+    "STATE_DIR", "state_dir",
 ]

@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
+from mixsig.cache._dims import state_dir
 from mixsig.cache._lease import _mutex, disk_error, holder_is_stale
 from mixsig.cache._samples import Samples, write_samples
 from mixsig.cache._store import STORE_FORMAT, FeatureStore, _now
@@ -125,6 +126,8 @@ def _build(url: str, samples: Samples, attrs: dict | None, mode: str = "w"):
     from mixsig import __version__
 
     group = zarr.open_group(store=url, mode=mode)
+    if _local(url) is not None:
+        state_dir(_local(url))  # the folder of leases, locks and the study journal, hidden from zarr
     write_samples(group.create_group("samples"), samples)
     group.create_group("features")
     group.create_group("runs")
@@ -168,4 +171,7 @@ def open_store(url, mode: str = "r") -> FeatureStore:
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError) as exc:
         raise StoreError(f"no mixsig store at {url} ({type(exc).__name__}); create one with "
                          "`mixsig cache init STORE --manifest MANIFEST` or `mixsig extract`") from exc
-    return FeatureStore(group, url, mode)
+    store = FeatureStore(group, url, mode)
+    if mode == "r+" and store.local_path is not None:
+        state_dir(store.local_path)  # a store of an older mixsig: its .mixsig/ folder becomes an empty array
+    return store

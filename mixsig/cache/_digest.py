@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mixsig.cache._dims import LEDGER_DIMS
 from mixsig.errors import CorruptChunk
 
 #: A position where no chunk file was written (every value the fill value).
@@ -159,7 +160,7 @@ def create_ledger(group, n_rows: int, chunk_rows: int):
     per row-chunk (written by the row-chunk's owner), every entry never begun (:data:`UNKNOWN`)."""
     return group.create_array(LEDGER, shape=(-(-n_rows // chunk_rows), len(LEDGER_COLUMNS)), dtype="int64",
                               chunks=(1, len(LEDGER_COLUMNS)), fill_value=UNKNOWN, compressors=crc_codecs(),
-                              attributes={"columns": list(LEDGER_COLUMNS)})
+                              attributes={"columns": list(LEDGER_COLUMNS)}, dimension_names=LEDGER_DIMS)
 
 
 class Ledger:

@@ -12,7 +12,8 @@ import numpy as np
 from mixsig.cache._chunks import (array_dir, check_seen, chunk_file, empty_aligned, fast_layout,
                                   read_arrays_fast, read_chunk_into)
 from mixsig.cache._digest import (LEDGER, LEDGER_COLUMNS, UNKNOWN, MisplacedChunk, attr_digests, check_tails,
-                                  crc_codecs, expected_digests, ledger_problems, record_digests)
+                                  create_ledger, crc_codecs, expected_digests, ledger_problems, record_digests)
+from mixsig.cache._dims import ROW_DIMS, embedding_dims
 from mixsig.cache._status import Status
 from mixsig.errors import CorruptChunk, StoreError
 
@@ -51,6 +52,19 @@ KEY_ARRAYS = ("embedding", "done", "status", "message", "input_hash", LEDGER)
 RESERVED_KEY_ATTRS = ("provenance", "modality", "created", "chunk_rows", "ready")
 
 
+def create_key_arrays(g, shape: tuple[int, ...], chunk_rows: int, dtype: str, compress: bool) -> None:
+    """The arrays of a new key in its group ``g``: ``embedding`` ``shape`` (NaN), ``done``, ``status``, ``message``,
+    ``input_hash`` and the ``digests`` ledger, chunked by ``chunk_rows`` rows, each with its dimension names."""
+    n, cr = shape[0], chunk_rows
+    g.create_array("embedding", shape=shape, dtype=dtype, chunks=(cr,) + tuple(shape[1:]), fill_value=np.nan,
+                   compressors=crc_codecs(compress), dimension_names=embedding_dims(len(shape)))
+    for name, dt, fill, zstd in (("done", bool, False, False), ("status", "int8", 0, False),
+                                 ("message", str, "", True), ("input_hash", str, "", True)):
+        g.create_array(name, shape=(n,), dtype=dt, chunks=(cr,), fill_value=fill, compressors=crc_codecs(zstd),
+                       dimension_names=ROW_DIMS)
+    create_ledger(g, n, cr)  # one ledger chunk per row-chunk, written by the row-chunk's owner (mixsig.cache._digest)
+
+
 class KeyArrays:
     """Reads and adds the ``[N]`` / ``[N, ...]`` arrays of ready keys (needs the store's ``key_group``,
     ``_opened``, ``local_path``, ``samples`` and ``_require_writable``)."""
@@ -84,7 +98,8 @@ class KeyArrays:
         if hit is not None:
             hit[2].pop(name, None)
         rows = int(g.attrs.get("chunk_rows") or g["done"].chunks[0])
-        arr = g.create_array(name, shape=(n,), dtype=dt, chunks=(rows,), fill_value=fill, compressors=crc_codecs())
+        arr = g.create_array(name, shape=(n,), dtype=dt, chunks=(rows,), fill_value=fill, compressors=crc_codecs(),
+                             dimension_names=ROW_DIMS)
         if data is not None:
             arr[...] = data
         record_digests(arr, self.local_path)  # write-once: its chunks' digests in its attrs

@@ -1,6 +1,7 @@
 """Writer leases: a second, uncoordinated writer on the same key fails fast, naming the holder.
 
-Leases are small JSON files under ``<store>/.mixsig/leases/<key>/`` (outside the Zarr hierarchy). A lease
+Leases are small JSON files under ``<store>/.mixsig/leases/<key>/`` (in the folder of the empty array
+``.mixsig``, which zarr never lists: :func:`~mixsig.cache._dims.state_dir`). A lease
 names a shard ``(i, n)``; two leases conflict unless both are shards of the same ``n`` with different ``i``
 (those write disjoint chunk-aligned row blocks). A lease whose process is gone (same host, pid not alive) is
 stale and taken over with a warning, so a killed extraction can simply be rerun. Only local stores have leases.
@@ -17,6 +18,7 @@ import socket
 import time
 from pathlib import Path
 
+from mixsig.cache._dims import STATE_DIR, state_dir
 from mixsig.errors import LeaseHeld, StoreError
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,8 @@ def _older_than(path: Path, seconds: float) -> bool:
 def _mutex(path: Path, timeout: float = 30.0, what: str | None = None, log_every: float = 10.0):
     """A tiny cross-process mutex made of an O_EXCL file (stale ones are broken). A wait is logged (``what`` it
     waits for, the holder, every ``log_every`` s), never silent; past ``timeout`` s :class:`LeaseHeld`."""
+    if path.parent.parent.name == STATE_DIR:  # <store>/.mixsig/locks/<name>: keep .mixsig/ hidden from zarr
+        state_dir(path.parent.parent.parent)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -169,7 +173,7 @@ class Lease:
 
     def __init__(self, root: Path, key: str, shard: tuple[int, int], break_lease: bool = False,
                  command: str | None = None):
-        self.dir = Path(root) / ".mixsig" / "leases" / key
+        self.dir = state_dir(root) / "leases" / key
         self.key = key
         self.shard = shard
         self.command = command

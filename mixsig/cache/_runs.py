@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from mixsig.cache._digest import attr_digests, check_tails, crc_codecs, record_digests
+from mixsig.cache._dims import run_dims
 from mixsig.errors import CorruptChunk, StoreError
 
 
@@ -47,6 +48,14 @@ class Run:
     name: str
     attrs: dict
     subsets: dict[str, RunSubset] = field(default_factory=dict)
+    samples: Any = field(default=None, repr=False, compare=False)  # the store's Samples (set by read_run)
+
+    def to_pandas(self, samples=None):
+        """The run as a long ``pandas.DataFrame``, one row per predicted (subset, seed, sample): see
+        :func:`mixsig.cache._frames.run_frame`. ``samples``: the store's (default: those it was read with)."""
+        from mixsig.cache._frames import run_frame
+
+        return run_frame(self, samples if samples is not None else self.samples)
 
     @property
     def modalities(self) -> list[str]:
@@ -269,9 +278,9 @@ def write_run(runs_group, name: str, attrs: dict, subsets: dict[str, RunSubset],
             *groups, leaf = arr_name.split("/")
             for part in groups:
                 parent = parent[part] if part in set(parent.group_keys()) else parent.create_group(part)
-            a = parent.create_array(leaf, shape=arr.shape, dtype="float32",
-                                    chunks=tuple(max(d, 1) for d in arr.shape),
-                                    fill_value=np.nan, compressors=crc_codecs(True))
+            a = parent.create_array(leaf, shape=arr.shape, dtype="float32", chunks=tuple(max(d, 1) for d in arr.shape),
+                                    fill_value=np.nan, compressors=crc_codecs(True),
+                                    dimension_names=run_dims(arr_name, arr.shape, probs.shape[0]))
             a[...] = arr
             record_digests(a, root)
     g.attrs.update(dict(attrs, complete=True))  # attrs last: a run without `complete` was interrupted

@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from mixsig.cache._digest import attr_digests, check_tails, crc_codecs, record_digests
+from mixsig.cache._dims import samples_dims
 from mixsig.errors import CorruptChunk, StoreError
 
 from mixsig.modalities import MODALITIES  # noqa: F401 - the one definition (re-exported by mixsig.cache)
@@ -20,6 +21,16 @@ _STR_COLUMNS = ("ids", "split", "group", "text", "audio", "video")
 
 def _str_array(values) -> np.ndarray:
     return np.asarray(["" if v is None else str(v) for v in values], dtype=object).astype(str)
+
+
+def _column_array(values) -> np.ndarray:
+    """An extra column: int64 / float64 / bool values keep their dtype, anything else becomes str."""
+    a = np.asarray(values)
+    if a.dtype.kind in "iu":
+        return a.astype(np.int64)
+    if a.dtype.kind in "fb":
+        return a.astype(np.float64) if a.dtype.kind == "f" else a
+    return _str_array(values)
 
 
 @dataclass
@@ -32,7 +43,8 @@ class Samples:
     - ``start``/``end`` [N] float64 seconds (NaN = none)
     - ``content_hash`` {modality: [N] str}: 16 hex digits of sha256 over the row's input bytes + segment
     - ``votes`` [N, A] int16 class index per annotator (-1 = none); ``votes_by_condition`` {condition: [N, A_c]}
-    - ``columns`` {name: [N] str}: any other manifest columns, kept as strings (e.g. ``planted``)
+    - ``columns`` {name: [N]}: any other manifest columns: numbers as int64 or float64 (NaN = empty cell; what
+      :func:`mixsig.manifest.to_samples` infers), anything else as str (e.g. ``planted``)
     """
 
     ids: np.ndarray
@@ -65,7 +77,7 @@ class Samples:
         self.content_hash = {m: _str_array(v) for m, v in self.content_hash.items()}
         self.votes = np.zeros((n, 0), np.int16) if self.votes is None else np.asarray(self.votes, np.int16).reshape(n, -1)
         self.votes_by_condition = {c: np.asarray(v, np.int16).reshape(n, -1) for c, v in self.votes_by_condition.items()}
-        self.columns = {c: _str_array(v) for c, v in self.columns.items()}
+        self.columns = {c: _column_array(v) for c, v in self.columns.items()}
         if len(set(self.ids.tolist())) != n:
             raise StoreError("samples table has duplicate ids; run `mixsig validate` on the manifest and fix them")
         arrays = [self.split, self.label, self.group, self.text, self.audio, self.video, self.start, self.end,
@@ -118,6 +130,14 @@ class Samples:
         h.update(("\t".join(self.classes)).encode())
         return h.hexdigest()
 
+    def to_pandas(self):
+        """The table as a ``pandas.DataFrame`` (index = store row): ``id``, ``split``, ``label`` (class name), ``group``,
+        the modalities' inputs present, ``start``, ``end`` and the manifest's other columns with their dtypes
+        (needs pandas: ``pip install pandas``)."""
+        from mixsig.cache._frames import samples_frame
+
+        return samples_frame(self)
+
     def vote_counts(self, votes: np.ndarray | None = None) -> np.ndarray:
         """[N, C] int64 count of votes per class (``votes`` defaults to ``self.votes``)."""
         v = self.votes if votes is None else votes
@@ -152,7 +172,7 @@ def write_samples(group, samples: Samples) -> None:
     def put(name: str, data: np.ndarray) -> None:
         arr = group.create_array(name, shape=data.shape, dtype=data.dtype if data.dtype.kind != "U" else str,
                                  chunks=chunks + tuple(max(d, 1) for d in data.shape[1:]), overwrite=True,
-                                 compressors=crc_codecs(True))
+                                 compressors=crc_codecs(True), dimension_names=samples_dims(name, data.ndim))
         if data.size:
             arr[...] = data
         record_digests(arr, root)

@@ -8,6 +8,9 @@ Layout (plain Zarr, readable with ``zarr.open_group`` and no mixsig import)::
                       row-chunk's index and its chunks' CRC32C), any added by add_key_array (fine-tuning's
                       fold [N] int8); attrs: provenance, modality, ready
     runs/<run>/       subsets/<a+b>/probs [S, N, C], gates, attention; attrs: a RunRecord (head, params, metrics, ...)
+    .mixsig/          an empty array whose folder holds the non-Zarr files: leases, locks, studies.journal
+
+Every array names its dimensions (xarray opens each group; :mod:`mixsig.cache._dims` lists the names).
 
 Every array ends its codec chain with crc32c and its chunks are bound to their positions by recorded digests
 (:mod:`mixsig.cache._digest`: where they are checked on read, and where only ``verify`` checks them).
@@ -20,15 +23,14 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from mixsig.cache._chunks import fast_layout, local_root
-from mixsig.cache._digest import create_ledger, crc_codecs
-from mixsig.cache._key_arrays import KeyArrays, settled
+from mixsig.cache._frames import FeatureView
+from mixsig.cache._key_arrays import KeyArrays, create_key_arrays, settled
 from mixsig.cache._keys import Provenance, diff_dicts, provenance_matches
 from mixsig.cache._resolve import match_name, resolve_features, shortest_name, store_key
 from mixsig.cache._runs import Run, RunRecord, RunSubset, read_run, update_run, write_run
@@ -57,19 +59,6 @@ def default_chunk_rows(n_rows: int, row_bytes: int) -> int:
     by_rows = max(1, math.ceil(n_rows / 16))
     rows = max(64, min(1024, by_bytes, 1 << (by_rows - 1).bit_length()))
     return int(1 << (rows.bit_length() - 1)) if rows & (rows - 1) else int(rows)
-
-
-@dataclass
-class FeatureView:
-    """Rows of one key: ``rows`` [n] int64 into the samples table, ``ids`` [n] str, ``X`` [n, D] or [n, L, D]
-    float32, and ``excluded``: rows of the requested split left out because they are not done."""
-
-    key: str
-    modality: str
-    rows: np.ndarray
-    ids: np.ndarray
-    X: np.ndarray
-    excluded: int
 
 
 class FeatureStore(KeyArrays):
@@ -272,7 +261,7 @@ class FeatureStore(KeyArrays):
             keep = want[done[want]] if only_done else want
             X = self._read_embedding(key, emb, keep, exp_emb)
         return FeatureView(key=key, modality=str(g.attrs.get("modality")), rows=keep,
-                           ids=self.samples.ids[keep], X=X, excluded=int(len(want) - len(keep)))
+                           ids=self.samples.ids[keep], X=X, excluded=int(len(want) - len(keep)), samples=self.samples)
 
     def create_key(self, provenance: Provenance, dim, *, chunk_rows: int | None = None, dtype: str | None = None,
                    compressor: str | None = None, name: str | None = None) -> str:
@@ -317,15 +306,7 @@ class FeatureStore(KeyArrays):
         row_bytes = int(np.prod(shape[1:])) * np.dtype(dtype).itemsize
         cr = int(chunk_rows or default_chunk_rows(n, row_bytes))
         g = f.create_group(key)
-        g.create_array("embedding", shape=shape, dtype=dtype, chunks=(cr,) + shape[1:], fill_value=np.nan,
-                       compressors=crc_codecs(compressor not in (None, "none")))
-        g.create_array("done", shape=(n,), dtype=bool, chunks=(cr,), fill_value=False, compressors=crc_codecs())
-        g.create_array("status", shape=(n,), dtype="int8", chunks=(cr,), fill_value=0, compressors=crc_codecs())
-        g.create_array("message", shape=(n,), dtype=str, chunks=(cr,), fill_value="", compressors=crc_codecs(True))
-        g.create_array("input_hash", shape=(n,), dtype=str, chunks=(cr,), fill_value="",
-                       compressors=crc_codecs(True))
-        # one ledger chunk per row-chunk, written by the row-chunk's owner (mixsig.cache._digest)
-        create_ledger(g, n, cr)
+        create_key_arrays(g, shape, cr, dtype, compressor not in (None, "none"))
         g.attrs.update({"provenance": want, "modality": want["modality"], "created": _now(), "chunk_rows": cr})
         g.attrs["ready"] = True  # last: a key without `ready` was interrupted while being created
 
@@ -387,7 +368,10 @@ class FeatureStore(KeyArrays):
         return update_run(self.root["runs"], name, fields)
 
     def read_run(self, name: str) -> Run:
-        return read_run(self.root["runs"], name, self.local_path)
+        """Run ``name``, checked (:func:`~mixsig.cache._runs.read_run`), with this store's samples for ``to_pandas``."""
+        run = read_run(self.root["runs"], name, self.local_path)
+        run.samples = self.samples
+        return run
 
 
 def describe_group_leak(leak: dict) -> str:

@@ -52,10 +52,21 @@ def _rows_differ(a, b, n: int) -> np.ndarray:
         a = np.pad(a, ((0, 0), (0, w - a.shape[1])), constant_values=-1)
         b = np.pad(b, ((0, 0), (0, w - b.shape[1])), constant_values=-1)
         return (a != b).any(axis=1)
-    if a.dtype.kind == "f" or b.dtype.kind == "f":
-        a, b = a.astype(np.float64), b.astype(np.float64)
-        return ~((a == b) | (np.isnan(a) & np.isnan(b)))
+    if a.dtype.kind in "iufb" or b.dtype.kind in "iufb":  # a column stored as text by an older mixsig: by value
+        fa, fb = _as_numbers(a), _as_numbers(b)
+        if fa is not None and fb is not None:
+            return ~((fa == fb) | (np.isnan(fa) & np.isnan(fb)))
     return a.astype(str) != b.astype(str)
+
+
+def _as_numbers(x: np.ndarray) -> np.ndarray | None:
+    """``x`` as float64 (text cells parsed, "" = NaN), or None when a cell is not a number."""
+    if x.dtype.kind in "iufb":
+        return x.astype(np.float64)
+    try:
+        return np.asarray([float(v) if str(v).strip() else np.nan for v in x.tolist()], np.float64)
+    except ValueError:
+        return None
 
 
 def diff_samples(old: Samples, new: Samples) -> dict[str, np.ndarray]:
@@ -77,7 +88,8 @@ def diff_samples(old: Samples, new: Samples) -> dict[str, np.ndarray]:
         x, y = a.get(name), b.get(name)
         if x is None or y is None:  # a column one side lacks: differs where the other side holds something
             have = np.asarray(x if y is None else y)
-            rows = np.flatnonzero((have != -1).any(axis=1) if have.ndim == 2 else have.astype(str) != "")
+            rows = np.flatnonzero((have != -1).any(axis=1) if have.ndim == 2 else
+                                  ~np.isnan(have) if have.dtype.kind == "f" else have.astype(str) != "")
         else:
             rows = np.flatnonzero(_rows_differ(x, y, n))
         if len(rows):

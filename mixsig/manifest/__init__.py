@@ -1,6 +1,6 @@
 """The manifest: schema, loading and validation (the one place raw input is checked).
 
-A manifest is a CSV or JSONL file with one row per sample (columns in DESIGN.md):
+A manifest is a CSV, JSONL or Parquet file with one row per sample (columns in DESIGN.md):
 ``id``, ``split``, ``label``, ``group``, ``text``, ``audio``, ``video``, ``start``, ``end``,
 ``votes`` and ``votes@<condition>``. Any other column is kept as is in the rows (ground-truth columns
 of the demo corpus, descriptors such as facial action units).
@@ -49,7 +49,7 @@ from mixsig.manifest._hash import media_hash, text_hash
 from mixsig.manifest._leaks import check_group_leak, group_leak
 from mixsig.manifest._outside import check_outside_paths, outside_paths
 from mixsig.manifest._row import Row
-from mixsig.manifest._samples import store_attrs, to_samples
+from mixsig.manifest._samples import extra_column, store_attrs, to_samples
 from mixsig.manifest._schema import (
     KNOWN_SPLITS, MEDIA_MODALITIES, MODALITIES, ROW_KEYS, SEVERITIES, STANDARD_COLUMNS, VOTES_PREFIX, Manifest,
     Problem,
@@ -59,6 +59,6 @@ from mixsig.manifest._validate import load_manifest, validate_manifest
 
 __all__ = [
     "KNOWN_SPLITS", "MEDIA_MODALITIES", "MODALITIES", "ROW_KEYS", "SEVERITIES", "STANDARD_COLUMNS", "VOTES_PREFIX",
-    "Manifest", "Problem", "Row", "check_group_leak", "check_outside_paths", "group_leak", "load_manifest",
+    "Manifest", "Problem", "Row", "check_group_leak", "extra_column", "check_outside_paths", "group_leak", "load_manifest",
     "media_hash", "outside_paths", "store_attrs", "summarise", "text_hash", "to_samples", "validate_manifest",
 ]

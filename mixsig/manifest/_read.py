@@ -3,6 +3,10 @@
 :func:`read_records` turns the file's bytes into ``(row, {column: value})`` records, the column order and the
 file-level problems (encoding, empty file, JSON array, CSV/JSON syntax); the ``as_*`` converters turn one cell
 into its normalised value or raise :class:`Bad` with the problem text.
+
+Row numbers: CSV/TSV row 1 is the first data row (line 2, under the header); JSONL rows are line numbers; a
+Parquet manifest (``.parquet``, read with pyarrow, its cells typed like JSONL's) numbers its rows from 1 too:
+row N is the Parquet row of index N - 1 (the header convention of CSV, with the schema as the header).
 """
 
 from __future__ import annotations
@@ -26,9 +30,11 @@ def check_path(path: str | os.PathLike) -> Path:
     """The manifest's absolute path; :class:`UsageError` when it does not exist or is not a file."""
     p = Path(path).expanduser()
     if not p.exists():
-        raise UsageError(f"manifest {str(path)!r} does not exist; give the path of a CSV or JSONL manifest file")
+        raise UsageError(f"manifest {str(path)!r} does not exist; give the path of a CSV, JSONL or Parquet manifest "
+                         "file")
     if not p.is_file():
-        raise UsageError(f"manifest {str(path)!r} is not a file; give the path of a CSV or JSONL manifest file")
+        raise UsageError(f"manifest {str(path)!r} is not a file; give the path of a CSV, JSONL or Parquet manifest "
+                         "file")
     return p.resolve()
 
 
@@ -43,6 +49,8 @@ def _detect_format(path: Path, text: str) -> str:
 
 def read_records(path: Path, data: bytes) -> tuple[str, Records, list[str], list[Problem]]:
     """The format, raw records ``(row, {column: value})``, the column order, and file-level problems."""
+    if path.suffix.lower() in (".parquet", ".pq") or data[:4] == b"PAR1":
+        return ("parquet", *_read_parquet(data))
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -120,6 +128,31 @@ def _csv_error(row: int, first_line: int, last_line: int, error: str) -> Problem
     return Problem(row, None, f"cannot parse the CSV row (line {first_line}"
                    f"{'' if last_line <= first_line else f'-{last_line}'}): {error}; a field with a quote must be "
                    'quoted as a whole, with inner quotes doubled ("a ""b"" c")', "csv_error")
+
+
+def _read_parquet(data: bytes) -> tuple[Records, list[str], list[Problem]]:
+    """Records of a Parquet file's bytes: row N (1-based) is the Parquet row of index N - 1, cells as pyarrow gives
+    them as Python values (str, int, float, bool, None, a list for a votes column)."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise UsageError("reading a Parquet manifest needs pyarrow; install it with `pip install pyarrow` (or "
+                         "`pip install mixsig[parquet]`), or write the manifest as CSV or JSONL") from None
+    try:
+        table = pq.read_table(io.BytesIO(data))
+    except Exception as exc:  # pyarrow.ArrowInvalid / OSError for a damaged or truncated file
+        return [], [], [Problem(None, None, f"cannot read the Parquet file ({type(exc).__name__}: {short(exc, 120)}); "
+                                "write it again (pandas: df.to_parquet(path)), or write the manifest as CSV or JSONL",
+                                "unsupported_format")]
+    columns = [str(c).strip() for c in table.column_names]
+    problems = [Problem(None, c, f"column {c!r} appears more than once in the Parquet schema; keep one",
+                        "duplicate_column") for c in sorted(c for c, n in Counter(columns).items() if n > 1)]
+    if not columns:
+        return [], [], [Problem(None, None, "the Parquet manifest has no columns; write one column per field "
+                                "(id, split, label, ...) and one row per sample", "empty_manifest")]
+    values = [table.column(i).to_pylist() for i in range(table.num_columns)]
+    records: Records = [(r + 1, {c: v[r] for c, v in zip(columns, values)}) for r in range(table.num_rows)]
+    return records, columns, problems
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:

@@ -5,7 +5,9 @@ imported inside the functions."""
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,7 @@ def to_samples(manifest: Manifest):
     ([N] str, 16 hex; "" = no such modality, or a media file that cannot be read — logged; also a media path
     outside the manifest's folder, not opened unless ``manifest.outside_paths_allowed`` — logged).
     ``votes`` is [N, A] int16 class indices with A the largest number of votes in a row, -1 padding;
-    ``votes_by_condition[c]`` likewise. Extra columns go to ``columns`` as strings.
+    ``votes_by_condition[c]`` likewise. Extra columns go to ``columns`` typed by :func:`extra_column`.
     """
     import numpy as np
 
@@ -58,7 +60,7 @@ def to_samples(manifest: Manifest):
         votes_by_condition={c: _vote_matrix(manifest, index, [r.votes_by_condition.get(c) for r in rows],
                                             VOTES_PREFIX + c)
                             for c in manifest.conditions},
-        columns={c: _strings([_cell_str(r.extra.get(c)) for r in rows]) for c in manifest.extra_columns},
+        columns={c: extra_column([r.extra.get(c) for r in rows]) for c in manifest.extra_columns},
     )
 
 
@@ -125,6 +127,40 @@ def _content_hashes(manifest: Manifest) -> dict[str, list[str]]:
                        "is empty (first: %s); load the manifest with allow_outside_paths=True "
                        "(--allow-outside-paths) to hash them", len(outside), ", ".join(outside[:5]))
     return hashes
+
+
+#: A number as a cell may write it: no leading zeros ("007" stays text), no "nan"/"inf", no "1_000".
+_INT = re.compile(r"[+-]?(?:0|[1-9][0-9]*)")
+_FLOAT = re.compile(r"[+-]?(?:(?:0|[1-9][0-9]*)(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def _number(value: Any):
+    """``value`` as an int or a finite float, None for an empty cell, or the string itself when it is not one."""
+    if value is None or (isinstance(value, str) and not value.strip()) or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return _cell_str(value)
+    if isinstance(value, (int, float)):
+        return value if math.isfinite(value) and abs(value) < 2 ** 53 else _cell_str(value)
+    v = value.strip()
+    if _INT.fullmatch(v) and abs(int(v)) < 2 ** 53:
+        return int(v)
+    return float(v) if _FLOAT.fullmatch(v) and math.isfinite(float(v)) else value
+
+
+def extra_column(values: list):
+    """An extra manifest column as the samples table keeps it: int64 when every non-empty cell is an integer
+    (CSV text such as ``12`` or a JSON/Parquet number) and none is empty; float64 (NaN = empty cell) when every
+    non-empty cell is a number; str otherwise (JSON non-strings as JSON), as is a column of empty cells only."""
+    import numpy as np
+
+    parsed = [_number(v) for v in values]
+    given = [p for p in parsed if p is not None]
+    if given and all(isinstance(p, (int, float)) for p in given):
+        if len(given) == len(parsed) and all(isinstance(p, int) for p in given):
+            return np.asarray(parsed, dtype=np.int64)
+        return np.asarray([np.nan if p is None else float(p) for p in parsed], dtype=np.float64)
+    return _strings([_cell_str(v) for v in values])
 
 
 def _cell_str(value: Any) -> str:

@@ -8,7 +8,7 @@ Public API::
     join_study("cache.zarr", "s1")            # another process: one more worker on the same study
     study_summary("cache.zarr", "s1")         # best trials, collapsed trials, importances, states, the run
 
-Storage: ``<store>/studies.journal`` (Optuna journal file, several local processes) unless ``storage=`` gives an
+Storage: ``<store>/.mixsig/studies.journal`` (Optuna journal file, several local processes) unless ``storage=`` gives an
 RDB URL (``postgresql://...``: heartbeats, dead workers' trials retried). The study is readable with
 ``optuna.load_study(study_name=..., storage=mixsig.studies.open_storage(store_url))``.
 Search spaces per head: one :class:`HeadSpace` each, its parameters declared once as :class:`Float` /
@@ -44,7 +44,8 @@ _EXPORTS = {
     "list_spaces": "_space", "register_space": "_space",
     "TrialConfig": "_config", "config_from_params": "_config", "suggest_config": "_config",
     "check_journals": "_journal",
-    "JOURNAL_NAME": "_storage", "fail_dead_trials": "_storage", "open_storage": "_storage",
+    "JOURNAL_NAME": "_storage", "fail_dead_trials": "_storage", "journal_file": "_storage",
+    "open_storage": "_storage",
     "run_name_for": "_common",
     "check_inputs": "_study", "join_study": "_study", "run_study": "_study",
     "finalize_study": "_finalize", "rank_reevaluations": "_finalize", "robust_score": "_finalize",
@@ -67,7 +68,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from mixsig.studies._config import TrialConfig, config_from_params, suggest_config
     from mixsig.studies._space import SPACES, HeadSpace, describe_spaces, get_space, list_spaces, register_space
     from mixsig.studies._journal import check_journals
-    from mixsig.studies._storage import JOURNAL_NAME, fail_dead_trials, open_storage
+    from mixsig.studies._storage import JOURNAL_NAME, fail_dead_trials, journal_file, open_storage
     from mixsig.studies._study import check_inputs, join_study, run_study
     from mixsig.studies._summary import study_summary
 

@@ -27,7 +27,7 @@ import re
 from pathlib import Path
 
 from mixsig.errors import StudyError
-from mixsig.studies._storage import JOURNAL_NAME, dead_trials, fail_dead_trials, flock_lock
+from mixsig.studies._storage import JOURNAL_NAME, dead_trials, fail_dead_trials, flock_lock, journal_file
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,8 @@ _NUMBERING = (0, 1, 4)
 
 def _repair_hint(path: str) -> str:
     p = Path(path)
-    if p.name == JOURNAL_NAME:
-        return f"`mixsig study check {p.parent} --fix`"
+    if p.name == JOURNAL_NAME:  # a store's default journal: <store>/.mixsig/studies.journal (older: <store>/...)
+        return f"`mixsig study check {p.parent.parent if p.parent.name == '.mixsig' else p.parent} --fix`"
     return f"`mixsig study check STORE --storage journal:{p} --fix`"
 
 
@@ -350,7 +350,8 @@ def _acquire(lock, fix: bool) -> bool:
 
 
 def check_journals(store_root, fix: bool = False) -> list[dict]:
-    """Problems of the study journal of the store at ``store_root`` (its ``studies.journal``; or a journal file
+    """Problems of the study journal of the store at ``store_root`` (its ``.mixsig/studies.journal``, see
+    :func:`~mixsig.studies.journal_file`; or a journal file
     itself): each ``{"kind", "where", "message"}``, an empty list when it is sound or absent.
 
     Kinds: ``journal_torn_tail`` (a last record cut short by a full disk or a killed writer; harmless, removed by
@@ -374,7 +375,7 @@ def check_journals(store_root, fix: bool = False) -> list[dict]:
         raise StudyError(f"no store folder or journal file at {str(path)!r}; pass the store folder (or --storage "
                          "journal:PATH of an existing journal)")
     if path.is_dir():
-        path = path / JOURNAL_NAME
+        path = journal_file(path)
     if not path.is_file():
         return []
     path_s = str(path)

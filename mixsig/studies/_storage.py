@@ -1,6 +1,7 @@
 """Where studies live: Optuna's journal file beside the store (default) or an RDB URL (PostgreSQL).
 
-- Default: ``<store>/studies.journal``, an :class:`optuna.storages.JournalStorage` over a
+- Default: ``<store>/.mixsig/studies.journal`` (:func:`journal_file`; a store of an older mixsig keeps its
+  ``<store>/studies.journal``), an :class:`optuna.storages.JournalStorage` over a
   journal backend (:class:`~mixsig.studies._journal.JournalFile`, reading through Optuna's
   :class:`~optuna.storages.journal.JournalFileBackend`); safe for several processes on one machine. Writes are
   locked with ``fcntl.flock`` on ``studies.journal.flock`` (the kernel releases it if a worker dies); other tools
@@ -59,11 +60,27 @@ def local_store_path(store_url: str) -> Path | None:
     return Path(store_url)
 
 
+def journal_file(store_folder, create: bool = False) -> Path:
+    """The default study journal of the local store in ``store_folder``: ``<store>/.mixsig/studies.journal``, in
+    the folder zarr does not list (:func:`mixsig.cache.state_dir`), or ``<store>/studies.journal`` where a store of
+    an older mixsig has one there and none in ``.mixsig/`` (it stays where it is: processes may hold it open).
+    With ``create``, ``.mixsig/`` is made (with the ``zarr.json`` that hides it from zarr) for a new journal."""
+    from mixsig.cache import state_dir
+
+    folder = Path(store_folder)
+    old, new = folder / JOURNAL_NAME, state_dir(folder, create=False) / JOURNAL_NAME
+    if old.is_file() and not new.is_file():
+        return old
+    if create:
+        state_dir(folder)
+    return new
+
+
 def describe_storage(store_url: str, url: str | None) -> str:
     """The storage URL as recorded and shown: the journal path or the RDB URL without its password."""
     if url is None:
         path = local_store_path(store_url)
-        return str((path / JOURNAL_NAME).resolve()) if path is not None else "?"
+        return str(journal_file(path).resolve()) if path is not None else "?"
     return _hide_password(url)
 
 
@@ -91,7 +108,7 @@ def open_storage(store_url: str, url: str | None = None, *, parallel: bool = Fal
                  ) -> "optuna.storages.BaseStorage":
     """The Optuna storage for studies of the store at ``store_url``.
 
-    ``url=None`` gives the journal file ``<store>/studies.journal``; otherwise an RDB URL, whose workers beat every
+    ``url=None`` gives the journal file :func:`journal_file` (``<store>/.mixsig/studies.journal``); otherwise an RDB URL, whose workers beat every
     ``heartbeat_interval`` seconds and whose RUNNING trials without a beat for ``grace_period`` seconds are failed
     and re-queued (up to 3 times). ``parallel=True`` (a ``study worker``) refuses SQLite with the alternatives.
     """
@@ -107,7 +124,7 @@ def open_storage(store_url: str, url: str | None = None, *, parallel: bool = Fal
                 )
             if not folder.is_dir():
                 raise StudyError(f"no store folder at {str(folder)!r}; create the store first (mixsig extract)")
-            path = folder / JOURNAL_NAME
+            path = journal_file(folder, create=True)
         else:
             path = Path(url[len("journal:"):])
         from mixsig.studies._journal import JournalFile

@@ -17,7 +17,7 @@ import pytest
 from optuna.trial import TrialState
 
 from mixsig.cli import main
-from mixsig.studies import open_storage, rank_reevaluations, run_study, top_configs
+from mixsig.studies import journal_file, open_storage, rank_reevaluations, run_study, top_configs
 from mixsig.studies._settings import StudySettings
 from tests.synthetic import make_synthetic_store
 
@@ -153,7 +153,7 @@ def test_study_run_refuses_a_group_leak_before_any_trial_unless_allowed(tmp_path
     assert main(args) == 3
     err = capsys.readouterr().err
     assert "mixsig study run --allow-group-leak" in err and "2 group" in err
-    assert not (store.local_path / "studies.journal").exists() or "g" not in optuna.study.get_all_study_names(
+    assert not journal_file(store.local_path).exists() or "g" not in optuna.study.get_all_study_names(
         open_storage(path))                                          # refused before any trial
     assert main(args + ["--allow-group-leak", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -173,7 +173,7 @@ def test_study_run_refuses_keys_of_another_modality_unless_allowed(small_store, 
     err = capsys.readouterr().err
     assert f"text={keys['audio'][0]} holds audio" in err and f"audio={keys['text'][0]} holds text" in err
     assert "--allow-modality-mismatch" in err
-    assert not (store.local_path / "studies.journal").exists() or "m" not in optuna.study.get_all_study_names(
+    assert not journal_file(store.local_path).exists() or "m" not in optuna.study.get_all_study_names(
         open_storage(path))
     # alternatives are checked too, not only the first key of a modality
     assert main(["study", "run", path, "--name", "m2", "--heads", "logreg", "--features",

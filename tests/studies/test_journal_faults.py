@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from mixsig.cli import main
 from mixsig.errors import StudyError
-from mixsig.studies import check_journals, open_storage, run_study, study_summary
+from mixsig.studies import check_journals, journal_file, open_storage, run_study, study_summary
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -80,7 +80,7 @@ def _running_of(study):
 def test_a_torn_journal_tail_is_reported_and_truncated_on_the_next_write(small_store, caplog):
     store, keys = small_store
     path = str(store.local_path)
-    journal = os.path.join(path, "studies.journal")
+    journal = str(journal_file(path))
     run_study(store, "t", heads="logreg", features=_feats(keys), trials=3, final=False)
     before, committed = open(journal, "rb").read(), _committed(_load(path, "t"))
     # a write cut short by a full disk: the first bytes of a trial's state record, no newline
@@ -106,7 +106,7 @@ def test_a_torn_journal_tail_is_reported_and_truncated_on_the_next_write(small_s
 def test_cache_verify_names_a_torn_journal_and_fix_repairs_it(small_store, capsys):
     store, keys = small_store
     path = str(store.local_path)
-    journal = os.path.join(path, "studies.journal")
+    journal = str(journal_file(path))
     run_study(store, "v", heads="logreg", features=_feats(keys), trials=2, final=False)
     before, committed = open(journal, "rb").read(), _committed(_load(path, "v"))
     with open(journal, "ab") as f:
@@ -126,7 +126,7 @@ def test_cache_verify_names_a_torn_journal_and_fix_repairs_it(small_store, capsy
 def test_a_record_written_onto_a_torn_tail_is_named_and_study_check_fix_repairs_it(small_store, capsys):
     store, keys = small_store
     path = str(store.local_path)
-    journal = os.path.join(path, "studies.journal")
+    journal = str(journal_file(path))
     run_study(store, "b", heads="logreg", features=_feats(keys), trials=2, final=False)
     committed = _committed(_load(path, "b"))
     # what the old code did after a full disk: Optuna's plain file backend appends onto the torn tail, then more
@@ -206,7 +206,7 @@ def test_a_full_disk_in_study_run_is_one_clear_error_keeps_the_trials_and_the_re
                                                                                              monkeypatch):
     store, keys = small_store
     path = str(store.local_path)
-    journal = os.path.join(path, "studies.journal")
+    journal = str(journal_file(path))
     args = ["study", "run", path, "--name", "g", "--heads", "logreg", "--features", _features_arg(keys),
             "--trials", "6", "--no-final"]
     run_study(store, "g", heads="logreg", features=_feats(keys), trials=3, final=False)
@@ -229,7 +229,7 @@ def test_a_full_disk_in_study_run_is_one_clear_error_keeps_the_trials_and_the_re
 def test_a_full_disk_kills_a_study_run_process_and_the_rerun_fails_its_trial_and_continues(small_store):
     store, keys = small_store
     path = str(store.local_path)
-    journal = os.path.join(path, "studies.journal")
+    journal = str(journal_file(path))
     run_study(store, "f", heads="logreg", features=_feats(keys), trials=3, final=False)
     before, committed = open(journal, "rb").read(), _committed(_load(path, "f"))
     proc = _popen("study", "run", path, "--name", "f", "--heads", "logreg", "--features", _features_arg(keys),
@@ -457,7 +457,7 @@ def test_fix_refuses_to_drop_a_damaged_line_that_numbers_trials_and_leaves_the_j
         small_store, capsys, op_code, what, how):
     store, keys = small_store
     path = str(store.local_path)
-    journal = os.path.join(path, "studies.journal")
+    journal = str(journal_file(path))
     run_study(store, "c", heads="logreg", features=_feats(keys), trials=2, final=False)
     # the last create_trial (trial 1; a damaged trial 0 would renumber trial 1 as 0), or the study's create_study
     line, offset = _damage(journal, _op_lines(journal, op_code)[-1], how)
@@ -491,7 +491,7 @@ def test_fix_refuses_to_drop_a_damaged_line_that_numbers_trials_and_leaves_the_j
 def test_fix_drops_a_damaged_attr_line_without_renumbering_any_trial(small_store, capsys):
     store, keys = small_store
     path = str(store.local_path)
-    journal = os.path.join(path, "studies.journal")
+    journal = str(journal_file(path))
     run_study(store, "a", heads="logreg", features=_feats(keys), trials=3, final=False)
     committed = _committed(_load(path, "a"))
     lines = _lines(journal)
@@ -528,7 +528,7 @@ def _read_only_os_open(root: str):
 def test_cache_verify_checks_the_journal_of_a_read_only_store_without_its_lock(small_store, capsys, monkeypatch):
     store, keys = small_store
     path = str(store.local_path)
-    journal = os.path.join(path, "studies.journal")
+    journal = str(journal_file(path))
     run_study(store, "ro", heads="logreg", features=_feats(keys), trials=2, final=False)
     committed = _committed(_load(path, "ro"))
     with open(journal, "ab") as f:
@@ -569,7 +569,7 @@ def test_study_check_reads_a_journal_on_a_really_read_only_file_system(small_sto
     mnt, seal = read_only_disk
     run_study(store, "r", heads="logreg", features=_feats(keys), trials=2, final=False)
     journal = str(mnt / "studies.journal")
-    data = open(os.path.join(path, "studies.journal"), "rb").read()
+    data = open(str(journal_file(path)), "rb").read()
     with open(journal, "wb") as f:
         f.write(data + b'{"op_code":6,"worker_id":"w","trial_id":2,"sta')  # a torn tail, no lock file
     seal()

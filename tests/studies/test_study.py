@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 
 from mixsig.cli import main
 from mixsig.errors import StudyError
-from mixsig.studies import fail_dead_trials, join_study, open_storage, run_study, study_summary
+from mixsig.studies import fail_dead_trials, join_study, journal_file, open_storage, run_study, study_summary
 from mixsig.studies._pruning import make_pruner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -167,7 +167,7 @@ def test_two_processes_share_the_journal_study(small_store):
                   "--trials", "24", "--no-final")
     deadline = time.time() + 60
     while time.time() < deadline:  # the worker needs the study to exist
-        if os.path.exists(os.path.join(path, "studies.journal")) and "par" in optuna.study.get_all_study_names(
+        if journal_file(path).exists() and "par" in optuna.study.get_all_study_names(
                 open_storage(path)):
             break
         time.sleep(0.1)
@@ -308,7 +308,7 @@ def test_thirty_trial_gated_lightgbm_study_with_a_concurrent_worker(small_store)
                   features_arg(keys), "--trials", "30", "--json")
     deadline = time.time() + 120
     while time.time() < deadline:
-        if os.path.exists(os.path.join(path, "studies.journal")) and "t30" in optuna.study.get_all_study_names(
+        if journal_file(path).exists() and "t30" in optuna.study.get_all_study_names(
                 open_storage(path)):
             break
         time.sleep(0.1)
