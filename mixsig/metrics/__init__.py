@@ -16,6 +16,9 @@ A model has **collapsed** on a split (:func:`collapse`) when ``y`` holds two or 
 one class only, or its macro-F1 is no better than the expected macro-F1 of predictions with the same class shares
 drawn independently of the labels (:func:`chance_macro_f1`).
 
+Calibration (top-label ECE with equal-mass bins, reliability bins, vote cross-entropy): definitions in
+:mod:`mixsig.metrics._calibration`.
+
 ``METRICS`` (the names) imports without numpy, for ``--help``; the functions load numpy on first use.
 """
 
@@ -26,7 +29,9 @@ METRICS = ("accuracy", "macro_f1", "weighted_f1", "auroc")
 _LAZY = ("AUROC_BINS", "aggregate", "auroc", "auroc_bootstrap", "bootstrap_metrics", "chance_macro_f1", "collapse",
          "confusion", "get_metric", "point_metrics", "score", "scores_from_confusion")
 
-__all__ = ["METRICS", *_LAZY]
+_CALIBRATION = ("ECE_BINS", "calibration_bins", "ece_bootstrap", "expected_calibration_error", "vote_cross_entropy")
+
+__all__ = ["METRICS", *_LAZY, *_CALIBRATION]
 
 
 def __getattr__(name: str):
@@ -34,4 +39,8 @@ def __getattr__(name: str):
         from mixsig.metrics import _core
 
         return getattr(_core, name)
+    if name in _CALIBRATION:
+        from mixsig.metrics import _calibration
+
+        return getattr(_calibration, name)
     raise AttributeError(f"module 'mixsig.metrics' has no attribute {name!r}")
