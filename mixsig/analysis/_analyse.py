@@ -15,7 +15,8 @@ from mixsig.errors import UsageError
 
 
 def analyse(store_or_run, run=None, split: str | None = "test", *, media_root=None, descriptors=None,
-            n_boot: int = 1000, seed: int = 0, top_k: int = 10, media_descriptors: bool = True) -> dict:
+            n_boot: int = 1000, seed: int = 0, top_k: int = 10, media_descriptors: bool = True,
+            embed_media: int = 40) -> dict:
     """Every analysis of PAPER.md on one run, for the rows of ``split``.
 
     store_or_run: a store URL/path or open ``FeatureStore`` (then ``run`` is the run's name), a
@@ -23,6 +24,8 @@ def analyse(store_or_run, run=None, split: str | None = "test", *, media_root=No
     :class:`AnalysisInput` (then ``run`` is ignored).
     split: ``"test"``, ``"val+test"``, ..., or ``"all"``/``None`` for every row.
     descriptors: extra per-sample columns ``{name: [N] float}`` over every row of the samples table.
+    embed_media: the sample browser embeds the media segments of this many of the most misled and ambiguous
+    samples (0: none; the others are linked).
     Returns the report dict (JSON-ready except ``result["samples"]``, the per-sample columns).
 
     Example::
@@ -42,13 +45,15 @@ def analyse(store_or_run, run=None, split: str | None = "test", *, media_root=No
         if not isinstance(run, str):
             raise UsageError("analyse(store, run): `run` must be the name of a run in the store")
         inp = input_from_store(store_or_run, run, media_root=media_root, descriptors=descriptors)
-    return analyse_input(inp, split, n_boot=n_boot, seed=seed, top_k=top_k, media_descriptors=media_descriptors)
+    return analyse_input(inp, split, n_boot=n_boot, seed=seed, top_k=top_k, media_descriptors=media_descriptors,
+                         embed_media=embed_media)
 
 
 def analyse_input(inp: AnalysisInput, split: str | None = "test", *, n_boot: int = 1000, seed: int = 0,
-                  top_k: int = 10, media_descriptors: bool = True) -> dict:
+                  top_k: int = 10, media_descriptors: bool = True, embed_media: int = 40) -> dict:
     """:func:`analyse` on an :class:`AnalysisInput` (plain arrays)."""
-    ctx = make_context(inp, split, n_boot=n_boot, seed=seed, top_k=top_k, media_descriptors=media_descriptors)
+    ctx = make_context(inp, split, n_boot=n_boot, seed=seed, top_k=top_k, media_descriptors=media_descriptors,
+                       embed_media=embed_media)
     result: dict = {}
     for section in sections.PAGE:
         result.update(section.compute(ctx))

@@ -64,7 +64,7 @@ class Context:
 
     Set by :func:`make_context`: ``inp``, ``split``, ``rows`` (``[n]`` indices into ``inp``'s rows), ``exclusions``,
     ``y`` (``[n]`` labels), ``subsets`` (``{subset: [S, n, C]}``), ``agg`` (``{subset: Aggregated}``), ``full``,
-    ``unimodal`` (the run's unimodal subsets, in modality order), ``votes`` (``[n, A]``), the options, ``notes`` and
+    ``unimodal`` (the run's unimodal subsets, in modality order), ``votes`` (``[n, A]``), the options (``embed_media``: how many samples' media the sample browser embeds), ``notes`` and
     ``skipped`` (``{part: why}``), which sections append to.
 
     Per-sample columns (``[n]`` arrays), preset to their values for a run without unimodal subsets or votes:
@@ -87,6 +87,7 @@ class Context:
     seed: int = 0
     top_k: int = 10
     media_descriptors: bool = True
+    embed_media: int = 40
     notes: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     category: np.ndarray | None = None
@@ -140,7 +141,7 @@ def select_rows(inp: AnalysisInput, split) -> tuple[np.ndarray, dict]:
 
 
 def make_context(inp: AnalysisInput, split, *, n_boot: int, seed: int, top_k: int,
-                 media_descriptors: bool) -> Context:
+                 media_descriptors: bool, embed_media: int = 40) -> Context:
     """Select the rows of ``split`` and aggregate every subset's seeds on them; refuses (UsageError) a split
     without analysable rows or a run without its full subset."""
     rows, exclusions = select_rows(inp, split)
@@ -156,4 +157,5 @@ def make_context(inp: AnalysisInput, split, *, n_boot: int, seed: int, top_k: in
         inp=inp, split=split, rows=rows, exclusions=exclusions, y=inp.labels[rows], subsets=subsets,
         agg={name: aggregate_seeds(p) for name, p in subsets.items()}, full=full,
         unimodal=[m for m in inp.modalities if m in subsets and m != full], votes=inp.votes[rows],
-        n_boot=n_boot, seed=seed, top_k=top_k, media_descriptors=media_descriptors, notes=list(inp.notes))
+        n_boot=n_boot, seed=seed, top_k=top_k, media_descriptors=media_descriptors, embed_media=embed_media,
+        notes=list(inp.notes))

@@ -73,6 +73,8 @@ def _render_html(blocks, title) -> str:
             data = base64.b64encode(blk[1]).decode("ascii")
             out.append(f"<figure><img alt='{html.escape(blk[2])}' src='data:image/png;base64,{data}'>"
                        f"<figcaption>{html.escape(blk[2])}</figcaption></figure>")
+        elif kind == "html":  # raw HTML a section built with every text escaped (the sample browser)
+            out.append(blk[1])
     out.append("</body></html>")
     return "\n".join(out)
 
@@ -119,6 +121,8 @@ def _render_md(blocks) -> str:
             out.append("")
         elif kind == "img":
             out.append(f"*Figure: {md_text(blk[2])} (embedded in report.html).*\n")
+        elif kind == "html":
+            out.append(md_text(blk[2]) + "\n")
     return "\n".join(out)
 
 
@@ -136,6 +140,29 @@ def _blocks(result: dict, figures: dict[str, tuple[bytes, str]]) -> list[tuple]:
     return [blk for section in sections.PAGE for blk in section.blocks(result, figures)]
 
 
+#: Where report.html states its own size (the sample browser's statement); replaced by :func:`_with_size`.
+PAGE_SIZE = "<!--mixsig:page-size-->"  # no escaped text can hold "<" raw: only a section's own markup
+#: Entries of the analysis result that are not written to report.json (per-sample data: samples.csv, the page).
+NOT_IN_JSON = ("samples", "browser_data")
+
+
+def size_text(n: int) -> str:
+    """A file size as the report states it: ``1,234,567 bytes (1.23 MB)``."""
+    return f"{n:,} bytes ({n / 1e6:.2f} MB)"
+
+
+def _with_size(page: str) -> str:
+    """``page`` with :data:`PAGE_SIZE` replaced by the UTF-8 size of the finished page (a fixed point: the
+    stated number counts its own digits)."""
+    if PAGE_SIZE not in page:
+        return page
+    base = len(page.encode("utf-8")) - len(PAGE_SIZE)
+    n = base
+    for _ in range(5):
+        n = base + len(size_text(n))
+    return page.replace(PAGE_SIZE, size_text(n), 1)
+
+
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text, encoding="utf-8")
@@ -144,18 +171,23 @@ def _atomic_write(path: Path, text: str) -> None:
 
 def write_report(result: dict, out_dir, plots: bool = True) -> dict[str, Path]:
     """Write ``report.html`` (self-contained: CSS inline, figures as base64 PNG), ``report.md``,
-    ``report.json`` (every number; per-sample data is in ``samples.csv``) and ``samples.csv`` into
+    ``report.json`` (every number; per-sample data is in ``samples.csv`` and report.html's sample browser; its
+    ``browser.report_html_bytes`` is report.html's size, which the page states too) and ``samples.csv`` into
     ``out_dir`` (created if missing). ``plots=False`` leaves the figures out. Returns ``{name: path}``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     figures = _figures(result) if plots else {}
-    blocks = _blocks(result, figures)
+    # the sections see the report's folder (the sample browser links media relative to it); report.json does not
+    blocks = _blocks({**result, "report_dir": str(out.resolve())}, figures)
     title = f"mixsig report — {result['run']['name']}"
     paths = {"html": out / "report.html", "md": out / "report.md", "json": out / "report.json",
              "csv": out / "samples.csv"}
-    _atomic_write(paths["html"], _render_html(blocks, title))
+    page = _with_size(_render_html(blocks, title))
+    _atomic_write(paths["html"], page)
     _atomic_write(paths["md"], _render_md(blocks))
-    doc = {k: v for k, v in result.items() if k != "samples"}
+    doc = {k: v for k, v in result.items() if k not in NOT_IN_JSON}
+    if doc.get("browser") is not None:
+        doc["browser"] = {**doc["browser"], "report_html_bytes": len(page.encode("utf-8"))}
     doc["figures"] = list(figures)
     doc["samples_csv"] = "samples.csv"
     _atomic_write(paths["json"], json.dumps(jsonable(doc), indent=1, allow_nan=False))

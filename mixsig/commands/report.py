@@ -30,7 +30,10 @@ def register(subparsers) -> None:
             "selected the run (its epochs, early stopping or study trial: report on --split test), and fine-tuned "
             "keys whose train rows were embedded in-sample (`mixsig finetune --folds K` fixes it). A Provenance "
             "section names the keys (encoder, revision, preprocessing), head, hyperparameters, seeds, study and "
-            "trial, split hash and library versions. One-shot form for predictions made elsewhere: `mixsig report "
+            "trial, split hash and library versions. report.html's sample browser lists every analysed sample "
+            "(sortable, filterable; a click shows its text, every subset's prediction, gate/attention weights and its audio/video "
+            "segment, embedded for the --embed-media N most misled and ambiguous samples, linked for the others). "
+            "One-shot form for predictions made elsewhere: `mixsig report "
             "--manifest M --predictions FILE --out DIR` (no STORE) makes a store from M in a temporary folder, "
             "imports FILE as by `mixsig runs import`, writes the report into DIR and deletes the temporary store."
         ),
@@ -48,6 +51,9 @@ def register(subparsers) -> None:
                         "import --help` describes")
     p.add_argument("--logits", action="store_true",
                    help="with --predictions: the class columns hold logits; softmax is applied per row")
+    p.add_argument("--classes", default=None, metavar="A,B,...",
+                   help="with --manifest: the comma-separated class set in the order of the predictions' class "
+                        "columns (an .npz whose probs have no classes array); default: the manifest's labels, sorted")
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default: report-<RUN>)")
     p.add_argument("--split", default="test",
                    help="rows to analyse: a split name, several joined by '+' (val+test), or 'all' (default: test; "
@@ -56,8 +62,14 @@ def register(subparsers) -> None:
     p.add_argument("--no-plots", action="store_true", help="leave the figures out (faster)")
     p.add_argument("--media-root", default=None, metavar="DIR",
                    help="folder the samples' audio paths are relative to (default: the folder of the manifest "
-                        "the store was built from); used for duration and prosody descriptors")
+                        "the store was built from); used for duration and prosody descriptors and for the sample "
+                        "browser's media")
     p.add_argument("--no-media", action="store_true", help="do not read audio files for prosody")
+    p.add_argument("--embed-media", type=int, default=40, metavar="N",
+                   help="the sample browser in report.html embeds the audio/video segment (start-end, re-encoded "
+                        "small as WebM) of the N most misled and most ambiguous samples, so the file plays them "
+                        "when mailed; the other samples link to their media by relative path (default 40; 0 embeds "
+                        "nothing, for a small file). The report states its size and which samples were embedded")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="B",
                    help="bootstrap resamples for the confidence intervals (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
@@ -111,6 +123,16 @@ def _fmt(x, nd=3) -> str:
     return f"{xf:.{nd}f}"
 
 
+def _size_line(result: dict, paths: dict) -> str:
+    """``report.html: N bytes; media of K samples embedded (...), M linked`` (stderr)."""
+    from mixsig.analysis.sections.browser import statement
+
+    size = paths["html"].stat().st_size
+    line = f"{paths['html']}: {size:,} bytes ({size / 1e6:.2f} MB)"
+    browser = result.get("browser")
+    return line + (f". Sample browser: {statement(browser)}" if browser else "")
+
+
 def _check_form(args: argparse.Namespace) -> None:
     """One UsageError line unless the arguments are one of the two forms (STORE --run RUN, or --manifest +
     --predictions without STORE)."""
@@ -151,7 +173,8 @@ def _one_shot(args: argparse.Namespace, report):
     from mixsig.cache import create_store, import_run
     from mixsig.manifest import load_manifest, store_attrs, to_samples
 
-    manifest = load_manifest(args.manifest)
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
+    manifest = load_manifest(args.manifest, classes=classes)
     if args.media_root is None:  # the temporary store is not beside the corpus: media are relative to the manifest
         args.media_root = str(Path(args.manifest).resolve().parent)
     with tempfile.TemporaryDirectory(prefix="mixsig-report-") as tmp:
@@ -169,7 +192,8 @@ def _analyse(args: argparse.Namespace, store_url: str):
 
     out_dir = Path(args.out or f"report-{args.run}")
     result = analyse(store_url, args.run, split=args.split, media_root=args.media_root, n_boot=args.bootstrap,
-                     seed=args.seed, top_k=args.top, media_descriptors=not args.no_media)
+                     seed=args.seed, top_k=args.top, media_descriptors=not args.no_media,
+                     embed_media=args.embed_media)
     if args.manifest:  # the temporary store is deleted after the report: name what it was made from instead
         where = f"a temporary store made from {args.manifest} (deleted; `mixsig report --manifest`)"
         for part in (result.get("provenance") or {}, result.get("run") or {}):
@@ -184,11 +208,17 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from mixsig.analysis import jsonable
+    from mixsig.analysis.sections.top import snippet
     from mixsig.commands._util import table
     from mixsig.errors import UsageError
 
     if args.top < 0:
         raise UsageError(f"--top must be 0 or more; got {args.top}")
+    if args.embed_media < 0:
+        raise UsageError(f"--embed-media must be 0 or more; got {args.embed_media} (0 embeds no media)")
+    if args.classes and not args.manifest:
+        raise UsageError("--classes is for the one-shot form (--manifest M --predictions FILE); a store's runs use "
+                         "the store's classes")
     if args.bootstrap < 0:
         raise UsageError(f"--bootstrap must be 0 or more; got {args.bootstrap}")
     if args.media_root and not Path(args.media_root).is_dir():
@@ -204,6 +234,7 @@ def run(args: argparse.Namespace) -> int:
         args.run = open_store(args.store).resolve_run(args.run, error=StoreError)  # a unique prefix -> the run
         result, paths = _analyse(args, args.store)
     summary = _summary(result)
+    print(_size_line(result, paths), file=sys.stderr)
     if args.json:
         doc = {"summary": summary, "top": result["top"], "files": {k: str(v) for k, v in paths.items()}}
         json.dump(jsonable(doc), sys.stdout, indent=2, allow_nan=False)
@@ -246,7 +277,7 @@ def run(args: argparse.Namespace) -> int:
         if top[name] and args.top:
             w(f"\ntop {len(top[name])} {title}:\n")
             w(table([[r["id"], r["label"], r["full_pred"], _fmt(r["full_conf"]), r["category"], r["followed"] or "",
-                      _fmt(r["entropy"]), r["text"][:40]] for r in top[name]],
+                      _fmt(r["entropy"]), snippet(r["text"], 40)] for r in top[name]],
                     ["id", "label", "full", "conf", "category", "followed", "entropy", "text"]) + "\n")
     w(f"\nwrote {paths['html']}, {paths['md'].name}, {paths['json'].name}, {paths['csv'].name}\n")
     return 0

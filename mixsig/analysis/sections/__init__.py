@@ -15,18 +15,22 @@ columns); ``blocks`` places the section's figures (those ``figures`` returned, u
 
 A block is a tuple, rendered by ``mixsig.analysis._render`` to both HTML and Markdown:
 ``("h1" | "h2", text)``, ``("p", text)`` (``**bold**`` allowed), ``("note", text)``, ``("warn", text)``,
-``("skip", text)``, ``("table", header_cells, rows_of_cells)``, ``("img", png_bytes, caption)``.
+``("skip", text)``, ``("table", header_cells, rows_of_cells)``, ``("img", png_bytes, caption)``,
+``("html", raw_html, markdown_fallback_text)`` (raw HTML for report.html only, e.g. the sample browser; report.md
+shows the fallback text).
 
 :data:`PAGE` is the page and report.json in order: header (with warnings), metrics, paired comparisons (1b),
 disagreement, uncertainty, join, attribution (5: which modality misled the fusion, by counterfactual), dominance
 (5b: which model was followed exclusively, gate/attention weights), confidence, human study, descriptors, top
-samples, provenance (what produced the report); then report.json's ``notes`` and ``skipped``. :data:`SAMPLES`
+samples, the sample browser (every sample, sortable and filterable, with its media), provenance (what produced the
+report); then report.json's ``notes`` and ``skipped``. :data:`SAMPLES`
 (the samples table, ``result["samples"]`` and samples.csv) comes last and has no blocks. ``mixsig.analysis._analyse`` runs ``compute``;
 ``mixsig.analysis._render`` assembles the page.
 """
 
 from mixsig.analysis.sections import (
     attribution,
+    browser,
     confidence,
     descriptors,
     disagreement,
@@ -43,7 +47,7 @@ from mixsig.analysis.sections import (
 )
 
 PAGE = (header, metrics, paired, disagreement, uncertainty, join, attribution, dominance, confidence, human,
-        descriptors, top, provenance)
+        descriptors, top, browser, provenance)
 SAMPLES = samples
 
 __all__ = ["PAGE", "SAMPLES"]

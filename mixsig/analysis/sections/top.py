@@ -17,6 +17,35 @@ DEFINITION = ("Misled: the full model wrong while some unimodal model is right, 
               "that number, then the full model's confidence); ties keep the samples' order.")
 
 
+def snippet(text, n: int = SNIPPET_CHARS) -> str:
+    """``text`` cut to at most ``n`` characters at a word boundary, with "…" when cut (a single word longer than
+    ``n`` is cut inside it); line breaks become spaces."""
+    t = " ".join(str(text).split())
+    if len(t) <= n:
+        return t
+    cut = t[:n]
+    space = cut.rfind(" ")
+    if space > 0 and (t[n] != " "):
+        cut = cut[:space]
+    return cut.rstrip(" ,;:.-") + "…"
+
+
+def ranked_misled(ctx: Context) -> np.ndarray:
+    """Every misled sample (indices into the analysed rows), the full model's most confident first."""
+    full_conf = ctx.agg[ctx.full].mean_probs.max(axis=1)
+    mis = np.flatnonzero(ctx.category == "misled")
+    return mis[np.argsort(-full_conf[mis], kind="stable")]
+
+
+def ranked_ambiguous(ctx: Context) -> np.ndarray:
+    """Every analysed sample, most ambiguous first (:data:`DEFINITION`)."""
+    ent, n_dis = ctx.entropy, ctx.n_disagree
+    if not np.isfinite(ent).any():
+        full_conf = ctx.agg[ctx.full].mean_probs.max(axis=1)
+        return np.lexsort((-full_conf, -n_dis))
+    return np.lexsort((-n_dis, -np.where(np.isfinite(ent), ent, -1.0)))
+
+
 def compute(ctx: Context) -> dict:
     inp, rows, y, agg, full = ctx.inp, ctx.rows, ctx.y, ctx.agg, ctx.full
     cls = inp.classes
@@ -30,14 +59,10 @@ def compute(ctx: Context) -> dict:
                 "followed": str(ctx.followed[i]) or None,
                 "entropy": float(ent[i]) if np.isfinite(ent[i]) else None,
                 "unimodal_preds": {m: cls[agg[m].pred[i]] for m in ctx.unimodal},
-                "text": str(inp.text[rows[i]])[:SNIPPET_CHARS]}
+                "text": snippet(inp.text[rows[i]])}
 
-    mis = np.flatnonzero(cat == "misled")
-    mis = mis[np.argsort(-full_conf[mis], kind="stable")][:k]
-    order_key = np.where(np.isfinite(ent), ent, -1.0)
-    amb = np.lexsort((-n_dis, -order_key))[:k]
-    if not np.isfinite(ent).any():
-        amb = np.lexsort((-full_conf, -n_dis))[:k]
+    mis = ranked_misled(ctx)[:k]
+    amb = ranked_ambiguous(ctx)[:k]
     ranking = ("vote entropy, then number of disagreeing modalities" if np.isfinite(ent).any()
                else "number of disagreeing modalities (no votes)")
     return {"top": {"k": k, "misled": [row(i) for i in mis], "ambiguous": [row(i) for i in amb],
