@@ -5,8 +5,9 @@ file-level problems (encoding, empty file, JSON array, CSV/JSON syntax); the ``a
 into its normalised value or raise :class:`Bad` with the problem text.
 
 Row numbers: CSV/TSV row 1 is the first data row (line 2, under the header); JSONL rows are line numbers; a
-Parquet manifest (``.parquet``, read with pyarrow, its cells typed like JSONL's) numbers its rows from 1 too:
-row N is the Parquet row of index N - 1 (the header convention of CSV, with the schema as the header).
+Parquet manifest (``.parquet``, read with pyarrow) numbers its rows from 1 too: row N is the Parquet row of index
+N - 1 (the header convention of CSV, with the schema as the header). Its cells keep their types (numbers, a list of
+labels for ``votes``) but follow CSV's conventions otherwise: an empty string, like a null, is an empty cell.
 """
 
 from __future__ import annotations

@@ -80,7 +80,7 @@ def _validate(path, classes, check_media, allowed_splits, allow_outside_paths) -
     rows: list[Row] = []
     row_numbers: list[int] = []
     for rownum, rec in records:
-        row, row_problems = normalise_row(rownum, rec, conditions, extra, fmt in ("jsonl", "parquet"))
+        row, row_problems = normalise_row(rownum, rec, conditions, extra, fmt == "jsonl")  # Parquet: as CSV
         problems.extend(row_problems)
         rows.append(row)
         row_numbers.append(rownum)
