@@ -34,6 +34,7 @@ from mixsig.cache._key_arrays import KeyArrays, create_key_arrays, settled
 from mixsig.cache._keys import Provenance, diff_dicts, provenance_matches
 from mixsig.cache._resolve import match_name, resolve_features, shortest_name, store_key
 from mixsig.cache._runs import Run, RunRecord, RunSubset, read_run, update_run, write_run
+from mixsig.cache._saved_heads import SavedHeads
 from mixsig.cache._samples import Samples, read_samples, samples_group
 from mixsig.errors import GroupLeak, ProvenanceMismatch, StoreError, UsageError
 
@@ -61,7 +62,7 @@ def default_chunk_rows(n_rows: int, row_bytes: int) -> int:
     return int(1 << (rows.bit_length() - 1)) if rows & (rows - 1) else int(rows)
 
 
-class FeatureStore(KeyArrays):
+class FeatureStore(KeyArrays, SavedHeads):
     """A mixsig store. Open with :func:`open_store` or make one with :func:`create_store`."""
 
     def __init__(self, group, url: str, mode: str):
