@@ -23,7 +23,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("store", metavar="STORE", help="the feature store (folder or URL)")
     p.add_argument("--name", required=True, help="study name (unique within the storage)")
     p.add_argument("--storage", default=None, metavar="URL",
-                   help="Optuna storage: default STORE/studies.journal (journal file, safe for several local "
+                   help="Optuna storage: default STORE/.mixsig/studies.journal (journal file, safe for several local "
                         "processes); postgresql://user@host/db for workers on several machines (heartbeats, "
                         "dead workers' trials retried); sqlite:// only for a single `run` process (a second `run` on "
                         "the same database is refused, naming the one that holds it)")
@@ -43,7 +43,7 @@ def register(subparsers) -> None:
             "run: create (or resume) a study and search; then re-evaluate the best configurations over several "
             "seeds and train the winner on every modality subset as run study-NAME. worker: join a running study "
             "from another process or machine. show: best trials, parameter importances, trials by state and the "
-            "linked run. check: find and repair damage in the study journal. spaces: the search space of every head. Studies live in STORE/studies.journal unless "
+            "linked run. check: find and repair damage in the study journal. spaces: the search space of every head. Studies live in STORE/.mixsig/studies.journal unless "
             "--storage names a PostgreSQL database."
         ),
     )
@@ -128,7 +128,7 @@ def _add_others(sub) -> None:
 
     c = sub.add_parser(
         "check", help="find (and with --fix repair) damage in the study journal and trials of dead workers",
-        description="Check STORE/studies.journal (or the journal file of --storage journal:PATH) for: a torn last "
+        description="Check STORE/.mixsig/studies.journal (or the journal file of --storage journal:PATH) for: a torn last "
                     "record (a write cut short by a full disk or a killed process; readers ignore it and the next "
                     "write removes it), a line that is not a record (e.g. a record written onto a torn tail by an "
                     "older mixsig; no study of the journal loads until it is repaired), and RUNNING trials whose "
@@ -136,9 +136,9 @@ def _add_others(sub) -> None:
                     "are removed (a record written onto them is kept) and dead trials are marked FAIL. Exit 0 when "
                     "clean or repaired, 1 with problems left.",
     )
-    c.add_argument("store", metavar="STORE", help="the feature store whose studies.journal is checked")
+    c.add_argument("store", metavar="STORE", help="the feature store whose .mixsig/studies.journal is checked")
     c.add_argument("--storage", default=None, metavar="journal:PATH",
-                   help="check this journal file instead of STORE/studies.journal")
+                   help="check this journal file instead of STORE/.mixsig/studies.journal")
     c.add_argument("--fix", action="store_true",
                    help="repair what is found (stop the study processes first when a line is damaged: the journal "
                         "is rewritten)")
@@ -161,7 +161,7 @@ def _check(args) -> int:
     if args.storage is not None:
         if not args.storage.startswith("journal:"):
             raise UsageError(f"--storage {args.storage!r}: `study check` checks journal files only; pass "
-                             "--storage journal:PATH, or omit it to check STORE/studies.journal")
+                             "--storage journal:PATH, or omit it to check STORE/.mixsig/studies.journal")
         target = args.storage[len("journal:"):]
     problems = check_journals(target, fix=args.fix)
     if args.json:
