@@ -54,14 +54,14 @@ def test_run_without_votes_with_one_seed_and_two_modalities(tmp_path, capsys):
     assert "skipped uncertainty: the samples table has no `votes`" in printed
     doc = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert doc["uncertainty"] is None and doc["join"] is None and doc["human_study"] is None
-    assert set(doc["skipped"]) == {"uncertainty", "join", "human_study"}
+    assert set(doc["skipped"]) == {"uncertainty", "join", "human_study", "robustness", "calibration_votes"}
     assert doc["disagreement"]["lone_following"]["defined"] is False
     assert any("lone-modality following needs three" in n for n in doc["notes"])
     assert any("one seed" in n for n in doc["notes"])
     assert doc["metrics"]["text"]["over_seeds"]["accuracy"]["std"] is None
     assert doc["dominance"]["dominant_modality"] == "audio"
     html = (tmp_path / "rep" / "report.html").read_text()
-    assert "Skipped uncertainty" in html and html.count("<img") == len(doc["figures"]) == 7
+    assert "Skipped uncertainty" in html and html.count("<img") == len(doc["figures"]) == 8
     assert doc["top"]["ambiguous_ranking"].startswith("number of disagreeing")
 
 

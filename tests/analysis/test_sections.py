@@ -9,17 +9,20 @@ from mixsig.analysis import analyse, sections, write_report
 
 JSON_KEYS = ["mixsig_report_version", "created", "run", "split", "n_samples", "label_counts", "exclusions",
              "aggregation", "media_root", "bootstrap", "warnings", "metrics", "metrics_definition", "paired",
-             "disagreement", "uncertainty", "join", "attribution", "dominance", "confidence", "confidence_definition",
+             "disagreement", "uncertainty", "join", "attribution", "dominance", "robustness", "confidence",
+             "confidence_definition", "calibration", "calibration_definition", "layers", "dynamics",
              "human_study", "descriptors", "top", "browser", "provenance", "notes", "skipped", "figures", "samples_csv"]
 HEADINGS = ["1. Metrics per modality subset", "1b. Paired comparisons: the full model against each subset",
             "2. Disagreement with the full model", "3. Annotator uncertainty",
             "4. Does disagreement mark ambiguous samples?",
             "5. Which modality misled the fusion? Removing each modality",
             "5b. Following: which unimodal model the full model followed on misled samples",
-            "6. Confidence in the true label: unimodal vs full", "7. Human study", "8. Descriptors", "Top 10 samples",
+            "5c. Robustness to a missing modality", "6. Confidence in the true label: unimodal vs full",
+            "6b. Calibration and soft labels", "6c. Learned layer weights",
+            "6d. Training dynamics: the data map", "7. Human study", "8. Descriptors", "Top 10 samples",
             "Sample browser", "Provenance"]
 FIGURES = ["metrics", "disagreement", "confidence", "dominance", "uncertainty", "human", "descriptors", "paired",
-           "attribution"]
+           "attribution", "calibration"]
 
 
 def test_every_section_has_compute_blocks_and_figures():

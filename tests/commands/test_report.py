@@ -28,8 +28,8 @@ def test_cli_report_writes_self_contained_files(tmp_path, capsys):
     assert not re.search(r"(src|href)\s*=\s*['\"]?(https?:|//)", html)  # nothing fetched from a network
     assert html.count("<script") == 2 and "<link" not in html  # the sample browser's JSON blob and inline script
     doc = json.loads((out / "report.json").read_text())
-    assert html.count("<img") == len(doc["figures"]) == 9
-    assert html.count("data:image/png;base64,") == 9
+    assert html.count("<img") == len(doc["figures"]) == 10
+    assert html.count("data:image/png;base64,") == 10
     assert doc["dominance"]["dominant_modality"] == "audio"
     assert doc["n_samples"] == 300 and "majority vote" in doc["aggregation"]
     rows = list(csv.DictReader(open(out / "samples.csv", newline="", encoding="utf-8")))

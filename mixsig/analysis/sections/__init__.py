@@ -21,7 +21,9 @@ shows the fallback text).
 
 :data:`PAGE` is the page and report.json in order: header (with warnings), metrics, paired comparisons (1b),
 disagreement, uncertainty, join, attribution (5: which modality misled the fusion, by counterfactual), dominance
-(5b: which model was followed exclusively, gate/attention weights), confidence, human study, descriptors, top
+(5b: which model was followed exclusively, gate/attention weights), robustness (5c: the full model with modalities
+missing at test time), confidence, calibration (6b: ECE, reliability diagram, cross-entropy against the votes), learned layer weights
+(6c), training dynamics (6d: the data map of the training rows), human study, descriptors, top
 samples, the sample browser (every sample, sortable and filterable, with its media), provenance (what produced the
 report); then report.json's ``notes`` and ``skipped``. :data:`SAMPLES`
 (the samples table, ``result["samples"]`` and samples.csv) comes last and has no blocks. ``mixsig.analysis._analyse`` runs ``compute``;
@@ -30,23 +32,28 @@ report); then report.json's ``notes`` and ``skipped``. :data:`SAMPLES`
 
 from mixsig.analysis.sections import (
     attribution,
+    calibration,
     browser,
     confidence,
     descriptors,
     disagreement,
+    dynamics,
     dominance,
     header,
     human,
     join,
+    layers,
     metrics,
     paired,
     provenance,
+    robustness,
     samples,
     top,
     uncertainty,
 )
 
-PAGE = (header, metrics, paired, disagreement, uncertainty, join, attribution, dominance, confidence, human,
+PAGE = (header, metrics, paired, disagreement, uncertainty, join, attribution, dominance, robustness, confidence,
+        calibration, layers, dynamics, human,
         descriptors, top, browser, provenance)
 SAMPLES = samples
 
