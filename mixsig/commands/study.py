@@ -15,6 +15,7 @@ import argparse
 import sys
 
 from mixsig.commands import SUMMARIES
+from mixsig.commands._study_text import render
 from mixsig.metrics import METRICS
 from mixsig.studies import describe_spaces, list_spaces  # numpy-free: the spaces are declared specs
 
@@ -188,7 +189,7 @@ def _no_sub(args) -> int:
 def _progress(total: int | None, disable: bool):
     from tqdm import tqdm
 
-    bar = tqdm(total=total, unit="trial", disable=True if disable else None, file=sys.stderr)
+    bar = tqdm(total=total, unit="trial", desc="search", disable=True if disable else None, file=sys.stderr)
 
     def on_trial(study, trial):
         bar.update(1)
@@ -200,6 +201,29 @@ def _progress(total: int | None, disable: bool):
     return bar, on_trial
 
 
+def _reeval_progress(disable: bool):
+    """``(bars, on_reeval(done, total))``: the re-evaluation's bar, opened on its first call."""
+    from tqdm import tqdm
+
+    bars: list = []
+
+    def on_reeval(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, unit="model", desc="re-evaluate", disable=True if disable else None,
+                             file=sys.stderr))
+        bars[0].n = done
+        bars[0].refresh()
+
+    return bars, on_reeval
+
+
+def _interrupted(args) -> int:
+    """One line for a Ctrl-C during `study run`/`worker` (no Optuna traceback); exit 130."""
+    print(f"mixsig study {args.study_command}: interrupted; the running trial is marked FAIL (user attr "
+          f"fail_reason), finished trials are kept; rerun the same command to resume", file=sys.stderr)
+    return 130
+
+
 def run(args: argparse.Namespace) -> int:
     import optuna
 
@@ -209,167 +233,66 @@ def run(args: argparse.Namespace) -> int:
     # optuna resets its own logger to INFO when imported; one line per trial is the progress bar's job here
     optuna.logging.set_verbosity(optuna.logging.INFO if getattr(args, "debug", False) else optuna.logging.WARNING)
     cmd = args.study_command
-    if cmd == "run":
-        bar, on_trial = _progress(args.trials, args.json or args.quiet)
+    if cmd in ("run", "worker"):
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
         try:
-            summary = run_study(
+            with logging_redirect_tqdm():  # INFO/WARNING lines print above the bars instead of breaking them
+                summary = _search(args, run_study, join_study, study_summary)
+        except KeyboardInterrupt:
+            return _interrupted(args)
+    else:
+        summary = study_summary(args.store, args.name, storage=args.storage, top=args.top)
+    if args.json:
+        print_json(summary)
+    elif not args.quiet:
+        print(render(summary))
+    if cmd == "worker" and summary.get("new_best"):
+        print(summary["new_best"], file=sys.stderr)
+    return 0
+
+
+def _search(args, run_study, join_study, study_summary) -> dict:
+    """`study run` / `study worker` with their progress bars; the summary dict."""
+    quiet = args.json or args.quiet
+    bar, on_trial = _progress(args.trials, quiet)
+    if args.study_command == "run":
+        reeval_bars, on_reeval = _reeval_progress(quiet)
+        try:
+            return run_study(
                 args.store, args.name, heads=args.heads, features=args.features, trials=args.trials,
                 timeout=args.timeout, metric=args.metric, cv=args.cv, storage=args.storage, seed=args.seed,
                 new=args.new, reeval_top=args.reeval_top, reeval_seeds=args.reeval_seeds,
                 final=not args.no_final, threads=args.threads, on_trial=on_trial,
                 allow_group_leak=args.allow_group_leak, allow_modality_mismatch=args.allow_modality_mismatch,
+                on_reeval=lambda done, total: (bar.close(), on_reeval(done, total)),
             )
         finally:
             bar.close()
-    elif cmd == "worker":
-        bar, on_trial = _progress(args.trials, args.json or args.quiet)
-        try:
-            ran = join_study(args.store, args.name, storage=args.storage, trials=args.trials,
-                             timeout=args.timeout, threads=args.threads, on_trial=on_trial)
-        finally:
-            bar.close()
-        summary = study_summary(args.store, args.name, storage=args.storage)
-        summary["ran_here"] = ran
-    else:
-        summary = study_summary(args.store, args.name, storage=args.storage, top=args.top)
-    if args.json:
-        print_json(summary)
-    else:
-        print(render(summary))
-    return 0
+            for b in reeval_bars:
+                b.close()
+    try:
+        ran = join_study(args.store, args.name, storage=args.storage, trials=args.trials,
+                         timeout=args.timeout, threads=args.threads, on_trial=on_trial)
+    finally:
+        bar.close()
+    summary = study_summary(args.store, args.name, storage=args.storage)
+    summary["ran_here"] = ran
+    summary["new_best"] = _worker_new_best(args, summary)
+    return summary
 
 
-def render(summary: dict) -> str:
-    """The text form of :func:`mixsig.studies.study_summary`."""
-    from mixsig.cache import describe_collapse, describe_group_leak, describe_in_sample
-    from mixsig.commands._util import table
-
-    s = summary["settings"]
-    lines = [
-        f"study {summary['name']}  ({summary['storage']})",
-        f"heads {','.join(s['heads'])}; metric {s['metric']}; " + (f"{s['cv']}-fold CV" if s.get("cv") else "val split")
-        + f"; target {s['trials']} trials; {s['n_rows']} train/val rows; split {s['split_hash'][:12]}",
-        "features: " + ", ".join(f"{m}={'|'.join(k)}" for m, k in s["features"].items()),
-        "trials: " + (", ".join(f"{n} {k.lower()}" for k, n in sorted(summary["states"].items())) or "none"),
-    ]
-    if summary.get("excluded_rows"):
-        lines.append("train/val rows left out, not done in a key: "
-                     + ", ".join(f"{k}: {n}" for k, n in summary["excluded_rows"].items()))
-    ov = summary.get("overrides") or {}
-    if ov.get("group_leak"):
-        lines.append(f"WARNING: group leak allowed (--allow-group-leak): {describe_group_leak(ov['group_leak'])}; "
-                     "scores are inflated")
-    for key, m in (ov.get("modality_mismatch") or {}).items():
-        lines.append(f"WARNING: modality mismatch allowed (--allow-modality-mismatch): {m['used_as']}={key} holds "
-                     f"{m['holds']} features")
-    for key, entry in (summary.get("in_sample_keys") or {}).items():
-        lines.append(f"WARNING: {describe_in_sample(key, entry)}")
-    if "ran_here" in summary:
-        lines.append(f"this worker ran {summary['ran_here']} trial(s)")
-    failed = summary.get("failed") or {}
-    if failed:
-        lines.append(f"failed trials whose worker died: {', '.join(failed)} ({sorted(set(failed.values()))[0]})"
-                     if len(set(failed.values())) == 1 else
-                     "failed trials: " + "; ".join(f"{n} ({why})" for n, why in failed.items()))
-    col = summary.get("collapsed") or {}
-    if col.get("count"):
-        shown = col["trials"][:20]
-        lines += ["", f"collapsed trials: {col['count']} of {col['of_complete']} complete (their model predicts one "
-                      "class or no better than chance on validation; re-evaluated last):"]
-        lines += [f"  trial {t['number']} ({t['head']}, {t['modalities']}, {s['metric']} {t['value']:.4f}): {t['reason']}"
-                  for t in shown]
-        if col["count"] > len(shown):
-            lines.append(f"  ... and {col['count'] - len(shown)} more (--json lists them all)")
-    elif col:
-        lines.append(f"collapsed trials: none of {col.get('of_complete', 0)} complete")
-    if summary["best"]:
-        rows = []
-        for b in summary["best"]:
-            p = dict(b["params"])
-            head = p.pop("head", s["heads"][0])
-            mods = p.pop("modalities", "+".join(s["features"]))
-            hp = ", ".join(f"{k.split('.', 1)[1]}={_fmt(v)}" for k, v in p.items() if k.startswith(head + "."))
-            rows.append([b["number"], f"{b['value']:.4f}" + (" (collapsed)" if b.get("collapsed") else ""), head,
-                         mods, hp])
-        lines += ["", "best trials:", table(rows, ["trial", s["metric"], "head", "modalities", "hyperparameters"])]
-    imp = summary.get("importances") or {}
-    if imp:
-        lines += ["", "parameter importances (fANOVA):"]
-        for label, vals in imp.items():
-            if "unavailable" in vals:
-                lines.append(f"  {label}: not available ({vals['unavailable']})")
-            else:
-                lines.append(f"  {label}: " + ", ".join(f"{k} {v:.2f}" for k, v in list(vals.items())[:6]))
-    res = summary.get("result")
-    if res:
-        lines += _render_result(res)
-    run = summary.get("run")
-    if run:
-        lines.append(f"run {run['name']}: head {run['head']}, subsets {', '.join(run['subsets'])} (source {run['source']})")
-        lines += _selection_lines(run)
-    collapsed = (run or {}).get("collapsed") or (res or {}).get("collapsed") or []
-    for entry in collapsed:
-        lines.append(f"WARNING: {describe_collapse(entry)}")
-    if collapsed:
-        models = {(e["subset"], e["seed"]) for e in collapsed}
-        lines.append(f"WARNING: {len(models)} models (subset x seed) of the winner's run {res['run'] if res else run['name']} "
-                     "collapsed; their scores are not evidence of a signal")
-    return "\n".join(lines)
-
-
-def _selection_lines(run: dict) -> list[str]:
-    """What selected the linked run, and its in-sample keys."""
-    sel = run.get("selection_splits")
-    if sel is None:
-        lines = ["selected on: not recorded (a run written by an older mixsig)"]
-    elif sel:
-        lines = [f"selected on (trials scored, epochs chosen): {', '.join(sel)}; scores on these splits are "
-                 "optimistic, report on the others (`mixsig report --split test`)"]
-    else:
-        lines = ["selected on: no split"]
-    keys = list(run.get("in_sample_keys") or {})
-    if keys:
-        lines.append(f"WARNING: the winner's run {run['name']} was trained on in-sample key(s) {', '.join(keys)} "
-                     "(train rows embedded by a model trained on them; fine-tune with `mixsig finetune ... --folds 5`)")
-    return lines
-
-
-def _render_result(res: dict) -> list[str]:
-    from mixsig.commands._util import table
-
-    metric = res["metric"]
-    lines = ["", f"re-evaluated over seeds {res['seeds']} (ranking: {res.get('ranking', 'best mean')}):"]
-    reeval = res.get("reeval")
-    if reeval:
-        rows = []
-        for r in reeval:
-            cfg = r["config"]
-            coll = ", ".join(f"seed {c['seed']}" for c in r.get("collapsed_seeds") or []) or "-"
-            rows.append([r["trial"], cfg["head"], "+".join(cfg["features"]), ", ".join(f"{v:.4f}" for v in r["scores"]),
-                         f"{r['mean']:.4f}", _num(r.get("std")), _num(r.get("robust")), coll])
-        lines.append(table(rows, ["trial", "head", "modalities", f"{metric} per seed", "mean", "std",
-                                  "mean-std", "collapsed seeds"]))
-    lines.append(f"winner trial {res['trial']} (val {metric} {res['val_mean']:.4f} ± {_num(res.get('val_std'))}"
-                 + (f", robust {res['val_robust']:.4f}" if res.get("val_robust") is not None else "") + ")")
-    for c in res.get("val_collapsed_seeds") or []:
-        lines.append(f"WARNING: the winner collapsed on validation with seed {c['seed']}: {c['reason']}")
-    test = res.get("test") or {}
-    chosen = "+".join(res["config"]["features"])
-    full = max(test, key=lambda k: k.count("+"), default=chosen)
-    for sub in dict.fromkeys([chosen, full]):
-        if sub in test:
-            what = "the winner's subset" if sub == chosen else "all modalities"
-            lines.append(f"test {metric} of {sub} ({what}): {test[sub]['mean']:.4f} ± {_num(test[sub].get('std'))} "
-                         f"(per seed {', '.join(f'{v:.4f}' for v in test[sub]['per_seed'])})")
-    if test:
-        worst = min(test, key=lambda k: min(test[k]["per_seed"]))
-        lines.append(f"lowest test {metric} of any subset x seed: {min(test[worst]['per_seed']):.4f} ({worst})")
-    return lines
-
-
-def _num(v) -> str:
-    return "n/a" if v is None else f"{v:.4f}"
-
-
-def _fmt(v) -> str:
-    return f"{v:.3g}" if isinstance(v, float) else str(v)
+def _worker_new_best(args, summary: dict) -> str | None:
+    """The line a worker ends with when the study's best trial is newer than its winner run: the run is only
+    updated by `study run` (it re-evaluates and retrains)."""
+    best = summary["best"][0] if summary.get("best") else None
+    res = summary.get("result") or {}
+    if best is None or res.get("trial") == best["number"] or best["number"] in {r["trial"] for r in
+                                                                                 res.get("reeval") or []}:
+        return None
+    run = res.get("run") or f"study-{summary['name']}"
+    storage = f" --storage {args.storage}" if args.storage else ""
+    return (f"mixsig study worker: trial {best['number']} is the study's new best ({best['value']:.4f}); the "
+            f"winner run {run} is not updated by a worker: rerun `mixsig study run {args.store} --name "
+            f"{summary['name']}{storage} ...` with the study's --heads/--features (it resumes, re-evaluates and "
+            f"retrains the winner)")

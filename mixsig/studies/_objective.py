@@ -31,6 +31,11 @@ if TYPE_CHECKING:  # pragma: no cover
     import optuna
 
 COLLAPSED_ATTR = "collapsed"
+#: trial user attrs: the keys the trial trained on, one readable line (``text=K1, audio=K3``; the dashboard's
+#: trials table shows it), and why a trial failed when mixsig knows (``interrupted (Ctrl-C) ...``)
+KEYS_ATTR = "keys"
+FAIL_REASON_ATTR = "fail_reason"
+INTERRUPTED = "interrupted (Ctrl-C / SIGINT) while the trial was training"
 
 
 class Objective:
@@ -53,6 +58,8 @@ class Objective:
         #: constructed datasets a fitter reuses across trials (LightGBM: per features, fold and binning)
         self.datasets: dict = {}
         self._identity = worker_identity()
+        #: called with no argument after each evaluation outside a trial (the re-evaluation's progress bar)
+        self.after_evaluation: Callable[[], None] | None = None
 
     def inputs(self, features, fold_index: int):
         """``(X_train, y_train, X_val, y_val)`` of ``features`` on fold ``fold_index``, built once and reused
@@ -115,19 +122,27 @@ class Objective:
                 if why:
                     reason = why if len(folds) == 1 else f"fold {i}: {why}"
             if not math.isfinite(score):
-                return float("nan"), reason
+                scores = [float("nan")]
+                break
             scores.append(score)
             if trial is not None and len(folds) > 1:
                 trial.report(float(np.mean(scores)), i)
                 if i < len(folds) - 1 and trial.should_prune():
                     raise optuna.TrialPruned(f"pruned after fold {i}")
+        if trial is None and self.after_evaluation is not None:
+            self.after_evaluation()
         return float(np.mean(scores)), reason
 
     def __call__(self, trial: "optuna.Trial") -> float:
         trial.set_user_attr(WORKER_ATTR, self._identity)
         config = suggest_config(trial, self.heads, self.features)
         trial.set_user_attr("features", dict(config.features))
-        value, reason = self.evaluate_detail(config, self.seed, trial)
+        trial.set_user_attr(KEYS_ATTR, ", ".join(f"{m}={k}" for m, k in config.features.items()))
+        try:
+            value, reason = self.evaluate_detail(config, self.seed, trial)
+        except KeyboardInterrupt:  # Optuna marks the trial FAIL and re-raises; record why first
+            trial.set_user_attr(FAIL_REASON_ATTR, INTERRUPTED)
+            raise
         if reason:
             trial.set_user_attr(COLLAPSED_ATTR, reason)
         return value

@@ -30,12 +30,27 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
+#: study user attrs the dashboard shows beside the mixsig settings: the keys searched per modality and the hash of
+#: the store's split (``Samples.split_hash``)
+FEATURE_KEYS_ATTR = "feature_keys"
+SPLIT_HASH_ATTR = "split_hash"
 
 
+class _DropInterrupted(logging.Filter):
+    """Drops Optuna's two records of a trial failed by a Ctrl-C ("Trial N failed ... KeyboardInterrupt" with its
+    traceback, then "Trial N failed with value None."): the CLI says it in one line."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped: str | None = None  # "Trial N failed" of the interrupted trial
 
-
-
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = str(record.msg)
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, KeyboardInterrupt) or "KeyboardInterrupt" in msg:
+            self.dropped = msg.split(" with ")[0]
+            return False
+        return not (self.dropped and msg.startswith(self.dropped + " with value"))
 
 
 def _sampler(seed: int | None) -> "optuna.samplers.BaseSampler":
@@ -108,6 +123,9 @@ def _optimize(study, objective: Objective, target: int | None, timeout: float | 
         callbacks.insert(0, lambda st, tr: fail_dead_trials(st))
     if n_trials is None:
         callbacks.insert(0, optuna.study.MaxTrialsCallback(target, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+    quiet = _DropInterrupted()
+    optuna_log = logging.getLogger("optuna.study._optimize")
+    optuna_log.addFilter(quiet)
     try:
         study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=callbacks,
                        catch=(HeadError, FloatingPointError), gc_after_trial=False)
@@ -116,6 +134,8 @@ def _optimize(study, objective: Objective, target: int | None, timeout: float | 
         if cause is None:
             raise
         raise cause from None
+    finally:
+        optuna_log.removeFilter(quiet)
     return ran[0]
 
 
@@ -123,7 +143,7 @@ def run_study(store, name: str, *, heads, features, trials: int = 100, timeout: 
               metric: str = "macro_f1", cv: int | None = None, storage: str | None = None, seed: int = 0,
               new: bool = False, reeval_top: int = 3, reeval_seeds: int = 3, final: bool = True,
               threads: int | None = 1, on_trial: Callable | None = None, allow_group_leak: bool = False,
-              allow_modality_mismatch: bool = False) -> dict:
+              allow_modality_mismatch: bool = False, on_reeval: Callable | None = None) -> dict:
     """Create (or resume) study ``name`` on ``store`` and search until it has ``trials`` finished trials.
 
     ``heads``: names (e.g. ``("gated", "lightgbm")``) or ``"gated,lightgbm"``; ``features``:
@@ -137,6 +157,12 @@ def run_study(store, name: str, *, heads, features, trials: int = 100, timeout: 
     :class:`~mixsig.errors.GroupLeak` (exit 3) unless ``allow_group_leak``, and a key used as another modality
     than it holds raises :class:`~mixsig.errors.UsageError` (exit 2) unless ``allow_modality_mismatch``; what was
     allowed is recorded in the study's user attr ``overrides`` and in its ``result``, and passed to the run.
+
+    The study's user attrs ``feature_keys`` ({modality: [key, ...]}) and ``split_hash`` and each trial's ``keys``
+    (``text=K1, audio=K3``) and ``features`` are what optuna-dashboard shows of the data. ``on_reeval(done,
+    total)`` is called before the re-evaluation (done 0) and after each of its models. A Ctrl-C marks the running
+    trial FAIL with user attr ``fail_reason`` and raises ``KeyboardInterrupt`` (Optuna's traceback of it is not
+    logged).
 
     >>> run_study("cache.zarr", "s1", heads="gated,lightgbm", features="text=K1,audio=K2", trials=30)  # doctest: +SKIP
     """
@@ -167,6 +193,8 @@ def run_study(store, name: str, *, heads, features, trials: int = 100, timeout: 
         study = _create_or_resume(stor, name, settings, st, data, new=new)
         study.set_user_attr(OVERRIDES_ATTR, overrides)
         study.set_user_attr(IN_SAMPLE_ATTR, in_sample)
+        study.set_user_attr(FEATURE_KEYS_ATTR, {m: list(k) for m, k in fmap.items()})
+        study.set_user_attr(SPLIT_HASH_ATTR, settings.split_hash)
         objective = Objective(data, settings.heads, fmap, metric, seed=seed, threads=threads)
         _optimize(study, objective, trials, timeout, on_trial, not uses_heartbeat(stor))
         if final:
@@ -175,9 +203,28 @@ def run_study(store, name: str, *, heads, features, trials: int = 100, timeout: 
                     _same_overrides(prev, overrides):
                 log.info("study %s: no new trials since run %s was written; keeping it", study.study_name, prev["run"])
             else:
+                _progress_of_reeval(study, settings, objective, on_reeval)
                 finalize_study(st, study, settings, objective, allow_group_leak=allow_group_leak,
                                allow_modality_mismatch=allow_modality_mismatch)
         return study_summary(st, study.study_name, storage=storage, _study=study)
+
+
+def _progress_of_reeval(study, settings: StudySettings, objective: Objective, on_reeval: Callable | None) -> None:
+    """Make ``objective`` call ``on_reeval(done, total)`` after each re-evaluated model (total: the configurations
+    re-evaluated, at most ``reeval_top``, times ``reeval_seeds``); ``on_reeval(0, total)`` now."""
+    if on_reeval is None:
+        return
+    from mixsig.studies._finalize import top_configs
+
+    total = len(top_configs(study, settings, settings.reeval_top)) * settings.reeval_seeds
+    done = [0]
+
+    def step() -> None:
+        done[0] += 1
+        on_reeval(done[0], total)
+
+    objective.after_evaluation = step
+    on_reeval(0, total)
 
 
 def check_inputs(store, features: Mapping[str, tuple[str, ...]], *, allow_group_leak: bool = False,

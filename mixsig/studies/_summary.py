@@ -21,7 +21,7 @@ def study_summary(store, name: str, *, storage: str | None = None, top: int = 5,
     """Everything ``mixsig study show`` prints, as a JSON-able dict.
 
     Keys: ``name``, ``storage``, ``settings``, ``states`` ({state: count}), ``best`` (the ``top`` best completed
-    trials: number, value, params, duration_s, collapsed), ``collapsed`` (completed trials whose model collapsed:
+    trials: number, value, params, duration_s, collapsed, features: {modality: key} it trained on), ``collapsed`` (completed trials whose model collapsed:
     ``{"count", "trials": [{"number", "value", "head", "modalities", "reason"}]}``), ``failed`` (trials failed
     because their worker died: {number: reason}), ``importances`` ({"all": {param: share}, "<head>": {...}} or
     ``{"unavailable": reason}``), ``overrides`` (what the last ``study run`` allowed: group leak, modality
@@ -43,7 +43,8 @@ def study_summary(store, name: str, *, storage: str | None = None, top: int = 5,
     complete = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: (-t.value, t.number))
     best = [{"number": t.number, "value": t.value, "params": t.params,
              "duration_s": t.duration.total_seconds() if t.duration else None,
-             "collapsed": t.user_attrs.get(COLLAPSED_ATTR)} for t in complete[:top]]
+             "collapsed": t.user_attrs.get(COLLAPSED_ATTR), "features": t.user_attrs.get("features")}
+            for t in complete[:top]]
     return {
         "name": study.study_name,
         "storage": describe_storage(store_url(st), storage),
