@@ -1,5 +1,6 @@
-"""The extraction loop: pending rows of one shard -> decoded in worker threads -> length-sorted batches under a
-budget -> pooled embeddings -> whole chunk-aligned blocks written by a writer thread.
+"""The extraction loop: pending rows of one shard -> decoded in worker threads (text: tokenised in one) a sort
+window ahead of the model -> length-sorted batches under a budget within fixed sort windows (see
+:mod:`mixsig.extract._batches`) -> pooled embeddings -> whole chunk-aligned blocks written by a writer thread.
 
 Resumable: only rows not ``done`` are computed; a block is written once all its pending rows have a result,
 and rows already done keep their bytes. Rows that fail get a status and a ledger message and the run goes on
@@ -20,7 +21,7 @@ import numpy as np
 
 from mixsig.cache import Status
 from mixsig.errors import ExtractionError, StoreError
-from mixsig.extract._batches import make_batches
+from mixsig.extract._batches import batches_to_run, plan_windows, sort_window
 from mixsig.extract._decode import RowFailure, has_input
 from mixsig.extract._encoders import RowInput, RowSource
 from mixsig.extract._model import Encoder
@@ -35,7 +36,8 @@ class RunOptions:
     batch_budget: int | None = None   # padded length units per batch (tokens / samples / clips); None = adapter default
     max_batch: int = 128              # at most this many rows per batch
     workers: int = 2                  # decoding threads
-    window_rows: int | None = None    # rows decoded ahead together (whole blocks); None = per-modality default
+    window_rows: int | None = None    # rows per sort window (batches never cross one; the next is decoded ahead);
+    #                                   None = the modality's SORT_WINDOW. Set it the same for every run of a key.
     strict: bool = False              # stop at the first failed row
     refresh_stale: bool = False       # re-extract done rows whose input changed
 
@@ -102,9 +104,6 @@ def describe_allowed_leak(record: dict) -> str:
 
     return (f"warning: {describe_group_leak(record)}; allowed by `{record.get('allowed_by')}` (recorded in the "
             "store as group_leak): results on these splits are inflated by leakage")
-
-
-_DEFAULT_WINDOW = {"text": 4096, "audio": 256, "video": 64}
 
 
 @dataclass
@@ -180,13 +179,14 @@ def run_extraction(store, key: str, encoder: Encoder, sources_for: Callable[[Ite
             res.seconds = time.perf_counter() - t0
             return res
         block_of = _plan_blocks(blocks, pending, store.key_shape(key)[1:])
-        sources = sources_for(pending)
-        for r, s in sources.items():
+        windows = plan_windows(pending, sort_window(encoder.modality, options.window_rows), store.key_shape(key)[0],
+                               None if rows is None else np.asarray(rows, np.int64))
+        sources = sources_for(np.concatenate([pending] + [ctx for _, ctx in windows]))
+        for r in pending.tolist():
             blk = block_of[r]
-            blk.hashes[r - blk.start] = s.input_hash
-        window = int(options.window_rows or _DEFAULT_WINDOW.get(encoder.modality, 256))
+            blk.hashes[r - blk.start] = sources[r].input_hash
         run = _Run(writer, encoder, options, block_of, store.samples.ids, res, on_rows, on_block)
-        run.run(_windows(blocks, block_of, window), sources)
+        run.run(windows, sources)
         res.written = writer.rows_written
         res.failed = dict(run.failures)
     res.seconds = time.perf_counter() - t0
@@ -239,21 +239,11 @@ def _plan_blocks(blocks: list[tuple[int, int]], pending: np.ndarray, tail: tuple
     return block_of
 
 
-def _windows(blocks: list[tuple[int, int]], block_of: dict[int, _Block], window: int) -> list[list[_Block]]:
-    """Whole blocks in windows of about ``window`` waiting rows. Windows are decoded ahead; batches never mix rows
-    of two blocks, so a row's batch (and so its last bits) is the same whatever the sharding or the point a
-    previous run stopped at."""
-    windows: list[list[_Block]] = [[]]
-    for a, _ in blocks:
-        if sum(len(b.waiting) for b in windows[-1]) >= window:
-            windows.append([])
-        windows[-1].append(block_of[a])
-    return windows
-
-
 class _Run:
-    """One run over planned blocks: decodes a window ahead in worker threads, encodes length-sorted batches in
-    this thread, and hands each block to a writer thread once none of its rows is waiting."""
+    """One run over sort windows: decodes the next window (its pending and context rows) in worker threads while
+    this thread encodes the current one's length-sorted batches, and hands each block to a writer thread once none
+    of its rows is waiting. Context rows are encoded only as members of a batch with a pending row; their output
+    is dropped."""
 
     def __init__(self, writer, encoder: Encoder, options: RunOptions, block_of: dict[int, _Block], ids,
                  res: ExtractResult, on_rows, on_block):
@@ -263,7 +253,7 @@ class _Run:
         self.writes: list[Future] = []
         self.write_pool: ThreadPoolExecutor | None = None
 
-    def run(self, windows: list[list[_Block]], sources: dict[int, RowSource]) -> None:
+    def run(self, windows: list[tuple[np.ndarray, np.ndarray]], sources: dict[int, RowSource]) -> None:
         encoder, options = self.encoder, self.options
         budget = int(options.batch_budget or encoder.inputs.default_budget(encoder.device))
         decode_pool = ThreadPoolExecutor(max_workers=max(1, options.workers), thread_name_prefix="mixsig-decode")
@@ -271,10 +261,14 @@ class _Run:
         try:
             inline = options.workers <= 0 or encoder.inputs.prepare_inline(encoder.device)
 
-            def submit(win: list[_Block]) -> list[tuple[int, Future]]:
-                if inline:  # cheap inputs: prepare in this thread, when the window is reached
-                    return [(r, _Done(prepare_row, encoder.inputs, sources[r])) for b in win for r in sorted(b.waiting)]
-                return [(r, decode_pool.submit(prepare_row, encoder.inputs, sources[r])) for b in win for r in sorted(b.waiting)]
+            def submit(win: tuple[np.ndarray, np.ndarray]) -> list[tuple[int, Future]]:
+                rows = np.union1d(win[0], win[1]).tolist()
+                if options.workers <= 0:  # no threads: prepare in this thread, when the window is reached
+                    return [(r, _Done(prepare_row, encoder.inputs, sources[r])) for r in rows]
+                if inline:  # cheap inputs (tokenising): the whole window as one task, overlapping the forward pass
+                    fut = decode_pool.submit(_prepare_all, encoder.inputs, [sources[r] for r in rows])
+                    return [(r, _Done(_nth, fut, i)) for i, r in enumerate(rows)]
+                return [(r, decode_pool.submit(prepare_row, encoder.inputs, sources[r])) for r in rows]
 
             submitted = submit(windows[0])
             for w in range(len(windows)):
@@ -287,27 +281,31 @@ class _Run:
             self.write_pool.shutdown(wait=True)
         _raise_write_errors(self.writes, wait=True)
 
-    def _encode_window(self, window: list[_Block], prepared: list[tuple[int, Future]], budget: int) -> None:
-        items: dict[int, list[RowInput]] = {b.start: [] for b in window}
+    def _encode_window(self, window: tuple[np.ndarray, np.ndarray], prepared: list[tuple[int, Future]],
+                       budget: int) -> None:
+        wanted = set(window[0].tolist())
+        items: list[RowInput] = []
         for r, fut in prepared:
             got = fut.result()
-            if isinstance(got, RowFailure):
+            if not isinstance(got, RowFailure):
+                items.append(got)
+            elif r in wanted:  # a context row that fails is simply in no batch, as in the run that writes it
                 self._record_failure(r, got.status, got.message)
                 self._finish(self.block_of[r], r)
                 if self.on_rows:
                     self.on_rows(1)
-            else:
-                items[self.block_of[r].start].append(got)
         exact = self.encoder.inputs.exact_length
-        batches = [bt for blk_items in items.values()
-                   for bt in make_batches(blk_items, budget, self.options.max_batch, exact)]
-        for batch in batches:
-            self._encode_batch(batch)
+        for batch in batches_to_run(items, wanted, budget, self.options.max_batch, exact):
+            self._encode_batch(batch, wanted)
 
-    def _encode_batch(self, batch: list[RowInput]) -> None:
+    def _encode_batch(self, batch: list[RowInput], wanted: set) -> None:
         encoder, ids = self.encoder, self.ids
         out = _encode_checked(encoder, batch)
+        n = 0
         for it, vec in zip(batch, out):
+            if it.row not in wanted:  # context row: computed for its batch's sake only
+                continue
+            n += 1
             blk = self.block_of[it.row]
             if vec is None:
                 self._record_failure(it.row, Status.NONFINITE, f"id {ids[it.row]}: the encoder produced NaN/Inf"
@@ -320,7 +318,7 @@ class _Run:
                 blk.status[it.row - blk.start] = Status.OK
             self._finish(blk, it.row)
         if self.on_rows:
-            self.on_rows(len(batch))
+            self.on_rows(n)
         _raise_write_errors(self.writes)
 
     def _finish(self, blk: _Block, r: int) -> None:
@@ -347,6 +345,14 @@ class _Run:
             raise ExtractionError(f"--strict: id {str(ids[r])!r} (row {r}) failed with {name}: {message}. Blocks "
                                   "finished before it are kept; fix the input or run without --strict to record "
                                   "failures and go on.")
+
+
+def _prepare_all(inputs, srcs: list[RowSource]) -> list:
+    return [prepare_row(inputs, s) for s in srcs]
+
+
+def _nth(fut: Future, i: int):
+    return fut.result()[i]
 
 
 class _Done:
