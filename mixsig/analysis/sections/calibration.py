@@ -18,6 +18,8 @@ from mixsig.analysis.sections.uncertainty import missing_votes
 #: Fieller, Hartley & Pearson (1957): var(atanh(Spearman's rho)) ≈ 1.06 / (n − 3).
 FIELLER_VAR = 1.06
 Z95 = 1.959963984540054
+#: Permutations of the predictions among the samples for the independence reference of the Spearman rho.
+N_PERM = 100
 
 
 def definition(n_bins: int, n_boot: int, seed: int) -> str:
@@ -31,8 +33,32 @@ def definition(n_bins: int, n_boot: int, seed: int) -> str:
             "samples with votes: “cross_entropy_votes” = mean over samples of −Σ_c q_c ln max(p_c, 1e−12) in nats, q "
             "the sample's vote shares (= H(q) + KL(q ‖ p): it grows with the votes' own entropy as well as with the "
             "mismatch), with a 95% bootstrap interval (“cross_entropy_votes_ci”); “ce_entropy_spearman”: Spearman's "
-            "rho between that per-sample cross-entropy and the vote entropy (bits), two-sided p (scipy), and a 95% "
-            "interval from Fisher's z with var = 1.06 / (n − 3) (Fieller et al. 1957).")
+            "rho between that per-sample cross-entropy and the vote entropy (bits), two-sided p against 0 (scipy), "
+            "a 95% interval from Fisher's z with var = 1.06 / (n − 3) (Fieller et al. 1957), and the reference for "
+            f"votes independent of the predictions: “rho_permuted”, the mean rho over {N_PERM} permutations of the "
+            f"predictions among the samples (numpy default_rng({seed})) — not 0 in general, since a unanimous "
+            "sample's cross-entropy is a single −ln p_c, more skewed than a split vote's average — and "
+            "“p_permutation”, the share of permutations (with +1) whose rho lies at least as far from it as the "
+            "observed rho. Read rho against rho_permuted, not against 0.")
+
+
+def permuted_rho(probs: np.ndarray, q: np.ndarray, entropy: np.ndarray, n_perm: int, seed: int) -> dict:
+    """Spearman's rho between the vote cross-entropy and the vote entropy with the predictions permuted among the
+    samples (votes made independent of them): ``{"rho_permuted": mean over permutations, "rho_perm": [K]}``."""
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(seed)
+    n = entropy.size
+    re = rankdata(entropy)
+    re = (re - re.mean()) / (np.linalg.norm(re - re.mean()) or 1.0)
+    perms = np.stack([rng.permutation(n) for _ in range(n_perm)])
+    c = probs.shape[1]
+    ce = _metrics.vote_cross_entropy(probs[perms].reshape(-1, c), np.tile(q, (n_perm, 1))).reshape(n_perm, n)
+    rc = rankdata(ce, axis=1)
+    rc = rc - rc.mean(axis=1, keepdims=True)
+    norm = np.linalg.norm(rc, axis=1)
+    rho = np.where(norm > 0, (rc @ re) / np.where(norm > 0, norm, 1.0), np.nan)
+    return {"rho_permuted": float(np.nanmean(rho)) if np.isfinite(rho).any() else float("nan"), "rho_perm": rho}
 
 
 def spearman_ci(x, y) -> dict:
@@ -77,8 +103,15 @@ def compute(ctx: Context) -> dict:
             lo = hi = float("nan")
             if ctx.n_boot > 0 and ce.size > 1:
                 lo, hi = _stats.percentile_interval(_stats.bootstrap_mean(ce, ctx.n_boot, np.random.default_rng(ctx.seed)))
+            sp = spearman_ci(ce, ent[have])
+            if ce.size > 3:
+                perm = permuted_rho(p[have], q[have], ent[have], N_PERM, ctx.seed)
+                dev = np.abs(perm["rho_perm"] - perm["rho_permuted"])
+                sp["rho_permuted"] = perm["rho_permuted"]
+                sp["p_permutation"] = (float((1 + np.sum(dev >= abs(sp["rho"] - perm["rho_permuted"]) - 1e-12))
+                                             / (1 + N_PERM)) if np.isfinite(sp["rho"]) else float("nan"))
             entry.update({"cross_entropy_votes": float(ce.mean()), "cross_entropy_votes_ci": [lo, hi],
-                          "n_with_votes": int(have.sum()), "ce_entropy_spearman": spearman_ci(ce, ent[have])})
+                          "n_with_votes": int(have.sum()), "ce_entropy_spearman": sp})
         out[name] = entry
     return {"calibration": out, "calibration_definition": definition(nb, ctx.n_boot, ctx.seed)}
 
@@ -95,9 +128,11 @@ def blocks(report: dict, figures: dict) -> list[tuple]:
                      (f"{num(v['cross_entropy_votes'])} [{num(v['cross_entropy_votes_ci'][0])}, "
                       f"{num(v['cross_entropy_votes_ci'][1])}]") if v["cross_entropy_votes"] is not None else "–",
                      (f"{num(sp['rho'])} [{num(sp['ci'][0])}, {num(sp['ci'][1])}]") if sp else "–",
-                     pval(sp["p"]) if sp else "–"])
+                     pval(sp["p"]) if sp else "–", num((sp or {}).get("rho_permuted")),
+                     pval((sp or {}).get("p_permutation"))])
     b.append(("table", ["subset", "ECE [95% CI]", "cross-entropy vs votes, nats [95% CI]",
-                        "Spearman rho (cross-entropy, vote entropy) [95% CI]", "p"], rows))
+                        "Spearman rho (cross-entropy, vote entropy) [95% CI]", "p (rho = 0)",
+                        "rho, votes independent (permuted)", "p (permutation)"], rows))
     why = (report.get("skipped") or {}).get("calibration_votes")
     if why:
         b.append(("skip", f"Soft labels skipped: {why}."))
