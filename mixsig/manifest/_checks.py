@@ -98,6 +98,27 @@ def looks_missing(label: str | None) -> bool:
     return label is not None and label.casefold() in MISSING_LABELS
 
 
+def label_case_problems(rows: list, row_numbers: list[int]) -> list[Problem]:
+    """One warning per set of labels that differ only by case or surrounding space (``Empathetic`` vs
+    ``empathetic``): they are separate classes, which is almost never meant. The row is the first of the rarer
+    spelling(s)."""
+    seen: dict[str, dict[str, list[int]]] = {}
+    for rownum, r in zip(row_numbers, rows):
+        if r.label and not looks_missing(r.label):
+            seen.setdefault(r.label.strip().casefold(), {}).setdefault(r.label, []).append(rownum)
+    problems = []
+    for spellings in seen.values():
+        if len(spellings) < 2:
+            continue
+        ranked = sorted(spellings.items(), key=lambda kv: (-len(kv[1]), kv[1][0]))
+        listed = " and ".join(f"{lab!r} ({len(rs)} rows, first row {rs[0]})" for lab, rs in ranked)
+        problems.append(Problem(ranked[1][1][0], "label", f"labels {listed} differ only by case: they are "
+                                f"{len(ranked)} separate classes; write one spelling (e.g. {ranked[0][0]!r}) "
+                                "everywhere, or pass --classes naming each if they really are different classes",
+                                "label_case", "warning"))
+    return problems
+
+
 def _check_label(rownum: int, r: Row, ctx: RowContext) -> list[Problem]:
     classes = ctx.classes
     if looks_missing(r.label) and not (ctx.classes_given and r.label in classes):

@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from mixsig.errors import ManifestError, UsageError
-from mixsig.manifest._checks import RowContext, check_row, column_problems, looks_missing
+from mixsig.manifest._checks import RowContext, check_row, column_problems, label_case_problems, looks_missing
 from mixsig.manifest._ids import lookalike_problems
 from mixsig.manifest._leaks import group_leak_problems
 from mixsig.manifest._media import duplicate_media
@@ -97,6 +97,7 @@ def _validate(path, classes, check_media, allowed_splits, allow_outside_paths) -
     for rownum, r in zip(row_numbers, rows):
         problems.extend(check_row(rownum, r, ctx, first_row_of_id))
     problems.extend(lookalike_problems(rows, row_numbers))
+    problems.extend(label_case_problems(rows, row_numbers))
     problems.extend(group_leak_problems(rows, row_numbers))
     if check_media:
         problems.extend(duplicate_media(p.parent, rows, row_numbers, skip))

@@ -183,3 +183,18 @@ def test_outside_path_warned_and_not_reported_missing(cli, tmp_path, capsys):
     assert "row 1, column audio: warning: id 'a': audio path '../gone.wav' climbs out of the manifest's folder" in out
     assert cli(["validate", str(tmp_path / "c" / "m.csv"), "--allow-outside-paths"]) == 1
     assert "'../gone.wav' does not exist" in capsys.readouterr().out
+
+
+def test_labels_differing_only_by_case_are_warned_once(cli, tmp_path, capsys):
+    rows = [f"r{i},train,empathetic,hi {i}" for i in range(5)] + ["r5,val,Empathetic,hi", "r6,test,neutral,x",
+                                                                  "r7,test,Empathetic,y", "r8,train,neutral,z"]
+    (tmp_path / "m.csv").write_text("id,split,label,text\n" + "\n".join(rows) + "\n")
+    assert cli(["validate", str(tmp_path / "m.csv"), "--json"]) == 0        # a warning: validation passes
+    got = [p for p in json.loads(capsys.readouterr().out)["problems"] if p["code"] == "label_case"]
+    assert len(got) == 1 and got[0]["row"] == 6 and got[0]["severity"] == "warning"
+    assert "'empathetic' (5 rows, first row 1) and 'Empathetic' (2 rows, first row 6) differ only by case" \
+        in got[0]["message"]
+    # null: distinct labels, one spelling each
+    (tmp_path / "ok.csv").write_text("id,split,label,text\na,train,empathetic,x\nb,test,neutral,y\n")
+    assert cli(["validate", str(tmp_path / "ok.csv"), "--json"]) == 0
+    assert not [p for p in json.loads(capsys.readouterr().out)["problems"] if p["code"] == "label_case"]
