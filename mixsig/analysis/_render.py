@@ -38,7 +38,8 @@ img{max-width:100%}.note{background:#fff9db;border-left:4px solid #fab005;paddin
 
 
 #: The order of report.json's ``figures`` (version 1 of the report); a section's figure not named here follows.
-FIGURE_ORDER = ("metrics", "disagreement", "confidence", "dominance", "uncertainty", "human", "descriptors")
+FIGURE_ORDER = ("metrics", "disagreement", "confidence", "dominance", "uncertainty", "human", "descriptors", "layers",
+                "dynamics")
 
 
 def _td(c) -> str:

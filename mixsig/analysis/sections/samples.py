@@ -11,6 +11,7 @@ import numpy as np
 
 from mixsig.analysis._context import Context
 from mixsig.analysis._format import SNIPPET_CHARS
+from mixsig.analysis.sections import dynamics
 
 
 def compute(ctx: Context) -> dict:
@@ -28,6 +29,7 @@ def compute(ctx: Context) -> dict:
     cols["lone_follow"] = ctx.lone_follow
     cols["entropy"] = ctx.entropy
     cols["majority_share"] = ctx.majority_share
+    cols.update(dynamics.sample_columns(ctx))  # confidence@<subset>, variability@<subset> (training dynamics)
     for k, v in ctx.descriptors.items():
         cols[f"desc[{k}]"] = v
     cols["text"] = np.array([t[:SNIPPET_CHARS] for t in inp.text[rows]], dtype=object)
@@ -47,7 +49,8 @@ def figures(report: dict) -> dict:
 #: which some spreadsheets also take for formula starts; and ``'`` itself, so the rule can be undone exactly).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 #: The columns of samples.csv holding numbers (written as numbers, never marked): those with a numeric dtype.
-NUMERIC_COLUMNS = "`conf[*]`, `p_true[*]`, `n_disagree`, `entropy`, `majority_share` and `desc[*]`"
+NUMERIC_COLUMNS = ("`conf[*]`, `p_true[*]`, `n_disagree`, `entropy`, `majority_share`, `confidence@*`, "
+                   "`variability@*` and `desc[*]`")
 #: How to read samples.csv back (the report says it under its top samples, :func:`write_csv` in its docstring).
 READ_BACK = ("samples.csv: its text cells (`id`, `split`, `label`, `pred[*]`, `category`, `followed`, `lone_follow`, "
              "`text`) that begin with = + - @ ' (or their full-width forms), a tab or a carriage return carry one "
