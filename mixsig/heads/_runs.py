@@ -20,7 +20,10 @@ import numpy as np
 
 from mixsig.errors import HeadError, StoreError, UsageError
 from mixsig.metrics import collapse
+from mixsig.heads._dynamics import DEFAULT_OBSERVERS
+from mixsig.heads._layers import layer_use
 from mixsig.heads._missing import missing_modality_observer
+from mixsig.heads._fitrecord import FitRecord, stack_seeds
 from mixsig.heads._registry import get_head, head_class
 
 log = logging.getLogger(__name__)
@@ -144,11 +147,8 @@ def _load_features(store, features: dict[str, str]):
             same = sorted(k for k in keys if k.split(".")[0] == m)
             raise StoreError(f"No feature key {key!r} in {store.url} (for modality {m!r}). "
                              f"Keys of that modality: {same or sorted(keys) or 'none; run `mixsig extract` first'}.")
-        view = store.read(key, split=None, only_done=True)
-        if view.X.ndim != 2:
-            raise HeadError(f"Key {key} holds [N, L, D] features {view.X.shape}; heads take pooled [N, D] "
-                            f"features. Extract with --pooling cls or mean.")
-        bad = ~np.isfinite(view.X).all(axis=1)
+        view = store.read(key, split=None, only_done=True)  # [n, D] or [n, L, D] (all layers: see heads._layers)
+        bad = ~np.isfinite(view.X.reshape(len(view.X), -1)).all(axis=1)
         if bad.any():
             rows = view.rows[bad]
             raise StoreError(f"Key {key}: {rows.size} rows are marked done but hold NaN/Inf (first: row {rows[0]}, "
@@ -240,26 +240,6 @@ class _TrainData:
         return cls(N, used, X, samples.label[used], tr, va, q_tr, no_votes, not_done, check)
 
 
-@dataclass
-class FitRecord:
-    """What a fit observer sees after each subset x seed fit (see :func:`_fit_subsets`'s ``observers``).
-
-    ``head``: the fitted :class:`~mixsig.heads.Head`; ``subset``: its modalities; ``subset_name``: ``"text+audio"``;
-    ``seed_index`` / ``seed`` / ``n_seeds``; ``X``: ``{modality: [len(data.used), D]}`` of the subset (every used
-    row); ``data``: the run's :class:`_TrainData` (``used``, ``tr``, ``va``, ``y``, ``n``); ``probs``: the head's
-    ``[len(data.used), C]`` predictions on ``X``."""
-
-    head: object
-    subset: tuple
-    subset_name: str
-    seed_index: int
-    seed: int
-    n_seeds: int
-    X: dict
-    data: "_TrainData"
-    probs: np.ndarray
-
-
 def _fit_subsets(data: _TrainData, head: str, params: dict, seeds: list[int], n_classes: int, progress,
                  observers=()):
     """Fit ``head`` on every subset x seed; returns ``({subset: RunSubset}, fits, collapsed)``.
@@ -310,31 +290,21 @@ def _fit_subsets(data: _TrainData, head: str, params: dict, seeds: list[int], n_
                 gates[s_i, used] = w["gates"]
                 attention[s_i, used] = w["attention"]
             info.append({"seed": seed, "best_epoch": getattr(h, "best_epoch_", None),
-                         "best_iteration": getattr(h, "best_iteration_", None)})
+                         "best_iteration": getattr(h, "best_iteration_", None),
+                         **layer_use(h, sub)})
             step += 1
             if progress is not None:
                 progress(step, total, f"{sname} seed {seed}")
         out[sname] = RunSubset(probs=probs, gates=gates, attention=attention,
-                               extra={path: _stack_seeds(vals, S) for path, vals in extra_seeds.items()})
+                               extra={path: stack_seeds(vals, S) for path, vals in extra_seeds.items()})
         fit_info[sname] = info
     return out, fit_info, collapsed
-
-
-def _stack_seeds(vals: dict[int, np.ndarray], n_seeds: int) -> np.ndarray:
-    """``{seed_index: array}`` -> ``[S, *shape]`` float32, NaN where a seed gave nothing."""
-    first = next(iter(vals.values()))
-    out = np.full((n_seeds, *first.shape), np.nan, np.float32)
-    for i, v in vals.items():
-        if v.shape != first.shape:
-            raise HeadError(f"fit observer returned shapes {first.shape} and {v.shape} for the same array")
-        out[i] = v
-    return out
 
 
 def train_run(store, head: str, features: dict[str, str], *, seeds=(0,), params: dict | None = None,
               name: str | None = None, soft_labels: bool = False, class_weight=None,
               progress: Callable[[int, int, str], None] | None = None, overwrite: bool = False,
-              allow_group_leak: bool = False, allow_modality_mismatch: bool = False, observers=()):
+              allow_group_leak: bool = False, allow_modality_mismatch: bool = False, observers=(), save_heads=False):
     """Train ``head`` on every non-empty subset of ``features``' modalities for each seed; write the run.
 
     ``store``: a :class:`~mixsig.cache.FeatureStore` opened ``"r+"`` or a store URL.
@@ -359,9 +329,12 @@ def train_run(store, head: str, features: dict[str, str], *, seeds=(0,), params:
     ``modality_mismatch`` — ``{key: {"used_as", "holds"}}`` allowed for this run, ``{}`` when none;
     ``selection_splits`` — ``["val"]`` when val chose the epochs / stopped early (:func:`selection_splits`);
     ``in_sample_keys`` — fine-tuned keys made without folds (:func:`warn_in_sample`), ``{}`` when none).
-    ``observers``: callables run after every fit (:class:`FitRecord`), after the default one (the full subset's
-    ``missing/<set>/probs``, :mod:`mixsig.heads._missing`); the arrays they return are written with the
+    ``observers``: callables run after every fit (:class:`FitRecord`), after the default ones (``layer_weights/<m>``,
+    ``dynamics/*``: :mod:`mixsig.heads._dynamics`; the full subset's ``missing/<set>/probs``: :mod:`mixsig.heads._missing`);
+    the arrays they return are written with the
     run as ``runs/<name>/subsets/<subset>/<path>`` ``[S, ...]`` (``Run.subsets[sub].extra``).
+    ``save_heads``: keep every fitted head in the store (``runs/<name>/heads/<subset>/<seed>/``, attr ``saved_heads``;
+    ``store.load_heads(name, mixsig.heads.load_head)`` reads them, ``mixsig predict`` applies them).
     Returns the :class:`~mixsig.cache.Run`.
     """
     from mixsig.cache import Run, RunRecord, open_store, sha256_of, subset_metrics
@@ -384,8 +357,9 @@ def train_run(store, head: str, features: dict[str, str], *, seeds=(0,), params:
     data = _TrainData.load(store, features, soft_labels)
     in_sample = warn_in_sample(store, features.values())
     t0 = time.perf_counter()
+    saver = store.head_saver() if save_heads else None
     out, fit_info, collapsed = _fit_subsets(data, head, params, seeds, len(samples.classes), progress,
-                                            (missing_modality_observer, *observers))
+                                            [*DEFAULT_OBSERVERS, missing_modality_observer, *observers] + ([saver] if saver else []))
     seconds = time.perf_counter() - t0
     predicted = np.zeros(N, bool)
     predicted[data.used] = True
@@ -403,5 +377,7 @@ def train_run(store, head: str, features: dict[str, str], *, seeds=(0,), params:
         modality_mismatch=mismatch, selection_splits=selection_splits(data.va.size, fit_info, resolved),
         in_sample_keys=in_sample)
     store.write_run(record, out, overwrite=overwrite)
+    saver and saver.write(record.name)  # the heads after the run; its attr saved_heads last
     log.info("wrote run %s: %d subsets x %d seeds in %.1f s", record.name, len(out), len(seeds), seconds)
-    return Run(name=record.name, attrs=dict(record.to_attrs(), complete=True), subsets=out)
+    saved = {"saved_heads": True} if saver else {}
+    return Run(name=record.name, attrs=dict(record.to_attrs(), complete=True, **saved), subsets=out)
