@@ -12,6 +12,7 @@ import numpy as np
 
 from mixsig.errors import ProvenanceMismatch, RefusedInput, StoreError, UsageError
 from mixsig.extract._encoders import Preprocess
+from mixsig.extract._cleanup import removed_on_failure
 from mixsig.extract._model import Encoder, load_encoder
 from mixsig.extract._pipeline import ExtractResult, RunOptions, row_sources, run_extraction
 
@@ -330,30 +331,31 @@ def extract(manifest, store, modality: str, encoder: str | Encoder, *, revision:
     threads = default_threads() if threads is None else int(threads)
     if threads < 1:
         raise UsageError(f"--threads must be >= 1; got {threads}")
-    manifest, store, leak, update = _open_checked(manifest, store, classes, shard, wait_timeout, allow_group_leak,
-                                                  allowed_by, update_samples, break_lease, allow_outside_paths)
-    if not isinstance(encoder, Encoder) and not break_lease:
-        check_leases_first(store, modality, encoder, revision=revision, pooling=pooling, layers=layers,
-                           dtype=dtype, shard=shard, name=name)
-    with torch_threads(threads):
-        if not isinstance(encoder, Encoder):
-            encoder = load_encoder(modality, encoder, revision=revision, pooling=pooling, layers=layers,
-                                   dtype=dtype, preprocess=preprocess, device=device,
-                                   trust_remote_code=trust_remote_code)
-        key = prepare_key(store, encoder, coordinator=shard[0] == 0, chunk_rows=chunk_rows, extra=extra,
-                          wait_timeout=wait_timeout, name=name)
-        if on_key:
-            on_key(key)
-        m = encoder.modality
-        with store.writer(key, shard=shard, break_lease=break_lease, command="mixsig extract") as writer:  # the lease, before hashing media
-            known = store.samples.content_hash.get(m) if update is not None else None
-            inputs = current_inputs(manifest, m, hashes=known)
-            current = inputs.content_hash[m]
-            if known is None and m != "text":
-                check_samples(store, manifest, media_hashes={m: current})
-            res = run_extraction(store, key, encoder, lambda rows: row_sources(inputs, manifest.root, m, rows, current),
-                                 shard=shard, options=options, current_hash=current, on_rows=on_rows,
-                                 on_block=on_block, on_total=on_total, writer=writer)
+    with removed_on_failure(store, shard):  # a failed first extraction leaves no empty store behind
+        manifest, store, leak, update = _open_checked(manifest, store, classes, shard, wait_timeout, allow_group_leak,
+                                                      allowed_by, update_samples, break_lease, allow_outside_paths)
+        if not isinstance(encoder, Encoder) and not break_lease:
+            check_leases_first(store, modality, encoder, revision=revision, pooling=pooling, layers=layers,
+                               dtype=dtype, shard=shard, name=name)
+        with torch_threads(threads):
+            if not isinstance(encoder, Encoder):
+                encoder = load_encoder(modality, encoder, revision=revision, pooling=pooling, layers=layers,
+                                       dtype=dtype, preprocess=preprocess, device=device,
+                                       trust_remote_code=trust_remote_code)
+            key = prepare_key(store, encoder, coordinator=shard[0] == 0, chunk_rows=chunk_rows, extra=extra,
+                              wait_timeout=wait_timeout, name=name)
+            if on_key:
+                on_key(key)
+            m = encoder.modality
+            with store.writer(key, shard=shard, break_lease=break_lease, command="mixsig extract") as writer:  # the lease, before hashing media
+                known = store.samples.content_hash.get(m) if update is not None else None
+                inputs = current_inputs(manifest, m, hashes=known)
+                current = inputs.content_hash[m]
+                if known is None and m != "text":
+                    check_samples(store, manifest, media_hashes={m: current})
+                res = run_extraction(store, key, encoder, lambda rows: row_sources(inputs, manifest.root, m, rows, current),
+                                     shard=shard, options=options, current_hash=current, on_rows=on_rows,
+                                     on_block=on_block, on_total=on_total, writer=writer)
     res.group_leak, res.threads = leak, threads
     res.samples_update = update.to_dict() if update is not None else None
     return res

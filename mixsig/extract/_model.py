@@ -132,6 +132,7 @@ def load_encoder(modality: str, name: str, *, revision: str | None = None, pooli
     resolved = resolve_revision(name, revision)
     load_rev = None if is_local(name) else resolved
     config = model.config if model is not None else load_config(name, load_rev, trust_remote_code)
+    check_model_modality(modality, name, config)
     inputs = get_inputs(modality, name, load_rev, trust_remote_code, preprocess, config)
     if model is None:
         model = load_model(name, load_rev, trust_remote_code)
@@ -147,6 +148,45 @@ def load_encoder(modality: str, name: str, *, revision: str | None = None, pooli
     return Encoder(modality=modality, name=name, revision=resolved, model=model, inputs=inputs, pooling=pooling,
                    layers=layers_norm, layer_index=layer_index, dtype=dtype, device=device, extra=dict(extra or {}),
                    display_name=display_name, remote_code=remote)
+
+
+#: the --modality a model of each kind is used with
+_KIND_MODALITY = {"text": "text", "audio": "audio", "vision": "video"}
+
+
+def model_kind(config) -> str | None:
+    """``"text"``, ``"audio"`` or ``"vision"``: what inputs a model of ``config.model_type`` takes, from
+    transformers' own processor tables (a tokenizer only: text; a feature extractor and no image processor:
+    audio; an image processor and neither: vision); None when it cannot tell (multimodal, custom or unlisted)."""
+    model_type = getattr(config, "model_type", None)
+    if not model_type:
+        return None
+    try:
+        from transformers.models.auto.feature_extraction_auto import FEATURE_EXTRACTOR_MAPPING_NAMES as F
+        from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING_NAMES as I
+        from transformers.models.auto.tokenization_auto import TOKENIZER_MAPPING_NAMES as T
+    except ImportError:  # pragma: no cover - tables moved in another transformers
+        return None
+    t, f, i = model_type in T, model_type in F, model_type in I
+    if i and not (t or f):
+        return "vision"
+    if f and not i:
+        return "audio"
+    if t and not (f or i):
+        return "text"
+    return None
+
+
+def check_model_modality(modality: str, name: str, config) -> None:
+    """:class:`UsageError` when encoder ``name`` is plainly a model of another modality (a text model for
+    ``--modality audio``, ...), before transformers fails on a processor file the model does not have."""
+    kind = model_kind(config)
+    want = _KIND_MODALITY.get(kind or "")
+    if want is None or modality not in _KIND_MODALITY.values() or want == modality:
+        return
+    an = "an" if modality[0] in "aeiou" else "a"
+    raise UsageError(f"encoder {name!r} is a {kind} model ({config.model_type}), not {an} {modality} model; use "
+                     f"--modality {want}, or give {an} {modality} encoder for --modality {modality}")
 
 
 def _is_remote_code(obj) -> bool:
