@@ -28,6 +28,7 @@ _EXPORTS = {
     "modality_subsets": "_runs", "parse_seeds": "_runs", "train_run": "_runs",
     "missing_method": "_missing", "missing_modality_observer": "_missing", "missing_sets": "_missing",
     "predict_missing": "_missing",
+    "SklearnHead": "_sklearn",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -39,6 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from mixsig.heads._missing import missing_method, missing_modality_observer, missing_sets, predict_missing
     from mixsig.heads._registry import HEADS, get_head, list_heads, load_head, register_head
     from mixsig.heads._runs import modality_subsets, parse_seeds, train_run
+    from mixsig.heads._sklearn import SklearnHead
     from mixsig.heads._torch import (ConcatHead, GatedConfig, GatedFusionHead, LateFusionHead, Schedule, TorchConfig,
                                      resolve_schedule)
 
