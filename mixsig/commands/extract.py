@@ -97,11 +97,13 @@ def run(args: argparse.Namespace) -> int:
     threads = threads_setting(args)
     shard = resolve_shard(args.shard)
     preprocess, classes = encoder_settings(args)
-    bar = tqdm(total=0, unit="row", desc=f"extract {args.modality}", disable=None, file=sys.stderr, dynamic_ncols=True)
+    # smoothing=0: the rate is rows done / time since the rows to compute were known (not a moving average of
+    # the first, warm-up batches); the clock starts there, not while the model loads and the media are hashed
+    bar = tqdm(total=0, unit="row", desc=f"extract {args.modality}", disable=True if getattr(args, "quiet", False) else None,
+               file=sys.stderr, dynamic_ncols=True, smoothing=0)
 
     def on_total(n):
-        bar.total = n
-        bar.refresh()
+        bar.reset(total=n)
 
     try:
         res = extract(args.manifest, args.store, args.modality, args.encoder, revision=args.revision,
