@@ -84,7 +84,7 @@ def _select(driver, which, value):
 def test_every_sample_is_a_row_and_a_header_click_sorts(page):
     driver, rep = page
     n = rep["json"]["n_samples"]
-    assert n == len(rep["rows"]) and driver.find_element("id", "mx-count").text == f"showing {n} of {n}"
+    assert n == len(rep["rows"]) and driver.find_element("id", "mx-count").text == f"{n} matching of {n} samples"
     key = "conf[text+audio+video]"
     before = [float(x) for x in _cells(driver, key)]
     th = driver.find_element("css selector", f"#mx-head th[data-key='{key}']")
@@ -196,3 +196,27 @@ def _shot(driver, name):
         Path(folder).mkdir(parents=True, exist_ok=True)
         _js(driver, "document.getElementById('mx-browser').scrollIntoView()")
         driver.save_screenshot(str(Path(folder) / name))
+
+
+def test_many_rows_are_counted_and_drawn_a_page_at_a_time(page, tmp_path):
+    from tests.analysis.helpers import planted
+
+    from mixsig.analysis import analyse, write_report
+
+    driver, _ = page
+    inp, _ = planted(n=450, seed=8)
+    result = analyse(inp, split="test", n_boot=0, embed_media=0)
+    html = write_report(result, tmp_path / "r", plots=False)["html"]
+    driver.get(html.as_uri())
+    try:
+        count = driver.find_element("id", "mx-count")
+        assert count.text == "450 matching of 450 samples, the first 200 shown" and len(_cells(driver, "id")) == 200
+        driver.find_element("id", "mx-more").click()
+        assert len(_cells(driver, "id")) == 400
+        driver.find_element("id", "mx-all").click()
+        assert len(_cells(driver, "id")) == 450 and not driver.find_element("id", "mx-all").is_displayed()
+        k = result["disagreement"]["categories"]["agreement"]
+        _select(driver, "mx-f-category", "agreement")  # a new filter: its count, its first page
+        assert count.text.startswith(f"{k} matching of 450 samples") and len(_cells(driver, "id")) == min(k, 200)
+    finally:
+        driver.back()

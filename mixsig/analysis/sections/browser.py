@@ -44,14 +44,15 @@ def _votes(ctx: Context, i: int) -> str:
 
 
 def _misleading(ctx: Context) -> np.ndarray | None:
-    """Per analysed sample, the modalities whose removal fixes it (misled samples only; attribution section)."""
+    """Per analysed sample, the modalities whose removal fixes it (attribution section): misled samples only,
+    ``"none"`` for a misled sample no single removal fixes, ``""`` for the others; None without attribution."""
     without, missing = _without(ctx)
     if not ctx.unimodal or missing:
         return None
     out = np.full(ctx.rows.size, "", dtype=object)
     misled = np.flatnonzero(ctx.category == "misled")
     for i in misled:
-        out[i] = " ".join(m for m, s in without.items() if ctx.agg[s].pred[i] == ctx.y[i])
+        out[i] = " ".join(m for m, s in without.items() if ctx.agg[s].pred[i] == ctx.y[i]) or "none"
     return out
 
 
@@ -204,7 +205,7 @@ def statement(summary: dict) -> str:
              f"most misled and ambiguous samples (--embed-media {summary['embed_media']}; {_mb(summary['embedded_bytes'])})"
              + (f": {', '.join(emb)}" if emb else "") + "."]
     if summary["n_linked"]:
-        lines.append(f"Media of {summary['n_linked']} other samples are linked by their path relative to this "
+        lines.append(f"Media of {summary['n_linked']} {'other ' if emb else ''}samples are linked by their path relative to this "
                      f"report's folder (corpus: {summary['media_root'] or 'unknown'}); they play while the corpus "
                      "stays there, the link's #t=start,end fragment playing only the segment.")
     if summary["embed_failed"]:
@@ -241,7 +242,8 @@ _HTML = """<div id='mx-browser'><p class='note' id='mx-statement'>@STATEMENT@ <s
 <label>label <select id='mx-f-label'></select></label> <label>subset agreement <select id='mx-f-agreement'></select></label>
 <label>text <input id='mx-f-text' type='search' placeholder='id, text, prediction…'></label> <span id='mx-count'></span></div>
 <div id='mx-detail' hidden></div><div class='mx-scroll'><table id='mx-table'><thead><tr id='mx-head'></tr></thead>
-<tbody id='mx-rows'></tbody></table></div></div>
+<tbody id='mx-rows'></tbody></table></div>
+<button id='mx-more' type='button' hidden>show 200 more</button> <button id='mx-all' type='button' hidden>show all</button></div>
 <style>.mx-scroll{max-height:32em;overflow:auto}#mx-table th{cursor:pointer;position:sticky;top:0}
 #mx-rows tr{cursor:pointer}#mx-table td{white-space:nowrap}#mx-rows tr.mx-sel{background:#d0ebff}#mx-rows tr:hover{background:#e7f5ff}.mx-filters label{margin-right:.8em}
 #mx-detail{border:2px solid #339af0;padding:.5em 1em;margin:.6em 0;background:#f8f9fa}#mx-detail .mx-text{white-space:pre-wrap}
@@ -250,7 +252,7 @@ _HTML = """<div id='mx-browser'><p class='note' id='mx-statement'>@STATEMENT@ <s
 
 _SCRIPT = r"""(function () {
   var D = JSON.parse(document.getElementById('mx-data').textContent), C = D.columns, R = D.rows;
-  var sortCol = -1, dir = 1, order = R.map(function (_, i) { return i; });
+  var sortCol = -1, dir = 1, order = R.map(function (_, i) { return i; }), STEP = 200, limit = STEP;
   function $(id) { return document.getElementById(id); }
   function esc(s) {
     return String(s == null ? '' : s).replace(/[&<>"']/g, function (c) {
@@ -269,10 +271,13 @@ _SCRIPT = r"""(function () {
     R.forEach(function (r) { v[r[j]] = (v[r[j]] || 0) + 1; });
     s.innerHTML = '<option value="">all</option>' + Object.keys(v).sort().map(function (x) {
       return '<option value="' + esc(x) + '">' + esc(x) + ' (' + v[x] + ')</option>'; }).join('');
-    s.onchange = draw;
+    s.onchange = redraw;
   }
+  function redraw() { limit = STEP; draw(); }  // a new filter or order: its first rows
   fill('mx-f-category', 'category'); fill('mx-f-label', 'label'); fill('mx-f-agreement', 'agreement');
-  $('mx-f-text').oninput = draw;
+  $('mx-f-text').oninput = redraw;
+  $('mx-more').onclick = function () { limit += STEP; draw(); };
+  $('mx-all').onclick = function () { limit = R.length; draw(); };
   function draw() {
     var f = [['category', $('mx-f-category').value], ['label', $('mx-f-label').value],
              ['agreement', $('mx-f-agreement').value]]
@@ -282,12 +287,14 @@ _SCRIPT = r"""(function () {
       var i = order[o], r = R[i], ok = true;
       for (var k = 0; k < f.length; k++) if (r[f[k][0]] !== f[k][1]) { ok = false; break; }
       if (!ok || (q && hay[i].indexOf(q) < 0)) continue;
-      n++;
+      if (n++ >= limit) continue;  // counted, not drawn: a page of thousands of rows would take seconds to lay out
       out.push('<tr data-i="' + i + '">' + r.map(function (v, j) {
         var t = C[j].type; return '<td' + (t === 'n' ? '' : ' class="t"') + '>' + esc(fmt(v, t)) + '</td>'; }).join('') + '</tr>');
     }
     $('mx-rows').innerHTML = out.join('');
-    $('mx-count').textContent = 'showing ' + n + ' of ' + R.length;
+    $('mx-count').textContent = n + ' matching of ' + R.length + ' samples' +
+      (n > limit ? ', the first ' + limit + ' shown' : '');
+    $('mx-more').hidden = $('mx-all').hidden = n <= limit;
   }
   $('mx-head').onclick = function (e) {  // sort by the clicked column; again: the other way; missing values last
     var th = e.target.closest('th'); if (!th) return;
@@ -301,7 +308,7 @@ _SCRIPT = r"""(function () {
     });
     Array.prototype.forEach.call($('mx-head').children, function (h, k) {
       h.textContent = C[k].key + (k === j ? (dir > 0 ? ' ▲' : ' ▼') : ''); });
-    draw();
+    redraw();
   };
   $('mx-rows').onclick = function (e) { var tr = e.target.closest('tr'); if (tr) show(+tr.dataset.i); };
   function show(i) {  // the sample: text, every subset's prediction, weights, votes, media
@@ -317,7 +324,7 @@ _SCRIPT = r"""(function () {
     });
     h += '</tbody></table>';
     ['misleading', 'followed', 'entropy', 'votes'].forEach(function (k) {
-      var j = col(k); if (j >= 0) h += '<div>' + k + ': ' + esc(fmt(r[j], C[j].type)) + '</div>'; });
+      var j = col(k); if (j >= 0 && r[j] !== '') h += '<div>' + k + ': ' + esc(fmt(r[j], C[j].type)) + '</div>'; });
     Object.keys(d.weights).forEach(function (k) {
       h += '<div>' + k + ' weights (full model, seed mean): ' + Object.keys(d.weights[k]).map(function (m) {
         return esc(m) + ' ' + fmt(d.weights[k][m], 'n'); }).join(', ') + '</div>';
