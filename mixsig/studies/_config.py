@@ -46,8 +46,10 @@ class TrialConfig:
         return {"head": self.head, "params": dict(self.params), "features": dict(self.features)}
 
 
-def suggest_config(trial: "optuna.Trial", heads: tuple[str, ...], features: Mapping[str, tuple[str, ...]]) -> TrialConfig:
-    """Ask ``trial`` for a head, its hyperparameters, a modality subset and a key per chosen modality."""
+def suggest_config(trial: "optuna.Trial", heads: tuple[str, ...], features: Mapping[str, tuple[str, ...]],
+                   layered_keys=frozenset()) -> TrialConfig:
+    """Ask ``trial`` for a head, its hyperparameters, a modality subset and a key per chosen modality; a trial
+    whose chosen keys include one of ``layered_keys`` (``[N, L, D]``) also asks for the space's ``layered`` ones."""
     head = trial.suggest_categorical("head", list(heads)) if len(heads) > 1 else heads[0]
     modalities = tuple(features)
     subset = trial.suggest_categorical("modalities", subset_names(modalities)) if len(modalities) > 1 else modalities[0]
@@ -56,7 +58,7 @@ def suggest_config(trial: "optuna.Trial", heads: tuple[str, ...], features: Mapp
         keys = features[m]
         chosen[m] = trial.suggest_categorical(f"key.{m}", list(keys)) if len(keys) > 1 else keys[0]
     space = get_space(head)
-    params = {**space.fixed, **space.suggest(trial, f"{head}.")}
+    params = {**space.fixed, **space.suggest(trial, f"{head}.", layered=any(k in layered_keys for k in chosen.values()))}
     return TrialConfig(head=head, params=params, features=chosen)
 
 

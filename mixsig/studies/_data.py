@@ -32,7 +32,8 @@ class StudyData:
     Attributes:
         rows: [n] int64 store rows usable by every key (done everywhere, split train or val)
         y: [n] int64 class index of each usable row
-        X: {key: [n, D_key] float32} features of each key on ``rows``
+        X: {key: [n, D_key] or [n, L, D_key] float32} features of each key on ``rows``
+        layered_keys: the keys holding all layers [n, L, D] (their trials also search the heads' ``layer``)
         folds: [Fold, ...] one (train -> val) fold, or K group-aware CV folds over train+val
         excluded: {key: rows of train/val left out because they are not done in that key}
         n_classes: number of classes of the store
@@ -56,11 +57,6 @@ class StudyData:
         for modality, keys in features.items():
             for key in keys:
                 view = store.read(key, split=None)
-                if view.X.ndim != 2:
-                    raise StudyError(
-                        f"key {key!r} holds {view.X.ndim - 1}-d embeddings per row {tuple(view.X.shape[1:])}; "
-                        "studies need pooled [N, D] features (extract with --pooling cls|mean and --layers last)"
-                    )
                 full[key] = (np.asarray(view.rows, np.int64), view.X)
                 self.excluded[key] = int(len(np.setdiff1d(wanted, view.rows)))
                 usable = np.intersect1d(usable, view.rows)
@@ -71,6 +67,7 @@ class StudyData:
         self.rows = usable
         self.y = samples.label[usable].astype(np.int64)
         self.X: dict[str, np.ndarray] = {}
+        self.layered_keys = frozenset(k for k, (_, X) in full.items() if X.ndim == 3)
         for key, (rows, X) in full.items():
             pos = np.searchsorted(rows, usable)
             self.X[key] = np.ascontiguousarray(X[pos], dtype=np.float32)

@@ -135,7 +135,7 @@ class Objective:
 
     def __call__(self, trial: "optuna.Trial") -> float:
         trial.set_user_attr(WORKER_ATTR, self._identity)
-        config = suggest_config(trial, self.heads, self.features)
+        config = suggest_config(trial, self.heads, self.features, getattr(self.data, "layered_keys", frozenset()))
         trial.set_user_attr("features", dict(config.features))
         trial.set_user_attr(KEYS_ATTR, ", ".join(f"{m}={k}" for m, k in config.features.items()))
         try:

@@ -34,28 +34,32 @@ class HeadSpace(_Spec):
     ``params``: :class:`~mixsig.studies.Float` / :class:`~mixsig.studies.Int` /
     :class:`~mixsig.studies.Categorical` specs, suggested in this order (Optuna's parameter ``<head>.<name>``);
     ``fixed`` are passed to the head in every trial; ``warmup_steps`` is how many reported steps (tenths of a
-    torch budget, boosting rounds) a trial runs before it may be pruned.
+    torch budget, boosting rounds) a trial runs before it may be pruned. ``layered``: parameters searched only by
+    trials whose chosen keys include an ``[N, L, D]`` one (all layers of an encoder, ``extract --layers all``):
+    the torch heads' ``layer`` — the learned weighted-layer sum against the fixed mean of the layers.
     """
 
-    __slots__ = ("head", "params", "fixed", "warmup_steps")
+    __slots__ = ("head", "params", "fixed", "warmup_steps", "layered")
 
     def __init__(self, head: str, params: tuple[Param, ...], fixed: Mapping[str, Any] | None = None,
-                 warmup_steps: int = 3) -> None:
-        params = tuple(params)
-        names = [p.name for p in params]
+                 warmup_steps: int = 3, layered: tuple[Param, ...] = ()) -> None:
+        params, layered = tuple(params), tuple(layered)
+        names = [p.name for p in params + layered]
         if len(set(names)) != len(names):
             raise StudyError(f"search space of {head!r} declares a parameter twice: {names}")
         both = sorted(set(names) & set(fixed or {}))
         if both:
             raise StudyError(f"search space of {head!r}: {both} both searched and fixed; keep one")
-        self._set(head=head, params=params, fixed=dict(fixed or {}), warmup_steps=int(warmup_steps))
+        self._set(head=head, params=params, fixed=dict(fixed or {}), warmup_steps=int(warmup_steps),
+                  layered=layered)
 
     def __hash__(self) -> int:
         return hash((self.head, self.params))
 
-    def suggest(self, trial: "optuna.Trial", prefix: str) -> dict[str, Any]:
-        """Ask ``trial`` for each searched parameter (named ``prefix + name``): ``{name: value}``."""
-        return {p.name: p.suggest(trial, prefix) for p in self.params}
+    def suggest(self, trial: "optuna.Trial", prefix: str, layered: bool = False) -> dict[str, Any]:
+        """Ask ``trial`` for each searched parameter (named ``prefix + name``): ``{name: value}``; with ``layered``
+        (a chosen key is ``[N, L, D]``) the ``layered`` parameters too."""
+        return {p.name: p.suggest(trial, prefix) for p in self.params + (self.layered if layered else ())}
 
     @property
     def ranges(self) -> dict[str, str]:
@@ -89,8 +93,15 @@ def list_spaces() -> list[str]:
 
 
 def describe_spaces() -> str:
-    """One line per head: its searched ranges and fixed parameters (``mixsig study spaces``, ``--help``)."""
-    return "\n".join(SPACES.get(h).describe() for h in list_spaces())
+    """One line per head: its searched ranges and fixed parameters (``mixsig study spaces``, ``--help``); then one
+    line per ``layered`` parameter: the heads that also search it in trials on an ``[N, L, D]`` key."""
+    lines = [SPACES.get(h).describe() for h in list_spaces()]
+    layered: dict = {}
+    for h in list_spaces():
+        for p in SPACES.get(h).layered:
+            layered.setdefault(p.describe(), []).append(h)
+    lines += [f"trials on an [N, L, D] key (all layers) of {', '.join(hs)} also search {d}" for d, hs in layered.items()]
+    return "\n".join(lines)
 
 
 # --- the spaces -----------------------------------------------------------------------------------------------
@@ -107,12 +118,14 @@ TORCH_PARAMS = (
 _TORCH_FIXED = {"batch_size": "auto"}
 #: torch trials report at tenths of their budget (points 0..9); pruning starts at point 3 (40% of the budget)
 TORCH_WARMUP = 3
+#: searched by torch trials on an [N, L, D] key: the learned weighted-layer sum vs the fixed mean of the layers
+LAYER_CHOICE = (Categorical("layer", ("weighted", "mean"), note="learned weights vs fixed mean"),)
 
 register_space(HeadSpace(
     "gated", TORCH_PARAMS + (Categorical("proj_dim", (32, 64)), Float("modality_dropout", 0.0, 0.4)),
-    fixed={**_TORCH_FIXED, "att_dim": 64}, warmup_steps=TORCH_WARMUP))
-register_space(HeadSpace("concat", TORCH_PARAMS, fixed=_TORCH_FIXED, warmup_steps=TORCH_WARMUP))
-register_space(HeadSpace("late", TORCH_PARAMS, fixed=_TORCH_FIXED, warmup_steps=TORCH_WARMUP))
+    fixed={**_TORCH_FIXED, "att_dim": 64}, warmup_steps=TORCH_WARMUP, layered=LAYER_CHOICE))
+register_space(HeadSpace("concat", TORCH_PARAMS, fixed=_TORCH_FIXED, warmup_steps=TORCH_WARMUP, layered=LAYER_CHOICE))
+register_space(HeadSpace("late", TORCH_PARAMS, fixed=_TORCH_FIXED, warmup_steps=TORCH_WARMUP, layered=LAYER_CHOICE))
 register_space(HeadSpace("logreg", (Float("C", 1e-4, 10.0, log=True),), fixed={"max_iter": 300}, warmup_steps=0))
 register_space(HeadSpace(
     "lightgbm",

@@ -139,3 +139,24 @@ def test_a_fixed_layer_run_says_which_layer_in_its_attrs(layered_run):
     assert run.attrs["params"]["layer"] == 1
     assert run.attrs["fits"]["a"][0]["layers"] == {"a": "layer 1 of 3"}
     assert run.attrs["metrics"]["a"]["test"]["accuracy"]["mean"] > 0.8
+
+
+def test_a_study_searches_weighted_vs_mean_only_for_trials_on_an_nld_key(layered_run):
+    import optuna
+
+    from mixsig.studies import StudyData, suggest_config
+
+    path, run = layered_run
+    store = open_store(path)
+    ka, kb = run.attrs["features"]["a"], run.attrs["features"]["b"]
+    data = StudyData(store, {"a": (ka,), "b": (kb,)})
+    assert data.layered_keys == {ka} and data.X[ka].shape[1:] == (L, D)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(12):
+        config = suggest_config(study.ask(), ("concat",), {"a": (ka,), "b": (kb,)}, data.layered_keys)
+        uses_a = "a" in config.features
+        assert ("layer" in config.params) == uses_a
+        if uses_a:
+            seen.add(config.params["layer"])
+    assert seen == {"weighted", "mean"}
