@@ -86,6 +86,7 @@ def _options(args):
 
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
     from mixsig.commands._util import command_line, encoder_settings, print_json, threads_setting
     from mixsig.errors import UsageError
@@ -99,21 +100,23 @@ def run(args: argparse.Namespace) -> int:
     preprocess, classes = encoder_settings(args)
     # smoothing=0: the rate is rows done / time since the rows to compute were known (not a moving average of
     # the first, warm-up batches); the clock starts there, not while the model loads and the media are hashed
-    bar = tqdm(total=0, unit="row", desc=f"extract {args.modality}", disable=True if getattr(args, "quiet", False) else None,
+    quiet = getattr(args, "quiet", False)
+    bar = tqdm(total=0, unit="row", desc=f"extract {args.modality}", disable=True if quiet else None,
                file=sys.stderr, dynamic_ncols=True, smoothing=0)
 
     def on_total(n):
         bar.reset(total=n)
 
     try:
-        res = extract(args.manifest, args.store, args.modality, args.encoder, revision=args.revision,
-                      pooling=args.pooling, layers=args.layers, dtype=args.dtype, preprocess=preprocess,
-                      options=_options(args), shard=shard, device=args.device,
-                      trust_remote_code=args.trust_remote_code, chunk_rows=args.chunk_rows, classes=classes,
-                      on_rows=bar.update, on_total=on_total, name=args.name, threads=threads,
-                      allow_group_leak=args.allow_group_leak, allowed_by=command_line(args),
-                      update_samples=args.update_samples, break_lease=args.break_lease,
-                      allow_outside_paths=args.allow_outside_paths)
+        with logging_redirect_tqdm():  # log lines print above the bar instead of breaking it
+            res = extract(args.manifest, args.store, args.modality, args.encoder, revision=args.revision,
+                          pooling=args.pooling, layers=args.layers, dtype=args.dtype, preprocess=preprocess,
+                          options=_options(args), shard=shard, device=args.device,
+                          trust_remote_code=args.trust_remote_code, chunk_rows=args.chunk_rows, classes=classes,
+                          on_rows=bar.update, on_total=on_total, name=args.name, threads=threads,
+                          allow_group_leak=args.allow_group_leak, allowed_by=command_line(args),
+                          update_samples=args.update_samples, break_lease=args.break_lease,
+                          allow_outside_paths=args.allow_outside_paths)
     finally:
         bar.close()
     if args.json:
