@@ -1,6 +1,6 @@
 """mixsig: cache encoder embeddings once, iterate on fusion heads, studies and disagreement reports.
 
-The packages (see DESIGN.md): :mod:`mixsig.cache` (the Zarr feature store), :mod:`mixsig.extract`
+The packages (see docs/INTERFACES.md): :mod:`mixsig.cache` (the Zarr feature store), :mod:`mixsig.extract`
 (encoders into the cache), :mod:`mixsig.heads` (fusion heads), :mod:`mixsig.studies` (Optuna searches),
 :mod:`mixsig.analysis` (disagreement reports) and :mod:`mixsig.demo` (offline demo corpus, tiny encoders).
 """

@@ -1,5 +1,5 @@
 """``train_run``: train a head on every non-empty modality subset × seed over a feature store and
-write the predictions as ``runs/<name>`` (see DESIGN.md and docs/INTERFACES.md).
+write the predictions as ``runs/<name>`` (see docs/INTERFACES.md).
 
 Rows: only rows done in **every** modality's key are used (the same rows for every subset, so
 subsets compare like with like); the others are excluded with a count that is logged and recorded

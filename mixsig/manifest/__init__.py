@@ -1,6 +1,6 @@
 """The manifest: schema, loading and validation (the one place raw input is checked).
 
-A manifest is a CSV, JSONL or Parquet file with one row per sample (columns in DESIGN.md):
+A manifest is a CSV, JSONL or Parquet file with one row per sample (columns in README.md, "The manifest"):
 ``id``, ``split``, ``label``, ``group``, ``text``, ``audio``, ``video``, ``start``, ``end``,
 ``votes`` and ``votes@<condition>``. Any other column is kept as is in the rows (ground-truth columns
 of the demo corpus, descriptors such as facial action units).
