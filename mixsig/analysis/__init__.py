@@ -1,4 +1,4 @@
-"""Disagreement analysis of a run's cached predictions and the report (PAPER.md, "Analyses").
+"""Disagreement analysis of a run's cached predictions and the report (README.md, "The disagreement report").
 
 Public API::
 

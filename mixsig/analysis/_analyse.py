@@ -17,7 +17,7 @@ from mixsig.errors import UsageError
 def analyse(store_or_run, run=None, split: str | None = "test", *, media_root=None, descriptors=None,
             n_boot: int = 1000, seed: int = 0, top_k: int = 10, media_descriptors: bool = True,
             embed_media: int = 40) -> dict:
-    """Every analysis of PAPER.md on one run, for the rows of ``split``.
+    """Every analysis of the report (README.md, "The disagreement report") on one run, for the rows of ``split``.
 
     store_or_run: a store URL/path or open ``FeatureStore`` (then ``run`` is the run's name), a
     ``mixsig.cache.Samples`` table (then ``run`` is a ``mixsig.cache.Run``), or an

@@ -1,4 +1,4 @@
-"""``mixsig report STORE --run RUN``: the disagreement report of a run (PAPER.md, "Analyses").
+"""``mixsig report STORE --run RUN``: the disagreement report of a run (README.md, "The disagreement report").
 
 One-shot form, ``mixsig report --manifest M --predictions FILE --out DIR``: a store is made from the manifest in a
 temporary folder, FILE is imported as a run (as by ``mixsig runs import``), the report is written into DIR and the

@@ -27,7 +27,7 @@ def mlp(in_dim: int, hidden: int, n_layers: int, dropout: float, n_classes: int)
 
 
 class GatedFusionNet(nn.Module):
-    """The reference gated-attention fusion network (PAPER.md), per modality ``m``::
+    """The reference gated-attention fusion network (the paper; README "Train heads"), per modality ``m``::
 
         z_m = BatchNorm(Linear_m(x_m))            # D_m -> proj_dim (widths may differ per modality)
         g_m = sigmoid(Gate_m(z_m))                # [n, 1] one scalar gate per modality per sample
