@@ -160,3 +160,23 @@ def test_a_study_searches_weighted_vs_mean_only_for_trials_on_an_nld_key(layered
         if uses_a:
             seen.add(config.params["layer"])
     assert seen == {"weighted", "mean"}
+
+
+def test_cache_import_h5_takes_nld_features_that_heads_then_train_on(layered_run, tmp_path):
+    import h5py
+
+    from mixsig.cli import main
+
+    path, _ = layered_run
+    store = open_store(path, mode="r+")
+    X, _ = layered(len(store.samples), INFORMATIVE, seed=5)
+    f = tmp_path / "layers.h5"
+    with h5py.File(f, "w") as h:
+        h["ids"] = np.asarray(store.samples.ids, dtype="S")
+        h["embedding"] = X["a"]  # [N, 3, 8] float16
+    assert main(["cache", "import-h5", str(path), str(f), "--modality", "audio", "--name", "all-layers"]) == 0
+    key = next(k for k in open_store(path).keys() if k.startswith("audio."))
+    assert open_store(path).key_shape(key)[1:] == (L, D)
+    run = train_run(open_store(path, mode="r+"), "logreg", {"audio": key}, seeds=[0], params={"layer": INFORMATIVE},
+                    name="h5", allow_modality_mismatch=True)
+    assert run.attrs["metrics"]["audio"]["test"]["accuracy"]["mean"] > 0.8
