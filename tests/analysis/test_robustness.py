@@ -132,3 +132,14 @@ def test_runs_without_missing_probabilities_skip_the_section_with_the_reason(tmp
     assert "no missing-modality probabilities" in why and "`mixsig train`" in why
     one, _ = planted(n=60, seed=3, votes=False, modalities=("text",), dominant="text")
     assert "one modality" in analyse(one, split="test", n_boot=0)["skipped"]["robustness"]
+
+
+def test_a_missing_set_without_probabilities_on_some_analysed_rows_is_left_out_with_a_note():
+    inp, *_ = _reference_input()
+    inp.extra["text+audio"]["missing/audio/probs"][:, 7] = np.nan
+    r = analyse(inp, split="test", n_boot=0)
+    assert list(r["robustness"]["missing"]) == ["text"]
+    assert any("missing set(s) audio lack probabilities on some analysed rows" in n for n in r["notes"])
+    inp.extra["text+audio"]["missing/text/probs"][:, 3] = np.nan
+    r = analyse(inp, split="test", n_boot=0)
+    assert r["robustness"] is None and "no missing set has probabilities" in r["skipped"]["robustness"]
