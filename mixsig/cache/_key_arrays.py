@@ -296,11 +296,11 @@ class KeyArrays:
 
     def _reads_whole(self, arr, rows: np.ndarray | None) -> bool:
         """True when ``rows`` of ``arr`` are best read as the whole array from its chunk files (local store, fast
-        layout, and the rows touch at least half of the chunks)."""
+        layout, every row in order). Any other rows are gathered chunk by chunk, faster even when they touch every
+        chunk (:func:`~mixsig.cache._stream.read_rows_fast`; benchmarks/README.md)."""
         if self.local_path is None or not fast_layout(arr):
             return False
-        n, cr = arr.shape[0], arr.chunks[0]
-        return self._all_rows(rows, n) or len(np.unique(rows // cr)) * 2 >= -(-n // cr)
+        return self._all_rows(rows, arr.shape[0])
 
     def _read_whole(self, arrays: list, dtypes: list, expects: list | None = None,
                     seen: list | None = None) -> list[np.ndarray]:
@@ -322,21 +322,12 @@ class KeyArrays:
             rows = None  # every row, in order: no gather needed
         if self._reads_whole(arr, rows):
             (out,) = self._read_whole([arr], [np.float32], [expect])
-            return out if rows is None else out[rows]
-        if self.local_path is not None and fast_layout(arr):
-            adir = array_dir(self.local_path, arr.path)
-            cr = arr.chunks[0]
+            return out
+        if self.local_path is not None and fast_layout(arr):  # wanted rows only, each chunk read once (_stream)
+            from mixsig.cache._stream import read_rows_fast
+
             out = np.empty((len(rows),) + arr.shape[1:], np.float32)
-            chunk_of = rows // cr
-            buf = empty_aligned(arr.chunks, np.float32)
-            for c in np.unique(chunk_of):
-                sel = np.flatnonzero(chunk_of == c)
-                lo = c * cr
-                view = buf[: min(cr, n - lo)]
-                if not read_chunk_into(chunk_file(adir, int(c), arr.ndim), view, tuple(arr.chunks), arr.dtype,
-                                       f"array {arr.path} chunk {c}", UNKNOWN if expect is None else int(expect[c])):
-                    view[...] = np.nan
-                out[sel] = view[rows[sel] - lo]
+            read_rows_fast(arr, array_dir(self.local_path, arr.path), rows, out, np.nan, expect)
             return out
         try:
             data = arr[...] if rows is None else \

@@ -1,0 +1,212 @@
+"""Reading rows without reading whole arrays: a checksummed row gather, and chunk-aligned batches with prefetch.
+
+:func:`read_rows_fast` is the path of ``store.read(key, rows=...)`` on local stores (a mini-batch loader's
+access: rows in any order, sorted or not). Each chunk that holds a wanted row is read once into a small reusable
+buffer (one ``readv``; a chunk is ~1 MiB, so it stays in the CPU cache), checksummed there, compared with the
+digest recorded for its position, and only the wanted rows are copied out. Against reading the whole array and
+then picking rows, it touches no output memory for rows nobody asked for (measurements in benchmarks/README.md).
+
+A chunk already verified by this process is not checksummed again while its file is the same file: same inode,
+device, size and modification time (zarr writes a chunk to a new file and renames it into place, so any rewrite
+is a new inode). Its wanted rows are then picked from a read-only memory map of the file, and its recorded digest
+is still compared with the CRC it was verified with. So the first read of a chunk costs its whole bytes, and the
+reads of a mini-batch loader after it only the rows.
+
+:func:`iter_batches` yields the rows of a key in batches of whole chunks, the next batch read by a thread while
+the caller works on this one: memory stays at a few batches whatever the key's size.
+"""
+
+from __future__ import annotations
+
+import math
+import mmap
+import os
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from mixsig.cache._chunks import (
+    PARALLEL_BYTES,
+    _get_pool,
+    _read_chunk,
+    _workers,
+    empty_aligned,
+)
+from mixsig.cache._digest import ABSENT, UNKNOWN
+
+#: path -> ((st_ino, st_dev, st_size, st_mtime_ns), CRC) of chunk files whose checksum this process verified.
+_VERIFIED: dict[str, tuple[tuple, int]] = {}
+#: Entries kept at most (then the table starts again empty: verifying once more is always correct).
+VERIFIED_MAX = 1 << 18
+_verified_lock = threading.Lock()
+
+
+def _identity(st) -> tuple:
+    return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns)
+
+
+def _pick_verified(path: str, rows: np.ndarray, sel: np.ndarray, out: np.ndarray, lo: int, shape: tuple, dtype,
+                   nbytes: int, expect: int) -> bool:
+    """Rows ``rows[sel]`` of a chunk file verified before and unchanged since, into ``out[sel]`` through a memory
+    map. False (nothing done) when the file is absent, changed or not verified yet, or its CRC is not ``expect``."""
+    known = _VERIFIED.get(path)
+    if known is None or (expect != UNKNOWN and expect != known[1]):
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        if _identity(os.fstat(fd)) != known[0] or known[0][2] != nbytes + 4:
+            return False
+        with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mm:
+            view = np.frombuffer(mm, dtype, math.prod(shape)).reshape(shape)
+            out[sel] = view[rows[sel] - lo]
+            del view
+        return True
+    finally:
+        os.close(fd)
+
+
+def _stat(path: str) -> tuple | None:
+    try:
+        return _identity(os.stat(path))
+    except OSError:
+        return None
+
+
+def _remember(path: str, before: tuple | None, crc: int) -> None:
+    """Record ``path`` as verified with ``crc`` when it is the file it was before the read (``before``)."""
+    if before is None or _stat(path) != before:
+        return
+    with _verified_lock:
+        if len(_VERIFIED) >= VERIFIED_MAX:
+            _VERIFIED.clear()
+        _VERIFIED[path] = (before, crc)
+
+
+def read_rows_fast(arr, adir, rows: np.ndarray, out: np.ndarray, fill, expect=None) -> None:
+    """``out[i] = arr[rows[i]]`` for ``rows`` in any order (repeats allowed), from the chunk files of ``arr``
+    (fast layout) under ``adir``. Rows of an absent chunk file get ``fill``; a chunk whose checksum fails, or whose
+    CRC is not the digest ``expect[c]`` recorded for its position, raises :class:`~mixsig.errors.CorruptChunk`."""
+    rows = np.asarray(rows, np.int64)
+    if not len(rows):
+        return
+    cr, n = int(arr.chunks[0]), int(arr.shape[0])
+    chunk_of = rows // cr
+    order = np.argsort(chunk_of, kind="stable")
+    chunks, starts = np.unique(chunk_of[order], return_index=True)
+    bounds = np.append(starts, len(rows))
+    shape, dtype = tuple(arr.chunks), arr.dtype
+    nbytes = math.prod(shape) * dtype.itemsize
+    base, tail = f"{adir}{os.sep}c{os.sep}", "".join(f"{os.sep}0" for _ in range(arr.ndim - 1))
+    expect = None if expect is None else [int(x) for x in expect]
+
+    def part(a: int, b: int) -> None:
+        buf = empty_aligned(shape, dtype)
+        for j in range(a, b):
+            c = int(chunks[j])
+            lo = c * cr
+            view = buf[:min(cr, n - lo)]
+            sel = order[bounds[j]:bounds[j + 1]]
+            path, want = f"{base}{c}{tail}", UNKNOWN if expect is None else expect[c]
+            if _pick_verified(path, rows, sel, out, lo, (len(view),) + shape[1:], dtype, nbytes, want):
+                continue
+            before = _stat(path)
+            got = _read_chunk(path, view, shape, dtype, nbytes, len(view) == cr, f"array {arr.path} chunk {c}", want)
+            out[sel] = fill if got == ABSENT else view[rows[sel] - lo]
+            if got != ABSENT:
+                _remember(path, before, got)
+
+    parts = min(_workers(), len(chunks)) if len(chunks) * nbytes >= PARALLEL_BYTES else 1
+    if parts <= 1:
+        part(0, len(chunks))
+        return
+    cuts = [len(chunks) * k // parts for k in range(parts + 1)]
+    futures = [_get_pool().submit(part, cuts[k], cuts[k + 1]) for k in range(1, parts)]
+    try:
+        part(cuts[0], cuts[1])
+    finally:
+        errors = [f.exception() for f in futures]  # every part finished before out is used or dropped
+    for exc in errors:
+        if exc is not None:
+            raise exc
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One batch of :func:`iter_batches`: the store rows (in the order asked) and their features [len(rows), ...]."""
+
+    rows: np.ndarray
+    X: np.ndarray
+
+
+def chunk_batches(rows: np.ndarray, chunk_rows: int, batch_rows: int) -> list[np.ndarray]:
+    """``rows`` grouped by chunk (chunks ascending, the given order kept within a chunk) and cut into batches of
+    whole chunks: a batch holds the rows of consecutive chunks, at most ``batch_rows`` unless one chunk alone
+    holds more."""
+    rows = np.asarray(rows, np.int64)
+    order = np.argsort(rows // chunk_rows, kind="stable")
+    rows = rows[order]
+    chunk_of = rows // chunk_rows
+    _, starts = np.unique(chunk_of, return_index=True)
+    bounds = list(starts) + [len(rows)]
+    out, first = [], 0
+    for j in range(1, len(bounds)):
+        if bounds[j] - bounds[first] > batch_rows and j - 1 > first:
+            out.append(rows[bounds[first]:bounds[j - 1]])
+            first = j - 1
+    if len(rows):
+        out.append(rows[bounds[first]:])
+    return out
+
+
+def iter_batches(store, key: str, rows: np.ndarray | None = None, batch_rows: int = 4096,
+                 prefetch: int = 2) -> Iterator[Batch]:
+    """The done rows of ``key`` (of ``rows`` when given, else all), in chunk-aligned batches of about
+    ``batch_rows`` rows, each read (checked like :meth:`FeatureStore.read`) while the caller uses the one before:
+    up to ``prefetch`` batches are read ahead by one thread. Rows not done are skipped. Peak memory: about
+    ``prefetch + 1`` batches, whatever the key's size."""
+    if batch_rows < 1 or prefetch < 1:
+        raise ValueError(f"batch_rows and prefetch must be >= 1; got {batch_rows}, {prefetch}")
+    n = int(store.key_shape(key)[0])
+    want = np.arange(n, dtype=np.int64) if rows is None else np.asarray(rows, np.int64)
+    chunk_rows = int(store.key_info(key)["chunk_rows"])
+    plan = chunk_batches(want, chunk_rows, batch_rows)
+    q: queue.Queue = queue.Queue(maxsize=prefetch)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for b in plan:
+                if stop.is_set():
+                    return
+                view = store.read(key, rows=b)
+                q.put(Batch(view.rows, view.X))
+            q.put(None)
+        except BaseException as exc:  # handed to the consumer
+            q.put(exc)
+
+    t = threading.Thread(target=produce, name="mixsig-prefetch", daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while t.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                t.join(0.01)
+
+
+__all__ = ["Batch", "chunk_batches", "iter_batches", "read_rows_fast"]
