@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from mixsig.cache._digest import attr_digests, check_tails, crc_codecs, record_digests
+from mixsig.cache._run_extra import BASE_ARRAYS as _BASE_ARRAYS
+from mixsig.cache._run_summary import (SPLIT_ORDER, describe_collapse, describe_in_sample,  # noqa: F401
+                                       in_sample_keys, subset_metrics)
+from mixsig.cache._run_extra import check_extra_path as _check_extra_path, extra_arrays as _extra_arrays
 from mixsig.cache._dims import run_dims
 from mixsig.errors import CorruptChunk, StoreError
 
@@ -98,8 +101,8 @@ class Unset:
 UNSET = Unset()
 
 #: What ``source`` may be: a run of ``train_run``, of ``finetune``, a study's winner (``study:<name>``), or
-#: predictions imported by ``mixsig runs import``.
-RUN_SOURCES = ("train", "finetune", "study:<name>", "import")
+#: predictions imported by ``mixsig runs import``, or another run's saved heads applied by ``mixsig predict``.
+RUN_SOURCES = ("train", "finetune", "study:<name>", "import", "predict")
 
 
 def _now() -> str:
@@ -192,7 +195,7 @@ class RunRecord:
             object.__setattr__(self, name, tuple(value))
         if not isinstance(self.name, str) or not self.name or "/" in self.name:
             raise StoreError(f"a run's name must be a non-empty string without '/'; got {self.name!r}")
-        if not (self.source in ("train", "finetune", "import")
+        if not (self.source in ("train", "finetune", "import", "predict")
                 or (self.source.startswith("study:") and len(self.source) > 6)):
             raise StoreError(f"run {self.name!r}: source must be one of {list(RUN_SOURCES)}; got {self.source!r}")
         if list(self.features) != list(self.modalities):
@@ -286,27 +289,6 @@ def write_run(runs_group, name: str, attrs: dict, subsets: dict[str, RunSubset],
     g.attrs.update(dict(attrs, complete=True))  # attrs last: a run without `complete` was interrupted
 
 
-_EXTRA_PART = re.compile(r"^[A-Za-z0-9_.@+-]+$")
-_BASE_ARRAYS = ("probs", "gates", "attention")
-
-
-def _check_extra_path(run: str, sub: str, path: str) -> None:
-    parts = str(path).split("/")
-    if path in _BASE_ARRAYS or any(not _EXTRA_PART.match(p) or p in (".", "..") for p in parts):
-        raise StoreError(f"run {run!r} subset {sub!r}: extra array path {path!r} is not allowed (plain names joined "
-                         f"by '/', not probs/gates/attention)")
-
-
-def _extra_arrays(h, prefix: str = ""):
-    """``(path, array)`` of every array under subset group ``h`` but probs/gates/attention, sorted by path."""
-    for k in sorted(h.array_keys()):
-        path = f"{prefix}{k}"
-        if path not in _BASE_ARRAYS:
-            yield path
-    for k in sorted(h.group_keys()):
-        yield from _extra_arrays(h[k], f"{prefix}{k}/")
-
-
 def _complete_group(runs_group, name: str):
     if name not in set(runs_group.group_keys()):
         have = sorted(runs_group.group_keys())
@@ -385,61 +367,3 @@ def read_run(runs_group, name: str, root=None) -> Run:
         rank = {m: i for i, m in enumerate(order)}
         subsets = dict(sorted(subsets.items(), key=lambda kv: (kv[0].count("+"), [rank.get(m, 99) for m in kv[0].split("+")])))
     return Run(name=name, attrs=attrs, subsets=subsets)
-
-
-#: The order of the splits in a run's metrics: train, val, test, then the others by name.
-SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
-
-
-def subset_metrics(samples, probs: np.ndarray, predicted: np.ndarray) -> dict:
-    """One subset's entry of a run's ``metrics``: ``{split: aggregate([point_metrics(y, probs[s]) per seed])}``
-    (:mod:`mixsig.metrics`; one seed: std None) over the labelled rows of each split that have probabilities
-    (``predicted`` [N] bool), splits in :data:`SPLIT_ORDER`; a split without such rows is left out.
-    ``probs``: [S, N, C]. What ``train_run`` and ``finetune`` both record."""
-    from mixsig.metrics import aggregate, point_metrics
-
-    out = {}
-    for split in sorted(samples.splits, key=lambda x: (SPLIT_ORDER.get(x, 3), x)):
-        rows = np.flatnonzero((samples.split == split) & (samples.label >= 0) & predicted)
-        if rows.size:
-            out[split] = aggregate([point_metrics(samples.label[rows], p[rows].astype(np.float64)) for p in probs])
-    return out
-
-
-def describe_collapse(entry: dict) -> str:
-    """One line naming a collapsed model of a run's ``collapsed`` attr (``{"subset", "seed", "split", "reason"}``):
-    ``"<subset> seed <seed> collapsed on <split>: <reason>"``. ``mixsig train`` prefixes it with ``WARNING: ``;
-    the report and ``mixsig study show`` print the same line."""
-    return (f"{entry.get('subset', '?')} seed {entry.get('seed', '?')} collapsed on {entry.get('split', '?')}: "
-            f"{entry.get('reason') or 'no reason recorded'}")
-
-
-def in_sample_keys(store, keys) -> dict:
-    """The fine-tuned keys among ``keys`` whose labelled train rows were embedded by a model trained on those same
-    rows (``mixsig finetune`` without ``--folds K``, K >= 2): ``{key: {"folds", "train_rows", "encoder"}}``
-    (``train_rows``: train rows the key's array ``fold`` marks -1, the all-train model). Keys not fine-tuned, or
-    fine-tuned with folds, are left out; a head trained on such a key learns from over-confident features."""
-    samples, out = store.samples, {}
-    train = (samples.split == "train") & (samples.label >= 0)
-    for key in dict.fromkeys(keys):
-        ft = ((store.provenance(key) or {}).get("extra") or {}).get("finetune")
-        if not isinstance(ft, dict):
-            continue
-        folds = int((ft.get("config") or {}).get("folds") or 1)
-        try:
-            fold = np.asarray(store.read_array(key, "fold"))
-            n = int((train & (fold < 0)).sum())
-        except StoreError:  # a key written before the `fold` array: every train row came from the all-train model
-            n = int(train.sum()) if folds < 2 else 0
-        if n:
-            out[key] = {"folds": folds, "train_rows": n, "encoder": ft.get("base_encoder")}
-    return out
-
-
-def describe_in_sample(key: str, entry: dict) -> str:
-    """One line naming an in-sample key (an :func:`in_sample_keys` entry) and the fix; the CLI prefixes it with
-    ``WARNING: ``, ``mixsig study show`` and the report show the same line."""
-    return (f"key {key}: {entry.get('train_rows', '?')} train rows were embedded by the fine-tuned model trained on "
-            f"those same rows (folds {entry.get('folds', 1)}), so a head trained on them learns from over-confident "
-            f"features and its val/test scores drop; fine-tune again with `mixsig finetune ... --folds 5` "
-            f"(out-of-fold train embeddings) and train on the new key")
