@@ -59,6 +59,17 @@ def reduce_layers(a: np.ndarray, layer) -> np.ndarray:
     return out
 
 
+def gather_rows(X: np.ndarray, pos: np.ndarray, stored_dtype=None) -> np.ndarray:
+    """``X[pos]``; an ``[n, L, D]`` array of a key stored as float16 (``stored_dtype``) comes back as float16, gathered
+    :data:`BLOCK_ROWS` rows at a time (no second float32 copy of the whole array; the values were float16 anyway)."""
+    if X.ndim != 3 or stored_dtype != "float16" or X.dtype == np.float16:
+        return X[pos]
+    out = np.empty((len(pos),) + X.shape[1:], np.float16)
+    for s in range(0, len(pos), BLOCK_ROWS):
+        out[s:s + BLOCK_ROWS] = X[pos[s:s + BLOCK_ROWS]]
+    return out
+
+
 def layer_use(head, modalities) -> dict:
     """``{"layers": {modality: how its layers were used}}`` for a fitted head's ``[n, L, D]`` modalities (``{}`` when
     there are none; a fit's record in the run's ``fits`` attr): ``"weighted softmax over 13 layers"``,
@@ -71,4 +82,5 @@ def layer_use(head, modalities) -> dict:
     return {"layers": out} if out else {}
 
 
-__all__ = ["BLOCK_ROWS", "MEAN", "WEIGHTED", "check_layer", "check_layer_index", "layer_use", "reduce_layers"]
+__all__ = ["BLOCK_ROWS", "MEAN", "WEIGHTED", "check_layer", "check_layer_index", "gather_rows", "layer_use",
+           "reduce_layers"]

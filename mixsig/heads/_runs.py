@@ -21,7 +21,7 @@ import numpy as np
 from mixsig.errors import HeadError, StoreError, UsageError
 from mixsig.metrics import collapse
 from mixsig.heads._dynamics import DEFAULT_OBSERVERS
-from mixsig.heads._layers import layer_use
+from mixsig.heads._layers import gather_rows, layer_use
 from mixsig.heads._missing import missing_modality_observer
 from mixsig.heads._fitrecord import FitRecord, stack_seeds
 from mixsig.heads._registry import get_head, head_class
@@ -223,7 +223,8 @@ class _TrainData:
         if used.size < N:
             log.info("%d of %d rows excluded: not done in every key (%s)", N - used.size, N,
                      ", ".join(f"{m}: {k} not done" for m, k in not_done.items()))
-        X = {m: views[m].X[np.searchsorted(views[m].rows, used)] for m in features}
+        X = {m: gather_rows(views[m].X, np.searchsorted(views[m].rows, used), store.provenance(k).get("dtype"))
+             for m, k in features.items()}  # [N, L, D] float16 keys held as float16 (heads._layers)
         labelled = samples.label[used] >= 0
         split_of = samples.split[used]
         tr = np.flatnonzero((split_of == TRAIN_SPLIT) & labelled)

@@ -116,7 +116,14 @@ def layered_run(tmp_path_factory):
         with store.writer(keys[m]) as w:
             for lo, hi in w.blocks():
                 w.write_block(lo, hi, x[lo:hi], np.full(hi - lo, Status.OK, np.int8))
-    run = train_run(store, "gated", keys, seeds=[0, 1], params={**GATED, "epochs": 20}, name="layered")
+    dtypes = set()
+
+    def held(rec):  # what the fits train on: the float16 key stays float16 (no float32 copy of [N, L, D])
+        dtypes.update(str(x.dtype) for m, x in rec.X.items() if m == "a")
+
+    run = train_run(store, "gated", keys, seeds=[0, 1], params={**GATED, "epochs": 20}, name="layered",
+                    observers=[held])
+    assert dtypes == {"float16"}
     return path, run
 
 
