@@ -67,7 +67,9 @@ def media(tmp_path_factory):
 
 
 def test_audio_segment_data_uri_decodes_to_the_tone_and_nothing_else(media):
-    uri = _media.data_uri(_media.cut_audio(media / "tone.wav", 1.0, 2.0), _media.AUDIO_MIME)
+    raw = _media.cut_audio(media / "tone.wav", 1.0, 2.0)
+    assert _media.cut_audio(media / "tone.wav", 1.0, 2.0) == raw  # same input, same bytes
+    uri = _media.data_uri(raw, _media.AUDIO_MIME)
     mime, data = _media.decode_data_uri(uri)
     assert mime == "audio/webm"
     assert abs(_media.media_seconds(data) - 1.0) < 0.05
@@ -117,7 +119,7 @@ def test_snippet_cuts_at_a_word_boundary():
 def reports(media, tmp_path_factory):
     """The planted run (gates, misled samples that audio misleads) with every row's media the tone and counter
     files, segments varying; reported with 4 samples embedded and with none."""
-    inp, amb = planted(n=80, seed=4)
+    inp, amb = planted(n=60, seed=4, modalities=("text", "audio"))
     n = len(inp.ids)
     inp.audio = np.full(n, "tone.wav")
     inp.video = np.full(n, "count.mp4")
@@ -250,3 +252,23 @@ def test_one_shot_classes_give_the_order_of_npz_columns(tmp_path, capsys):
         f1[name] = doc["metrics"]["text"]["aggregated"]["macro_f1"]["value"]
     assert f1["given"] == pytest.approx(1.0) and f1["sorted"] < 0.5  # null: the sorted order mislabels every row
     assert "bytes" in capsys.readouterr().err  # the report's size on stderr
+
+
+def test_missing_and_unreadable_media_are_said_and_the_report_still_written(media, tmp_path):
+    inp, _ = planted(n=40, seed=9)
+    (media / "corrupt.wav").write_bytes(b"RIFF" + bytes(range(256)) * 4)
+    inp.audio = np.array(["corrupt.wav"] * 20 + ["gone.wav"] * 20)
+    inp.start, inp.end = np.zeros(40), np.ones(40)
+    inp.media_root = media
+    result = analyse(inp, split="test", n_boot=0, embed_media=40, media_descriptors=False)
+    paths = write_report(result, tmp_path / "r", plots=False)
+    b = result["browser"]
+    assert b["embedded"] == [] and sorted(b["embed_failed"]) == sorted(f"{i} (audio)" for i in inp.ids[:20])
+    details = _blob(paths["html"].read_text(encoding="utf-8"))["details"]
+    assert all(d["media"]["audio"]["src"].startswith("../") for d in details[:20])  # linked instead
+    assert all(d["media"]["audio"]["why"] == f"{media / 'gone.wav'} not found" for d in details[20:])
+    assert "Not embedded (linked instead): " + inp.ids[0] + " (audio): " in paths["html"].read_text(encoding="utf-8")
+    inp.media_root = None  # no corpus root known: said, with the option
+    result = analyse(inp, split="test", n_boot=0, embed_media=40, media_descriptors=False)
+    why = {m["why"] for d in result["browser_data"]["details"] for m in d["media"].values()}
+    assert why == {"no media root is known (pass --media-root DIR)"}
