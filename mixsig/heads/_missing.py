@@ -52,8 +52,8 @@ def predict_missing(head, X: dict, missing, fill: dict | None = None) -> np.ndar
     """``head.predict_proba(X)`` (``[n, C]`` float32) with the modalities ``missing`` absent.
 
     A fitted ``gated`` head drops them by its modality-dropout path (their columns of ``X`` are not read); any
-    other head predicts on ``X`` with each missing modality's rows replaced by ``fill[m]`` (``[D_m]``, e.g. the
-    train-row means: :func:`missing_modality_observer` passes those). ``missing`` must name some, not all, of the
+    other head predicts on ``X`` with each missing modality's rows replaced by ``fill[m]`` (one row: ``[D_m]``, or
+    ``[L, D_m]`` for all-layer features; e.g. the train-row means: :func:`missing_modality_observer` passes those). ``missing`` must name some, not all, of the
     head's modalities."""
     head._check_fitted()
     mods = tuple(head.modalities_)
@@ -67,10 +67,10 @@ def predict_missing(head, X: dict, missing, fill: dict | None = None) -> np.ndar
     if fill is None or any(m not in fill for m in missing):
         raise HeadError(f"a {head.name!r} head imputes absent modalities: pass fill={{modality: [D] values}} for "
                         f"{list(missing)} (e.g. each modality's train-row mean).")
-    n = np.asarray(X[mods[0]]).shape[0]
     X2 = dict(X)
     for m in missing:
-        X2[m] = np.broadcast_to(np.asarray(fill[m], np.float32), (n, np.asarray(X[m]).shape[1]))
+        x = np.asarray(X[m])  # [n, D] or [n, L, D]: fill[m] is one row of it ([D] or [L, D])
+        X2[m] = np.broadcast_to(np.asarray(fill[m]).astype(x.dtype, copy=False), x.shape)
     return head.predict_proba(X2)
 
 

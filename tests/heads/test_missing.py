@@ -101,3 +101,16 @@ def test_predict_missing_refuses_what_it_cannot_do(runs):
     lr, Xl, _ = heads[("logreg", 0)]
     with pytest.raises(HeadError, match="pass fill="):
         predict_missing(lr, Xl, ["a"])
+
+
+def test_imputation_fills_all_layer_features_row_by_row():
+    from mixsig.heads import get_head
+
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, 120)
+    X = {"a": rng.standard_normal((120, 3, 4)).astype(np.float32), "b": rng.standard_normal((120, 5)).astype(np.float32)}
+    X["a"][:, :, 0] += 2 * (2 * y[:, None] - 1)
+    head = get_head("logreg").fit(X, y, seed=0)
+    fill = {"a": X["a"].mean(axis=0)}  # [L, D]: one row of an all-layer key
+    want = head.predict_proba(dict(X, a=np.repeat(fill["a"][None], 120, axis=0)))
+    np.testing.assert_allclose(predict_missing(head, X, ["a"], fill), want, atol=1e-6)
