@@ -4,7 +4,9 @@ A local store is created atomically: it is built in a temp folder beside the tar
 (``.<name>.creating-<pid>-<hex>``, holding ``creator.json``) and renamed into place once complete, under a
 creation lock beside the target (``.<name>.create.lock``, logged while waited for). So the target is either absent
 or a whole store: a creator killed (or out of disk) leaves only its temp folder, which the next creation removes
-once its process is gone. Other URLs (fsspec) are written in place, ``mixsig_store`` last.
+once its process is gone. Other URLs (fsspec: ``s3://...``) are built in a local temp folder and uploaded with
+the root ``zarr.json`` (``mixsig_store``) last, under a lock object beside the target
+(:func:`mixsig.cache._remote.create_remote`).
 """
 
 from __future__ import annotations
@@ -48,7 +50,11 @@ def store_state(url) -> str:
 
     url = str(url)
     path = _local(url)
-    if path is not None and not path.exists():
+    if path is None:  # object storage: one listing, no folders
+        from mixsig.cache._remote import remote_state
+
+        return remote_state(url)
+    if not path.exists():
         return "missing"
     if path is not None and path.is_dir() and not any(path.iterdir()):
         return "half-made"
@@ -85,8 +91,10 @@ def create_store(url, samples: Samples | Callable[[], Samples], attrs: dict | No
     A full disk while writing the creation lock is one :class:`StoreError` too (naming the lock file)."""
     url = str(url)
     path = _local(url)
-    if path is None:
-        return _create_in_place(url, samples, attrs, overwrite)
+    if path is None:  # object storage: built locally, uploaded with the root zarr.json last
+        from mixsig.cache._remote import create_remote
+
+        return create_remote(url, samples, attrs, overwrite)
     path = path.expanduser()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -146,18 +154,6 @@ def _remove_dead_temps(path: Path) -> None:
         if not info or holder_is_stale(info):
             log.info("removing %s, left by an interrupted creation of store %s", tmp, path)
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _create_in_place(url: str, samples: Samples, attrs: dict | None, overwrite: bool) -> FeatureStore:
-    state = store_state(url)
-    if state == "store" and not overwrite:
-        raise StoreError(f"a store exists at {url}; open it with open_store, or delete it to start over")
-    if state != "missing" and state != "store" and not overwrite:
-        raise StoreError(f"{url} already holds Zarr data that is not a mixsig store; choose another path")
-    try:
-        return FeatureStore(_build(url, samples() if callable(samples) else samples, attrs), url, "r+")
-    except OSError as exc:
-        raise StoreError(f"creating store {url} failed ({exc}); delete what was written there and rerun") from exc
 
 
 def open_store(url, mode: str = "r") -> FeatureStore:

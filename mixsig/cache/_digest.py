@@ -90,10 +90,13 @@ def stored_crc(arr, coords, root: Path | None) -> int:
         finally:
             os.close(fd)
         return int.from_bytes(tail, "little")
+    from zarr.abc.store import SuffixByteRequest
     from zarr.core.buffer import default_buffer_prototype
     from zarr.core.sync import sync
 
-    buf = sync(arr.store.get(f"{arr.path}/{key}", prototype=default_buffer_prototype()))
+    # the last 4 bytes only (a ranged GET on object storage, not the whole chunk)
+    buf = sync(arr.store.get(f"{arr.path}/{key}", prototype=default_buffer_prototype(),
+                             byte_range=SuffixByteRequest(4)))
     if buf is None:
         return ABSENT
     data = buf.to_bytes()

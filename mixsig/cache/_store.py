@@ -284,8 +284,11 @@ class FeatureStore(KeyArrays, SavedHeads):
 
             with _mutex(root / ".mixsig" / "locks" / f"create-{key}", timeout=600):
                 self._create_key_locked(key, want, shape, chunk_rows, dtype, compressor)
-        else:
-            self._create_key_locked(key, want, shape, chunk_rows, dtype, compressor)
+        else:  # object storage: a lock object (conditional write)
+            from mixsig.cache._lease_remote import remote_mutex
+
+            with remote_mutex(f"{self.url.rstrip('/')}/.mixsig/locks/create-{key}", timeout=600):
+                self._create_key_locked(key, want, shape, chunk_rows, dtype, compressor)
         return key
 
     def _create_key_locked(self, key, want, shape, chunk_rows, dtype, compressor) -> None:

@@ -66,6 +66,11 @@ class FeatureWriter:
             self._lease = Lease(root, key, self.shard, break_lease=break_lease, command=command)
             self._remove_orphans(root)
             self._finish_ledger()
+        elif lease and "://" in store.url and not store.url.startswith("file://"):  # object storage: no files
+            from mixsig.cache._lease_remote import RemoteLease
+
+            self._lease = RemoteLease(store.url, key, self.shard, break_lease=break_lease, command=command)
+            self._finish_ledger()
         self.rows_written = 0
 
     # ---------------------------------------------------------------- what is left
