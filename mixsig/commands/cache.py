@@ -17,7 +17,11 @@ def register(sub) -> None:
                        description="Inspect and maintain a mixsig feature store (a Zarr v3 group).")
     cs = p.add_subparsers(dest="cache_command", metavar="ACTION")
 
-    q = cs.add_parser("init", help="create a store's samples table from a manifest (no extraction)")
+    q = cs.add_parser("init", help="create a store's samples table from a manifest (no extraction)",
+                      description="Create store STORE with the samples table of a manifest (ids, splits, labels, "
+                                  "groups, votes, media paths and their hashes) and no feature key yet; `mixsig "
+                                  "extract` creates the store itself when it does not exist, so init is for setting "
+                                  "--classes or checking the manifest into a store first.")
     q.add_argument("store", help="store folder (or URL) to create")
     q.add_argument("--manifest", required=True, help="CSV or JSONL manifest (see `mixsig validate --help`)")
     q.add_argument("--classes", help="comma-separated label set (default: labels seen, sorted)")
@@ -27,29 +31,7 @@ def register(sub) -> None:
                         "by default they are refused and no file outside the folder is opened or hashed")
     q.set_defaults(func=run_init)
 
-    q = cs.add_parser("ls", help="list feature keys with modality, width and done/failed counts, and runs")
-    q.add_argument("store")
-    q.add_argument("--json", action="store_true", help="machine-readable output")
-    q.set_defaults(func=run_ls)
-
-    q = cs.add_parser("info", help="summary of the store, or everything about one key")
-    q.add_argument("store")
-    q.add_argument("key", nargs="?", help=KEY_HELP)
-    q.add_argument("--json", action="store_true")
-    q.set_defaults(func=run_info)
-
-    q = cs.add_parser("explain", help="what a key's hash covers: its provenance, field by field")
-    q.add_argument("store")
-    q.add_argument("key", help=KEY_HELP)
-    q.add_argument("--json", action="store_true")
-    q.set_defaults(func=run_explain)
-
-    q = cs.add_parser("diff", help="how two keys' provenances differ (why they are different keys)")
-    q.add_argument("store")
-    q.add_argument("key_a", help=KEY_HELP)
-    q.add_argument("key_b", help=KEY_HELP)
-    q.add_argument("--json", action="store_true")
-    q.set_defaults(func=run_diff)
+    _register_inspect(cs)
 
     q = cs.add_parser("verify", help="find corrupt, moved or missing chunks, done rows that are not finite, orphan temp files",
                       description="Read every chunk of every array (feature keys and their digest ledgers, the "
@@ -77,7 +59,10 @@ def register(sub) -> None:
 
     _register_rm(cs)
 
-    q = cs.add_parser("import-h5", help="import features computed elsewhere from HDF5, matched by id")
+    q = cs.add_parser("import-h5", help="import features computed elsewhere from HDF5, matched by id",
+                      description="Import an [N, D] dataset of features computed elsewhere (e.g. OpenFace action "
+                                  "units) from an HDF5 file as a new key of STORE, rows matched to the store's "
+                                  "samples by the ids dataset; store rows missing from the file stay not done.")
     q.add_argument("store")
     q.add_argument("file")
     q.add_argument("--modality", help="modality name; any name works (e.g. face, prosody)")
@@ -88,7 +73,50 @@ def register(sub) -> None:
     q.set_defaults(func=run_import)
 
     _register_export(cs)
+    for name, q in cs.choices.items():  # the arguments every action shares say what they are
+        for action in q._actions:
+            if action.help is None and action.dest in _SHARED_HELP:
+                action.help = _SHARED_HELP[action.dest].format(io="read" if name.startswith("import") else "write")
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+
+_SHARED_HELP = {"store": "the feature store (a folder or URL)", "file": "the HDF5 file to {io}",
+                "json": "print one JSON object (machine-readable) instead of text"}
+
+
+def _register_inspect(cs) -> None:
+    q = cs.add_parser("ls", help="list feature keys with modality, width and done/failed counts, and runs",
+                      description="One line per feature key (modality, encoder, pooling, width, rows done / failed "
+                                  "/ to do) and per run (head, subsets, seeds) of STORE.")
+    q.add_argument("store")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q.set_defaults(func=run_ls)
+
+    q = cs.add_parser("info", help="summary of the store, or everything about one key",
+                      description="Without KEY: the store's rows per split, classes, keys and runs. With KEY: its "
+                                  "provenance, shape, chunking, done/failed counts by status and the runs using it.")
+    q.add_argument("store")
+    q.add_argument("key", nargs="?", help=KEY_HELP)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=run_info)
+
+    q = cs.add_parser("explain", help="what a key's hash covers: its provenance, field by field",
+                      description="Print KEY's provenance (encoder, revision, pooling, layers, dtype, preprocessing, "
+                                  "...) field by field: every field that changes the numbers is part of the key's "
+                                  "hash, so changing any of them makes a new key instead of mixing embeddings.")
+    q.add_argument("store")
+    q.add_argument("key", help=KEY_HELP)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=run_explain)
+
+    q = cs.add_parser("diff", help="how two keys' provenances differ (why they are different keys)",
+                      description="The provenance fields in which KEY_A and KEY_B differ, one row per field (field | "
+                                  "A | B); long values are wrapped, and --json gives them whole.")
+    q.add_argument("store")
+    q.add_argument("key_a", help=KEY_HELP)
+    q.add_argument("key_b", help=KEY_HELP)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=run_diff)
 
 
 def _register_rm(cs) -> None:
@@ -106,7 +134,9 @@ def _register_rm(cs) -> None:
 
 
 def _register_export(cs) -> None:
-    q = cs.add_parser("export-h5", help="write a key (ids, embedding, done, status, provenance) to HDF5")
+    q = cs.add_parser("export-h5", help="write a key (ids, embedding, done, status, provenance) to HDF5",
+                      description="Write KEY of STORE to HDF5 FILE: the sample ids, the embedding [N, D], which rows "
+                                  "are done and their status, and the key's provenance, for tools outside mixsig.")
     q.add_argument("store")
     q.add_argument("key", help=KEY_HELP)
     q.add_argument("file")
@@ -237,8 +267,35 @@ def run_diff(args) -> int:
     if not diffs:
         print("same provenance")
         return 0
-    print(table([(f, a, b) for f, a, b in diffs], ["field", args.key_a, args.key_b]))
+    print(f"A = {args.key_a}\nB = {args.key_b}")
+    print(wrapped_table([(f, _cell(a), _cell(b)) for f, a, b in diffs], ["field", "A", "B"]))
     return 0
+
+
+def _cell(value) -> str:
+    import json
+
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+
+
+def wrapped_table(rows, header, width: int = 48, lines_per_cell: int = 6) -> str:
+    """:func:`table` whose cells are wrapped at ``width`` characters (a cell longer than ``lines_per_cell``
+    lines is cut, ending in ``…``); each row's continuation lines are indented under their column."""
+    import textwrap
+
+    def wrap(cell: str) -> list[str]:
+        lines = textwrap.wrap(str(cell), width, break_long_words=True, break_on_hyphens=False) or [""]
+        if len(lines) > lines_per_cell:
+            lines = lines[:lines_per_cell]
+            lines[-1] = lines[-1][: width - 1] + "…"
+        return lines
+
+    out = []
+    for row in rows:
+        cells = [wrap(c) for c in row]
+        height = max(len(c) for c in cells)
+        out += [[c[i] if i < len(c) else "" for c in cells] for i in range(height)]
+    return table(out, header)
 
 
 def run_verify(args) -> int:
