@@ -78,3 +78,40 @@ def test_sigint_to_a_study_run_process_mid_trial(tmp_path):
     assert len(lines) == 1 and "interrupted; the running trial is marked FAIL" in lines[0], err
     trial = _trials(path, "k")[sent]
     assert trial.state == TrialState.FAIL and trial.user_attrs["fail_reason"] == REASON
+
+
+@pytest.mark.slow
+def test_info_logs_print_above_the_study_bar_not_through_it(tmp_path):
+    """On a terminal (a pty as stderr) the search bar is drawn; the INFO line logged while it is open ("resuming
+    study ...") starts its own line instead of being glued to the bar."""
+    import pty
+
+    store, keys = make_synthetic_store(tmp_path / "t.zarr", n=80, dims={"text": 4, "audio": 4})
+    path = str(store.local_path)
+    env = dict(os.environ, PYTHONPATH=ROOT, HF_HUB_OFFLINE="1", COLUMNS="100")
+    args = [sys.executable, "-m", "mixsig.cli", "study", "run", path, "--name", "t", "--heads", "logreg",
+            "--features", _features(keys), "--no-final"]
+    assert subprocess.run(args + ["--trials", "2"], env=env, cwd=ROOT, capture_output=True).returncode == 0
+    import fcntl
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))   # a 100-column terminal
+    proc = subprocess.Popen(args + ["--trials", "4"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait(timeout=120) == 0
+    text = b"".join(chunks).decode(errors="replace")
+    assert "trial/s" in text or "trial]" in text, text                       # the bar was drawn
+    pieces = [p for line in text.split("\n") for p in line.split("\r")]
+    logged = [p for p in pieces if "resuming study t" in p]
+    assert logged and all(p.lstrip("\x1b[A ").startswith("INFO") for p in logged), logged
