@@ -10,6 +10,7 @@ SUMMARIES = {
     "cache": "inspect and maintain a feature store (ls, info, explain, diff, verify, HDF5)",
     "train": "train a fusion head on every modality subset and seed over cached features; write a run",
     "runs": "import predictions made elsewhere (CSV/NPZ) as a run; list, show and delete runs",
+    "predict": "apply a run's saved heads to another store with the same feature keys; write a run there",
     "study": "Optuna searches over heads, hyperparameters, modality subsets and cached encoders",
     "report": ("disagreement report of a run: metrics, unimodal vs full disagreement, annotator uncertainty, "
                "dominance, human study, descriptors"),

@@ -46,7 +46,7 @@ def register(sub) -> None:
     q.add_argument("--json", action="store_true", help="print one JSON list instead of a table")
     q.set_defaults(func=run_ls)
 
-    q = rs.add_parser("show", help="one run: head, params, keys, seeds, metrics, source")
+    q = rs.add_parser("show", help="one run: head, params, keys, seeds, metrics, source, whether its heads are saved")
     q.add_argument("store", metavar="STORE", help="the feature store")
     q.add_argument("run", metavar="RUN", help="the run's name or a unique prefix of it (see `mixsig runs ls STORE`)")
     q.add_argument("--json", action="store_true", help="print the run's attrs as one JSON object")
@@ -113,6 +113,10 @@ def run_show(args: argparse.Namespace) -> int:
     print(f"seeds: {a.get('seeds')}; classes: {a.get('classes')}")
     if a.get("imported_from"):
         print(f"imported from: {a['imported_from']}")
+    if a.get("predicted_from"):
+        print(f"predicted with the saved heads of: {a['predicted_from']}")
+    print("saved heads: yes (`mixsig predict` applies them)" if a.get("saved_heads") else
+          "saved heads: no (`mixsig train ... --save-heads` keeps them)")
     rows = []
     for sub, splits in (a.get("metrics") or {}).items():
         for split, ms in splits.items():

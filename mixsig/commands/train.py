@@ -59,6 +59,10 @@ def register(subparsers) -> None:
     p.add_argument("--allow-modality-mismatch", action="store_true",
                    help="use a key under another modality than the one it holds (refused otherwise); recorded "
                         "in the run's attrs (modality_mismatch) and warned in the report")
+    p.add_argument("--save-heads", action="store_true",
+                   help="keep every fitted head (subset x seed) in the store with the run (safetensors / LightGBM "
+                        "text and head.json under runs/<name>/heads/, never pickles; attrs saved_heads), so that "
+                        "`mixsig predict STORE --run NAME --into OTHER` can apply them to another store")
     p.add_argument("--json", action="store_true", help="print one JSON object (run name, attrs) instead of a table")
     p.set_defaults(func=run)
 
@@ -116,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         result = train_run(args.store, args.head, features, seeds=seeds, params=params, name=args.name,
                            soft_labels=args.soft_labels, class_weight=cw, progress=progress,
                            overwrite=args.overwrite, allow_group_leak=args.allow_group_leak,
-                           allow_modality_mismatch=args.allow_modality_mismatch)
+                           allow_modality_mismatch=args.allow_modality_mismatch, save_heads=args.save_heads)
     finally:
         bar.close()
         logging.getLogger("mixsig.heads._runs").removeFilter(quiet)
@@ -135,6 +139,9 @@ def run(args: argparse.Namespace) -> int:
           f"{len(result.subsets)} subsets, {r['used']} of {r['total']} rows used "
           f"({r['excluded']} excluded: not done in every key), {attrs['train_seconds']:.1f} s")
     print(table(rows, ["subset", "split", "accuracy", "macro_f1", "weighted_f1", "auroc"]))
+    if args.save_heads:
+        print(f"saved heads: {len(result.subsets) * len(attrs['seeds'])} (next: mixsig predict {args.store} --run "
+              f"{result.name} --into OTHER_STORE)")
     sys.stdout.flush()
     _print_warnings(result)
     return 0

@@ -157,7 +157,8 @@ def _reevaluate(top: list[tuple[Any, TrialConfig]], objective: Objective, seeds:
 
 def _train_winner(store, study, settings: StudySettings, objective: Objective, cfg: TrialConfig, seeds: list[int],
                   *, allow_group_leak: bool, allow_modality_mismatch: bool):
-    """``(store opened for writing, run)``: ``cfg``'s head trained by ``train_run`` as run ``study-<name>``."""
+    """``(store opened for writing, run)``: ``cfg``'s head trained by ``train_run`` as run ``study-<name>``, its heads
+    saved with it (``mixsig predict`` applies them)."""
     from mixsig.heads import train_run
 
     st = open_store_arg(store)
@@ -169,7 +170,7 @@ def _train_winner(store, study, settings: StudySettings, objective: Objective, c
     try:
         run = train_run(st, cfg.head, run_features(study, settings, cfg), seeds=list(seeds), params=head_params,
                         name=run_name_for(study.study_name), overwrite=True, allow_group_leak=allow_group_leak,
-                        allow_modality_mismatch=allow_modality_mismatch)
+                        allow_modality_mismatch=allow_modality_mismatch, save_heads=True)
     finally:
         logging.getLogger("mixsig.heads._runs").removeFilter(quiet)
     return st, run

@@ -98,7 +98,8 @@ def blocks(report: dict, figures: dict) -> list[tuple]:
                    + ("not recorded" if p.get("selection_splits") is None else _text(p["selection_splits"]) if
                       p["selection_splits"] else "no split") + "."))
     st = p.get("study")
-    made_by = {"finetune": "trained by `mixsig finetune`", "import": "imported by `mixsig runs import`"}
+    made_by = {"finetune": "trained by `mixsig finetune`", "import": "imported by `mixsig runs import`",
+               "predict": "predicted by `mixsig predict` with the saved heads of a run of another store"}
     b.append(("p", f"**Study**: none ({made_by.get(p.get('source'), 'trained by `mixsig train`')})." if not st else
                    f"**Study** {st.get('name')}, trial {st.get('trial')} (the winner of the re-evaluation; "
                    f"{st.get('metric')} on {_text(st.get('scored_on') or ['val'])} "
