@@ -170,3 +170,33 @@ def word_count(text) -> np.ndarray:
     """Whitespace-separated words per sample, ``[n]`` float (NaN where there is no text)."""
     return np.array([float(len(t.split())) if t else np.nan for t in text])
 
+
+#: An imported column whose ranks agree with a computed descriptor's this closely (|Spearman rho|, over the rows
+#: where both have values) is that descriptor again: Mann–Whitney U depends on the ranks only, so its tests would
+#: repeat the computed descriptor's (a monotone rescaling such as milliseconds for seconds gives the same p-values).
+DUPLICATE_RHO = 0.99
+
+
+def duplicate_columns(computed: dict[str, np.ndarray], imported: dict[str, np.ndarray],
+                      threshold: float = DUPLICATE_RHO) -> list[dict]:
+    """The imported columns that duplicate a computed descriptor (duration, word count, prosody):
+    ``[{"descriptor", "duplicate_of", "spearman", "n"}]``, each imported column matched to the computed one its
+    ranks agree with most, when ``|rho| >= threshold`` over ``n >= 3`` rows where both have values."""
+    from scipy.stats import rankdata
+
+    out = []
+    for name, col in imported.items():
+        best = None
+        for cname, ccol in computed.items():
+            both = np.isfinite(col) & np.isfinite(ccol)
+            if both.sum() < 3:
+                continue
+            a, b = rankdata(col[both]), rankdata(ccol[both])
+            if np.ptp(a) == 0 or np.ptp(b) == 0:
+                continue
+            rho = float(np.corrcoef(a, b)[0, 1])
+            if abs(rho) >= threshold and (best is None or abs(rho) > abs(best[1])):
+                best = (cname, rho, int(both.sum()))
+        if best is not None:
+            out.append({"descriptor": name, "duplicate_of": best[0], "spearman": round(best[1], 6), "n": best[2]})
+    return out

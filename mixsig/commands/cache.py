@@ -69,6 +69,11 @@ def register(sub) -> None:
     q.add_argument("--name", help="what the features are (e.g. openface-au); goes into the key and provenance")
     q.add_argument("--ids-dataset", default="ids", help="dataset of sample ids (default: ids)")
     q.add_argument("--dataset", default="embedding", help="dataset of features [N, D] (default: embedding)")
+    q.add_argument("--columns", default=None, metavar="NAME,NAME,...",
+                   help="names of the feature columns, one per column (e.g. duration,words), recorded in the key's "
+                        "provenance; the report's descriptors then name them KEY[duration] instead of KEY[0]. "
+                        "Default: the file's `columns` dataset or attr, if any. Columns that rank-duplicate a "
+                        "descriptor mixsig computes itself (duration, word count) are not tested twice")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=run_import)
 
@@ -136,7 +141,9 @@ def _register_rm(cs) -> None:
 def _register_export(cs) -> None:
     q = cs.add_parser("export-h5", help="write a key (ids, embedding, done, status, provenance) to HDF5",
                       description="Write KEY of STORE to HDF5 FILE: the sample ids, the embedding [N, D], which rows "
-                                  "are done and their status, and the key's provenance, for tools outside mixsig.")
+                                  "are done and their status (int8 status, with status_name and the attr "
+                                  "status_names), split, label (class index, -1 unlabelled) with label_name and "
+                                  "classes, columns (when named) and the key's provenance, for tools outside mixsig.")
     q.add_argument("store")
     q.add_argument("key", help=KEY_HELP)
     q.add_argument("file")
@@ -364,7 +371,7 @@ def run_import(args) -> int:
 
     store = _open(args.store, "r+")
     key, summary = import_h5(store, args.file, modality=args.modality, name=args.name,
-                             ids_dataset=args.ids_dataset, dataset=args.dataset)
+                             ids_dataset=args.ids_dataset, dataset=args.dataset, columns=args.columns)
     if args.json:
         print_json(summary)
     else:

@@ -17,6 +17,9 @@ DEFINITION = ("Each comparison is “A vs B”: mean A / mean B are the first- a
               "approximation with tie correction); U is group A's. Rank-biserial r = 2U / (n_A n_B) − 1, positive "
               "= the first-named group A larger. q: Benjamini–Hochberg over every test of the section (all in "
               "report.json). Samples without a value of a descriptor are left out of its tests; no interval.")
+DUPLICATES_RULE = (f"an imported column whose ranks agree with a computed descriptor's (|Spearman rho| >= "
+                   f"{_descriptors.DUPLICATE_RHO} over the rows where both have values) is not tested: its tests would "
+                   f"repeat that descriptor's and count twice in the Benjamini–Hochberg family")
 #: The report's table shows this many tests with the smallest q (report.json has all).
 TABLE_ROWS = 25
 
@@ -34,6 +37,7 @@ def compute(ctx: Context) -> dict:
                                       inp.end[rows] - inp.start[rows], np.nan)
         ctx.notes.append("prosody not computed (media descriptors turned off)")
     desc["word_count"] = _descriptors.word_count(inp.text[rows])
+    computed = list(desc)
     for name, col in inp.descriptors.items():
         desc[name] = col[rows]
     usable = {k: v for k, v in desc.items() if np.isfinite(v).sum() >= 2 and np.nanstd(v) > 0}
@@ -41,8 +45,16 @@ def compute(ctx: Context) -> dict:
     if unusable:
         ctx.notes.append(f"descriptors without variation or values in this split, left out: {', '.join(unusable)}")
     ctx.descriptors = usable
+    dups = _descriptors.duplicate_columns({k: v for k, v in usable.items() if k in computed},
+                                          {k: v for k, v in usable.items() if k not in computed})
+    if dups:
+        ctx.notes.append("imported descriptors that duplicate one mixsig computes, not tested again: "
+                         + "; ".join(f"{d['descriptor']} (= {d['duplicate_of']})" for d in dups))
+    dropped = {d["descriptor"] for d in dups}
+    tested = {k: v for k, v in usable.items() if k not in dropped}
     return {"descriptors": {"available": {k: _stats.describe(v) for k, v in usable.items()},
-                            **compare(usable, _groups(ctx))}}
+                            **compare(tested, _groups(ctx)), "duplicates": dups,
+                            "duplicates_rule": DUPLICATES_RULE}}
 
 
 def _groups(ctx: Context) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -96,6 +108,10 @@ def blocks(report: dict, figures: dict) -> list[tuple]:
         return b
     b.append(("p", d["method"] + f" ({d['n_tests']} tests; the {TABLE_ROWS} with the smallest q shown, all in "
                                  "report.json)."))
+    if d.get("duplicates"):
+        b.append(("p", "**Not tested (duplicates)**: " + "; ".join(
+            f"{x['descriptor']} duplicates {x['duplicate_of']} (Spearman {num(x['spearman'])})" for x in d["duplicates"])
+            + f" — {d.get('duplicates_rule') or DUPLICATES_RULE}."))
     b.append(("table", ["descriptor", "comparison", "mean A", "mean B", "U", "p", "q (BH)", "rank-biserial r"],
               [[t["descriptor"], t["comparison"], num(t["mean_a"]), num(t["mean_b"]), num(t["u"], 1), pval(t["p"]),
                 pval(t["q"]), num(t["rank_biserial"])] for t in d["tests"][:TABLE_ROWS]]))
