@@ -63,8 +63,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true",
                         help="show tracebacks and debug logging (also accepted after the command)")
     parser.add_argument("-q", "--quiet", action="store_true",
-                        help="only warnings and errors: no INFO logs, progress bars, stage lines or summaries (a "
-                             "--json object is still printed; also accepted after the command)")
+                        help="only warnings and errors on stderr: no INFO logs, progress bars or stage lines, and no "
+                             "text summary from study run/worker and demo (results such as extract's failed rows and "
+                             "--json objects are still printed; also accepted after the command)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         if only is None or name == only:
