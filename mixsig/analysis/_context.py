@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mixsig.analysis._data import AnalysisInput, split_names
-from mixsig.errors import UsageError
+from mixsig.errors import UsageError, did_you_mean
 
 AGGREGATION_NOTE = (
     "Seeds are aggregated per sample by majority vote of their predicted classes (a tie is broken by the "
@@ -124,7 +124,8 @@ def select_rows(inp: AnalysisInput, split) -> tuple[np.ndarray, dict]:
         have = list(dict.fromkeys(inp.split.tolist()))
         unknown = [s for s in names if s not in have]
         if unknown:
-            raise UsageError(f"split {unknown[0]!r} has no rows; the store's splits are {have} "
+            raise UsageError(f"split {unknown[0]!r} has no rows;{did_you_mean(unknown[0], have)} the store's "
+                             f"splits are {have} "
                              "(use e.g. --split test, --split val+test or --split all)")
         in_split = np.isin(inp.split, names)
     labelled = inp.labels >= 0

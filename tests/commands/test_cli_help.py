@@ -115,3 +115,17 @@ def test_cache_diff_prints_readable_rows(store, capsys):
     assert main(["cache", "diff", s.url, a, b, "--json"]) == 0
     fields = {d["field"]: d["b"] for d in json.loads(capsys.readouterr().out)}
     assert fields["preprocessing.note"] == "a long value " * 30               # --json: whole
+
+
+@pytest.mark.slow
+def test_unknown_split_of_the_report_suggests_the_close_name(tmp_path, capsys):
+    from tests.synthetic import make_synthetic_store
+
+    store, keys = make_synthetic_store(tmp_path / "r.zarr", n=60, dims={"text": 4, "audio": 4})
+    from mixsig.heads import train_run
+
+    train_run(store, "logreg", {m: k[0] for m, k in keys.items()}, name="lr")
+    assert main(["report", str(store.local_path), "--run", "lr", "--split", "tset", "--out", str(tmp_path / "o"),
+                 "--no-plots"]) == 2
+    err = capsys.readouterr().err
+    assert "split 'tset' has no rows; Did you mean 'test'?" in err
