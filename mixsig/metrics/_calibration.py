@@ -45,12 +45,14 @@ def _bin_starts(n: int, n_bins: int) -> np.ndarray:
 def calibration_bins(y, probs, n_bins: int = ECE_BINS) -> dict:
     """The reliability diagram's equal-mass bins: ``{"n_bins", "count", "confidence", "accuracy", "conf_low",
     "conf_high"}`` — per bin (in order of confidence) its rows, mean confidence, share correct and the lowest /
-    highest confidence in it; ``"ece"`` the ECE they give."""
+    highest confidence in it; ``"ece"`` the ECE they give; ``"ece_if_calibrated"`` the ECE a calibrated model with
+    these confidences would show from sampling noise alone (each row right with probability its confidence; per bin
+    E|acc_b - conf_b| ~ sqrt(2 / pi) * sqrt(sum_i c_i (1 - c_i)) / n_b, the normal approximation)."""
     conf, correct = _top_label(y, probs)
     n = conf.size
     if n == 0:
         return {"n_bins": 0, "count": [], "confidence": [], "accuracy": [], "conf_low": [], "conf_high": [],
-                "ece": float("nan")}
+                "ece": float("nan"), "ece_if_calibrated": float("nan")}
     order = np.argsort(conf, kind="stable")
     c, ok = conf[order], correct[order]
     starts = _bin_starts(n, n_bins)
@@ -58,9 +60,11 @@ def calibration_bins(y, probs, n_bins: int = ECE_BINS) -> dict:
     count = ends - starts
     mean_c = np.add.reduceat(c, starts) / count
     acc = np.add.reduceat(ok, starts) / count
+    sd = np.sqrt(np.add.reduceat(c * (1 - c), starts)) / count  # of acc_b if each row were right with p = conf
     return {"n_bins": int(starts.size), "count": count.tolist(), "confidence": mean_c.tolist(),
             "accuracy": acc.tolist(), "conf_low": c[starts].tolist(), "conf_high": c[ends - 1].tolist(),
-            "ece": float(np.sum(count * np.abs(acc - mean_c)) / n)}
+            "ece": float(np.sum(count * np.abs(acc - mean_c)) / n),
+            "ece_if_calibrated": float(np.sum(count * np.sqrt(2 / np.pi) * sd) / n)}
 
 
 def _ece_rows(conf: np.ndarray, correct: np.ndarray, starts: np.ndarray) -> np.ndarray:

@@ -44,6 +44,7 @@ def test_calibrated_subset_has_ece_near_zero_and_the_sharpened_one_a_large_ece(p
     cal = r["calibration"]
     assert set(cal) == {"text", "audio", "text+audio"}
     assert cal["text"]["ece"] < 1 / np.sqrt(N / 10)
+    assert cal["text"]["ece"] < 3 * cal["text"]["ece_if_calibrated"] < cal["audio"]["ece"]
     assert cal["audio"]["ece"] > 0.1 and cal["audio"]["ece_ci"][0] > cal["text"]["ece_ci"][1]
     assert cal["text"]["bins"]["n_bins"] == 10 and sum(cal["text"]["bins"]["count"]) == N
     assert "10 equal-mass bins" in r["calibration_definition"]
@@ -85,6 +86,7 @@ def test_every_number_equals_a_recomputation(planted):
         mean = p.mean(0)
         v = r["calibration"][s]
         assert v["ece"] == pytest.approx(metrics.expected_calibration_error(inp.labels, mean, 10), abs=1e-12)
+        assert v["ece_if_calibrated"] == metrics.calibration_bins(inp.labels, mean, 10)["ece_if_calibrated"]
         ce = -(q * np.log(np.maximum(mean[have], 1e-12))).sum(1)
         assert v["cross_entropy_votes"] == pytest.approx(ce.mean()) and v["n_with_votes"] == have.sum()
         assert v["cross_entropy_votes_ci"][0] < ce.mean() < v["cross_entropy_votes_ci"][1]

@@ -84,3 +84,15 @@ def test_vote_cross_entropy_is_entropy_plus_kl():
         -np.log(1e-12))
     with pytest.raises(ValueError, match="differ in shape"):
         metrics.vote_cross_entropy(p, q[:, :2])
+
+
+def test_ece_if_calibrated_is_the_mean_ece_of_labels_drawn_from_the_confidences():
+    rng = np.random.default_rng(4)
+    n = 2000
+    p1 = rng.uniform(0.5, 1.0, n)
+    probs = np.c_[p1, 1 - p1]
+    want = metrics.calibration_bins(np.zeros(n, int), probs, 10)["ece_if_calibrated"]
+    # Monte Carlo: the top label (class 0) right with probability its confidence
+    sims = [metrics.expected_calibration_error((rng.random(n) >= p1).astype(int), probs, 10) for _ in range(300)]
+    assert want == pytest.approx(np.mean(sims), rel=0.1)
+    assert 0.005 < want < 1 / np.sqrt(n / 10)

@@ -26,8 +26,10 @@ def definition(n_bins: int, n_boot: int, seed: int) -> str:
     return ("Per subset, on the seed-mean probabilities p (top label = their argmax, which can differ from the "
             "majority-vote prediction of the other sections). ECE (“ece”) = top-label expected calibration error: "
             f"the samples sorted by confidence max_c p_c and cut into {n_bins} equal-mass bins (sizes differing by at "
-            "most one), ECE = Σ_b (n_b / n) |accuracy_b − mean confidence_b|; 0 = calibrated, and a calibrated model "
-            "still shows about 0.8·sqrt(1 / (4 n_b)) from sampling noise. “ece_ci”: 95% percentile bootstrap "
+            "most one), ECE = Σ_b (n_b / n) |accuracy_b − mean confidence_b|; 0 = calibrated, but a calibrated model "
+            "still shows “ece_if_calibrated” from sampling noise alone (each sample right with probability its "
+            "confidence: Σ_b (n_b / n)·sqrt(2/π)·sqrt(Σ_i c_i (1 − c_i)) / n_b, the normal approximation; read the "
+            "ECE against it). “ece_ci”: 95% percentile bootstrap "
             f"interval over samples ({n_boot} resamples, numpy default_rng({seed}), each resample binned anew). "
             "“bins”: the reliability diagram's bins (count, mean confidence, accuracy, confidence range). Over the "
             "samples with votes: “cross_entropy_votes” = mean over samples of −Σ_c q_c ln max(p_c, 1e−12) in nats, q "
@@ -94,7 +96,9 @@ def compute(ctx: Context) -> dict:
     for name, agg in ctx.agg.items():
         p = agg.mean_probs
         e = _metrics.ece_bootstrap(ctx.y, p, nb, n_boot=ctx.n_boot, seed=ctx.seed)
-        entry = {"ece": e["value"], "ece_ci": [e["ci_low"], e["ci_high"]], "bins": _metrics.calibration_bins(ctx.y, p, nb),
+        bins = _metrics.calibration_bins(ctx.y, p, nb)
+        entry = {"ece": e["value"], "ece_ci": [e["ci_low"], e["ci_high"]], "bins": bins,
+                 "ece_if_calibrated": bins["ece_if_calibrated"],
                  "cross_entropy_votes": None, "cross_entropy_votes_ci": None, "n_with_votes": 0,
                  "ce_entropy_spearman": None}
         if votes is not None:
@@ -124,13 +128,13 @@ def blocks(report: dict, figures: dict) -> list[tuple]:
     rows = []
     for s, v in cal.items():
         sp = v["ce_entropy_spearman"]
-        rows.append([s, f"{num(v['ece'])} [{num(v['ece_ci'][0])}, {num(v['ece_ci'][1])}]",
+        rows.append([s, f"{num(v['ece'])} [{num(v['ece_ci'][0])}, {num(v['ece_ci'][1])}]", num(v["ece_if_calibrated"]),
                      (f"{num(v['cross_entropy_votes'])} [{num(v['cross_entropy_votes_ci'][0])}, "
                       f"{num(v['cross_entropy_votes_ci'][1])}]") if v["cross_entropy_votes"] is not None else "–",
                      (f"{num(sp['rho'])} [{num(sp['ci'][0])}, {num(sp['ci'][1])}]") if sp else "–",
                      pval(sp["p"]) if sp else "–", num((sp or {}).get("rho_permuted")),
                      pval((sp or {}).get("p_permutation"))])
-    b.append(("table", ["subset", "ECE [95% CI]", "cross-entropy vs votes, nats [95% CI]",
+    b.append(("table", ["subset", "ECE [95% CI]", "ECE if calibrated (noise)", "cross-entropy vs votes, nats [95% CI]",
                         "Spearman rho (cross-entropy, vote entropy) [95% CI]", "p (rho = 0)",
                         "rho, votes independent (permuted)", "p (permutation)"], rows))
     why = (report.get("skipped") or {}).get("calibration_votes")
