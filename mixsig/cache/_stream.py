@@ -8,8 +8,10 @@ then picking rows, it touches no output memory for rows nobody asked for (measur
 
 A chunk already verified by this process is not checksummed again while its file is the same file: same inode,
 device, size and modification time (zarr writes a chunk to a new file and renames it into place, so any rewrite
-is a new inode). Its wanted rows are then picked from a read-only memory map of the file, and its recorded digest
-is still compared with the CRC it was verified with. So the first read of a chunk costs its whole bytes, and the
+is a new inode; one ``stat`` tells). Its file stays memory-mapped (up to :data:`MAP_BYTES`), its wanted rows are
+copied from the mapping, and its recorded digest is still compared with the CRC it was verified with. (A foreign
+program truncating a mapped chunk file in place while it is read would crash the read with SIGBUS; mixsig and
+zarr never write in place.) So the first read of a chunk costs its whole bytes, and the
 reads of a mini-batch loader after it only the rows.
 
 :func:`iter_batches` yields the rows of a key in batches of whole chunks, the next batch read by a thread while
@@ -23,9 +25,11 @@ import mmap
 import os
 import queue
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import google_crc32c
 import numpy as np
 
 from mixsig.cache._chunks import (
@@ -37,38 +41,18 @@ from mixsig.cache._chunks import (
 )
 from mixsig.cache._digest import ABSENT, UNKNOWN
 
-#: path -> ((st_ino, st_dev, st_size, st_mtime_ns), CRC) of chunk files whose checksum this process verified.
-_VERIFIED: dict[str, tuple[tuple, int]] = {}
-#: Entries kept at most (then the table starts again empty: verifying once more is always correct).
-VERIFIED_MAX = 1 << 18
+#: path -> (identity (st_ino, st_dev, st_size, st_mtime_ns), CRC, mmap, [chunk shape] view) of chunk files whose
+#: checksum this process verified, least recently used first.
+_VERIFIED: OrderedDict[str, tuple] = OrderedDict()
+#: Bytes of verified chunk files kept mapped at most (least recently used unmapped first). Mappings are of the
+#: page cache, not memory of this process, but count towards an address-space limit (``ulimit -v``).
+MAP_BYTES = 512 << 20
+_mapped = [0]
 _verified_lock = threading.Lock()
 
 
 def _identity(st) -> tuple:
     return (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns)
-
-
-def _pick_verified(path: str, rows: np.ndarray, sel: np.ndarray, out: np.ndarray, lo: int, shape: tuple, dtype,
-                   nbytes: int, expect: int) -> bool:
-    """Rows ``rows[sel]`` of a chunk file verified before and unchanged since, into ``out[sel]`` through a memory
-    map. False (nothing done) when the file is absent, changed or not verified yet, or its CRC is not ``expect``."""
-    known = _VERIFIED.get(path)
-    if known is None or (expect != UNKNOWN and expect != known[1]):
-        return False
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        if _identity(os.fstat(fd)) != known[0] or known[0][2] != nbytes + 4:
-            return False
-        with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mm:
-            view = np.frombuffer(mm, dtype, math.prod(shape)).reshape(shape)
-            out[sel] = view[rows[sel] - lo]
-            del view
-        return True
-    finally:
-        os.close(fd)
 
 
 def _stat(path: str) -> tuple | None:
@@ -78,14 +62,76 @@ def _stat(path: str) -> tuple | None:
         return None
 
 
-def _remember(path: str, before: tuple | None, crc: int) -> None:
-    """Record ``path`` as verified with ``crc`` when it is the file it was before the read (``before``)."""
-    if before is None or _stat(path) != before:
-        return
+def _forget(path: str) -> None:
+    entry = _VERIFIED.pop(path)
+    _mapped[0] -= entry[0][2]
+    mm = entry[2]
+    del entry
+    try:
+        mm.close()
+    except BufferError:  # a reader still holds the view: unmapped when it lets go
+        pass
+
+
+def _pick_verified(path: str, local: np.ndarray, sel: np.ndarray, out: np.ndarray, expect: int) -> bool:
+    """``out[sel] = rows local`` of a chunk file verified before and unchanged since (one ``stat``, then from its
+    memory map). False (nothing done) when it is not verified, changed, or its CRC is not ``expect``."""
+    if path not in _VERIFIED:
+        return False
+    ident = _stat(path)
     with _verified_lock:
-        if len(_VERIFIED) >= VERIFIED_MAX:
-            _VERIFIED.clear()
-        _VERIFIED[path] = (before, crc)
+        known = _VERIFIED.get(path)
+        if known is None:
+            return False
+        if ident != known[0] or (expect != UNKNOWN and expect != known[1]):
+            del known
+            _forget(path)
+            return False
+        _VERIFIED.move_to_end(path)
+        out[sel] = known[3][local]
+    return True
+
+
+def _map_checked(path: str, shape: tuple, dtype, nbytes: int, expect: int):
+    """The [chunk shape] view of chunk file ``path`` memory-mapped, its CRC32C checked over the mapping and
+    compared with ``expect``, and kept as verified; None when anything is unusual (no file, another size, a checksum
+    or digest mismatch: the caller then reads it the checked way, which names the fault)."""
+    if nbytes + 4 > MAP_BYTES:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if st.st_size != nbytes + 4:
+            return None
+        mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+    finally:
+        os.close(fd)
+    stored = int.from_bytes(mm[nbytes:nbytes + 4], "little")
+    payload = np.frombuffer(mm, np.uint8, nbytes)
+    ok = google_crc32c.value(payload) == stored and expect in (UNKNOWN, stored)
+    del payload
+    if not ok:
+        mm.close()
+        return None
+    view = np.frombuffer(mm, dtype, math.prod(shape)).reshape(shape)
+    with _verified_lock:
+        if path in _VERIFIED:
+            _forget(path)
+        _VERIFIED[path] = (_identity(st), stored, mm, view)
+        _mapped[0] += nbytes + 4
+        while _mapped[0] > MAP_BYTES and len(_VERIFIED) > 1:
+            _forget(next(iter(_VERIFIED)))
+    return view
+
+
+def forget_verified() -> None:
+    """Unmap every verified chunk (the next reads checksum their chunks again)."""
+    with _verified_lock:
+        while _VERIFIED:
+            _forget(next(iter(_VERIFIED)))
 
 
 def read_rows_fast(arr, adir, rows: np.ndarray, out: np.ndarray, fill, expect=None) -> None:
@@ -105,27 +151,33 @@ def read_rows_fast(arr, adir, rows: np.ndarray, out: np.ndarray, fill, expect=No
     base, tail = f"{adir}{os.sep}c{os.sep}", "".join(f"{os.sep}0" for _ in range(arr.ndim - 1))
     expect = None if expect is None else [int(x) for x in expect]
 
+    todo = []  # chunks to read and checksum: not verified by this process before, or changed since
+    for j in range(len(chunks)):
+        c, sel = int(chunks[j]), order[bounds[j]:bounds[j + 1]]
+        if not _pick_verified(f"{base}{c}{tail}", rows[sel] - c * cr, sel, out,
+                              UNKNOWN if expect is None else expect[c]):
+            todo.append(j)
+
     def part(a: int, b: int) -> None:
         buf = empty_aligned(shape, dtype)
-        for j in range(a, b):
+        for j in todo[a:b]:
             c = int(chunks[j])
             lo = c * cr
             view = buf[:min(cr, n - lo)]
             sel = order[bounds[j]:bounds[j + 1]]
             path, want = f"{base}{c}{tail}", UNKNOWN if expect is None else expect[c]
-            if _pick_verified(path, rows, sel, out, lo, (len(view),) + shape[1:], dtype, nbytes, want):
+            mapped = _map_checked(path, shape, dtype, nbytes, want)
+            if mapped is not None:
+                out[sel] = mapped[rows[sel] - lo]
                 continue
-            before = _stat(path)
             got = _read_chunk(path, view, shape, dtype, nbytes, len(view) == cr, f"array {arr.path} chunk {c}", want)
             out[sel] = fill if got == ABSENT else view[rows[sel] - lo]
-            if got != ABSENT:
-                _remember(path, before, got)
 
-    parts = min(_workers(), len(chunks)) if len(chunks) * nbytes >= PARALLEL_BYTES else 1
+    parts = min(_workers(), len(todo)) if len(todo) * nbytes >= PARALLEL_BYTES else 1
     if parts <= 1:
-        part(0, len(chunks))
+        part(0, len(todo))
         return
-    cuts = [len(chunks) * k // parts for k in range(parts + 1)]
+    cuts = [len(todo) * k // parts for k in range(parts + 1)]
     futures = [_get_pool().submit(part, cuts[k], cuts[k + 1]) for k in range(1, parts)]
     try:
         part(cuts[0], cuts[1])
