@@ -14,7 +14,7 @@ from mixsig.errors import HeadError
 from mixsig.heads import missing_method, missing_sets, predict_missing, train_run
 from tests.heads.helpers import make_store
 
-N_TEST = 400
+N_TEST = 300
 BAND = 3 * np.sqrt(0.25 / N_TEST)
 GATED = {"epochs": 6, "batch_size": 128, "max_lr": 1e-2, "hidden": 16, "n_layers": 0, "proj_dim": 8, "att_dim": 8,
          "modality_dropout": 0.5}
@@ -23,7 +23,7 @@ GATED = {"epochs": 6, "batch_size": 128, "max_lr": 1e-2, "hidden": 16, "n_layers
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     path = tmp_path_factory.mktemp("missing") / "store.zarr"
-    store, keys, X, y = make_store(path, n_train=800, n_val=100, n_test=N_TEST)
+    store, keys, X, y = make_store(path, n_train=600, n_val=60, n_test=N_TEST)
     heads = {}
 
     def keep(rec):  # the fitted full models, for the reference recomputation
