@@ -29,7 +29,15 @@ def bucket():
 
 @pytest.fixture(scope="module")
 def s3_key(bucket):
-    """A store on S3 with one key written by one writer: (store url, key)."""
+    """A store on S3 with one key, nothing written: (store url, key), for the lease tests."""
+    url = f"{bucket}/leased.zarr"
+    store = create_store(url, make_samples())
+    return url, store.create_key(prov(), D, chunk_rows=16)
+
+
+@pytest.fixture(scope="module")
+def filled_key(bucket):
+    """A store on S3 with one key written by one writer (row 20 failed): (store url, key)."""
     url = f"{bucket}/written.zarr"
     store = create_store(url, make_samples())
     key = store.create_key(prov(), D, chunk_rows=16)
@@ -66,8 +74,9 @@ def test_conditional_writes_exclusive_create_and_compare_and_swap(bucket):
     assert delete_if_match(fs, path, second) is True and not fs.exists(path)
 
 
-def test_store_on_s3_equals_local_store_bit_for_bit(s3_key, tmp_path):
-    url, key = s3_key
+@pytest.mark.slow
+def test_store_on_s3_equals_local_store_bit_for_bit(filled_key, tmp_path):
+    url, key = filled_key
     local = create_store(tmp_path / "local.zarr", make_samples())
     assert local.create_key(prov(), D, chunk_rows=16) == key
     fill_key(local, key, rows_fail=(20,))
@@ -87,17 +96,6 @@ def test_store_on_s3_equals_local_store_bit_for_bit(s3_key, tmp_path):
     for p in objects:
         assert fs.cat_file(p) == (tmp_path / "local.zarr" / "features" / key / p[len(base) + 1:]).read_bytes(), p
     assert remote.read(key).excluded == 1 and verify_store(remote).ok
-
-
-def test_misplaced_chunk_on_s3_is_found_by_verify(bucket):
-    url = f"{bucket}/swapped.zarr"
-    store = create_store(url, make_samples())
-    key = store.create_key(prov(), D, chunk_rows=16)
-    fill_key(store, key)
-    fs, chunks = _fs(), f"{url.removeprefix('s3://')}/features/{key}/embedding/c"
-    fs.pipe_file(f"{chunks}/2/0", fs.cat_file(f"{chunks}/1/0"))
-    kinds = [(p.kind, p.where) for p in verify_store(open_store(url)).findings]
-    assert kinds == [("misplaced_chunk", f"features/{key}/embedding/c/2")]
 
 
 def test_second_writer_on_a_held_key_is_refused_naming_the_holder(s3_key):
@@ -169,3 +167,17 @@ def test_half_made_upload_is_replaced_and_foreign_data_refused(bucket):
     with pytest.raises(StoreError, match=r"already holds data that is not a mixsig store; choose another path"):
         create_store(other, make_samples(n=20))
     assert fs.cat_file(f"{other.removeprefix('s3://')}/data.csv") == b"a,b\n"
+
+
+@pytest.mark.slow
+def test_misplaced_chunk_on_s3_is_found_by_verify(filled_key):
+    url, key = filled_key
+    fs, chunks = _fs(), f"{url.removeprefix('s3://')}/features/{key}/embedding/c"
+    original = fs.cat_file(f"{chunks}/2/0")
+    fs.pipe_file(f"{chunks}/2/0", fs.cat_file(f"{chunks}/1/0"))  # a valid chunk copied over another
+    try:
+        kinds = [(p.kind, p.where) for p in verify_store(open_store(url)).findings]
+        assert kinds == [("misplaced_chunk", f"features/{key}/embedding/c/2")]
+    finally:
+        fs.pipe_file(f"{chunks}/2/0", original)
+    assert verify_store(open_store(url)).ok
