@@ -83,6 +83,9 @@ def test_bad_layer_values_are_refused_naming_the_fix():
         get_head("logreg", layer=5).fit(X, y)
     with pytest.raises(HeadError, match="Invalid layer='weighted' for head 'lightgbm'.*'mean' or a layer index"):
         get_head("lightgbm", layer="weighted").fit(X, y)
+    data = get_head("lightgbm", layer=0).make_dataset(X, y)  # binned from layer 0: not reusable for layer 1
+    with pytest.raises(HeadError, match="layer=0 vs this head's layer=1"):
+        get_head("lightgbm", layer=1).fit(X, y, dataset=data)
 
 
 def test_float16_layers_are_never_copied_to_float32_whole():
