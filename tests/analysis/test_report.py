@@ -54,7 +54,8 @@ def test_run_without_votes_with_one_seed_and_two_modalities(tmp_path, capsys):
     assert "skipped uncertainty: the samples table has no `votes`" in printed
     doc = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert doc["uncertainty"] is None and doc["join"] is None and doc["human_study"] is None
-    assert set(doc["skipped"]) == {"uncertainty", "join", "human_study", "robustness", "calibration_votes"}
+    assert set(doc["skipped"]) == {"uncertainty", "join", "human_study", "robustness", "calibration_votes", "layers",
+                                   "dynamics"}
     assert doc["disagreement"]["lone_following"]["defined"] is False
     assert any("lone-modality following needs three" in n for n in doc["notes"])
     assert any("one seed" in n for n in doc["notes"])
