@@ -112,22 +112,6 @@ def lease_dir(store_url: str, key: str) -> str:
     return join(str(store_url), ".mixsig", "leases", key)
 
 
-def remote_held_leases(store_url: str, key: str, shard=(0, 1)) -> list[tuple[str, dict]]:
-    """The leases on ``key`` that conflict with ``shard`` and whose holder is alive: ``[(url, info)]``."""
-    fs, path = filesystem(lease_dir(store_url, key))
-    out = []
-    for name in list_prefix(fs, path):
-        if not (name.startswith("shard-") and name.endswith(".json")):
-            continue
-        info = _loads(read_object(fs, join(path, name))[0])
-        if is_stale(info) or not _conflict(tuple(shard), tuple(info.get("shard", (0, 1)))):
-            continue
-        if info.get("pid") == os.getpid() and info.get("host") == socket.gethostname():
-            continue
-        out.append((join(lease_dir(store_url, key), name), info))
-    return out
-
-
 class RemoteLease:
     """A held lease on shard ``(index, count)`` of ``key`` of the store at ``store_url`` (an object store), kept
     alive by a heartbeat thread. Same use as :class:`~mixsig.cache._lease.Lease`."""
