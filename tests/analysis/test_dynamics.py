@@ -92,11 +92,21 @@ def test_no_region_is_enriched_when_variability_ignores_disagreement():
     assert t["fisher"]["p"] > 0.05 and t["mann_whitney_variability"]["p"] > 0.05
 
 
-def test_the_section_is_skipped_without_dynamics_and_the_page_shows_the_map(planted_map, tmp_path):
+def test_the_section_is_skipped_without_dynamics_and_samples_get_the_columns(planted_map):
     inp, _ = planted(n=120, seed=5)
     result = analyse(inp, split="test", n_boot=20)
     assert result["dynamics"] is None and "no training dynamics" in result["skipped"]["dynamics"]
     assert not any(c.startswith("confidence@") for c in result["samples"])
+    inp, with_map = planted_map
+    cols = with_map["samples"]  # the analysed split is test: no training rows, so NaN
+    assert np.isnan(cols["confidence@audio"]).all() and len(cols["variability@text+audio+video"]) == len(cols["id"])
+    on_train = analyse(inp, split="train", n_boot=10)["samples"]
+    full = dynamics.combine(inp.extra["text+audio+video"])
+    np.testing.assert_allclose(on_train["variability@text+audio+video"], full["variability"][:300])
+
+
+@pytest.mark.slow
+def test_the_page_shows_the_map(planted_map, tmp_path):
     _, with_map = planted_map
     paths = write_report(with_map, tmp_path / "r", plots=False)
     md = paths["md"].read_text()

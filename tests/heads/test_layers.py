@@ -65,7 +65,7 @@ def test_a_layered_torch_head_saves_and_loads_the_same_probabilities(planted, tm
 def test_fixed_layer_heads_use_the_chosen_layer_or_the_mean(name):
     X, y = layered(240, INFORMATIVE, seed=2)
     Xt, yt = layered(200, INFORMATIVE, seed=3)
-    kw = {"n_estimators": 40} if name == "lightgbm" else {}
+    kw = {"n_estimators": 20} if name == "lightgbm" else {}
     acc = {layer: float((get_head(name, layer=layer, **kw).fit(X, y).predict_proba(Xt).argmax(1) == yt).mean())
            for layer in (0, INFORMATIVE)}
     assert acc[INFORMATIVE] > 0.85 and acc[0] < 0.65, acc
@@ -124,7 +124,7 @@ def layered_run(tmp_path_factory):
     def held(rec):  # what the fits train on: the float16 key stays float16 (no float32 copy of [N, L, D])
         dtypes.update(str(x.dtype) for m, x in rec.X.items() if m == "a")
 
-    run = train_run(store, "gated", keys, seeds=[0, 1], params={**GATED, "epochs": 20}, name="layered",
+    run = train_run(store, "gated", keys, seeds=[0], params={**GATED, "epochs": 20}, name="layered",
                     observers=[held])
     assert dtypes == {"float16"}
     return path, run
@@ -135,7 +135,7 @@ def test_a_run_stores_the_layer_weights_per_subset_and_seed(layered_run):
     back = open_store(path).read_run("layered")
     for sub in ("a", "a+b"):
         w = back.subsets[sub].extra["layer_weights/a"]
-        assert w.shape == (2, L) and np.allclose(w.sum(axis=1), 1, atol=1e-5)
+        assert w.shape == (1, L) and np.allclose(w.sum(axis=1), 1, atol=1e-5)  # [S, L]
         assert (w.argmax(axis=1) == INFORMATIVE).all(), w
     assert not any(p.startswith("layer_weights/") for p in back.subsets["b"].extra)
     fits = back.attrs["fits"]
