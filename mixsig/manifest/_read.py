@@ -7,12 +7,15 @@ into its normalised value or raise :class:`Bad` with the problem text.
 Row numbers: CSV/TSV row 1 is the first data row (line 2, under the header); JSONL rows are line numbers; a
 Parquet manifest (``.parquet``, read with pyarrow) numbers its rows from 1 too: row N is the Parquet row of index
 N - 1 (the header convention of CSV, with the schema as the header). Its cells keep their types (numbers, a list of
-labels for ``votes``) but follow CSV's conventions otherwise: an empty string, like a null, is an empty cell.
+labels for ``votes``) but follow CSV's conventions otherwise: an empty string, like a null, is an empty cell; a
+date, time, duration, Decimal or binary cell becomes the plain value :func:`plain_cell` says.
 """
 
 from __future__ import annotations
 
 import csv
+import datetime
+import decimal
 import io
 import json
 import math
@@ -151,9 +154,42 @@ def _read_parquet(data: bytes) -> tuple[Records, list[str], list[Problem]]:
     if not columns:
         return [], [], [Problem(None, None, "the Parquet manifest has no columns; write one column per field "
                                 "(id, split, label, ...) and one row per sample", "empty_manifest")]
-    values = [table.column(i).to_pylist() for i in range(table.num_columns)]
+    values = [[plain_cell(x) for x in table.column(i).to_pylist()] for i in range(table.num_columns)]
     records: Records = [(r + 1, {c: v[r] for c, v in zip(columns, values)}) for r in range(table.num_rows)]
     return records, columns, problems
+
+
+def plain_cell(value: Any) -> Any:
+    """A Parquet cell as the plain value CSV/JSONL would give (what validation and the samples table both see):
+    a date, datetime or time as its ISO 8601 text (``2024-01-02``, ``2024-01-02T03:04:05+00:00``), a duration
+    as its seconds (float), a Decimal as its text (``"1.50"``: a number to the samples table, exact to an id),
+    bytes as their UTF-8 text (their hex when they are not UTF-8), a numpy scalar as the Python number, lists and
+    structs item by item; anything else pyarrow may give as its ``str``."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [plain_cell(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): plain_cell(v) for k, v in value.items()}
+    if isinstance(value, (datetime.date, datetime.time)):  # datetime.datetime is a date
+        return value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return raw.hex()
+    item = getattr(value, "item", None)  # numpy scalars (a float16 column)
+    if callable(item):
+        try:
+            return plain_cell(item())
+        except (TypeError, ValueError):
+            pass
+    return str(value)
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:

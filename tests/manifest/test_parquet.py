@@ -71,3 +71,38 @@ def test_without_pyarrow_a_parquet_manifest_names_the_install_command(tmp_path, 
     monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)  # import pyarrow.parquet -> ImportError
     with pytest.raises(UsageError, match=r"needs pyarrow; install it with `pip install pyarrow`"):
         validate_manifest(tmp_path / "m.parquet")
+
+
+def test_date_time_decimal_duration_and_binary_cells_validate_and_init_as_the_same_csv(tmp_path, capsys):
+    import datetime as dt
+    from decimal import Decimal
+
+    utc = dt.timezone.utc
+    df = pd.DataFrame({"id": ["a", "b", "c"], "split": ["train", "train", "test"],
+                       "label": ["neutral", "empathetic", "neutral"], "text": ["one", "two", "three"],
+                       "group": [dt.date(2024, 1, 2), dt.date(2024, 1, 2), dt.date(2024, 3, 4)],
+                       "day": [dt.date(2024, 1, 2), None, dt.date(1999, 12, 31)],
+                       "at": [dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=utc), dt.datetime(2024, 2, 3, tzinfo=utc),
+                              None],
+                       "clock": [dt.time(13, 5), dt.time(0, 0, 1), None],
+                       "price": [Decimal("1.50"), Decimal("2.00"), Decimal("-0.25")],
+                       "dur": pd.to_timedelta(["1.5s", "2s", "250ms"]),
+                       "blob": [b"ab", b"\xff\x00", None]})
+    df.to_parquet(tmp_path / "m.parquet")
+    iso = {"group": ["2024-01-02", "2024-01-02", "2024-03-04"], "day": ["2024-01-02", "", "1999-12-31"],
+           "at": ["2024-01-02T03:04:05+00:00", "2024-02-03T00:00:00+00:00", ""], "clock": ["13:05:00", "00:00:01", ""],
+           "price": ["1.50", "2.00", "-0.25"], "dur": ["1.5", "2.0", "0.25"], "blob": ["ab", "ff00", ""]}
+    header = ["id", "split", "label", "text", *iso]
+    write_csv(tmp_path / "m.csv", [{**{k: df[k][i] for k in header[:4]}, **{k: v[i] for k, v in iso.items()}}
+                                   for i in range(3)], header=header)
+    assert main(["validate", str(tmp_path / "m.parquet")]) == 0
+    assert main(["cache", "init", str(tmp_path / "s.zarr"), "--manifest", str(tmp_path / "m.parquet")]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    got, ref = (to_samples(load_manifest(tmp_path / f"m.{s}")) for s in ("parquet", "csv"))
+    assert got.group.tolist() == iso["group"]  # a date group: its ISO text, so rows of one day share a group
+    for c in iso:
+        if c != "group":
+            assert got.columns[c].tolist() == ref.columns[c].tolist(), c  # the same cells as the CSV spelling
+    assert got.columns["day"].tolist() == iso["day"] and got.columns["at"].tolist() == iso["at"]
+    assert got.columns["price"].dtype == np.float64 and got.columns["price"].tolist() == [1.5, 2.0, -0.25]
+    assert got.columns["dur"].tolist() == [1.5, 2.0, 0.25]  # a duration: its seconds
