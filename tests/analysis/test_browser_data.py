@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from html import escape
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from tests.analysis.helpers import planted
 
 from mixsig.analysis import _media, analyse, write_report
-from mixsig.analysis.sections.browser import page_json
+from mixsig.analysis.sections.browser import page_json, statement
 from mixsig.analysis.sections.top import snippet
 from mixsig.cli import main
 
@@ -272,3 +273,26 @@ def test_missing_and_unreadable_media_are_said_and_the_report_still_written(medi
     result = analyse(inp, split="test", n_boot=0, embed_media=40, media_descriptors=False)
     why = {m["why"] for d in result["browser_data"]["details"] for m in d["media"].values()}
     assert why == {"no media root is known (pass --media-root DIR)"}
+
+
+def test_placeholder_text_in_ids_and_texts_stays_text(media, tmp_path):
+    """An id or a text that spells the page template's placeholders (@DATA@, @SCRIPT@, @STATEMENT@) is shown as
+    written: the template is filled in one pass, so no value is substituted into another."""
+    inp, _ = planted(n=40, seed=5)
+    n = len(inp.ids)
+    inp.ids = np.array([f"@DATA@{i}" for i in range(n)])
+    inp.text = np.array([f"@SCRIPT@ @STATEMENT@ @DATA@ {i}" for i in range(n)])
+    inp.audio = np.full(n, "tone.wav")
+    inp.start, inp.end = np.zeros(n), np.ones(n)
+    inp.media_root = media
+    result = analyse(inp, split="test", n_boot=0, embed_media=1, media_descriptors=False)
+    html = write_report(result, tmp_path / "r", plots=False)["html"].read_text(encoding="utf-8")
+    emb = result["browser"]["embedded"]
+    assert len(emb) == 1 and emb[0].startswith("@DATA@")
+    m = re.search(r"<p class='note' id='mx-statement'>(.*?) <span id='mx-size'>", html, re.S)
+    assert m and m.group(1) == escape(statement(result["browser"]))  # as written, the embedded id named in it
+    assert f": {emb[0]}. " in m.group(1)
+    assert html.count("id='mx-data'") == 1 and html.count("JSON.parse(document.getElementById('mx-data')") == 1
+    data = _blob(html)
+    assert [r[0] for r in data["rows"]] == list(inp.ids)
+    assert [d["text"] for d in data["details"]] == list(inp.text)

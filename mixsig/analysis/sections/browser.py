@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import re
 from pathlib import Path
 from urllib.parse import quote
 
@@ -220,8 +221,9 @@ def blocks(report: dict, figures: dict) -> list[tuple]:
     if not summary or data is None:
         return b + [("skip", "Skipped: no per-sample data.")]
     data = _links(data, report.get("report_dir"))
-    html_text = (_HTML.replace("@STATEMENT@", _esc(statement(summary)))
-                 .replace("@DATA@", page_json(data)).replace("@SCRIPT@", _SCRIPT))
+    fill = {"@STATEMENT@": _esc(statement(summary)), "@DATA@": page_json(data), "@SCRIPT@": _SCRIPT}
+    # one pass over the template: a placeholder's text inside a filled-in value (an id "@DATA@") stays text
+    html_text = _PLACEHOLDER.sub(lambda m: fill[m.group(0)], _HTML)
     fallback = (f"The sample browser (every analysed sample, sortable and filterable, with its media) is in "
                 f"report.html. {statement(summary)}")
     return b + [("html", html_text, fallback)]
@@ -236,6 +238,8 @@ def _esc(text: str) -> str:
 
     return html.escape(text)
 
+
+_PLACEHOLDER = re.compile("@STATEMENT@|@DATA@|@SCRIPT@")
 
 _HTML = """<div id='mx-browser'><p class='note' id='mx-statement'>@STATEMENT@ <span id='mx-size'>This file: <!--mixsig:page-size-->.</span></p>
 <div class='mx-filters'><label>category <select id='mx-f-category'></select></label>
