@@ -12,7 +12,8 @@ from mixsig.cache._keys import (FEATURE_FORMAT_VERSION, Provenance, canonical_js
                                short_name)
 from mixsig.cache._import_runs import delete_run, import_run, list_runs, run_attrs
 from mixsig.cache._runs import (UNSET, Run, RunRecord, RunSubset, Unset, describe_collapse, subset_metrics,
-                                subset_name, describe_in_sample, in_sample_keys, library_versions)
+                                subset_name, describe_in_sample, in_sample_keys, library_versions,
+                                check_modality_name, check_run_name)
 from mixsig.cache._samples import MODALITIES, Samples
 from mixsig.cache._status import Status
 from mixsig.cache._create import create_store, open_store, store_state
@@ -32,6 +33,7 @@ __all__ = [
     "SamplesUpdate", "affected_rows", "check_lease_free", "describe_samples_diff", "diff_samples", "leased_keys",
     "store_state", "update_samples", "describe_in_sample", "in_sample_keys", "library_versions",
     "delete_run", "import_run", "list_runs", "run_attrs",
+    "check_modality_name", "check_run_name",
     "STATE_DIR", "state_dir",
     "Batch", "iter_batches",
 ]

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from mixsig.cache._keys import Provenance, file_sha256
+from mixsig.cache._runs import check_modality_name
 from mixsig.cache._status import Status
 from mixsig.errors import StoreError, UsageError
 
@@ -73,6 +74,8 @@ def import_h5(store, path, modality: str | None = None, name: str | None = None,
     import h5py
 
     path = Path(path)
+    if modality is not None:
+        check_modality_name(modality, "--modality")
     if not path.is_file():
         raise StoreError(f"HDF5 file {path} does not exist")
     with h5py.File(path, "r") as f:
@@ -93,6 +96,7 @@ def import_h5(store, path, modality: str | None = None, name: str | None = None,
         raise StoreError(f"{path}: dataset {ids_dataset!r} has duplicate ids")
     if saved is not None and name is None:
         prov = Provenance.from_dict(json.loads(saved))
+        check_modality_name(prov.modality, f"{path}: attr mixsig_provenance")
         if modality and modality != prov.modality:
             raise StoreError(f"{path} holds {prov.modality} features; drop --modality or pass --name to re-label them")
     else:
@@ -142,7 +146,14 @@ def _column_names(path, f, columns, shape) -> list[str] | None:
         return None
     if isinstance(columns, (str, bytes)):
         text = columns.decode() if isinstance(columns, bytes) else columns
-        columns = json.loads(text) if text.startswith("[") else text.split(",")
+        try:
+            columns = json.loads(text) if text.startswith("[") else text.split(",")
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{where} {text!r} is not a JSON list ({exc.msg}); give the names comma-separated, "
+                             f"e.g. --columns duration,words") from None
+        if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+            raise UsageError(f"{where} {text!r}: a JSON list of column names must hold strings only; give the "
+                             f"names comma-separated, e.g. --columns duration,words")
     names = [(c.decode() if isinstance(c, bytes) else str(c)).strip() for c in np.asarray(columns).ravel()]
     if len(shape) != 2:
         raise UsageError(f"{where}: column names are for [N, D] features; {path} holds {list(shape)}")

@@ -1,10 +1,11 @@
 """Import predictions made elsewhere as a run (``mixsig runs import``): :func:`import_run`.
 
-Two file forms, both matched to the store's samples by id:
+Three file forms, all matched to the store's samples by id:
 
 - ``.csv`` (long form): columns ``id``, ``subset`` (modalities joined by ``+``, e.g. ``text+audio``), optional
   ``seed`` (an integer, default 0), and one column per class of the store, named exactly as the class, holding
   that class's probability (or its logit with ``logits=True``). One row per (id, subset, seed).
+- ``.parquet``: the same columns and rows as the CSV (read with pyarrow; rows are counted from 1 in messages).
 - ``.npz``: ``ids`` [n] str, and either ``subsets`` [k] str with ``probs`` [k, S, n, C], or one array
   ``probs@<subset>`` [S, n, C] per subset (e.g. ``probs@text+audio``); optional ``seeds`` [S] int (default
   0..S-1) and ``classes`` [C] str (default: the store's classes in order). Read with ``allow_pickle=False``.
@@ -14,7 +15,7 @@ naming the file row (CSV: its line number, the header being line 1) or the id an
 column missing or unknown, a probability outside [0, 1] or a row not summing to 1 within :data:`SUM_TOLERANCE`,
 a non-finite value, a subset naming an unknown modality, a duplicate (id, subset, seed), a subset missing ids
 (or seeds) that another has, no subset holding every modality. Rows of the store missing from the file are NaN
-(not predicted) in every subset. Parquet is refused (pandas/pyarrow are not installed) naming CSV and NPZ.
+(not predicted) in every subset.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ SUM_TOLERANCE = 1e-3
 #: How far outside [0, 1] a probability may be (float rounding).
 RANGE_TOLERANCE = 1e-6
 #: The file suffixes :func:`import_run` reads.
-FORMATS = (".csv", ".npz")
+FORMATS = (".csv", ".parquet", ".npz")
 
 
 def _refuse(path, where: str, what: str, fix: str) -> RefusedInput:
@@ -58,39 +59,71 @@ def _read_csv(path: Path, classes: tuple[str, ...]) -> dict:
         header = next(reader, None)
         if not header:
             raise _refuse(path, "line 1", "no header", "write a header: id,subset[,seed]," + ",".join(classes))
-        header = [h.strip() for h in header]
-        missing = [c for c in ("id", "subset", *classes) if c not in header]
-        unknown = [c for c in header if c not in ("id", "subset", "seed", *classes)]
-        if missing or unknown or len(set(header)) != len(header):
-            raise _refuse(path, "line 1 (header)",
-                          (f"columns {missing} missing" if missing else "") + ("; " if missing and unknown else "")
-                          + (f"columns {unknown} unknown" if unknown else "") + ("" if missing or unknown else
-                                                                                 "a column is repeated"),
-                          f"the columns are id, subset, optional seed, and one per class of the store, named "
-                          f"exactly: {list(classes)}")
-        col = {h: i for i, h in enumerate(header)}
-        cls_idx = [col[c] for c in classes]
-        out: dict = {}
-        for line, row in enumerate(reader, start=2):
-            if not any(cell.strip() for cell in row):
-                continue
-            if len(row) != len(header):
-                raise _refuse(path, f"line {line}", f"{len(row)} cells, the header has {len(header)}",
-                              "give every row one cell per column")
-            sid, where = row[col["id"]].strip(), f"line {line}"
-            sub = _subset(path, where, row[col["subset"]].strip())
-            seed_text = row[col["seed"]].strip() if "seed" in col else ""
-            try:
-                seed = int(seed_text) if seed_text else 0
-                vec = np.array([float(row[i]) for i in cls_idx], np.float64)
-            except ValueError:
-                raise _refuse(path, where, f"id {sid!r}: a seed or probability is not a number",
-                              "write integers in seed and numbers in the class columns") from None
-            got = out.setdefault((sub, seed), {})
-            if sid in got:
-                raise _refuse(path, where, f"id {sid!r} subset {'+'.join(sub)} seed {seed} repeats line "
-                                           f"{got[sid][1]}", "keep one row per (id, subset, seed)")
-            got[sid] = (vec, line)
+        return _read_rows(path, classes, header, enumerate(reader, start=2), "line", "line 1 (header)")
+
+
+def _read_parquet(path: Path, classes: tuple[str, ...]) -> dict:
+    """The same table as :func:`_read_csv` from a long-form Parquet file (the same columns; rows counted from 1):
+    each cell as the text a CSV would hold (floats by ``repr``, so the same values; an integral float seed as an
+    integer; a null as an empty cell)."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:  # pragma: no cover - pyarrow is a dependency of the parquet extra
+        raise UsageError(f"{path}: reading Parquet needs pyarrow (`pip install mixsig[parquet]`); or write the "
+                         f"predictions as .csv or .npz") from None
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises ArrowInvalid / OSError on a file that is not Parquet
+        raise _refuse(path, "the file", f"not a readable Parquet file ({type(exc).__name__}: {exc})",
+                      "write it with pandas.DataFrame.to_parquet or pyarrow.parquet.write_table") from None
+    header = [str(c) for c in table.column_names]
+    cols = [[_cell(v, name == "seed") for v in table.column(name).to_pylist()] for name in header]
+    return _read_rows(path, classes, header, enumerate(zip(*cols), start=1), "row", "the columns")
+
+
+def _cell(v, seed: bool) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return str(int(v)) if seed and v.is_integer() else repr(v)
+    return str(v)
+
+
+def _read_rows(path: Path, classes: tuple[str, ...], header: list, rows, label: str, header_where: str) -> dict:
+    """``{(subset, seed): {id: (probabilities [C], row number)}}`` of long-form rows of text cells."""
+    header = [h.strip() for h in header]
+    missing = [c for c in ("id", "subset", *classes) if c not in header]
+    unknown = [c for c in header if c not in ("id", "subset", "seed", *classes)]
+    if missing or unknown or len(set(header)) != len(header):
+        raise _refuse(path, header_where,
+                      (f"columns {missing} missing" if missing else "") + ("; " if missing and unknown else "")
+                      + (f"columns {unknown} unknown" if unknown else "") + ("" if missing or unknown else
+                                                                             "a column is repeated"),
+                      f"the columns are id, subset, optional seed, and one per class of the store, named "
+                      f"exactly: {list(classes)}")
+    col = {h: i for i, h in enumerate(header)}
+    cls_idx = [col[c] for c in classes]
+    out: dict = {}
+    for line, row in rows:
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            raise _refuse(path, f"line {line}", f"{len(row)} cells, the header has {len(header)}",
+                          "give every row one cell per column")
+        sid, where = row[col["id"]].strip(), f"{label} {line}"
+        sub = _subset(path, where, row[col["subset"]].strip())
+        seed_text = row[col["seed"]].strip() if "seed" in col else ""
+        try:
+            seed = int(seed_text) if seed_text else 0
+            vec = np.array([float(row[i]) for i in cls_idx], np.float64)
+        except ValueError:
+            raise _refuse(path, where, f"id {sid!r}: a seed or probability is not a number",
+                          "write integers in seed and numbers in the class columns") from None
+        got = out.setdefault((sub, seed), {})
+        if sid in got:
+            raise _refuse(path, where, f"id {sid!r} subset {'+'.join(sub)} seed {seed} repeats {label} "
+                                       f"{got[sid][1]}", "keep one row per (id, subset, seed)")
+        got[sid] = (vec, line)
     if not out:
         raise _refuse(path, "the file", "no data rows", "write one row per (id, subset, seed)")
     return out
@@ -144,10 +177,10 @@ def _read_npz(path: Path, classes: tuple[str, ...]) -> dict:
     return out
 
 
-def _check_values(path, table: dict, logits: bool, csv_form: bool) -> None:
+def _check_values(path, table: dict, logits: bool, label: str | None) -> None:
     for (sub, seed), rows in table.items():
         for sid, (vec, pos) in rows.items():
-            where = f"line {pos}" if csv_form else f"ids[{pos}] subset {'+'.join(sub)} seed {seed}"
+            where = f"{label} {pos}" if label else f"ids[{pos}] subset {'+'.join(sub)} seed {seed}"
             if not np.isfinite(vec).all():
                 raise _refuse(path, where, f"id {sid!r} has a non-finite value {vec.tolist()}",
                               "write finite numbers (a row not predicted is simply left out)")
@@ -160,13 +193,13 @@ def _check_values(path, table: dict, logits: bool, csv_form: bool) -> None:
                               "write probabilities, or pass --logits if these are logits (softmax is applied)")
 
 
-def _check_coverage(path, table: dict, known: dict) -> tuple[list, list]:
+def _check_coverage(path, table: dict, known: dict, label: str | None) -> tuple[list, list]:
     """The subsets and seeds; refuses unknown ids and subsets/seeds lacking ids another has."""
     for rows in table.values():
         for sid, (_, pos) in rows.items():
             if sid not in known:
-                raise _refuse(path, f"line {pos}" if isinstance(pos, int) and path.suffix.lower() == ".csv" else
-                              f"ids[{pos}]", f"id {sid!r} is not a sample of the store",
+                raise _refuse(path, f"{label} {pos}" if label else f"ids[{pos}]",
+                              f"id {sid!r} is not a sample of the store",
                               "import predictions for the store's samples (`mixsig cache init STORE --manifest M` "
                               "from the manifest they were made on)")
     subsets = sorted({s for s, _ in table}, key=lambda s: (len(s), s))
@@ -224,28 +257,29 @@ def run_attrs(store, name: str) -> dict:
 
 
 def import_run(store, path, name: str, *, logits: bool = False, overwrite: bool = False):
-    """Import predictions file ``path`` (.csv or .npz, see the module doc) into ``store`` (opened "r+") as run
+    """Import predictions file ``path`` (.csv, .parquet or .npz, see the module doc) into ``store`` (opened "r+") as run
     ``name``; returns its :class:`~mixsig.cache.RunRecord` (source "import", head "imported"). Nothing is written
     unless every check passes; a write that fails leaves no run of that name."""
     from mixsig.cache._keys import file_sha256
-    from mixsig.cache._runs import RunRecord, RunSubset, subset_metrics
+    from mixsig.cache._runs import RunRecord, RunSubset, check_run_name, subset_metrics
 
+    check_run_name(name, "--name")
     path = Path(path)
-    if path.suffix.lower() == ".parquet":
-        raise UsageError(f"{path}: Parquet needs pandas and pyarrow, which this environment lacks; write the "
-                         f"predictions as .csv (long form) or .npz (see `mixsig runs import --help`)")
-    if path.suffix.lower() not in FORMATS:
-        raise UsageError(f"{path}: predictions must be a .csv or .npz file; got {path.suffix or 'no suffix'!r}")
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise UsageError(f"{path}: predictions must be a .csv, .parquet or .npz file; got "
+                         f"{path.suffix or 'no suffix'!r}")
     if not path.is_file():
         raise UsageError(f"{path}: no such predictions file")
     if name in store.runs() and not overwrite:
         raise StoreError(f"run {name!r} already exists in {store.url}; choose another --name or pass --overwrite")
     samples = store.samples
     classes = tuple(samples.classes)
-    table = (_read_csv if path.suffix.lower() == ".csv" else _read_npz)(path, classes)
-    _check_values(path, table, logits, path.suffix.lower() == ".csv")
+    read, label = {".csv": (_read_csv, "line"), ".parquet": (_read_parquet, "row"), ".npz": (_read_npz, None)}[suffix]
+    table = read(path, classes)
+    _check_values(path, table, logits, label)
     known = {str(s): i for i, s in enumerate(samples.ids)}
-    subsets, seeds = _check_coverage(path, table, known)
+    subsets, seeds = _check_coverage(path, table, known, label)
     n = len(samples.ids)
     out = {}
     for sub in subsets:

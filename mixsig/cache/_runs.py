@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,28 @@ from mixsig.cache._run_summary import (SPLIT_ORDER, describe_collapse, describe_
                                        in_sample_keys, subset_metrics)
 from mixsig.cache._run_extra import check_extra_path as _check_extra_path, extra_arrays as _extra_arrays
 from mixsig.cache._dims import run_dims
-from mixsig.errors import CorruptChunk, StoreError
+from mixsig.errors import CorruptChunk, StoreError, UsageError
+
+#: What a modality name may hold: it becomes part of keys and of store paths (``runs/<run>/heads/<subset>``).
+MODALITY_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def check_run_name(name, option: str = "--name") -> str:
+    """``name`` if it can name a run (a zarr group): a non-empty string without ``/``, not ``.`` or ``..``, not
+    starting with ``__`` (zarr reserves those); else :class:`UsageError` naming ``option``."""
+    if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or name.startswith("__"):
+        raise UsageError(f"{option} {name!r}: a run's name is a non-empty string without '/', not '.' or '..' and "
+                         f"not starting with '__' (zarr reserves those); give another, e.g. {option} my-run")
+    return name
+
+
+def check_modality_name(name, option: str = "--modality") -> str:
+    """``name`` if it can name a modality (letters, digits, ``_``, ``-``: it becomes part of store paths); else
+    :class:`UsageError` naming ``option``."""
+    if not isinstance(name, str) or not MODALITY_NAME.fullmatch(name):
+        raise UsageError(f"{option}: modality name {name!r} must be letters, digits, '_' or '-' only (it becomes "
+                         f"part of the store's paths); give another, e.g. face")
+    return name
 
 
 @dataclass
@@ -193,8 +215,7 @@ class RunRecord:
             if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
                 raise StoreError(f"run {self.name!r}: {name} must be a list; got {value!r}")
             object.__setattr__(self, name, tuple(value))
-        if not isinstance(self.name, str) or not self.name or "/" in self.name:
-            raise StoreError(f"a run's name must be a non-empty string without '/'; got {self.name!r}")
+        check_run_name(self.name, "run name")
         if not (self.source in ("train", "finetune", "import", "predict")
                 or (self.source.startswith("study:") and len(self.source) > 6)):
             raise StoreError(f"run {self.name!r}: source must be one of {list(RUN_SOURCES)}; got {self.source!r}")

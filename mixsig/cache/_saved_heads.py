@@ -193,7 +193,8 @@ class HeadSaver:
         self.folders: dict[str, list[Path]] = {}
 
     def __call__(self, rec) -> None:
-        folder = Path(self._tmp.name) / rec.subset_name / str(rec.seed)
+        # named by a count, never by the subset's (user-given) modality names: it stays inside the temp folder
+        folder = Path(self._tmp.name) / str(sum(len(v) for v in self.folders.values()))
         rec.head.save(folder)
         self.folders.setdefault(rec.subset_name, []).append(folder)
 

@@ -100,7 +100,8 @@ def _check_classes(attrs: dict, dst) -> None:
 
 
 def _features(dst, keys: dict) -> tuple[dict, np.ndarray]:
-    """``({modality: [len(used), D]}, used rows)``: the rows done in every key of ``dst``, each checked finite."""
+    """``({modality: [len(used), D] or [len(used), L, D]}, used rows)``: the rows done in every key of ``dst``, each
+    checked finite."""
     import numpy as np
 
     from mixsig.errors import StoreError
@@ -112,9 +113,9 @@ def _features(dst, keys: dict) -> tuple[dict, np.ndarray]:
     X = {}
     for m, v in views.items():
         X[m] = v.X[np.searchsorted(v.rows, used)]
-        if X[m].ndim != 2 or not np.isfinite(X[m]).all():
-            raise StoreError(f"key {keys[m]} of {dst.url}: done rows hold NaN/Inf or are not [N, D]; run `mixsig "
-                             f"cache verify {dst.url}` and re-extract them")
+        if X[m].ndim not in (2, 3) or not np.isfinite(X[m].reshape(len(X[m]), -1)).all():
+            raise StoreError(f"key {keys[m]} of {dst.url}: done rows hold NaN/Inf or are not [N, D] / [N, L, D]; "
+                             f"run `mixsig cache verify {dst.url}` and re-extract them")
     return X, used
 
 
@@ -132,10 +133,14 @@ def _apply(heads: dict, X: dict, used: np.ndarray, n: int, n_classes: int):
         probs = np.full((len(hs), n, n_classes), np.nan, np.float32)
         gates = attention = None
         for s, h in enumerate(hs):
-            dims = [int(X[m].shape[1]) for m in h.modalities_]
-            if list(h.modalities_) != mods or dims != list(h.dims_):
-                raise HeadError(f"saved head {sub} #{s} takes {list(h.modalities_)} of widths {list(h.dims_)}, the "
-                                f"matched keys give {mods} of widths {dims}; save the run's heads again")
+            # rows [D] or [L, D] (all layers): the width is the last axis, the layer count the head's layers_ (0: none)
+            dims = [int(X[m].shape[-1]) for m in mods]
+            layers = [int(X[m].shape[1]) if X[m].ndim == 3 else 0 for m in mods]
+            want = list(getattr(h, "layers_", None) or (0,) * len(mods))
+            if list(h.modalities_) != mods or dims != list(h.dims_) or layers != want:
+                raise HeadError(f"saved head {sub} #{s} takes {list(h.modalities_)} of widths {list(h.dims_)} and "
+                                f"layers {want} (0: [N, D] rows), the matched keys give {mods} of widths {dims} and "
+                                f"layers {layers}; save the run's heads again")
             probs[s, used] = h.predict_proba(Xs)
             w = h.modality_weights(Xs)
             if w:
@@ -154,15 +159,14 @@ def predict_into(src, run: str, dst, name: str | None = None, overwrite: bool = 
 
     import tempfile
 
-    from mixsig.cache import RunRecord, run_attrs, subset_metrics
-    from mixsig.errors import StoreError, UsageError
+    from mixsig.cache import RunRecord, check_run_name, run_attrs, subset_metrics
+    from mixsig.errors import StoreError
     from mixsig.heads import load_head
 
     run = src.resolve_run(run, error=StoreError)
     attrs = run_attrs(src, run)
     name = name or f"predict-{run}"
-    if "/" in name:
-        raise UsageError(f"--name {name!r}: a run's name is a non-empty string without '/'")
+    check_run_name(name, "--name")
     with tempfile.TemporaryDirectory(prefix="mixsig-predict-") as tmp:
         folders = src.extract_heads(run, tmp)  # no saved heads: StoreError naming the command that keeps them
         _check_classes(attrs, dst)

@@ -13,13 +13,13 @@ IMPORT_DESCRIPTION = (
     "to the store's samples by id; samples missing from FILE are not predicted (NaN) and the report leaves them out. "
     "FILE .csv (long form): columns id, subset (modalities joined by '+', e.g. text+audio), optional seed (integer, "
     "default 0), and one column per class of the store named exactly as the class; one row per (id, subset, seed). "
+    "FILE .parquet: the same columns and rows as the CSV (read with pyarrow; messages count its rows from 1). "
     "FILE .npz: ids [n] str, and either subsets [k] str with probs [k, S, n, C] or one array probs@SUBSET [S, n, C] "
     "per subset (e.g. probs@text+audio); optional seeds [S] int (default 0..S-1) and classes [C] str (default: the "
-    "store's order); loaded without pickles. Parquet is refused (pandas/pyarrow are not installed): write CSV or "
-    "NPZ. Every check runs before anything is written; bad data is refused with exit code 3 naming the CSV line (the "
-    "header is line 1) or the id: an unknown id, a class column missing or unknown, a non-finite value, a "
-    "probability outside [0, 1] or a row not summing to 1 within 1e-3, a subset naming an unknown modality, a "
-    "duplicate (id, subset, seed), a subset or seed missing ids another has, no subset with every modality. A store "
+    "store's order); loaded without pickles. Every check runs before anything is written; bad data is refused with "
+    "exit code 3 naming the CSV line (the header is line 1), the Parquet row (from 1) or the id: an unknown id, a "
+    "class column missing or unknown, a non-finite value, a probability outside [0, 1] or a row not summing to 1 "
+    "within 1e-3, a subset naming an unknown modality, a duplicate (id, subset, seed), a subset or seed missing ids another has, no subset with every modality. A store "
     "problem (no store, a run of that name without --overwrite) is exit code 1. The run records source import, head "
     "imported, the file's sha256 (attrs imported_from) and per-split metrics; the report's gate and attention "
     "sections say they are skipped (an imported run has no gates)."
@@ -31,9 +31,9 @@ def register(sub) -> None:
                        description="The runs of a store: import predictions made elsewhere, list, show, delete.")
     rs = p.add_subparsers(dest="runs_command", metavar="ACTION")
 
-    q = rs.add_parser("import", help="import predictions (.csv or .npz) as a run", description=IMPORT_DESCRIPTION)
+    q = rs.add_parser("import", help="import predictions (.csv, .parquet or .npz) as a run", description=IMPORT_DESCRIPTION)
     q.add_argument("store", metavar="STORE", help="the feature store (made by `mixsig cache init`)")
-    q.add_argument("file", metavar="FILE", help="the predictions: .csv (long form) or .npz (see above)")
+    q.add_argument("file", metavar="FILE", help="the predictions: .csv (long form), .parquet (the same columns) or .npz (see above)")
     q.add_argument("--name", required=True, help="the run's name (what `mixsig report --run` takes)")
     q.add_argument("--logits", action="store_true",
                    help="the class columns hold logits, not probabilities: softmax is applied per row (without it, "

@@ -92,8 +92,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.features:
         raise UsageError("--features is required: modality=key pairs, e.g. text=KEY,audio=KEY (see `mixsig cache ls`)")
+    from mixsig.cache import check_modality_name, check_run_name
+
     features = parse_features(args.features)
+    if args.name is not None:
+        check_run_name(args.name, "--name")
     for m, k in features.items():
+        check_modality_name(m, f"--features {m}={k}")
         if "|" in k:
             raise UsageError(f"--features {m}={k}: `mixsig train` takes one key per modality (alternatives "
                              f"separated by | are for `mixsig study`)")

@@ -147,8 +147,14 @@ def _load_features(store, features: dict[str, str]):
             same = sorted(k for k in keys if k.split(".")[0] == m)
             raise StoreError(f"No feature key {key!r} in {store.url} (for modality {m!r}). "
                              f"Keys of that modality: {same or sorted(keys) or 'none; run `mixsig extract` first'}.")
-        view = store.read(key, split=None, only_done=True)  # [n, D] or [n, L, D] (all layers: see heads._layers)
-        bad = ~np.isfinite(view.X.reshape(len(view.X), -1)).all(axis=1)
+        # [n, D] as float32; [n, L, D] (all layers: see heads._layers) in its stored dtype, so that a float16 key is
+        # never copied to float32 whole (the heads convert it batch by batch)
+        layered = len(store.key_shape(key)) == 3
+        view = store.read(key, split=None, only_done=True, dtype=None if layered else "float32")
+        flat = view.X.reshape(len(view.X), -1)
+        step = max(1, (1 << 18) // max(flat.shape[1], 1))  # rows per block: a 256 KiB temporary, not a full-size one
+        bad = np.concatenate([~np.isfinite(flat[s:s + step]).all(axis=1) for s in range(0, len(flat), step)]
+                             or [np.zeros(0, bool)])
         if bad.any():
             rows = view.rows[bad]
             raise StoreError(f"Key {key}: {rows.size} rows are marked done but hold NaN/Inf (first: row {rows[0]}, "
@@ -159,6 +165,18 @@ def _load_features(store, features: dict[str, str]):
         common &= mask
         views[m] = view
     return views, np.flatnonzero(common).astype(np.int64), not_done
+
+
+def _check_names(features: dict, name) -> None:
+    """Modality names (they become parts of the store's paths) and the run's name, before any work."""
+    from mixsig.cache import check_modality_name, check_run_name
+
+    if not features:
+        raise UsageError("features must name at least one modality=key.")
+    for m in features:
+        check_modality_name(m, f"features {m}={features[m]}")
+    if name is not None:
+        check_run_name(name, "name")
 
 
 def _check_store(store, features: dict[str, str], allow_modality_mismatch: bool, allow_group_leak: bool):
@@ -223,7 +241,8 @@ class _TrainData:
         if used.size < N:
             log.info("%d of %d rows excluded: not done in every key (%s)", N - used.size, N,
                      ", ".join(f"{m}: {k} not done" for m, k in not_done.items()))
-        X = {m: gather_rows(views[m].X, np.searchsorted(views[m].rows, used), store.provenance(k).get("dtype"))
+        X = {m: views[m].X if np.array_equal(views[m].rows, used) else  # every row read is used: no copy
+             gather_rows(views[m].X, np.searchsorted(views[m].rows, used), store.provenance(k).get("dtype"))
              for m, k in features.items()}  # [N, L, D] float16 keys held as float16 (heads._layers)
         labelled = samples.label[used] >= 0
         split_of = samples.split[used]
@@ -342,8 +361,7 @@ def train_run(store, head: str, features: dict[str, str], *, seeds=(0,), params:
 
     if isinstance(store, (str,)) or hasattr(store, "__fspath__"):
         store = open_store(store, mode="r+")
-    if not features:
-        raise UsageError("features must name at least one modality=key.")
+    _check_names(features, name)  # none, a bad modality or run name: UsageError
     # prefixes, the modality alone -> full keys (recorded); unknown: StoreError listing the keys
     features = store.resolve_features(dict(features), error=StoreError)
     seeds = check_seeds(seeds)

@@ -117,8 +117,8 @@ def test_cli_exit_codes_and_one_line(tmp_path, capsys):
     assert err.count("\n") == 0 and "line 4: id 'zz' is not a sample of the store" in err
     pq = tmp_path / "p.parquet"
     pq.write_bytes(b"PAR1")
-    assert main(["runs", "import", s, str(pq), "--name", "x"]) == 2
-    assert ".csv (long form) or .npz" in capsys.readouterr().err
+    assert main(["runs", "import", s, str(pq), "--name", "x"]) == 3
+    assert "p.parquet: the file: not a readable Parquet file" in capsys.readouterr().err
     ok = write_csv(tmp_path / "ok.csv", good_rows())
     assert main(["runs", "import", s, str(ok), "--name", "x"]) == 0
     assert main(["runs", "import", s, str(ok), "--name", "x"]) == 1
@@ -245,3 +245,53 @@ def test_an_import_killed_mid_write_is_listed_interrupted_and_replaced_or_remove
     assert main(["runs", "rm", s, "new"]) == 0
     fresh = open_store(s)
     assert fresh.runs() == ["kept"] and fresh.read_run("kept").attrs["complete"]
+
+
+def _parquet(path, rows, header=("id", "subset", "seed", "neg", "pos")):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cols = list(zip(*rows))
+    data = {h: (pa.array([int(v) for v in c]) if h == "seed" else pa.array([float(v) for v in c])
+                if h in ("neg", "pos") else pa.array(list(c))) for h, c in zip(header, cols)}
+    pq.write_table(pa.table(data), path)
+    return path
+
+
+def test_csv_parquet_and_npz_give_the_same_run(tmp_path):
+    store = make_store(tmp_path)
+    rows = good_rows()
+    runs = {}
+    runs["csv"] = import_run(store, write_csv(tmp_path / "p.csv", rows), "from-csv")
+    runs["parquet"] = import_run(store, _parquet(tmp_path / "p.parquet", rows), "from-parquet")
+    probs = np.array([[[float(r[3]), float(r[4])] for r in rows if r[1] == sub] for sub in SUBSETS], np.float32)
+    np.savez(tmp_path / "p.npz", ids=np.array(IDS), subsets=np.array(SUBSETS), probs=probs[:, None])
+    runs["npz"] = import_run(store, tmp_path / "p.npz", "from-npz")
+    read = {k: store.read_run(r.name) for k, r in runs.items()}
+    assert runs["parquet"].extra["imported_from"]["format"] == "parquet"
+    for k in ("parquet", "npz"):
+        assert list(read[k].subsets) == list(read["csv"].subsets) == ["text", "audio", "text+audio"]
+        for sub in SUBSETS:
+            np.testing.assert_array_equal(read[k].subsets[sub].probs, read["csv"].subsets[sub].probs)
+        assert runs[k].metrics == runs["csv"].metrics and runs[k].seeds == runs["csv"].seeds
+
+
+def test_bad_parquet_is_refused_naming_the_row(tmp_path, capsys):
+    store = make_store(tmp_path)
+    s = str(tmp_path / "s.zarr")
+    bad = _parquet(tmp_path / "bad.parquet", _edit(good_rows(), 2, 0, "zz"))
+    assert main(["runs", "import", s, str(bad), "--name", "x"]) == 3
+    assert "bad.parquet: row 3: id 'zz' is not a sample of the store" in capsys.readouterr().err
+    over = _parquet(tmp_path / "over.parquet", _edit(good_rows(), 0, 4, "1.5"))
+    with pytest.raises(RefusedInput, match=r"over.parquet: row 1: id 'a': \[0.7, 1.5\] is not a distribution"):
+        import_run(store, over, "x")
+    assert store.runs() == []
+
+
+@pytest.mark.parametrize("name", [".", "..", "__runs", "a/b"])
+def test_import_refuses_a_run_name_zarr_cannot_hold(tmp_path, capsys, name):
+    make_store(tmp_path)
+    ok = write_csv(tmp_path / "ok.csv", good_rows())
+    assert main(["runs", "import", str(tmp_path / "s.zarr"), str(ok), "--name", name]) == 2
+    assert f"--name {name!r}: a run's name" in capsys.readouterr().err
+    assert open_store(tmp_path / "s.zarr").runs() == []
