@@ -46,28 +46,89 @@ def _container_bytes(write) -> bytes:
     return buf.getvalue()
 
 
+#: Seconds decoded before a segment (from a seek point: the decoder and the resampler settle) and after it (the
+#: resampler's tail): a segment starting later than this is reached with a seek, and decoding stops this long past
+#: its end, so a segment costs its length plus about 2 s of decoding however long the file is.
+MARGIN = 1.0
+
+
+class _NoSeek(Exception):
+    """A seek that cannot keep the cut exact (no timestamps, it landed past the margin): decode from the start."""
+
+
 def read_audio(path, start=None, end=None) -> np.ndarray:
     """The segment of ``path``'s first audio stream as ``[n]`` float32 mono at :data:`AUDIO_RATE` (decoded with
-    PyAV, resampled by FFmpeg, averaged over channels); raises ValueError for a file without audio."""
+    PyAV, resampled by FFmpeg, averaged over channels); raises ValueError for a file without audio.
+
+    Sample ``k`` of the stream resampled from its first decoded sample is the sample at ``k / AUDIO_RATE`` s. A
+    segment starting past :data:`MARGIN` is reached with a seek to :data:`MARGIN` before it (the first frame cut to
+    an input sample whose resampled index is whole, so the resampler's phase is the full decode's), and decoding
+    stops :data:`MARGIN` past its end: the samples are those of the whole file decoded and cut."""
     import av
 
     s, e = _segment(start, end)
     with av.open(str(path)) as src:
         if not src.streams.audio:
             raise ValueError(f"{path} has no audio stream")
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
-        parts = []
-        for frame in src.decode(audio=0):
-            for out in resampler.resample(frame):
-                parts.append(out.to_ndarray().reshape(-1))
-        for out in resampler.resample(None):
-            parts.append(out.to_ndarray().reshape(-1))
-    wave = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-    lo = int(round(s * AUDIO_RATE))
-    hi = wave.size if math.isinf(e) else min(wave.size, int(round(e * AUDIO_RATE)))
+        stream = src.streams.audio[0]
+        try:
+            wave, base = _decode_audio(src, stream, s, e, seek=s > MARGIN)
+        except _NoSeek:
+            src.seek(0)
+            wave, base = _decode_audio(src, stream, s, e, seek=False)
+    lo = int(round(s * AUDIO_RATE)) - base
+    hi = wave.size if math.isinf(e) else min(wave.size, int(round(e * AUDIO_RATE)) - base)
     if hi <= lo:
-        raise ValueError(f"{path}: the segment {s}-{e} s lies past the end of the audio ({wave.size / AUDIO_RATE:.3f} s)")
+        raise ValueError(f"{path}: the segment {s}-{e} s lies past the end of the audio "
+                         f"({(wave.size + base) / AUDIO_RATE:.3f} s)")
     return np.ascontiguousarray(wave[lo:hi], dtype=np.float32)
+
+
+def _decode_audio(src, stream, s: float, e: float, seek: bool) -> tuple[np.ndarray, int]:
+    """(the resampled wave, the index of its first sample in the whole file's resampled stream): from the start,
+    or (``seek``) from a whole-phase input sample :data:`MARGIN` before ``s``; stops :data:`MARGIN` past ``e``."""
+    import av
+
+    rate = stream.sample_rate or stream.codec_context.sample_rate
+    step = rate // math.gcd(rate, AUDIO_RATE)  # input samples per whole number of output samples
+    first, zero = 0, stream.start_time or 0  # the first input sample fed to the resampler; the stream's first pts
+    if seek:
+        first = int((s - MARGIN) * rate) // step * step
+        src.seek(zero + int(first / rate / stream.time_base), stream=stream)
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
+    parts, fed = [], not seek
+    stop = math.inf if math.isinf(e) else (e + MARGIN) * rate
+    for frame in src.decode(stream):
+        if not fed:  # the first frames after the seek: cut to ``first``
+            if frame.pts is None:
+                raise _NoSeek
+            at = int(round(float((frame.pts - zero) * stream.time_base) * rate))
+            if at > first:
+                raise _NoSeek  # landed past the margin's start
+            if at + frame.samples <= first:
+                continue
+            frame, fed = _tail(frame, first - at), True
+        for out in resampler.resample(frame):
+            parts.append(out.to_ndarray().reshape(-1))
+        if frame.pts is not None and float((frame.pts - zero) * stream.time_base) * rate >= stop:
+            break
+    for out in resampler.resample(None):
+        parts.append(out.to_ndarray().reshape(-1))
+    wave = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    return wave, first * AUDIO_RATE // rate
+
+
+def _tail(frame, skip: int):
+    """``frame`` without its first ``skip`` samples (a new frame of the same format, layout and rate)."""
+    import av
+
+    if skip == 0:
+        return frame
+    arr = frame.to_ndarray()
+    arr = arr[:, skip * (len(frame.layout.channels) if not frame.format.is_planar else 1):]
+    out = av.AudioFrame.from_ndarray(np.ascontiguousarray(arr), format=frame.format.name, layout=frame.layout.name)
+    out.sample_rate = frame.sample_rate
+    return out
 
 
 def cut_audio(path, start=None, end=None) -> bytes:
@@ -111,14 +172,11 @@ def cut_video(path, start=None, end=None) -> bytes:
             raise ValueError(f"{path} has no video stream")
         vin = src.streams.video[0]
         fps = Fraction(vin.average_rate or vin.guessed_rate or 25)
-        frames = []
-        for frame in src.decode(video=0):
-            t = float(frame.time) if frame.time is not None else len(frames) / float(fps)
-            if t + 1e-6 < s:
-                continue
-            if t >= e - 1e-6:
-                break
-            frames.append(frame)
+        try:
+            frames = _video_frames(src, vin, fps, s, e, seek=s > MARGIN)
+        except _NoSeek:
+            src.seek(0)
+            frames = _video_frames(src, vin, fps, s, e, seek=False)
         if not frames:
             raise ValueError(f"{path}: no video frame in the segment {s}-{e} s")
         width, height = _scaled(frames[0].width, frames[0].height)
@@ -144,6 +202,29 @@ def cut_video(path, start=None, end=None) -> bytes:
             out.mux(packet)
 
     return _container_bytes(write)
+
+
+def _video_frames(src, vin, fps, s: float, e: float, seek: bool) -> list:
+    """The decoded frames shown in ``s``–``e``: from the start, or (``seek``) from the keyframe at or before
+    :data:`MARGIN` before ``s`` (decoding a keyframe's group gives the frames the full decode gives); decoding stops
+    at the first frame past ``e``."""
+    if seek:
+        src.seek(int((s - MARGIN) / vin.time_base), stream=vin)  # frame times are the stream's own, as here
+    frames: list = []
+    first = True
+    for frame in src.decode(vin):
+        if seek and frame.time is None:
+            raise _NoSeek
+        t = float(frame.time) if frame.time is not None else len(frames) / float(fps)
+        if first and seek and t > s - MARGIN / 2:
+            raise _NoSeek  # landed late (no keyframe index): the first frames may be missing or partial
+        first = False
+        if t + 1e-6 < s:
+            continue
+        if t >= e - 1e-6:
+            break
+        frames.append(frame)
+    return frames
 
 
 def data_uri(data: bytes, mime: str) -> str:
