@@ -15,7 +15,7 @@ from mixsig.cache._digest import (LEDGER, LEDGER_COLUMNS, UNKNOWN, MisplacedChun
                                   create_ledger, crc_codecs, expected_digests, ledger_problems, record_digests)
 from mixsig.cache._dims import ROW_DIMS, embedding_dims
 from mixsig.cache._status import Status
-from mixsig.errors import CorruptChunk, StoreError
+from mixsig.errors import CorruptChunk, StoreError, UsageError
 
 #: How long (s) a read that found a chunk not matching its digest is retried while the key's ledger keeps changing
 #: (another writer rewriting chunks: retried rows, --refresh-stale, invalidate, update_samples).
@@ -249,14 +249,14 @@ class KeyArrays:
             raise CorruptChunk(f"array {arr.path} chunk {c} {problem}; run `mixsig cache verify {self.url}` "
                                f"(`--fix` unmarks the chunk's rows so `mixsig extract` recomputes them)")
 
-    def _read_whole_checked(self, key: str, done_arr, emb) -> tuple[np.ndarray, np.ndarray]:
-        """``done`` and the embedding (float32) of ``key`` read whole in one pass together with its ledger, each
+    def _read_whole_checked(self, key: str, done_arr, emb, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
+        """``done`` and the embedding (as ``dtype``) of ``key`` read whole in one pass together with its ledger, each
         chunk's CRC then compared with the digest the ledger records for its position."""
         ledger = self._ledger_array(key)
         if ledger is None:
-            done, X = self._read_whole([done_arr, emb], [done_arr.dtype, np.float32])
+            done, X = self._read_whole([done_arr, emb], [done_arr.dtype, dtype])
             return done, X
-        table, done, X = self._read_whole([ledger, done_arr, emb], [np.int64, done_arr.dtype, np.float32],
+        table, done, X = self._read_whole([ledger, done_arr, emb], [np.int64, done_arr.dtype, dtype],
                                           seen=(seen := []))
         self._check_ledger(ledger, table)
         table = expected_digests(table)
@@ -316,17 +316,19 @@ class KeyArrays:
             seen.extend(got)
         return outs
 
-    def _read_embedding(self, key: str, arr, rows: np.ndarray | None = None, expect=None) -> np.ndarray:
+    def _read_embedding(self, key: str, arr, rows: np.ndarray | None = None, expect=None,
+                        dtype=np.float32) -> np.ndarray:
+        """Rows ``rows`` (None: all) of embedding array ``arr`` as ``dtype``, checked against digests ``expect``."""
         n = arr.shape[0]
         if self._all_rows(rows, n):
             rows = None  # every row, in order: no gather needed
         if self._reads_whole(arr, rows):
-            (out,) = self._read_whole([arr], [np.float32], [expect])
+            (out,) = self._read_whole([arr], [dtype], [expect])
             return out
         if self.local_path is not None and fast_layout(arr):  # wanted rows only, each chunk read once (_stream)
             from mixsig.cache._stream import read_rows_fast
 
-            out = np.empty((len(rows),) + arr.shape[1:], np.float32)
+            out = np.empty((len(rows),) + arr.shape[1:], dtype)
             read_rows_fast(arr, array_dir(self.local_path, arr.path), rows, out, np.nan, expect)
             return out
         try:
@@ -335,7 +337,22 @@ class KeyArrays:
         except ValueError as exc:  # zarr's crc32c codec
             raise CorruptChunk(f"array {arr.path}: {exc}; run `mixsig cache verify {self.url}`") from exc
         check_tails(arr, self.local_path, None if expect is None else [int(x) for x in expect], f"array {arr.path}")
-        return np.asarray(data, np.float32)
+        return np.asarray(data, dtype)
+
+
+def read_dtype(key: str, dtype, stored: np.dtype) -> np.dtype:
+    """The dtype :meth:`~mixsig.cache.FeatureStore.read` returns for ``dtype`` (None / ``"stored"``: the key's
+    ``stored`` one); anything but float16 / float32 is a :class:`UsageError`."""
+    if dtype is None or (isinstance(dtype, str) and dtype == "stored"):
+        return np.dtype(stored)
+    try:
+        out = np.dtype(dtype)
+    except TypeError:
+        out = None
+    if out not in (np.dtype(np.float16), np.dtype(np.float32)):
+        raise UsageError(f"read({key!r}, dtype={dtype!r}): dtype must be 'float32' (the default), 'float16', or "
+                         f"None / 'stored' for the key's stored dtype ({np.dtype(stored)})")
+    return out
 
 
 def _cast(values, dtype: np.dtype, n: int, what: str) -> np.ndarray:

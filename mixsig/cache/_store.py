@@ -30,7 +30,7 @@ import numpy as np
 
 from mixsig.cache._chunks import fast_layout, local_root
 from mixsig.cache._frames import FeatureView
-from mixsig.cache._key_arrays import KeyArrays, create_key_arrays, settled
+from mixsig.cache._key_arrays import KeyArrays, create_key_arrays, read_dtype, settled
 from mixsig.cache._keys import Provenance, diff_dicts, provenance_matches
 from mixsig.cache._resolve import match_name, resolve_features, shortest_name, store_key
 from mixsig.cache._runs import Run, RunRecord, RunSubset, read_run, update_run, write_run
@@ -229,25 +229,29 @@ class FeatureStore(KeyArrays, SavedHeads):
                 f"`mixsig cache explain {self.url} {key}`; extract again to get a key that matches")
         self._provenance_ok[key] = stamp
 
-    def read(self, key: str, split=None, only_done: bool = True, rows: np.ndarray | None = None) -> FeatureView:
+    def read(self, key: str, split=None, only_done: bool = True, rows: np.ndarray | None = None,
+             dtype: str | None = "float32") -> FeatureView:
         """Features of ``key`` for a split (``None`` = all rows; ``"val+test"`` allowed) or explicit ``rows``.
 
         Rows not done are excluded (counted in ``excluded``), never returned as NaN, unless ``only_done=False``.
         A chunk that does not match its digest is read again after a short wait before it is refused (another
         writer may have been rewriting it between the reads of its digest and of the chunk).
+        ``dtype``: of the returned ``X``: ``"float32"`` (the default), ``"float16"``, or ``None`` / ``"stored"``
+        for the key's stored dtype (a float16 key is then read straight into float16: no float32 copy of it).
         """
+        out_dtype = read_dtype(key, dtype, self._key_array(key, "embedding").dtype)
         g = self.key_group(key)
         self.check_provenance(key)
         want = self.samples.rows(split) if rows is None else np.asarray(rows, np.int64)
-        return settled(lambda: self._read_once(key, g, want, only_done), lambda: self._ledger_stamp(key))
+        return settled(lambda: self._read_once(key, g, want, only_done, out_dtype), lambda: self._ledger_stamp(key))
 
-    def _read_once(self, key: str, g, want: np.ndarray, only_done: bool) -> FeatureView:
+    def _read_once(self, key: str, g, want: np.ndarray, only_done: bool, dtype=np.float32) -> FeatureView:
         done_arr, emb = self._key_array(key, "done"), self._key_array(key, "embedding")
         if self._reads_whole(emb, want) and self._reads_whole(done_arr, None):
             # One pass over both arrays' chunk files and the key's digest ledger (read by this thread while the
             # others read the embedding), each chunk's CRC then compared with the digest recorded for its position;
             # then pick the rows (no copy when every row is wanted and done).
-            done, X = self._read_whole_checked(key, done_arr, emb)
+            done, X = self._read_whole_checked(key, done_arr, emb, dtype)
             keep = want[done[want]] if only_done else want
             if not self._all_rows(keep, len(done)):
                 X = X[keep]
@@ -260,7 +264,7 @@ class FeatureStore(KeyArrays, SavedHeads):
             exp_done, exp_emb = (None, None) if table is None else (table[:, 2], table[:, 1])
             done = self._read_chunks(done_arr, chunks, exp_done) if few else self._read_plain(done_arr, exp_done)
             keep = want[done[want]] if only_done else want
-            X = self._read_embedding(key, emb, keep, exp_emb)
+            X = self._read_embedding(key, emb, keep, exp_emb, dtype)
         return FeatureView(key=key, modality=str(g.attrs.get("modality")), rows=keep,
                            ids=self.samples.ids[keep], X=X, excluded=int(len(want) - len(keep)), samples=self.samples)
 
