@@ -25,6 +25,10 @@ from tests.synthetic import make_synthetic_store
 TRIALS_SHA256 = "f2b84191f5fa29ea5114178349efa3cef145f6a15bb9c01c6f3a54c9dd414eaa"
 #: issue 14 added the study attr ``in_sample_keys`` and the result's ``selection_splits`` / ``in_sample_keys``;
 #: without them the result still hashes to the value pinned before (191466a049138468...)
+#: Issue 16 added the trial attr ``keys`` (the picked keys, for optuna-dashboard) and the study attrs
+#: ``feature_keys`` / ``split_hash``: they are left out below, and with them out every hash is the one pinned before.
+NEW_TRIAL_ATTRS = ("mixsig_worker", "keys")
+NEW_STUDY_ATTRS = ("store", "feature_keys", "split_hash")
 RESULT_SHA256 = "968746c82273807177d755ec66102ad10e0bfeb48b8fdeee7740fa91b1e2d286"
 PROBS_SHA256 = "7484d639eb9a0e8b75285b74007c7ce66de132e956127e5ae3f0ccd0e5f910ab"
 
@@ -53,9 +57,9 @@ def pinned_study(tmp_path) -> dict:
     trials = [{"number": t.number, "state": t.state.name, "params": t.params, "value": _r(t.value),
                "distributions": {k: repr(d) for k, d in sorted(t.distributions.items())},
                "intermediate": {str(k): _r(v) for k, v in sorted(t.intermediate_values.items())},
-               "user_attrs": {k: v for k, v in t.user_attrs.items() if k != "mixsig_worker"}}
+               "user_attrs": {k: v for k, v in t.user_attrs.items() if k not in NEW_TRIAL_ATTRS}}
               for t in study.get_trials(deepcopy=False)]
-    result = _r({k: v for k, v in study.user_attrs.items() if k != "store"})
+    result = _r({k: v for k, v in study.user_attrs.items() if k not in NEW_STUDY_ATTRS})
     run = store.read_run(result["run"])
     probs = {sub: hashlib.sha256(np.round(d.probs.astype(np.float64), 6).tobytes()).hexdigest()
              for sub, d in run.subsets.items()}
