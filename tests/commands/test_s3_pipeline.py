@@ -84,6 +84,7 @@ def sharded(bucket, inputs):
     return url, [_check(p) for p in procs]
 
 
+@pytest.mark.slow  # ~80 s (two shard processes, each loading transformers): .ci/run runs it after `make test`
 def test_two_shards_at_once_on_s3_equal_a_local_run_byte_for_byte(sharded, inputs):
     url, outs = sharded
     _, _, local, key = inputs
