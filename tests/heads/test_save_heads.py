@@ -137,3 +137,37 @@ def test_a_study_winner_keeps_its_heads(built):
     h = got.load_heads(name, load_head)["a"][0]
     used = ~np.isnan(got.read_run(name).subsets["a"].probs[0, :, 0])
     np.testing.assert_array_equal(h.predict_proba({"a": X["a"][used]}), got.read_run(name).subsets["a"].probs[0, used])
+
+
+def test_the_head_saver_keeps_each_head_inside_its_temp_folder_whatever_the_subset_name(built):
+    """A subset (modality) name such as ``../x`` is never part of the saved heads' temporary paths."""
+    import tempfile
+    from types import SimpleNamespace
+
+    class _Head:
+        def save(self, folder):
+            folder.mkdir(parents=True)
+            (folder / "head.json").write_text("{}")
+            return folder
+
+    saver = built[1].head_saver()
+    for i, sub in enumerate(["../escaped-by-name", "a+b", "../escaped-by-name"]):
+        saver(SimpleNamespace(head=_Head(), subset_name=sub, seed=i))
+    folders = [f for fs in saver.folders.values() for f in fs]
+    assert len(folders) == 3 and len({f.resolve() for f in folders}) == 3
+    tmp = Path(tempfile.gettempdir()).resolve()
+    for f in folders:
+        assert f.resolve().parent.parent == tmp and f.resolve().parent.name.startswith("mixsig-save-heads-"), f
+        assert (f / "head.json").is_file()
+    assert not (tmp / "escaped-by-name").exists()
+
+
+@pytest.mark.parametrize("modality", ["..", "../../evil", "a/b", "a.b", ""])
+def test_train_run_refuses_a_modality_name_that_is_not_a_plain_name(built, modality):
+    from mixsig.errors import UsageError
+
+    path, store, keys, X = built
+    with pytest.raises(UsageError, match=r"modality name .* must be letters, digits, '_' or '-' only"):
+        train_run(store, "logreg", {modality: keys["a"]}, name="bad-modality", save_heads=True,
+                  allow_modality_mismatch=True)
+    assert "bad-modality" not in store.runs()
