@@ -147,14 +147,12 @@ def _load_features(store, features: dict[str, str]):
             same = sorted(k for k in keys if k.split(".")[0] == m)
             raise StoreError(f"No feature key {key!r} in {store.url} (for modality {m!r}). "
                              f"Keys of that modality: {same or sorted(keys) or 'none; run `mixsig extract` first'}.")
-        # [n, D] as float32; [n, L, D] (all layers: see heads._layers) in its stored dtype, so that a float16 key is
-        # never copied to float32 whole (the heads convert it batch by batch)
-        layered = len(store.key_shape(key)) == 3
-        view = store.read(key, split=None, only_done=True, dtype=None if layered else "float32")
-        flat = view.X.reshape(len(view.X), -1)
-        step = max(1, (1 << 18) // max(flat.shape[1], 1))  # rows per block: a 256 KiB temporary, not a full-size one
-        bad = np.concatenate([~np.isfinite(flat[s:s + step]).all(axis=1) for s in range(0, len(flat), step)]
-                             or [np.zeros(0, bool)])
+        # [n, D] as float32; [n, L, D] (heads._layers) in its stored dtype: a float16 key never copied to float32
+        view = store.read(key, split=None, only_done=True, dtype=None if len(store.key_shape(key)) == 3 else "float32")
+        flat, step = view.X.reshape(len(view.X), -1), max(1, (1 << 18) // max(int(np.prod(view.X.shape[1:])), 1))
+        bad = np.zeros(len(flat), bool)  # checked in blocks of rows (256 KiB temporaries), not one full-size one
+        for s in range(0, len(flat), step):
+            bad[s:s + step] = ~np.isfinite(flat[s:s + step]).all(axis=1)
         if bad.any():
             rows = view.rows[bad]
             raise StoreError(f"Key {key}: {rows.size} rows are marked done but hold NaN/Inf (first: row {rows[0]}, "
