@@ -175,28 +175,62 @@ def word_count(text) -> np.ndarray:
 #: where both have values) is that descriptor again: Mann–Whitney U depends on the ranks only, so its tests would
 #: repeat the computed descriptor's (a monotone rescaling such as milliseconds for seconds gives the same p-values).
 DUPLICATE_RHO = 0.99
+#: The fewest rows where both columns have values for the duplicate rule to apply: with fewer, independent columns
+#: reach |rho| >= 0.99 by chance too often (1/3 of pairs at 3 rows, 1/12 at 4: measured 33.0% and 8.3% of 20000;
+#: from 10 rows only the same or the reversed rank order reaches 0.99, chance 2/10! = 5.5e-7; none of 20000 did).
+DUPLICATE_MIN_ROWS = 10
+
+
+def _rank_rho(col: np.ndarray, other: np.ndarray) -> tuple[float, int] | None:
+    """Spearman rho of two columns over the rows where both are finite and its row count; None below
+    :data:`DUPLICATE_MIN_ROWS` rows or when either is constant there."""
+    from scipy.stats import rankdata
+
+    both = np.isfinite(col) & np.isfinite(other)
+    n = int(both.sum())
+    if n < DUPLICATE_MIN_ROWS:
+        return None
+    a, b = rankdata(col[both]), rankdata(other[both])
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return None
+    return float(np.corrcoef(a, b)[0, 1]), n
 
 
 def duplicate_columns(computed: dict[str, np.ndarray], imported: dict[str, np.ndarray],
                       threshold: float = DUPLICATE_RHO) -> list[dict]:
     """The imported columns that duplicate a computed descriptor (duration, word count, prosody):
     ``[{"descriptor", "duplicate_of", "spearman", "n"}]``, each imported column matched to the computed one its
-    ranks agree with most, when ``|rho| >= threshold`` over ``n >= 3`` rows where both have values."""
-    from scipy.stats import rankdata
-
+    ranks agree with most, when ``|rho| >= threshold`` over ``n >= DUPLICATE_MIN_ROWS`` rows where both have
+    values."""
     out = []
     for name, col in imported.items():
         best = None
         for cname, ccol in computed.items():
-            both = np.isfinite(col) & np.isfinite(ccol)
-            if both.sum() < 3:
-                continue
-            a, b = rankdata(col[both]), rankdata(ccol[both])
-            if np.ptp(a) == 0 or np.ptp(b) == 0:
-                continue
-            rho = float(np.corrcoef(a, b)[0, 1])
-            if abs(rho) >= threshold and (best is None or abs(rho) > abs(best[1])):
-                best = (cname, rho, int(both.sum()))
+            got = _rank_rho(col, ccol)
+            if got is not None and abs(got[0]) >= threshold and (best is None or abs(got[0]) > abs(best[1])):
+                best = (cname, got[0], got[1])
         if best is not None:
             out.append({"descriptor": name, "duplicate_of": best[0], "spearman": round(best[1], 6), "n": best[2]})
+    return out
+
+
+def _unnamed(name: str) -> bool:
+    """Whether ``KEY[j]`` names an imported column by its index only (no ``--columns`` names)."""
+    return name.endswith("]") and "[" in name and name[name.rindex("[") + 1:-1].isdigit()
+
+
+def duplicate_imported(imported: dict[str, np.ndarray], threshold: float = DUPLICATE_RHO) -> list[dict]:
+    """The imported columns that duplicate another imported column (the same file imported twice, once with
+    ``--columns`` names): the columns are taken named first (``KEY[name]`` before ``KEY[j]``), then by name, and
+    each is kept unless its ranks agree with an already kept one's (``|rho| >= threshold`` over
+    ``n >= DUPLICATE_MIN_ROWS`` rows), so the named one is kept. Entries as :func:`duplicate_columns`'s, the
+    kept column in ``duplicate_of``."""
+    kept: dict[str, np.ndarray] = {}
+    out = []
+    for name in sorted(imported, key=lambda k: (_unnamed(k), k)):
+        dup = duplicate_columns(kept, {name: imported[name]}, threshold)
+        if dup:
+            out.extend(dup)
+        else:
+            kept[name] = imported[name]
     return out

@@ -118,3 +118,28 @@ def test_export_h5_writes_split_label_classes_and_status_names(corpus, tmp_path)
         assert set(dec("status_name")) == {"ok"} and f["status"].dtype == np.int8
         assert json.loads(f.attrs["status_names"])["1"] == "ok"
         assert dec("columns") == ["dur_ms", "words", "noise", "duration"]
+
+
+def test_the_same_file_imported_twice_is_tested_once_keeping_the_named_columns(corpus, tmp_path):
+    """Imported plainly and with --columns, the file's columns make two keys; the plain key's columns duplicate the
+    named ones (or a computed descriptor) and are left out of the BH family, the named ones stay."""
+    import shutil
+
+    shutil.copytree(corpus / "s.zarr", tmp_path / "s.zarr")
+    assert main(["cache", "import-h5", str(tmp_path / "s.zarr"), str(corpus / "f.h5"), "--modality", "meta",
+                 "--name", "meta"]) == 0
+    store = open_store(tmp_path / "s.zarr")
+    plain = [k for k in store.keys() if k.startswith("meta.") and "columns" not in store.provenance(k)["extra"]]
+    named_key = next(k for k in store.keys()
+                     if store.provenance(k)["extra"].get("columns") == ["dur_ms", "words", "noise", "duration"])
+    assert len(plain) == 1
+    d = _report(tmp_path, "rep")
+    dups = {x["descriptor"]: x["duplicate_of"] for x in d["duplicates"]}
+    assert dups[f"{plain[0]}[2]"] == f"{named_key}[noise]" and dups[f"{plain[0]}[3]"] == f"{named_key}[duration]"
+    assert dups[f"{plain[0]}[0]"] == "duration_s" and dups[f"{plain[0]}[1]"] == "word_count"
+    tested = {t["descriptor"] for t in d["tests"]}
+    assert {f"{named_key}[noise]", f"{named_key}[duration]"} <= tested
+    assert not any(t.startswith(plain[0]) for t in tested)
+    # each tested imported column is distinct from every other tested one: no pair counted twice in BH
+    assert len([t for t in tested if t.endswith("[noise]") or t.endswith("[z1]") or t.endswith("[2]")]) == 1
+    assert "another imported" in d["duplicates_rule"] and "at least 10" in d["duplicates_rule"]

@@ -17,9 +17,11 @@ DEFINITION = ("Each comparison is “A vs B”: mean A / mean B are the first- a
               "approximation with tie correction); U is group A's. Rank-biserial r = 2U / (n_A n_B) − 1, positive "
               "= the first-named group A larger. q: Benjamini–Hochberg over every test of the section (all in "
               "report.json). Samples without a value of a descriptor are left out of its tests; no interval.")
-DUPLICATES_RULE = (f"an imported column whose ranks agree with a computed descriptor's (|Spearman rho| >= "
-                   f"{_descriptors.DUPLICATE_RHO} over the rows where both have values) is not tested: its tests would "
-                   f"repeat that descriptor's and count twice in the Benjamini–Hochberg family")
+DUPLICATES_RULE = (f"an imported column whose ranks agree with a computed descriptor's, or with another imported "
+                   f"column's (|Spearman rho| >= {_descriptors.DUPLICATE_RHO} over the rows where both have values, "
+                   f"at least {_descriptors.DUPLICATE_MIN_ROWS} of them) is not tested: its tests would repeat that "
+                   f"column's and count twice in the Benjamini–Hochberg family; of two imported duplicates the one "
+                   f"named by --columns is kept (else the first by name)")
 #: The report's table shows this many tests with the smallest q (report.json has all).
 TABLE_ROWS = 25
 
@@ -47,8 +49,11 @@ def compute(ctx: Context) -> dict:
     ctx.descriptors = usable
     dups = _descriptors.duplicate_columns({k: v for k, v in usable.items() if k in computed},
                                           {k: v for k, v in usable.items() if k not in computed})
+    again = {d["descriptor"] for d in dups}
+    dups += _descriptors.duplicate_imported({k: v for k, v in usable.items() if k not in computed and k not in again})
     if dups:
-        ctx.notes.append("imported descriptors that duplicate one mixsig computes, not tested again: "
+        ctx.notes.append("imported descriptors that duplicate one mixsig computes or another imported one, not "
+                         "tested again: "
                          + "; ".join(f"{d['descriptor']} (= {d['duplicate_of']})" for d in dups))
     dropped = {d["descriptor"] for d in dups}
     tested = {k: v for k, v in usable.items() if k not in dropped}
