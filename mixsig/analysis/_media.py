@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -86,34 +87,56 @@ def read_audio(path, start=None, end=None) -> np.ndarray:
 
 def _decode_audio(src, stream, s: float, e: float, seek: bool) -> tuple[np.ndarray, int]:
     """(the resampled wave, the index of its first sample in the whole file's resampled stream): from the start,
-    or (``seek``) from a whole-phase input sample :data:`MARGIN` before ``s``; stops :data:`MARGIN` past ``e``."""
+    or (``seek``) from a whole-phase input sample about :data:`MARGIN` before ``s``; stops :data:`MARGIN` past ``e``.
+
+    After a seek, positions come from the frames' timestamps, trusted only where they count single samples (a
+    stream time base of at most one sample: not Matroska/WebM's milliseconds, which are decoded from the start) and
+    from the first frame that its successor follows without a gap or overlap (a decoder may shorten the first
+    frame after a seek: Opus' pre-skip)."""
     import av
 
     rate = stream.sample_rate or stream.codec_context.sample_rate
     step = rate // math.gcd(rate, AUDIO_RATE)  # input samples per whole number of output samples
+    seek = seek and stream.time_base is not None and stream.time_base <= Fraction(1, rate)
     first, zero = 0, stream.start_time or 0  # the first input sample fed to the resampler; the stream's first pts
     if seek:
         first = int((s - MARGIN) * rate) // step * step
         src.seek(zero + int(first / rate / stream.time_base), stream=stream)
     resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
-    parts, fed = [], not seek
+    parts: list = []
+
+    def feed(frame):
+        parts.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
+
+    fed, pending = not seek, None  # pending: the last frame after the seek not yet known to be followed without gap
     stop = math.inf if math.isinf(e) else (e + MARGIN) * rate
     for frame in src.decode(stream):
-        if not fed:  # the first frames after the seek: cut to ``first``
-            if frame.pts is None:
-                raise _NoSeek
-            at = int(round(float((frame.pts - zero) * stream.time_base) * rate))
-            if at > first:
-                raise _NoSeek  # landed past the margin's start
-            if at + frame.samples <= first:
+        if frame.pts is None and not fed:
+            raise _NoSeek
+        at = None if frame.pts is None else int(round(float((frame.pts - zero) * stream.time_base) * rate))
+        if fed:
+            feed(frame)
+        elif pending is None or pending[1] + pending[0].samples != at:
+            pending = (frame, at)  # the first frame after the seek, or one its predecessor does not join
+            continue
+        else:
+            first = max(first, -(-pending[1] // step) * step)
+            if first > (s - MARGIN / 2) * rate:
+                raise _NoSeek  # landed too late for the decoder and resampler to settle before the segment
+            for f, a in (pending, (frame, at)):
+                if fed:
+                    feed(f)
+                elif a + f.samples > first:
+                    feed(_tail(f, first - a))
+                    fed = True
+            if not fed:  # both frames lie before ``first``: the current one waits, already joined
+                pending = (frame, at)
                 continue
-            frame, fed = _tail(frame, first - at), True
-        for out in resampler.resample(frame):
-            parts.append(out.to_ndarray().reshape(-1))
-        if frame.pts is not None and float((frame.pts - zero) * stream.time_base) * rate >= stop:
+        if at is not None and at >= stop:
             break
-    for out in resampler.resample(None):
-        parts.append(out.to_ndarray().reshape(-1))
+    if not fed:
+        raise _NoSeek  # the file ended before two joined frames: decode it from the start
+    feed(None)
     wave = np.concatenate(parts) if parts else np.zeros(0, np.float32)
     return wave, first * AUDIO_RATE // rate
 
@@ -164,7 +187,6 @@ def cut_video(path, start=None, end=None) -> bytes:
     """The frames of ``path``'s first video stream shown in ``start``–``end`` as VP8 in WebM (bytes;
     :data:`VIDEO_MIME`), scaled to at most :data:`VIDEO_MAX_SIDE` pixels, timestamps from 0."""
     import av
-    from fractions import Fraction
 
     s, e = _segment(start, end)
     with av.open(str(path)) as src:
