@@ -5,6 +5,11 @@ Audio: Opus in WebM (48 kHz mono, 32 kbit/s); video: VP8 in WebM (at most :data:
 longer side, the source's frame rate, no audio track: the sample's audio is its own element). Both are formats
 Chromium, Firefox and Safari play. Encoding is single-threaded and ``bitexact`` (no library version string, no random
 segment id), so the same file and segment give the same bytes for one PyAV/FFmpeg build.
+
+Only the segment and :data:`MARGIN` around it are decoded, however long the file: a segment starting past
+:data:`MARGIN` is reached with a seek (video: to the keyframe at or before it; audio: to an input sample that keeps
+the resampler's phase), decoding stops past its end, and the samples and frames are those of the whole file decoded
+and cut; where the timestamps after a seek cannot place it exactly, the file is decoded from its start.
 """
 
 from __future__ import annotations
