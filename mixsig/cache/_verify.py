@@ -1,5 +1,5 @@
 """``verify``: find corrupt, misplaced or missing chunks of every array (feature keys, their ledgers and added
-arrays, the samples table, runs), done rows that are not finite, run probabilities that are not distributions,
+arrays, the samples table, runs and their saved heads), done rows that are not finite, run probabilities that are not distributions,
 keys whose provenance no longer hashes to them, and orphan temp files and stale leases.
 
 ``fix`` unmarks the rows of every corrupt feature row-chunk (deleting its corrupt chunk files), so that the next
@@ -10,6 +10,7 @@ extraction and are left as they are, each finding saying what to do.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 
@@ -51,6 +52,8 @@ def verify_store(store, keys=None, fix: bool = False) -> VerifyReport:
 
 def _verify_run(store, run: str, report: VerifyReport) -> None:
     g = store.root["runs"][run]
+    if "heads" in set(g.group_keys()):
+        _verify_heads(store, run, g["heads"], report)
     if "subsets" not in set(g.group_keys()):
         return
     seeds = g.attrs.get("seeds")
@@ -67,6 +70,23 @@ def _verify_run(store, run: str, report: VerifyReport) -> None:
             report.findings.append(Finding("bad_probs", label, str(exc)))
 
     check_write_once(store, g["subsets"], f"runs/{run}/subsets", report, hint, on_values)
+
+
+def _verify_heads(store, run: str, hg, report: VerifyReport) -> None:
+    """The saved heads' file arrays (``runs/<run>/heads/<subset>/<seed>/<file>``): every chunk against its digests
+    (CRC32C, digest, position), and each whole file against the size and sha256 its seed group recorded."""
+    hint = (f"; saved heads cannot be recomputed by `mixsig extract`: train the run again keeping them (`mixsig train "
+            f"STORE ... --name {run} --overwrite --save-heads`, or the study or predict that wrote it)")
+
+    def on_values(label, arr, values):
+        seed_path, name = label.rsplit("/", 1)
+        meta = (store.root[seed_path].attrs.get("files") or {}).get(name) or {}
+        data = np.asarray(values, np.uint8).tobytes()
+        if len(data) != meta.get("bytes") or hashlib.sha256(data).hexdigest() != meta.get("sha256"):
+            report.findings.append(Finding("corrupt_chunk", label, (
+                f"{label}: its bytes do not match the size and sha256 recorded when the head was saved{hint}")))
+
+    check_write_once(store, hg, f"runs/{run}/heads", report, hint, on_values)
 
 
 def _read_ledger(store, g, key: str, n_chunks: int, report: VerifyReport, bad: dict) -> np.ndarray | None:
