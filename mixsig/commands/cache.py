@@ -35,7 +35,8 @@ def register(sub) -> None:
 
     q = cs.add_parser("verify", help="find corrupt, moved or missing chunks, done rows that are not finite, orphan temp files",
                       description="Read every chunk of every array (feature keys and their digest ledgers, the "
-                                  "samples table, runs): its CRC32C checksum and the digest recorded for its position "
+                                  "samples table, runs and their saved heads, each saved head file also against its "
+                                  "recorded sha256): its CRC32C checksum and the digest recorded for its position "
                                   "(a chunk copied over another is found), check that done rows are finite, that run "
                                   "probabilities are distributions and that each key's provenance still hashes to "
                                   "the key, check the study journal (a torn last record, damaged lines, trials of dead "
