@@ -20,6 +20,7 @@ import numpy as np
 
 from mixsig.errors import HeadError, StoreError, UsageError
 from mixsig.metrics import collapse
+from mixsig.heads._batched import fit_heads
 from mixsig.heads._dynamics import DEFAULT_OBSERVERS
 from mixsig.heads._layers import gather_rows, layer_use
 from mixsig.heads._missing import missing_modality_observer
@@ -280,12 +281,10 @@ def _fit_subsets(data: _TrainData, head: str, params: dict, seeds: list[int], n_
         gates = attention = None
         info = []
         extra_seeds: dict[str, dict[int, np.ndarray]] = {}
-        for s_i, seed in enumerate(seeds):
-            h = get_head(head, **params)
-            h.fit({m: data.X[m][tr] for m in sub}, data.y[tr],
-                  X_val={m: data.X[m][va] for m in sub} if va.size else None,
-                  y_val=data.y[va] if va.size else None,
-                  soft_labels=data.q_tr, seed=seed, n_classes=n_classes)
+        fitted = fit_heads(head, params, {m: data.X[m][tr] for m in sub}, data.y[tr],  # seeds batched: _batched.py
+                           {m: data.X[m][va] for m in sub} if va.size else None, data.y[va] if va.size else None,
+                           data.q_tr, seeds, n_classes)
+        for s_i, (seed, h) in enumerate(zip(seeds, fitted)):
             Xs = {m: data.X[m] for m in sub}
             p_used = h.predict_proba(Xs)
             probs[s_i, used] = p_used
