@@ -144,14 +144,21 @@ def _validate(manifest_path: Path, stage):
     return manifest
 
 
+#: the modality extracted with all its encoder's layers ([N, L, D], ``extract --layers all``): the study's torch
+#: trials on it search the learned weighted-layer sum against the fixed mean, and the report shows the weights (6c)
+LAYERED_MODALITY = "audio"
+
+
 def _extract_all(manifest, store_url: Path, encoders: dict, stage) -> dict[str, str]:
-    """Extract every modality with its tiny encoder (mean pooling); returns {modality: key}."""
+    """Extract every modality with its tiny encoder (mean pooling; :data:`LAYERED_MODALITY` with all layers);
+    returns {modality: key}."""
     from mixsig.extract import extract
 
     keys: dict[str, str] = {}
     for modality in MODALITIES:
         t0 = time.perf_counter()
-        res = extract(manifest, str(store_url), modality, str(encoders[modality]), pooling="mean")
+        res = extract(manifest, str(store_url), modality, str(encoders[modality]), pooling="mean",
+                      layers="all" if modality == LAYERED_MODALITY else "last")
         keys[modality] = res.key
         stage(f"extract {modality}", t0, res.summary(), key=res.key, written=res.written,
               skipped=res.skipped_done, failed=res.n_failed)
