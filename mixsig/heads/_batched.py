@@ -61,7 +61,10 @@ class _Stacked:
         h, c = heads[0], heads[0].config
         names = [k for k, _ in nets[0].named_parameters()]
         states = [n.state_dict() for n in nets]
-        self.P = {k: torch.stack([s[k].detach() for s in states]).clone().requires_grad_(True) for k in names}
+        # linear weights stored transposed, [S, in, out] contiguous: x @ W.T as one bmm without strided copies
+        self.tr = {k for k in names if states[0][k].ndim == 2}
+        self.P = {k: torch.stack([s[k].detach().t() if k in self.tr else s[k].detach() for s in states])
+                  .contiguous().requires_grad_(True) for k in names}
         self.buf = {k: torch.stack([s[k] for s in states]).clone() for k in states[0] if k not in self.P}
         self.kind, self.S, self.M = h.name, len(nets), len(h.dims_)
         self.layers = tuple(h.layers_)
@@ -71,7 +74,8 @@ class _Stacked:
         self.training = True
 
     def state(self, s: int) -> dict:
-        return {k: v[s].detach().clone() for d in (self.P, self.buf) for k, v in d.items()}
+        return {k: (v[s].detach().t() if k in self.tr else v[s].detach()).contiguous().clone()
+                for d in (self.P, self.buf) for k, v in d.items()}
 
     # -- random draws, per model in the order the lone model's forward draws them --------------------------
     def noise(self, gens, B: int) -> list:
@@ -95,10 +99,10 @@ class _Stacked:
     def _lin(self, pre: str, x):
         import torch
 
-        W, b = self.P[pre + ".weight"], self.P.get(pre + ".bias")
+        Wt, b = self.P[pre + ".weight"], self.P.get(pre + ".bias")  # Wt: [S, in, out]
         if b is None:
-            return torch.bmm(x, W.transpose(1, 2))
-        return torch.baddbmm(b.unsqueeze(1).expand(x.shape[0], x.shape[1], b.shape[1]), x, W.transpose(1, 2))
+            return torch.bmm(x, Wt)
+        return torch.baddbmm(b.unsqueeze(1), x, Wt)
 
     def _bn(self, pre: str, x):
         import torch.nn.functional as F
