@@ -125,25 +125,26 @@ class _Stacked:
                 x = x * next(noise)
         return self._lin(f"{pre}.{4 * self.cfg.n_layers}", x)
 
-    def _reduce(self, i: int, x):
+    def _reduce(self, i: int, x, shared: bool):
+        """Modality ``i`` as ``[S, B, D]`` float32: ``x`` per model ``[S, B, (L,) D]``, or ``shared`` by all the
+        models ``[B, (L,) D]`` (validation rows: reduced before it is repeated per model, never copied S times)."""
         import torch
 
-        if not self.layers[i]:
-            return x.float()
-        layer = self.cfg.layer
-        if layer == "weighted":
+        if self.layers[i] and self.cfg.layer == "weighted":
             w = torch.softmax(self.P[f"layer_logits.{i}"], dim=1)
-            return torch.einsum("sl,snld->snd", w, x.float())
-        if layer == "mean":
-            return x.float().mean(dim=2)
-        return x[:, :, int(layer)].float()
+            return torch.einsum("sl,nld->snd" if shared else "sl,snld->snd", w, x.float())
+        if self.layers[i]:
+            x = x.float().mean(dim=-2) if self.cfg.layer == "mean" else x[..., int(self.cfg.layer), :].float()
+        x = x.float()
+        return x.unsqueeze(0).expand(self.S, *x.shape) if shared else x
 
-    def forward(self, xs, noise=()):
-        """``xs``: per modality ``[S, B, D]`` (or ``[S, B, L, D]``); returns (branch logits ``[S, B, C]``, extras)."""
+    def forward(self, xs, noise=(), shared: bool = False):
+        """``xs``: per modality ``[S, B, (L,) D]`` (``shared``: ``[B, (L,) D]``, the same rows for every model);
+        returns (branch logits ``[S, B, C]`` per branch, extras)."""
         import torch
 
         p = "net." if self.wrapped else ""
-        xs = [self._reduce(i, x) for i, x in enumerate(xs)] if self.wrapped else xs
+        xs = [self._reduce(i, x, shared) for i, x in enumerate(xs)]
         noise = iter(noise)
         if self.kind == "concat":
             return [self._mlp(p + "mlp", torch.cat(xs, dim=2) if len(xs) > 1 else xs[0], noise)], {}
@@ -170,9 +171,7 @@ class _Stacked:
         n, hits = xs_val[0].shape[0], np.zeros(self.S)
         with torch.inference_mode():
             for s in range(0, n, max(1, chunk)):
-                part = [x[s:s + chunk].unsqueeze(0).expand(self.S, *x[s:s + chunk].shape).contiguous()
-                        for x in xs_val]
-                br, _ = self.forward(part)
+                br, _ = self.forward([x[s:s + chunk] for x in xs_val], shared=True)
                 p = torch.stack([torch.softmax(b, dim=2) for b in br]).mean(dim=0)
                 hits += (p.argmax(dim=2).numpy() == y_val[s:s + chunk][None]).sum(axis=1)
         self.training = True

@@ -63,6 +63,14 @@ def test_batched_seeds_match_sequential(head, val, layered):
         assert all(len(h.history_) == 3 for h in bat)
 
 
+@pytest.mark.parametrize("layer", ["mean", 1])
+def test_batched_fixed_layer_choices_match_sequential(layer):
+    seq, bat, X = _both("concat", True, True, {"layer": layer})
+    for a, b in zip(seq, bat):
+        assert b.best_epoch_ == a.best_epoch_ and b.history_ == a.history_ and not b.layer_weights_
+        np.testing.assert_allclose(b.predict_proba(X), a.predict_proba(X), atol=TOL, rtol=0)
+
+
 def test_batched_steps_budget_keeps_each_models_best_point():
     seq, bat, X = _both("gated", True, False, {"steps": 12, "batch_size": "auto", "max_lr": 3e-2})
     assert [h.best_step_ for h in bat] == [h.best_step_ for h in seq]
