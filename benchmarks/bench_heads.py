@@ -11,6 +11,11 @@
 2. LightGBM on the concatenated 1,228 x 2,304 train rows (early stopping on 153 val rows): K fits with
    different seeds, the Dataset rebuilt every fit vs constructed once and reused
    (``LightGBMHead.make_dataset`` + ``fit(..., dataset=...)``). Ratio = rebuilt / reused.
+3. Seeds trained together (``mixsig.heads._batched``, what ``train_run`` does for a torch head with S > 1 seeds): a
+   gated "run" — every non-empty subset of three 384-d modalities (7 subsets) on 1,535 synthetic rows
+   (1,228 train / 153 val) — with 1 seed, with 3 and 5 seeds batched and with 5 seeds one after another
+   (``MIXSIG_BATCHED_SEEDS=0``); wall and CPU seconds (``time.process_time``). Ratios: 5-seed batched / 1 seed
+   (issue 18's target: <= 2x), 3-seed batched / 1 seed (a study's re-evaluation), sequential / batched 5 seeds.
 
 Each timing is repeated ``--repeat`` times, interleaved; min and median are printed.
 """
@@ -85,6 +90,58 @@ def reference_fit(Xtr, ytr, Xva, yva, seed: int, fused: bool) -> float:
     return best
 
 
+def seeds_run(n_seeds: int, batched: bool, epochs: int, threads: int, n_subsets: int = 7) -> tuple[float, float]:
+    """(wall s, CPU s) of fitting the gated head on the first ``n_subsets`` modality subsets with ``n_seeds`` seeds."""
+    import os
+
+    from mixsig.heads import modality_subsets
+    from mixsig.heads._batched import ENV, fit_heads
+
+    rng = np.random.default_rng(0)
+    n, dim = N_TRAIN + N_VAL + N_TEST, 384
+    X = {m: rng.standard_normal((n, dim)).astype(np.float32) for m in MODS}
+    y = (np.hstack([X[m] for m in MODS]) @ rng.standard_normal(3 * dim) > 0).astype(np.int64)
+    tr, va = slice(0, N_TRAIN), slice(N_TRAIN, N_TRAIN + N_VAL)
+    os.environ[ENV] = "1" if batched else "0"
+    t, c = time.perf_counter(), time.process_time()
+    for sub in modality_subsets(list(MODS))[:n_subsets]:
+        list(fit_heads("gated", {"epochs": epochs, "num_threads": threads}, {m: X[m][tr] for m in sub}, y[tr],
+                       {m: X[m][va] for m in sub}, y[va], None, list(range(n_seeds)), 2))
+    os.environ.pop(ENV)
+    return time.perf_counter() - t, time.process_time() - c
+
+
+def seeds_bench(args) -> dict:
+    variants = {"1_seed": (1, True), "3_seeds_batched": (3, True), "5_seeds_batched": (5, True),
+                "5_seeds_sequential": (5, False)}
+    seeds_run(1, True, 1, args.threads, 1)  # warm-up
+    wall: dict = {k: [] for k in variants}
+    cpu: dict = {k: [] for k in variants}
+    for _ in range(args.repeat):
+        for k, (s, b) in variants.items():   # interleaved
+            w, c = seeds_run(s, b, args.seed_epochs, args.threads)
+            wall[k].append(w)
+            cpu[k].append(c)
+    out = {"epochs": args.seed_epochs, "subsets": 7, "dims": [384] * 3, "threads": args.threads,
+           "wall": {k: summary(v) for k, v in wall.items()}, "cpu": {k: summary(v) for k, v in cpu.items()}}
+    for kind in ("wall", "cpu"):
+        med = {k: v["median_s"] for k, v in out[kind].items()}
+        out[f"ratios_{kind}"] = {"5_batched_over_1": round(med["5_seeds_batched"] / med["1_seed"], 2),
+                                 "3_batched_over_1": round(med["3_seeds_batched"] / med["1_seed"], 2),
+                                 "5_sequential_over_5_batched": round(med["5_seeds_sequential"]
+                                                                      / med["5_seeds_batched"], 2)}
+    print(f"gated run, 7 subsets of 3x384, {N_TRAIN} train + {N_VAL} val rows, {args.seed_epochs} epochs, "
+          f"{args.threads} thread(s); medians of {args.repeat}:")
+    for k in variants:
+        print(f"  {k:20s} wall {out['wall'][k]['median_s']:7.2f} s   CPU {out['cpu'][k]['median_s']:7.2f} s")
+    for kind in ("wall", "cpu"):
+        r = out[f"ratios_{kind}"]
+        print(f"  {kind:4s} ratios: 5 seeds batched / 1 seed {r['5_batched_over_1']:.2f}x (target <= 2x); "
+              f"3 batched / 1 {r['3_batched_over_1']:.2f}x; 5 sequential / 5 batched "
+              f"{r['5_sequential_over_5_batched']:.2f}x")
+    return out
+
+
 def timed(fn):
     t = time.perf_counter()
     out = fn()
@@ -103,6 +160,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--lgb-fits", type=int, default=5, help="LightGBM fits per timing (default 5)")
     ap.add_argument("--skip-gated", action="store_true")
     ap.add_argument("--skip-lightgbm", action="store_true")
+    ap.add_argument("--skip-seeds", action="store_true", help="skip part 3 (seeds trained together)")
+    ap.add_argument("--seed-epochs", type=int, default=15, help="epochs per fit in part 3 (default 15)")
     ap.add_argument("--json", help="write results to this file")
     args = ap.parse_args(argv)
 
@@ -178,6 +237,9 @@ def main(argv=None) -> dict:
         print(f"  Dataset constructed once, reused min {lg['constructed_once_reused']['min_s']:7.2f} s   "
               f"median {lg['constructed_once_reused']['median_s']:7.2f} s")
         print(f"  ratio rebuilt / reused (median): {lg['ratio_rebuilt_over_reused']:.2f}x")
+
+    if not args.skip_seeds:
+        res["seeds_together"] = seeds_bench(args)
 
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
