@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
 
     level = logging.DEBUG if args.debug else (logging.WARNING if args.quiet else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("optuna", "matplotlib", "numcodecs", "zarr", "urllib3", "httpx", "fsspec", "asyncio"):
+    for noisy in ("optuna", "matplotlib", "numcodecs", "zarr", "urllib3", "httpx", "fsspec", "asyncio", "botocore",
+                  "aiobotocore", "s3fs", "boto3"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     try:
         return int(args.func(args) or 0)
