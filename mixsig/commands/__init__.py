@@ -9,7 +9,7 @@ SUMMARIES = {
     "finetune": "fine-tune an encoder on the train split, then cache its embeddings and class probabilities",
     "cache": "inspect and maintain a feature store (ls, info, explain, diff, verify, HDF5)",
     "train": "train a fusion head on every modality subset and seed over cached features; write a run",
-    "runs": "import predictions made elsewhere (CSV/NPZ) as a run; list, show and delete runs",
+    "runs": "import predictions made elsewhere (CSV/Parquet/NPZ) as a run; list, show and delete runs",
     "predict": "apply a run's saved heads to another store with the same feature keys; write a run there",
     "study": "Optuna searches over heads, hyperparameters, modality subsets and cached encoders",
     "report": ("disagreement report of a run: metrics, unimodal vs full disagreement, annotator uncertainty, "

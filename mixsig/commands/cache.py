@@ -23,7 +23,7 @@ def register(sub) -> None:
                                   "extract` creates the store itself when it does not exist, so init is for setting "
                                   "--classes or checking the manifest into a store first.")
     q.add_argument("store", help="store folder (or URL) to create")
-    q.add_argument("--manifest", required=True, help="CSV or JSONL manifest (see `mixsig validate --help`)")
+    q.add_argument("--manifest", required=True, help="CSV, JSONL or Parquet manifest (see `mixsig validate --help`)")
     q.add_argument("--classes", help="comma-separated label set (default: labels seen, sorted)")
     q.add_argument("--overwrite", action="store_true", help="replace an existing store at that path")
     q.add_argument("--allow-outside-paths", action="store_true",

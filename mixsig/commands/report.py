@@ -44,10 +44,10 @@ def register(subparsers) -> None:
                    "runs ls STORE` lists them); with --manifest, the name given to the imported predictions "
                    "(default: predictions)")
     p.add_argument("--manifest", default=None, metavar="M",
-                   help="one-shot form (no STORE): the manifest (CSV or JSONL) the predictions' ids belong to; a "
+                   help="one-shot form (no STORE): the manifest (CSV, JSONL or Parquet) the predictions' ids belong to; a "
                         "store is made from it in a temporary folder and deleted after the report")
     p.add_argument("--predictions", default=None, metavar="FILE",
-                   help="with --manifest: the predictions to report on, .csv (long form) or .npz, as `mixsig runs "
+                   help="with --manifest: the predictions to report on, .csv or .parquet (long form) or .npz, as `mixsig runs "
                         "import --help` describes")
     p.add_argument("--logits", action="store_true",
                    help="with --predictions: the class columns hold logits; softmax is applied per row")
@@ -146,7 +146,7 @@ def _check_form(args: argparse.Namespace) -> None:
                          "DIR` reports predictions without a store")
     if args.manifest:
         if not args.predictions:
-            raise UsageError(f"--manifest {args.manifest} needs --predictions FILE (the .csv or .npz to report on; "
+            raise UsageError(f"--manifest {args.manifest} needs --predictions FILE (the .csv, .parquet or .npz to report on; "
                              "see `mixsig runs import --help`)")
         for option, path in (("--manifest", args.manifest), ("--predictions", args.predictions)):
             if not Path(path).is_file():

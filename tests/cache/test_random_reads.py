@@ -122,7 +122,6 @@ def test_a_chunk_changed_after_a_read_is_checked_again(tmp_path, filled):
     (same inode, new mtime) or a chunk renamed into place (new inode, as zarr writes) is refused on the next read."""
     import os
     import shutil
-    import time
 
     root = tmp_path / "copy.zarr"
     shutil.copytree(filled[0], root)
@@ -131,8 +130,10 @@ def test_a_chunk_changed_after_a_read_is_checked_again(tmp_path, filled):
     pick = np.array([200, 300, 7])                # chunks 3, 4, 0
     np.testing.assert_array_equal(store.read(key, rows=pick).X, x[pick])   # verified now
     np.testing.assert_array_equal(store.read(key, rows=pick).X, x[pick])   # from the verified chunks
-    time.sleep(0.02)                              # a new mtime for the in-place write
     _flip(root, key, 3)
+    c3 = root / "features" / key / "embedding" / "c" / "3" / "0"
+    st = os.stat(c3)                              # the in-place write's mtime, a second later whatever the clock tick
+    os.utime(c3, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
     with pytest.raises(CorruptChunk, match="chunk 3: .*CRC32C"):
         store.read(key, rows=pick)
     c = root / "features" / key / "embedding" / "c"

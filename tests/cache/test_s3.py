@@ -141,7 +141,9 @@ def test_broken_lease_stops_its_writer_and_heartbeat_refreshes(s3_key, monkeypat
     w = store.writer(key)
     try:
         first = json.loads(fs.cat_file(obj))["heartbeat"]
-        time.sleep(1.6)
+        deadline = time.monotonic() + 15  # a refresh is due after ~1 s; a loaded machine may delay the thread
+        while json.loads(fs.cat_file(obj))["heartbeat"] <= first and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert json.loads(fs.cat_file(obj))["heartbeat"] > first
         thief = store.writer(key, break_lease=True)
         with pytest.raises(LeaseHeld, match=rf"lost the lease on {key}"):
