@@ -7,7 +7,8 @@ fast as ``np.load`` of the same array and 4-5x faster than zarr's generic path, 
 - the output array starts on a page boundary (see :data:`ALIGN`);
 - each chunk file is read with one ``readv`` straight into its rows of the output (plus the checksum and one
   byte more, to tell a longer file), then checksummed there while the bytes are still in cache;
-- large reads are split between threads over contiguous runs of chunks (reads and checksums release the GIL);
+- large reads are split between threads over contiguous runs of chunks (reads release the GIL; google_crc32c's
+  checksums of chunks under 1 MiB do not: mixsig/cache/_crc.py);
 - arrays with small chunks (``done``, ``status``) are read with as little Python per file as possible.
 
 Other layouts fall back to zarr.
@@ -220,7 +221,7 @@ def read_chunk_into(path: Path | str, out: np.ndarray, chunk_shape: tuple, dtype
                        expect) != ABSENT
 
 
-#: Whole-array reads of at least this many bytes are split over threads (reads and checksums release the GIL).
+#: Whole-array reads of at least this many bytes are split over threads (reads release the GIL).
 PARALLEL_BYTES = 8 << 20
 _pool: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool): a forked child makes its own
 
@@ -348,7 +349,7 @@ def read_arrays_fast(jobs: list[tuple]) -> list[list[int]]:
 
     Arrays with small chunks (done, status) are read file by file with as little work per file as possible, by
     this thread while the others start on the large ones. Large ones are read by up to 4 threads, so one thread's
-    checksum and Python work run while another's read is in the kernel (reads and checksums release the GIL;
+    checksum and Python work run while another's read is in the kernel (reads release the GIL;
     measurements in benchmarks/README.md).
     """
     plans: list[ReadPlan] = []

@@ -12,7 +12,14 @@ is a new inode; one ``stat`` tells). Its file stays memory-mapped (up to :data:`
 copied from the mapping, and its recorded digest is still compared with the CRC it was verified with. (A foreign
 program truncating a mapped chunk file in place while it is read would crash the read with SIGBUS; mixsig and
 zarr never write in place.) So the first read of a chunk costs its whole bytes, and the
-reads of a mini-batch loader after it only the rows.
+reads of a mini-batch loader after it only the rows. A chunk that cannot be mapped (``mmap`` fails under an
+address-space limit, ``ulimit -v``) is read and checksummed through a buffer instead, on every read.
+
+When a first read is split over threads, its checksums run with the GIL released (:mod:`mixsig.cache._crc`;
+google_crc32c holds it for buffers under 1 MiB), so the threads checksum (and fault in) their chunks in parallel;
+a read by one thread calls google_crc32c directly (a few microseconds less per chunk). Where the first read's
+time goes, and why a checked first read does not beat an unchecked h5py read on one core: benchmarks/README.md
+("Random-row reads").
 
 :func:`iter_batches` yields the rows of a key in batches of whole chunks, the next batch read by a thread while
 the caller works on this one: memory stays at a few batches whatever the key's size.
@@ -39,6 +46,7 @@ from mixsig.cache._chunks import (
     _workers,
     empty_aligned,
 )
+from mixsig.cache._crc import crc32c as crc32c_nogil
 from mixsig.cache._digest import ABSENT, UNKNOWN
 
 #: path -> (identity (st_ino, st_dev, st_size, st_mtime_ns), CRC, mmap, [chunk shape] view) of chunk files whose
@@ -92,10 +100,11 @@ def _pick_verified(path: str, local: np.ndarray, sel: np.ndarray, out: np.ndarra
     return True
 
 
-def _map_checked(path: str, shape: tuple, dtype, nbytes: int, expect: int):
+def _map_checked(path: str, shape: tuple, dtype, nbytes: int, expect: int, crc=google_crc32c.value):
     """The [chunk shape] view of chunk file ``path`` memory-mapped, its CRC32C checked over the mapping and
     compared with ``expect``, and kept as verified; None when anything is unusual (no file, another size, a checksum
-    or digest mismatch: the caller then reads it the checked way, which names the fault)."""
+    or digest mismatch, a mapping refused: the caller then reads it the checked way, which names the fault, or
+    reads it through a buffer where ``mmap`` fails, e.g. under an address-space limit)."""
     if nbytes + 4 > MAP_BYTES:
         return None
     try:
@@ -107,11 +116,13 @@ def _map_checked(path: str, shape: tuple, dtype, nbytes: int, expect: int):
         if st.st_size != nbytes + 4:
             return None
         mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):  # ENOMEM under `ulimit -v`, or a file that cannot be mapped
+        return None
     finally:
         os.close(fd)
     stored = int.from_bytes(mm[nbytes:nbytes + 4], "little")
     payload = np.frombuffer(mm, np.uint8, nbytes)
-    ok = google_crc32c.value(payload) == stored and expect in (UNKNOWN, stored)
+    ok = crc(payload) == stored and expect in (UNKNOWN, stored)  # with crc32c_nogil, page faults too run without it
     del payload
     if not ok:
         mm.close()
@@ -158,7 +169,7 @@ def read_rows_fast(arr, adir, rows: np.ndarray, out: np.ndarray, fill, expect=No
                               UNKNOWN if expect is None else expect[c]):
             todo.append(j)
 
-    def part(a: int, b: int) -> None:
+    def part(a: int, b: int, crc) -> None:
         buf = empty_aligned(shape, dtype)
         for j in todo[a:b]:
             c = int(chunks[j])
@@ -166,7 +177,7 @@ def read_rows_fast(arr, adir, rows: np.ndarray, out: np.ndarray, fill, expect=No
             view = buf[:min(cr, n - lo)]
             sel = order[bounds[j]:bounds[j + 1]]
             path, want = f"{base}{c}{tail}", UNKNOWN if expect is None else expect[c]
-            mapped = _map_checked(path, shape, dtype, nbytes, want)
+            mapped = _map_checked(path, shape, dtype, nbytes, want, crc)
             if mapped is not None:
                 out[sel] = mapped[rows[sel] - lo]
                 continue
@@ -175,12 +186,12 @@ def read_rows_fast(arr, adir, rows: np.ndarray, out: np.ndarray, fill, expect=No
 
     parts = min(_workers(), len(todo)) if len(todo) * nbytes >= PARALLEL_BYTES else 1
     if parts <= 1:
-        part(0, len(todo))
+        part(0, len(todo), google_crc32c.value)
         return
     cuts = [len(todo) * k // parts for k in range(parts + 1)]
-    futures = [_get_pool().submit(part, cuts[k], cuts[k + 1]) for k in range(1, parts)]
+    futures = [_get_pool().submit(part, cuts[k], cuts[k + 1], crc32c_nogil) for k in range(1, parts)]
     try:
-        part(cuts[0], cuts[1])
+        part(cuts[0], cuts[1], crc32c_nogil)
     finally:
         errors = [f.exception() for f in futures]  # every part finished before out is used or dropped
     for exc in errors:
