@@ -134,7 +134,8 @@ def train_epochs(n: int, step: Callable[[Any], Any], *, batch_size: int, epochs:
                  eval_at=None, evaluate: Callable[[], float] | None = None,
                  stop: Callable[[int, float], bool] | None = None, best: BestWeights | None = None,
                  module=None, generator=None, drop_single: bool = True,
-                 on_epoch_end: Callable[[int], None] | None = None) -> LoopResult:
+                 on_epoch_end: Callable[[int], None] | None = None,
+                 permutation: Callable[[int, Any], Any] | None = None) -> LoopResult:
     """Train for ``epochs`` passes over ``n`` rows (at most ``max_steps`` optimizer steps in all).
 
     Each epoch draws ``torch.randperm(n, generator=generator)`` (None: the global stream) and calls
@@ -145,6 +146,8 @@ def train_epochs(n: int, step: Callable[[Any], Any], *, batch_size: int, epochs:
     training after that point (``point`` 0-based). ``module`` is put in train mode at the start of every epoch
     and after every evaluation. ``on_epoch_end(epoch)`` (0-based) runs after each epoch that completes or is
     cut short by ``max_steps``. At the end the best weights are restored (none without ``evaluate``).
+    ``permutation(n, generator)`` (optional) draws each epoch's order instead of ``torch.randperm`` (streamed fits:
+    :meth:`mixsig.heads._streaming.WindowLoader.permutation`, the same draw when the rows fit one window).
     """
     import torch
 
@@ -161,7 +164,7 @@ def train_epochs(n: int, step: Callable[[Any], Any], *, batch_size: int, epochs:
             break
         if module is not None:
             module.train()
-        perm = torch.randperm(n, generator=generator)
+        perm = torch.randperm(n, generator=generator) if permutation is None else permutation(n, generator)
         for s in starts:
             if res.steps >= total:
                 break

@@ -21,7 +21,7 @@ from mixsig.cache._dims import STATE_DIR, state_dir
 from mixsig.cache._lease import check_lease_free, leased_keys
 from mixsig.cache._update import SamplesUpdate, affected_rows, describe_samples_diff, diff_samples, update_samples
 from mixsig.cache._store import FeatureStore, FeatureView, default_chunk_rows, describe_group_leak
-from mixsig.cache._stream import Batch, iter_batches
+from mixsig.cache._stream import Batch, forget_verified, iter_batches
 from mixsig.cache._verify import VerifyReport, verify_store
 from mixsig.cache._writer import FeatureWriter
 
@@ -35,5 +35,5 @@ __all__ = [
     "delete_run", "import_run", "list_runs", "run_attrs",
     "check_modality_name", "check_run_name",
     "STATE_DIR", "state_dir",
-    "Batch", "iter_batches",
+    "Batch", "forget_verified", "iter_batches",
 ]

@@ -63,6 +63,15 @@ def register(subparsers) -> None:
                    help="keep every fitted head (subset x seed) in the store with the run (safetensors / LightGBM "
                         "text and head.json under runs/<name>/heads/, never pickles; attrs saved_heads), so that "
                         "`mixsig predict STORE --run NAME --into OTHER` can apply them to another store")
+    p.add_argument("--stream", action="store_true",
+                   help="never read a key whole: a torch head (gated, concat, late) reads its rows window by window "
+                        "while it trains, for pooled keys larger than memory; when the training rows fit one window "
+                        "the run is the same, bit for bit, as without --stream (else windows are shuffled, then rows "
+                        "within them); seeds train one after another")
+    p.add_argument("--stream-memory", default=None, metavar="BYTES",
+                   help="with --stream: bytes of feature rows held at once (default 1G; e.g. 256M): windows of about "
+                        "a third of it, so keep it under the memory you have beside the model (ulimit -v counts "
+                        "Python and torch too, ~0.7 GB)")
     p.add_argument("--json", action="store_true", help="print one JSON object (run name, attrs) instead of a table")
     p.set_defaults(func=run)
 
@@ -109,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
     if cw is not None and cw != "balanced":
         cw = _json_arg(cw, "--class-weight")
     seeds = parse_seeds(args.seeds, args.n_seeds)
+    if args.stream_memory is not None and not args.stream:
+        raise UsageError("--stream-memory sizes the windows of --stream; add --stream (or drop --stream-memory).")
 
     from tqdm import tqdm
 
@@ -125,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
         result = train_run(args.store, args.head, features, seeds=seeds, params=params, name=args.name,
                            soft_labels=args.soft_labels, class_weight=cw, progress=progress,
                            overwrite=args.overwrite, allow_group_leak=args.allow_group_leak,
-                           allow_modality_mismatch=args.allow_modality_mismatch, save_heads=args.save_heads)
+                           allow_modality_mismatch=args.allow_modality_mismatch, save_heads=args.save_heads,
+                           stream=args.stream, stream_memory=args.stream_memory)
     finally:
         bar.close()
         logging.getLogger("mixsig.heads._runs").removeFilter(quiet)

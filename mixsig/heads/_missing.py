@@ -95,12 +95,16 @@ def missing_modality_observer(rec) -> dict | None:
     data = rec.data
     if len(rec.subset) < 2 or len(rec.subset) != len(data.X):
         return None
+    from mixsig.heads._streaming import block_rows_for, blockwise, rows_mean
+
+    blocks = block_rows_for(rec.X, getattr(rec.head.config, "eval_batch_size", 8192), getattr(data, "stream", 0) or 0)
     fill = None
     if rec.head.name not in OWN_PATH_HEADS:
-        fill = {m: np.asarray(rec.X[m][data.tr], np.float64).mean(axis=0) for m in rec.subset}
+        fill = {m: rows_mean(rec.X[m][data.tr], blocks) for m in rec.subset}
     out = {}
     for miss in missing_sets(rec.subset):
         p = np.full((data.n, rec.probs.shape[1]), np.nan, np.float32)
-        p[data.used] = predict_missing(rec.head, rec.X, miss, fill)
+        # a streamed run's rows block by block (heads._streaming), else in one call
+        p[data.used] = blockwise(lambda X, miss=miss: predict_missing(rec.head, X, miss, fill), rec.X, blocks)
         out[f"{MISSING_PREFIX}/{'+'.join(miss)}/probs"] = p
     return out

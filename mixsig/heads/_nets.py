@@ -125,7 +125,7 @@ class LayerInputs(nn.Module):
         return self.net(flat, absent=absent) if absent else self.net(flat)
 
 
-def train_loop(net, xs, T, xs_val, y_val, cfg, callback=None, recorder=None):
+def train_loop(net, xs, T, xs_val, y_val, cfg, callback=None, recorder=None, order=None):
     """Train ``net`` in place with :func:`mixsig.training.train_epochs`; returns ``(val accuracy per evaluation
     point, best point, its optimizer step)`` (None, None without validation rows).
     ``recorder`` (a :class:`mixsig.heads._dynamics.Recorder`, optional) gets every training batch's probabilities
@@ -136,7 +136,8 @@ def train_loop(net, xs, T, xs_val, y_val, cfg, callback=None, recorder=None):
     Loss per batch and branch: ``-sum(T_b * log_softmax(logits)) / sum(T_b)``, averaged over branches.
     The schedule comes from :func:`resolve_schedule`: evaluation points are the epochs (``steps`` unset) or
     the tenths of the ``steps`` budget. ``callback(point, val_accuracy) -> True`` stops after that point
-    (``point`` 0-based). Mini-batches are shuffled from the (forked, seeded) global stream.
+    (``point`` 0-based). Mini-batches are shuffled from the (forked, seeded) global stream; ``order(n, generator)``
+    (optional) draws each epoch's row order instead of ``torch.randperm`` (a streamed fit's windows).
     """
     n = xs[0].shape[0]
     from mixsig.heads._torch import predict_net, resolve_schedule
@@ -167,5 +168,5 @@ def train_loop(net, xs, T, xs_val, y_val, cfg, callback=None, recorder=None):
 
     res = train_epochs(n, step, batch_size=sch.batch_size, epochs=sch.epochs, max_steps=sch.steps,
                        eval_at=sch.eval_at, evaluate=None if xs_val is None else evaluate, stop=callback, module=net,
-                       on_epoch_end=None if recorder is None else recorder.end_epoch)
+                       on_epoch_end=None if recorder is None else recorder.end_epoch, permutation=order)
     return res.history, res.best_point, res.best_step

@@ -14,6 +14,7 @@ import itertools
 import logging
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -26,6 +27,9 @@ from mixsig.heads._layers import gather_rows, layer_use
 from mixsig.heads._missing import missing_modality_observer
 from mixsig.heads._fitrecord import FitRecord, stack_seeds
 from mixsig.heads._registry import get_head, head_class
+from mixsig.heads._streaming import (DEFAULT_STREAM_MEMORY, block_rows_for, blockwise, check_streamable, fit_streamed,
+                                     parse_memory, stream_features)
+from mixsig.heads._runargs import _class_weight, check_seeds, parse_seeds, soft_label_matrix  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -37,102 +41,6 @@ COLLAPSE_SPLITS = (VAL_SPLIT, TEST_SPLIT)
 def modality_subsets(modalities: list[str]) -> list[tuple[str, ...]]:
     """Every non-empty subset, smallest first, each in the run's modality order."""
     return [c for r in range(1, len(modalities) + 1) for c in itertools.combinations(modalities, r)]
-
-
-SEEDS_HELP = ("--seeds takes a comma list of seeds (--seeds 0,1,2; one seed: --seeds 42,) and --n-seeds a count "
-              "(--n-seeds 5 -> seeds 0..4)")
-
-
-def parse_seeds(seeds: str | None = None, n_seeds: int | str | None = None) -> list[int]:
-    """The seeds of ``mixsig train --seeds S1,S2,... | --n-seeds N``: always a list, never a guess.
-
-    ``"0,1,2"`` → [0, 1, 2]; ``"42,"`` → [42] (a single seed needs its comma); ``n_seeds=3`` → [0, 1, 2];
-    neither → [0]. A bare integer for ``seeds`` (``"42"``: 42 seeds or seed 42?), both given, an empty list,
-    duplicates, negative or non-integer seeds raise :class:`UsageError` naming both spellings."""
-    if seeds is not None and n_seeds is not None:
-        raise UsageError(f"give either --seeds or --n-seeds, not both (got --seeds {seeds} and --n-seeds {n_seeds}); "
-                         f"{SEEDS_HELP}.")
-    if n_seeds is not None:
-        try:
-            n = int(str(n_seeds).strip())
-        except ValueError:
-            raise UsageError(f"--n-seeds takes a count >= 1; got {n_seeds!r}. {SEEDS_HELP}.") from None
-        if n < 1:
-            raise UsageError(f"--n-seeds takes a count >= 1; got {n}. {SEEDS_HELP}.")
-        return list(range(n))
-    if seeds is None:
-        return [0]
-    text = str(seeds).strip()
-    if "," not in text:
-        hint = (f" For seed {text} alone write --seeds {text},; for {text} seeds (0..{int(text) - 1}) write "
-                f"--n-seeds {text}." if text.isdigit() and int(text) > 0 else "")
-        raise UsageError(f"--seeds {text!r} is ambiguous or not a list: {SEEDS_HELP}.{hint}")
-    parts = [p.strip() for p in text.split(",")]
-    if parts[-1] == "":
-        parts = parts[:-1]  # "42," -> one seed
-    if not parts or any(p == "" for p in parts):
-        raise UsageError(f"--seeds {text!r} has an empty entry; {SEEDS_HELP}.")
-    try:
-        vals = [int(p) for p in parts]
-    except ValueError:
-        raise UsageError(f"--seeds {text!r}: seeds are integers; {SEEDS_HELP}.") from None
-    return check_seeds(vals, option="--seeds")
-
-
-def check_seeds(seeds, option: str = "seeds") -> list[int]:
-    """``train_run``'s ``seeds``: a non-empty list (or tuple, range) of distinct integers >= 0, returned as a list.
-
-    An int (a count or one seed?) or a string is refused: pass ``[42]`` for one seed and ``list(range(5))`` for five."""
-    if isinstance(seeds, (str, bytes, int, float)) or not hasattr(seeds, "__iter__"):
-        raise UsageError(f"{option} must be a list of integer seeds, e.g. [42] for one seed or list(range(5)) for "
-                         f"seeds 0..4; got {seeds!r}.")
-    vals = list(seeds)
-    bad = [s for s in vals if isinstance(s, bool) or not isinstance(s, (int, np.integer))]
-    if bad:
-        raise UsageError(f"{option}: seeds must be integers; got {bad[0]!r} in {vals!r}.")
-    vals = [int(s) for s in vals]
-    if not vals:
-        raise UsageError(f"{option} must name at least one seed; got an empty list.")
-    dup = sorted({s for s in vals if vals.count(s) > 1})
-    if dup:
-        raise UsageError(f"{option} {vals}: seed(s) {dup} given more than once; each seed trains one model per subset.")
-    neg = [s for s in vals if s < 0]
-    if neg:
-        raise UsageError(f"{option} {vals}: seeds must be >= 0; got {neg[0]}.")
-    return vals
-
-
-def soft_label_matrix(samples, rows: np.ndarray) -> tuple[np.ndarray, int]:
-    """``[len(rows), C]`` vote shares of ``rows``; rows without votes get their one-hot gold label.
-    Returns the matrix and how many rows had no votes."""
-    C = len(samples.classes)
-    counts = samples.vote_counts()[rows].astype(np.float64)
-    tot = counts.sum(axis=1)
-    q = np.zeros((rows.size, C))
-    has = tot > 0
-    q[has] = counts[has] / tot[has, None]
-    gold = samples.label[rows]
-    no = np.flatnonzero(~has)
-    q[no, gold[no]] = 1.0
-    return q, int(no.size)
-
-
-def _class_weight(cw, classes: tuple[str, ...]):
-    if cw is None or cw == "balanced":
-        return cw
-    if isinstance(cw, dict):
-        out = {}
-        for k, v in cw.items():
-            if isinstance(k, str) and k in classes:
-                out[classes.index(k)] = float(v)
-            else:
-                try:
-                    out[int(k)] = float(v)
-                except (TypeError, ValueError):
-                    raise UsageError(f"class_weight key {k!r} is neither a class of the store {list(classes)} "
-                                     f"nor a class index.") from None
-        return out
-    raise UsageError(f"class_weight must be 'balanced' or a dict {{class: weight}}; got {cw!r}.")
 
 
 def _load_features(store, features: dict[str, str]):
@@ -232,17 +140,22 @@ class _TrainData:
     not_done: dict
     check: dict
 
+    stream: int | None = None  # stream_memory of a streamed run (X holds heads._streaming.StoreRows), else None
+
     @classmethod
-    def load(cls, store, features: dict[str, str], soft_labels: bool) -> "_TrainData":
+    def load(cls, store, features: dict[str, str], soft_labels: bool, stream: int | None = None) -> "_TrainData":
         samples = store.samples
         N = len(samples)
-        views, used, not_done = _load_features(store, features)
+        if stream:
+            X, used, not_done = stream_features(store, features, stream)  # nothing read whole: heads._streaming
+        else:
+            views, used, not_done = _load_features(store, features)
+            X = {m: views[m].X if np.array_equal(views[m].rows, used) else  # every row read is used: no copy
+                 gather_rows(views[m].X, np.searchsorted(views[m].rows, used), store.provenance(k).get("dtype"))
+                 for m, k in features.items()}  # [N, L, D] float16 keys held as float16 (heads._layers)
         if used.size < N:
             log.info("%d of %d rows excluded: not done in every key (%s)", N - used.size, N,
                      ", ".join(f"{m}: {k} not done" for m, k in not_done.items()))
-        X = {m: views[m].X if np.array_equal(views[m].rows, used) else  # every row read is used: no copy
-             gather_rows(views[m].X, np.searchsorted(views[m].rows, used), store.provenance(k).get("dtype"))
-             for m, k in features.items()}  # [N, L, D] float16 keys held as float16 (heads._layers)
         labelled = samples.label[used] >= 0
         split_of = samples.split[used]
         tr = np.flatnonzero((split_of == TRAIN_SPLIT) & labelled)
@@ -256,7 +169,7 @@ class _TrainData:
         if soft_labels and no_votes:
             log.info("%d of %d training rows have no votes; they train on their gold label", no_votes, tr.size)
         check = {sp: np.flatnonzero((split_of == sp) & labelled) for sp in COLLAPSE_SPLITS}
-        return cls(N, used, X, samples.label[used], tr, va, q_tr, no_votes, not_done, check)
+        return cls(N, used, X, samples.label[used], tr, va, q_tr, no_votes, not_done, check, stream)
 
 
 def _fit_subsets(data: _TrainData, head: str, params: dict, seeds: list[int], n_classes: int, progress,
@@ -281,12 +194,14 @@ def _fit_subsets(data: _TrainData, head: str, params: dict, seeds: list[int], n_
         gates = attention = None
         info = []
         extra_seeds: dict[str, dict[int, np.ndarray]] = {}
-        fitted = fit_heads(head, params, {m: data.X[m][tr] for m in sub}, data.y[tr],  # seeds batched: _batched.py
-                           {m: data.X[m][va] for m in sub} if va.size else None, data.y[va] if va.size else None,
-                           data.q_tr, seeds, n_classes)
+        fit = partial(fit_streamed, memory=data.stream) if data.stream else fit_heads  # seeds batched: _batched.py
+        fitted = fit(head, params, {m: data.X[m][tr] for m in sub}, data.y[tr],
+                     {m: data.X[m][va] for m in sub} if va.size else None, data.y[va] if va.size else None,
+                     data.q_tr, seeds, n_classes)
         for s_i, (seed, h) in enumerate(zip(seeds, fitted)):
             Xs = {m: data.X[m] for m in sub}
-            p_used = h.predict_proba(Xs)
+            blocks = block_rows_for(Xs, getattr(h.config, "eval_batch_size", 8192), data.stream or 0)
+            p_used = blockwise(h.predict_proba, Xs, blocks)  # in memory: one call; streamed: block by block
             probs[s_i, used] = p_used
             rec = FitRecord(head=h, subset=sub, subset_name=sname, seed_index=s_i, seed=seed, n_seeds=S, X=Xs,
                             data=data, probs=p_used)
@@ -299,7 +214,7 @@ def _fit_subsets(data: _TrainData, head: str, params: dict, seeds: list[int], n_
                     entry = {"subset": sname, "seed": int(seed), "split": sp, "reason": reason}
                     collapsed.append(entry)
                     log.warning("%s", describe_collapse(entry), extra={"mixsig_collapse": True})
-            w = h.modality_weights(Xs)
+            w = blockwise(h.modality_weights, Xs, blocks)
             if w:
                 if gates is None:
                     gates = np.full((S, N, len(sub)), np.nan, np.float32)
@@ -308,7 +223,7 @@ def _fit_subsets(data: _TrainData, head: str, params: dict, seeds: list[int], n_
                 attention[s_i, used] = w["attention"]
             info.append({"seed": seed, "best_epoch": getattr(h, "best_epoch_", None),
                          "best_iteration": getattr(h, "best_iteration_", None),
-                         **layer_use(h, sub)})
+                         **layer_use(h, sub), **({"stream_windows": h.stream_windows_} if data.stream else {})})
             step += 1
             if progress is not None:
                 progress(step, total, f"{sname} seed {seed}")
@@ -321,7 +236,8 @@ def _fit_subsets(data: _TrainData, head: str, params: dict, seeds: list[int], n_
 def train_run(store, head: str, features: dict[str, str], *, seeds=(0,), params: dict | None = None,
               name: str | None = None, soft_labels: bool = False, class_weight=None,
               progress: Callable[[int, int, str], None] | None = None, overwrite: bool = False,
-              allow_group_leak: bool = False, allow_modality_mismatch: bool = False, observers=(), save_heads=False):
+              allow_group_leak: bool = False, allow_modality_mismatch: bool = False, observers=(), save_heads=False,
+              stream: bool = False, stream_memory=None):
     """Train ``head`` on every non-empty subset of ``features``' modalities for each seed; write the run.
 
     ``store``: a :class:`~mixsig.cache.FeatureStore` opened ``"r+"`` or a store URL.
@@ -352,6 +268,8 @@ def train_run(store, head: str, features: dict[str, str], *, seeds=(0,), params:
     run as ``runs/<name>/subsets/<subset>/<path>`` ``[S, ...]`` (``Run.subsets[sub].extra``).
     ``save_heads``: keep every fitted head in the store (``runs/<name>/heads/<subset>/<seed>/``, attr ``saved_heads``;
     ``store.load_heads(name, mixsig.heads.load_head)`` reads them, ``mixsig predict`` applies them).
+    ``stream``: never read a key whole; a torch head's rows are read window by window while it trains, within
+    ``stream_memory`` bytes (default 1 GiB; "512M" etc.): keys larger than memory (:mod:`mixsig.heads._streaming`).
     Returns the :class:`~mixsig.cache.Run`.
     """
     from mixsig.cache import Run, RunRecord, open_store, sha256_of, subset_metrics
@@ -370,7 +288,11 @@ def train_run(store, head: str, features: dict[str, str], *, seeds=(0,), params:
     head_class(head)  # unknown head -> HeadError listing the valid ones
     resolved = get_head(head, **params).get_params()
     mismatch, leak = _check_store(store, features, allow_modality_mismatch, allow_group_leak)
-    data = _TrainData.load(store, features, soft_labels)
+    memory = None
+    if stream:
+        check_streamable(head, store, features)
+        memory = DEFAULT_STREAM_MEMORY if stream_memory is None else parse_memory(stream_memory)
+    data = _TrainData.load(store, features, soft_labels, memory)
     in_sample = warn_in_sample(store, features.values())
     t0 = time.perf_counter()
     saver = store.head_saver() if save_heads else None

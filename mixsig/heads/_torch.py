@@ -255,10 +255,13 @@ class TorchHead(Head):
         del self._gold
         with seeded(seed, threads=_threads(self.config.num_threads)):
             net = self._build_net()
-            xs = [torch.from_numpy(x) for x in Xs]
-            xs_val = None if Xs_val is None else [torch.from_numpy(x) for x in Xs_val]
+            # numpy arrays, or the views of a streamed fit (heads._streaming: rows read window by window)
+            tensor = lambda x: torch.from_numpy(x) if isinstance(x, np.ndarray) else x  # noqa: E731
+            xs = [tensor(x) for x in Xs]
+            xs_val = None if Xs_val is None else [tensor(x) for x in Xs_val]
             history, _, best_step = train_loop(net, xs, torch.from_numpy(T.astype(np.float32)), xs_val,
-                                               y_val, self.config, callback, recorder)
+                                               y_val, self.config, callback, recorder,
+                                               order=getattr(xs[0], "permutation", None))
         net.eval()
         self.dynamics_ = recorder.result()
         self.net_ = net

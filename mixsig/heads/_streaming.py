@@ -1,0 +1,358 @@
+"""Torch heads trained on keys larger than memory: rows read from the store window by window while training.
+
+``train_run(..., stream=True)`` (``mixsig train --stream``) never reads a key whole. The run's rows are lazy
+:class:`StoreRows` (a key and sorted store rows); a fit reads its training rows through a :class:`WindowLoader`:
+the rows cut into windows of ``window_rows`` consecutive rows (chunk-friendly: consecutive store rows), each
+epoch's order is a random order of the windows and a random order of the rows within each window
+(:meth:`WindowLoader.permutation`), and the next window in that order is read by a thread while the current one
+trains. ``stream_memory`` bounds the feature rows held at once, however large the key: six windows' worth per
+fit (:data:`WINDOWS_HELD`: three of training rows, two of validation rows, the chunks of the one being read). Validation accuracy, predictions, gates and the missing-modality probabilities are
+computed block by block (:func:`blockwise`), in blocks that are whole multiples of the head's ``eval_batch_size``,
+so every forward pass sees the rows it would see in memory.
+
+Same results as in memory: when the training rows fit in one window (the default budget holds ~tens of thousands
+of rows of a few 768-d keys), the window order is exactly the in-memory path's ``torch.randperm`` drawn from the
+same stream, and a streamed run is bit-identical to the in-memory run (tests/heads/test_streaming.py). With several
+windows the order is a windowed shuffle instead (each batch's rows come from one or two windows), which changes
+the numbers but not what is learned; :class:`WindowLoader` over in-memory arrays (``arrays=``) gives that same order
+in memory, for comparison.
+
+Limits: torch heads only (``gated``, ``concat``, ``late``; LightGBM and logistic regression need their rows in
+memory) and pooled ``[N, D]`` keys; the seeds of a streamed run train one after another (not batched).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+
+from mixsig.errors import StoreError, UsageError
+
+log = logging.getLogger(__name__)
+
+#: ``stream_memory`` default: bytes of feature rows a streamed fit keeps in memory (all windows, all modalities)
+DEFAULT_STREAM_MEMORY = 1 << 30
+#: windows of rows a streamed fit holds at most per modality, in its ``stream_memory``: three of the training rows
+#: (the current one, the one read ahead, one a batch straddles into), two of the validation rows, and the chunks
+#: of the window being read, mapped while they are checked
+WINDOWS_HELD = 6
+#: blocks of rows :func:`blockwise` holds at most: the one predicted, the one read ahead, the one being read
+BLOCKS_HELD = 3
+
+
+class StoreRows:
+    """Rows ``rows`` (sorted store rows, all done) of ``key``: a lazy ``[len(rows), D]`` float32 array.
+
+    ``x[positions]`` is another :class:`StoreRows` (nothing read); :meth:`read` reads ``rows[a:b]``."""
+
+    def __init__(self, store, key: str, rows: np.ndarray, width: int):
+        self.store, self.key, self.rows, self.width = store, key, np.asarray(rows, np.int64), int(width)
+        self.dtype = np.dtype(np.float32)
+        self.ndim = 2
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (int(self.rows.size), self.width)
+
+    def __len__(self) -> int:
+        return int(self.rows.size)
+
+    def __getitem__(self, positions) -> "StoreRows":
+        pos = np.asarray(positions)
+        if pos.dtype == bool:
+            pos = np.flatnonzero(pos)
+        return StoreRows(self.store, self.key, self.rows[pos.astype(np.int64)], self.width)
+
+    def read(self, a: int = 0, b: int | None = None) -> np.ndarray:
+        from mixsig.cache import forget_verified
+
+        rows = self.rows[a:b]
+        view = self.store.read(self.key, rows=rows, dtype="float32")
+        forget_verified()  # a window is read once an epoch: keep no chunk mapped (they count towards ulimit -v)
+        if view.X.shape[0] != rows.size:  # a row was marked not done since the run chose its rows
+            raise StoreError(f"Key {self.key}: {rows.size - view.X.shape[0]} of rows {rows[0]}..{rows[-1]} are no "
+                             f"longer done (another process is re-extracting?); rerun when it is finished.")
+        return view.X
+
+    def __array__(self, dtype=None, copy=None):
+        raise UsageError(f"key {self.key} is streamed ({self.shape[0]} rows read window by window); this step "
+                         f"needs its rows in memory: train without --stream.")
+
+
+def _blocks(n: int, block_rows: int):
+    return [(s, min(n, s + block_rows)) for s in range(0, n, block_rows)]
+
+
+def block_rows_for(X: dict, eval_batch_size: int, memory: int = DEFAULT_STREAM_MEMORY) -> int:
+    """Rows per block of :func:`blockwise`: a whole multiple of ``eval_batch_size`` (the forward passes then see the
+    rows they see in memory) within ``memory`` bytes of every modality's rows, at least one ``eval_batch_size``."""
+    row_bytes = sum(4 * int(x.shape[1]) for x in X.values()) or 1
+    k = max(1, memory // (BLOCKS_HELD * row_bytes * eval_batch_size))
+    return int(eval_batch_size * k)
+
+
+def blockwise(fn, X: dict, block_rows: int):
+    """``fn(X)`` for ``X`` of numpy arrays; for :class:`StoreRows` values ``fn`` applied to row blocks read in turn,
+    the next block read by a thread meanwhile, and the results (arrays, dicts of arrays, or None) concatenated."""
+    if not any(isinstance(x, StoreRows) for x in X.values()):
+        return fn(X)
+    n = len(next(iter(X.values())))
+    parts = _blocks(n, block_rows)
+    pool = ThreadPoolExecutor(1, thread_name_prefix="mixsig-stream")
+    try:
+        read = lambda a, b: {m: x.read(a, b) if isinstance(x, StoreRows) else x[a:b] for m, x in X.items()}  # noqa: E731
+        nxt = pool.submit(read, *parts[0])
+        out = []
+        for j in range(len(parts)):
+            block = nxt.result()
+            if j + 1 < len(parts):
+                nxt = pool.submit(read, *parts[j + 1])
+            out.append(fn(block))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    if out[0] is None:
+        return None
+    if isinstance(out[0], dict):
+        return {k: np.concatenate([o[k] for o in out]) for k in out[0]}
+    return np.concatenate(out)
+
+
+def rows_mean(x, block_rows: int = 65536) -> np.ndarray:
+    """Column means (float64) of an array or :class:`StoreRows`, read block by block."""
+    if not isinstance(x, StoreRows):
+        return np.asarray(x, np.float64).mean(axis=0)
+    total = np.zeros(x.shape[1], np.float64)
+    for a, b in _blocks(len(x), block_rows):
+        total += x.read(a, b).sum(axis=0, dtype=np.float64)
+    return total / max(1, len(x))
+
+
+class WindowLoader:
+    """The rows of one fit (every modality's :class:`StoreRows` over the same rows, or in-memory ``arrays``) read
+    window by window for :func:`mixsig.training.train_epochs`: :meth:`permutation` draws an epoch's order and
+    :meth:`modality` gives each modality a tensor-like view whose ``index_select(0, idx)`` gathers a batch."""
+
+    def __init__(self, sources: list, window_rows: int):
+        self.sources = sources
+        self.n = len(sources[0])
+        self.W = max(2, int(window_rows))
+        self.windows = _blocks(self.n, self.W)
+        self._held: dict[int, list] = {}
+        self._pending: dict[int, Future] = {}
+        self._plan: list[int] = []
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="mixsig-window")
+        self.reads = 0  # windows read (a test checks the read-ahead reads each window once per epoch)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._held.clear()
+        self._pending.clear()
+
+    def permutation(self, n: int, generator=None):
+        """An epoch's row order: with one window exactly ``torch.randperm(n, generator=generator)`` (the in-memory
+        path's draw); with more, a random order of the windows, then each window's rows in random order."""
+        import torch
+
+        if n != self.n:
+            raise ValueError(f"permutation of {n} rows asked of a loader of {self.n}")
+        if len(self.windows) == 1:
+            self._plan = [0]
+            return torch.randperm(n, generator=generator)
+        order = torch.randperm(len(self.windows), generator=generator).tolist()
+        parts = [self.windows[w][0] + torch.randperm(self.windows[w][1] - self.windows[w][0], generator=generator)
+                 for w in order]
+        self._plan = order
+        self._ahead(order[0])
+        return torch.cat(parts)
+
+    def _read(self, w: int) -> list:
+        import torch
+
+        a, b = self.windows[w]
+        out = []
+        for src in self.sources:
+            x = src.read(a, b) if isinstance(src, StoreRows) else np.ascontiguousarray(src[a:b], np.float32)
+            if not np.isfinite(x).all():
+                bad = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
+                what = f"key {src.key} row {int(src.rows[a + bad])}" if isinstance(src, StoreRows) else f"row {a + bad}"
+                raise StoreError(f"{what} holds NaN/Inf but is marked done; run `mixsig cache verify` and "
+                                 f"re-extract it.")
+            out.append(torch.from_numpy(x))
+        self.reads += 1
+        return out
+
+    def _ahead(self, w: int) -> None:
+        with self._lock:
+            if w not in self._held and w not in self._pending:
+                self._pending[w] = self._pool.submit(self._read, w)
+
+    def window(self, w: int) -> list:
+        """Window ``w``'s tensors (one per modality), read now or taken from the read-ahead; starts reading the
+        window after it in this epoch's order and lets go of windows the order has passed."""
+        held = self._held.get(w)
+        if held is not None:
+            return held
+        self._ahead(w)
+        with self._lock:
+            fut = self._pending.pop(w)
+        held = fut.result()
+        plan = self._plan
+        k = plan.index(w) if w in plan else -1
+        keep = {w} | ({plan[k - 1]} if k > 0 else set())
+        for old in [v for v in self._held if v not in keep]:
+            del self._held[old]
+        self._held[w] = held
+        if 0 <= k < len(plan) - 1:
+            self._ahead(plan[k + 1])
+        return held
+
+    def gather(self, i: int, idx):
+        import torch
+
+        w_of = torch.div(idx, self.W, rounding_mode="floor")
+        first, last = int(w_of.min()), int(w_of.max())
+        if first == last:
+            return self.window(first)[i].index_select(0, idx - self.windows[first][0])
+        out = None
+        for w in torch.unique(w_of).tolist():
+            sel = torch.nonzero(w_of == w).squeeze(1)
+            part = self.window(w)[i].index_select(0, idx.index_select(0, sel) - self.windows[w][0])
+            if out is None:
+                out = part.new_empty((idx.numel(), part.shape[1]))
+            out[sel] = part
+        return out
+
+    def modality(self, i: int) -> "_View":
+        return _View(self, i)
+
+
+class _View:
+    """One modality of a :class:`WindowLoader`, used by the training loop in place of its ``[n, D]`` tensor."""
+
+    def __init__(self, loader: WindowLoader, i: int):
+        self.loader, self.i = loader, i
+        self.shape = (loader.n, int(loader.sources[i].shape[1]))
+        self.ndim = 2
+        self.dtype = np.dtype(np.float32)
+        self.permutation = loader.permutation
+
+    def index_select(self, dim: int, idx):
+        if dim != 0:
+            raise ValueError("streamed rows are selected along dim 0 only")
+        return self.loader.gather(self.i, idx)
+
+    def __getitem__(self, sl: slice):
+        import torch
+
+        a, b, _ = sl.indices(self.shape[0])
+        return self.loader.gather(self.i, torch.arange(a, b))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+
+def window_rows_for(X: dict, memory: int = DEFAULT_STREAM_MEMORY) -> int:
+    """Rows per window: :data:`WINDOWS_HELD` windows of every modality's rows within ``memory`` bytes."""
+    row_bytes = sum(4 * int(x.shape[1]) for x in X.values()) or 1
+    return max(2, int(memory // (WINDOWS_HELD * row_bytes)))
+
+
+def parse_memory(text) -> int:
+    """``"512M"``, ``"2G"``, ``"1.5GiB"``, ``"1000000"`` -> bytes; :class:`UsageError` naming the forms."""
+    if isinstance(text, (int, np.integer)):
+        value = int(text)
+    else:
+        t = str(text).strip().upper().removesuffix("IB").removesuffix("B")
+        mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}.get(t[-1:], 1)
+        try:
+            value = int(float(t[:-1] if mult > 1 else t) * mult)
+        except ValueError:
+            raise UsageError(f"--stream-memory takes bytes like 512M, 2G or 1500000; got {text!r}.") from None
+    if value < (64 << 10):
+        raise UsageError(f"--stream-memory {text!r} is under 64 KiB; give e.g. 256M.")
+    return value
+
+
+def check_streamable(head: str, store, features: dict) -> None:
+    """Refuse, before any work, what streaming cannot train: heads that need their rows in memory, all-layer keys."""
+    from mixsig.heads._registry import head_class
+    from mixsig.heads._torch import TorchHead
+
+    if not issubclass(head_class(head), TorchHead):
+        raise UsageError(f"--stream trains torch heads (gated, concat, late); {head!r} needs its training rows in "
+                         f"memory. Train it without --stream.")
+    for key in features.values():
+        shape = store.key_shape(key)
+        if len(shape) != 2:
+            raise UsageError(f"--stream reads pooled [N, D] keys; {key} is {list(shape)} (all layers). Pool it "
+                             f"(`mixsig extract --layers last`) or train without --stream.")
+
+
+def finite_check(x: StoreRows, block_rows: int) -> None:
+    """One pass over a streamed key's rows: NaN/Inf in a done row raises :class:`StoreError` naming it."""
+    for a, b in _blocks(len(x), block_rows):
+        block = x.read(a, b)
+        ok = np.isfinite(block).all(axis=1)
+        if not ok.all():
+            r = int(x.rows[a + int(np.flatnonzero(~ok)[0])])
+            raise StoreError(f"Key {x.key}: rows marked done hold NaN/Inf (first: row {r}, id "
+                             f"{str(x.store.samples.ids[r])!r}); run `mixsig cache verify` and re-extract them.")
+
+
+def stream_features(store, features: dict[str, str], memory: int = DEFAULT_STREAM_MEMORY):
+    """The streamed counterpart of reading every key: ``({modality: StoreRows over the used rows}, used rows (done
+    in every key, sorted), {modality: rows not done})``, after one pass over each key's used rows that refuses
+    NaN/Inf in a done row (:func:`finite_check`)."""
+    N = len(store.samples)
+    common = np.ones(N, dtype=bool)
+    not_done = {}
+    for m, key in features.items():
+        store.check_provenance(key)
+        done = np.asarray(store.read_array(key, "done"), bool)
+        not_done[m] = int(N - done.sum())
+        common &= done
+    used = np.flatnonzero(common).astype(np.int64)
+    X = {m: StoreRows(store, key, used, store.key_shape(key)[1]) for m, key in features.items()}
+    for x in X.values():
+        finite_check(x, window_rows_for({"x": x}, memory))
+    return X, used, not_done
+
+
+def fit_streamed(head: str, params: dict, X: dict, y, X_val, y_val, soft_labels, seeds, n_classes, memory: int):
+    """Fitted heads, one per seed (an iterator), each trained on ``X`` (:class:`StoreRows`) read window by window."""
+    from mixsig.heads._base import FitInputs
+    from mixsig.heads._registry import get_head
+    from mixsig.heads._targets import target_matrix
+
+    mods = list(X)
+    window = window_rows_for(X, memory)
+    for seed in seeds:
+        h = get_head(head, **params)
+        h._check_config()
+        loader = WindowLoader([X[m] for m in mods], window)
+        val = None
+        if X_val is not None:
+            val_loader = WindowLoader([X_val[m] for m in mods], window)
+            val = tuple(val_loader.modality(i) for i in range(len(mods)))
+        T = target_matrix(np.asarray(y, np.int64), n_classes, soft_labels=soft_labels,
+                          class_weight=h.config.class_weight)
+        inputs = FitInputs(modalities=tuple(mods), X=tuple(loader.modality(i) for i in range(len(mods))),
+                           y=np.asarray(y, np.int64), T=T, n_classes=int(n_classes), class_weight=h.config.class_weight,
+                           X_val=val, y_val=None if val is None else np.asarray(y_val, np.int64))
+        log.info("streamed fit: %d training rows in %d window(s) of %d rows", loader.n, len(loader.windows), window)
+        try:
+            h.fit_validated(inputs, seed=seed)
+            h.stream_windows_ = len(loader.windows)
+        finally:
+            loader.close()
+            if val is not None:
+                val_loader.close()
+        yield h
+
+
+__all__ = ["DEFAULT_STREAM_MEMORY", "StoreRows", "WindowLoader", "blockwise", "block_rows_for", "check_streamable",
+           "finite_check", "fit_streamed", "parse_memory", "rows_mean", "stream_features", "window_rows_for"]
