@@ -16,6 +16,11 @@
    (1,228 train / 153 val) — with 1 seed, with 3 and 5 seeds batched and with 5 seeds one after another
    (``MIXSIG_BATCHED_SEEDS=0``); wall and CPU seconds (``time.process_time``). Ratios: 5-seed batched / 1 seed
    (issue 18's target: <= 2x), 3-seed batched / 1 seed (a study's re-evaluation), sequential / batched 5 seeds.
+   The 1-seed run is ``fit_heads`` with one seed: the lone ``fit``, what ``train_run`` does with one seed. Then the
+   floor: the work that grows with the seeds (every layer's forward and backward matmuls, the fused Adam step,
+   the per-model dropout and modality-dropout draws) timed alone per step for 1 model (mm, as the lone fit) and S
+   (bmm over stacked weights), times each subset's steps; "floor" = the 1-seed run with that work replaced by
+   the S-model work and everything else free: no batching can go below it on these cores.
 
 Each timing is repeated ``--repeat`` times, interleaved; min and median are printed.
 """
@@ -25,6 +30,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import platform
 import statistics
 import sys
@@ -111,6 +117,79 @@ def seeds_run(n_seeds: int, batched: bool, epochs: int, threads: int, n_subsets:
     return time.perf_counter() - t, time.process_time() - c
 
 
+def _best(fn, reps: int = 7, inner: int = 5) -> float:
+    """Seconds per call of ``fn``: the best of ``reps`` rounds of ``inner`` calls (after one warm-up call)."""
+    fn()
+    best = math.inf
+    for _ in range(reps):
+        t = time.process_time()
+        for _ in range(inner):
+            fn()
+        best = min(best, (time.process_time() - t) / inner)
+    return best
+
+
+def scaling_work(S: int, M: int, dim: int = 384) -> dict:
+    """CPU s per training step of the gated head's work that grows with the models (default sizes, batch 64,
+    ``M`` modalities of ``dim``): ``matmul`` (each layer's forward, weight-gradient and input-gradient products;
+    mm for one model as the lone fit, bmm over ``[S, in, out]`` weights for S), ``adam`` (one fused step over the
+    parameters, stacked for S) and ``rng`` (each model's dropout and modality-dropout draws, one generator each)."""
+    import torch
+
+    B, proj, att, hidden, C = 64, 256, 128, 512, 2
+    layers = ([(dim, proj, False)] * M + [(proj, 1, True), (proj, att, True), (att, 1, True)] * M
+              + [(proj, hidden, True), (hidden, hidden, True), (hidden, hidden, True), (hidden, C, True)])
+    if S == 1:
+        ts = [(torch.randn(B, i), torch.randn(o, i), torch.randn(B, o), gx) for i, o, gx in layers]
+
+        def matmul():
+            for x, W, g, gx in ts:
+                x @ W.t(), g.t() @ x, (g @ W) if gx else None
+    else:
+        ts = [(torch.randn(S, B, i), torch.randn(S, i, o), torch.randn(S, B, o), gx) for i, o, gx in layers]
+
+        def matmul():
+            for x, Wt, g, gx in ts:
+                torch.bmm(x, Wt), torch.bmm(x.transpose(1, 2), g), torch.bmm(g, Wt.transpose(1, 2)) if gx else None
+    params = [torch.zeros((S, i, o) if S > 1 else (o, i), requires_grad=True) for i, o, _ in layers]
+    params += [torch.zeros((S, o) if S > 1 else (o,), requires_grad=True) for _, o, _ in layers]
+    for q in params:
+        q.grad = torch.randn_like(q)
+    opt = torch.optim.Adam(params, lr=1e-4, weight_decay=1e-3, fused=True)
+    gens = [torch.Generator().manual_seed(s) for s in range(S)]
+
+    def rng():
+        for g in gens:
+            for _ in range(M):
+                torch.bernoulli(torch.full((B, 1), 0.8), generator=g)
+            for _ in range(3):
+                torch.empty(B, hidden).bernoulli_(0.7, generator=g)
+    return {"matmul": _best(matmul), "adam": _best(opt.step), "rng": _best(rng)}
+
+
+def floor_bench(seeds, epochs: int, one_seed_cpu: float) -> dict:
+    """The floor of the 7-subset run for each S in ``seeds`` (see the module docstring, part 3); the 1-model work is
+    measured once, in the same rounds as the S-model work."""
+    from mixsig.heads import modality_subsets
+    from mixsig.heads._torch import resolve_schedule
+
+    steps = resolve_schedule(N_TRAIN, None, 64, epochs).steps
+    n_mods = [len(sub) for sub in modality_subsets(list(MODS))]   # subsets of equal size have equal shapes
+    work: dict = {S: {} for S in (1, *seeds)}
+    for M in sorted(set(n_mods)):
+        for S, w in work.items():
+            for k, v in scaling_work(S, M).items():
+                w[k] = w.get(k, 0.0) + v * steps * n_mods.count(M)
+    w1 = sum(work[1].values())
+    out = {"work_1_model_s": {k: round(v, 3) for k, v in work[1].items()},
+           "share_of_1_seed_run": round(w1 / one_seed_cpu, 2)}
+    for S in seeds:
+        out[S] = {"work_s": {k: round(v, 3) for k, v in work[S].items()},
+                  "ratios": {k: round(work[S][k] / work[1][k], 2) for k in work[1]},
+                  "floor_ratio": round((one_seed_cpu - w1 + sum(work[S].values())) / one_seed_cpu, 2)}
+    return out
+
+
 def seeds_bench(args) -> dict:
     variants = {"1_seed": (1, True), "3_seeds_batched": (3, True), "5_seeds_batched": (5, True),
                 "5_seeds_sequential": (5, False)}
@@ -139,6 +218,14 @@ def seeds_bench(args) -> dict:
         print(f"  {kind:4s} ratios: 5 seeds batched / 1 seed {r['5_batched_over_1']:.2f}x (target <= 2x); "
               f"3 batched / 1 {r['3_batched_over_1']:.2f}x; 5 sequential / 5 batched "
               f"{r['5_sequential_over_5_batched']:.2f}x")
+    fl = out["floor"] = floor_bench((5, 3), args.seed_epochs, out["cpu"]["1_seed"]["median_s"])
+    print(f"  floor: the work that grows with the models (matmuls, Adam, dropout draws) is "
+          f"{fl['share_of_1_seed_run']:.0%} of the 1-seed run's CPU s")
+    for S in (5, 3):
+        f = fl[S]
+        print(f"    {S} models / 1: matmul {f['ratios']['matmul']:.2f}x, Adam {f['ratios']['adam']:.2f}x, RNG "
+              f"{f['ratios']['rng']:.2f}x -> floor {f['floor_ratio']:.2f}x (measured "
+              f"{out['ratios_cpu'][f'{S}_batched_over_1']:.2f}x CPU)")
     return out
 
 

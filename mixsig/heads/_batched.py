@@ -18,6 +18,11 @@ counterpart; tests/heads/test_batched.py checks probabilities, gates, attention,
 1e-4 (absolute; the gated head drifts by up to ~3e-5 over 3 epochs, concat and late by ~1e-7), the same validation
 histories, best epochs and best steps. The batched path itself is deterministic (same seeds, same bytes).
 
+Cost: on a CPU the S models cost nearly S times one. The matmuls' FLOPs, fused Adam's passes over S times the
+parameters and moments (S x 17 MB for the default gated head on three 384-d inputs: a single model's fits the L3
+cache, five do not) and each model's serial Mersenne-Twister draws all grow with S; batching saves the per-op
+dispatch and Python work only. benchmarks/README.md ("Seeds trained together") has the measurements and the floor.
+
 ``MIXSIG_BATCHED_SEEDS=0`` in the environment turns it off (every seed trained alone, one after another).
 """
 
@@ -86,20 +91,29 @@ class _Stacked:
             sites += [("modality", (B, 1))] * self.M
         per_mlp = [("dropout", (B, c.hidden))] * c.n_layers if c.dropout > 0 else []
         sites += per_mlp * (self.M if self.kind == "late" else 1)
-        out = [[] for _ in sites]
-        for g in gens:
-            for j, (what, shape) in enumerate(sites):
+        # each model's draws written straight into its slice of [S, ...] tensors (a contiguous slice is filled in
+        # the order a fresh tensor is: the same values as the lone model's), dropout's 1 / keep applied once to all
+        out = [torch.empty((self.S, *shape)) for _, shape in sites]
+        keep = torch.full((B, 1), self.keep) if self.kind == "gated" and self.keep < 1.0 else None
+        for s, g in enumerate(gens):
+            for (what, _), o in zip(sites, out):
                 if what == "modality":
-                    out[j].append(torch.bernoulli(torch.full(shape, self.keep, dtype=torch.float32), generator=g))
+                    o[s].bernoulli_(keep, generator=g)
                 else:
-                    out[j].append(torch.empty(shape).bernoulli_(1 - c.dropout, generator=g).div_(1 - c.dropout))
-        return [torch.stack(o) for o in out]
+                    o[s].bernoulli_(1 - c.dropout, generator=g)
+        for (what, _), o in zip(sites, out):
+            if what == "dropout":
+                o.div_(1 - c.dropout)
+        return out
 
     # -- layers ---------------------------------------------------------------------------------------------
     def _lin(self, pre: str, x):
         import torch
 
         Wt, b = self.P[pre + ".weight"], self.P.get(pre + ".bias")  # Wt: [S, in, out]
+        if Wt.shape[2] == 1:  # a scalar per row (gate, attention score): a product and a sum, 2-3x a bmm's speed
+            out = (x * Wt.transpose(1, 2)).sum(dim=2, keepdim=True)
+            return out if b is None else out + b.unsqueeze(1)
         if b is None:
             return torch.bmm(x, Wt)
         return torch.baddbmm(b.unsqueeze(1), x, Wt)
@@ -268,10 +282,12 @@ def _loop(st: _Stacked, gens, xs, T, xs_val, y_val, sch, recorders):
 def _step(st: _Stacked, gens, xs, T, idx, opt, sched, recorders) -> None:
     import torch
 
-    Tb = T[idx]  # [S, B, C]
+    S, B = idx.shape
+    flat = idx.reshape(-1)  # the S minibatches gathered with one index_select per tensor
+    Tb = T.index_select(0, flat).view(S, B, -1)  # [S, B, C]
     denom = Tb.sum(dim=(1, 2))
-    noise = st.noise(gens, idx.shape[1])
-    branches, _ = st.forward([x[idx] for x in xs], noise)
+    noise = st.noise(gens, B)
+    branches, _ = st.forward([x.index_select(0, flat).view(S, B, *x.shape[1:]) for x in xs], noise)
     loss = sum((-(Tb * torch.log_softmax(b, dim=2)).sum(dim=(1, 2)) / denom) for b in branches) / len(branches)
     with torch.no_grad():
         probs = torch.stack([torch.softmax(b.detach(), dim=2) for b in branches]).mean(dim=0)
