@@ -233,6 +233,14 @@ def _fit_subsets(data: _TrainData, head: str, params: dict, seeds: list[int], n_
     return out, fit_info, collapsed
 
 
+def _stream_memory(head: str, store, features: dict, stream: bool, stream_memory) -> int | None:
+    """The bytes a streamed run holds (None: not streamed), after refusing what streaming cannot train."""
+    if not stream:
+        return None
+    check_streamable(head, store, features)
+    return DEFAULT_STREAM_MEMORY if stream_memory is None else parse_memory(stream_memory)
+
+
 def train_run(store, head: str, features: dict[str, str], *, seeds=(0,), params: dict | None = None,
               name: str | None = None, soft_labels: bool = False, class_weight=None,
               progress: Callable[[int, int, str], None] | None = None, overwrite: bool = False,
@@ -268,14 +276,12 @@ def train_run(store, head: str, features: dict[str, str], *, seeds=(0,), params:
     run as ``runs/<name>/subsets/<subset>/<path>`` ``[S, ...]`` (``Run.subsets[sub].extra``).
     ``save_heads``: keep every fitted head in the store (``runs/<name>/heads/<subset>/<seed>/``, attr ``saved_heads``;
     ``store.load_heads(name, mixsig.heads.load_head)`` reads them, ``mixsig predict`` applies them).
-    ``stream``: never read a key whole; a torch head's rows are read window by window while it trains, within
-    ``stream_memory`` bytes (default 1 GiB; "512M" etc.): keys larger than memory (:mod:`mixsig.heads._streaming`).
+    ``stream``: keys read window by window, within ``stream_memory`` bytes (default 1G): :mod:`mixsig.heads._streaming`.
     Returns the :class:`~mixsig.cache.Run`.
     """
     from mixsig.cache import Run, RunRecord, open_store, sha256_of, subset_metrics
 
-    if isinstance(store, (str,)) or hasattr(store, "__fspath__"):
-        store = open_store(store, mode="r+")
+    store = open_store(store, mode="r+") if isinstance(store, str) or hasattr(store, "__fspath__") else store
     _check_names(features, name)  # none, a bad modality or run name: UsageError
     # prefixes, the modality alone -> full keys (recorded); unknown: StoreError listing the keys
     features = store.resolve_features(dict(features), error=StoreError)
@@ -288,11 +294,7 @@ def train_run(store, head: str, features: dict[str, str], *, seeds=(0,), params:
     head_class(head)  # unknown head -> HeadError listing the valid ones
     resolved = get_head(head, **params).get_params()
     mismatch, leak = _check_store(store, features, allow_modality_mismatch, allow_group_leak)
-    memory = None
-    if stream:
-        check_streamable(head, store, features)
-        memory = DEFAULT_STREAM_MEMORY if stream_memory is None else parse_memory(stream_memory)
-    data = _TrainData.load(store, features, soft_labels, memory)
+    data = _TrainData.load(store, features, soft_labels, _stream_memory(head, store, features, stream, stream_memory))
     in_sample = warn_in_sample(store, features.values())
     t0 = time.perf_counter()
     saver = store.head_saver() if save_heads else None
