@@ -127,6 +127,15 @@ def test_stream_refuses_what_it_cannot_train(tmp_path):
     rows = StoreRows(store, feats["text"], np.arange(10), 24)
     with pytest.raises(UsageError, match="train without --stream"):
         np.asarray(rows)
+    from mixsig.cache import Provenance, Status
+
+    layered = store.create_key(Provenance(modality="audio", encoder="layers", revision="sha256:" + "0" * 64,
+                                          pooling="mean", preprocessing={}), (3, 8))
+    with store.writer(layered) as w:
+        for lo, hi in w.blocks():
+            w.write_block(lo, hi, np.ones((hi - lo, 3, 8), np.float32), np.full(hi - lo, Status.OK, np.int8))
+    with pytest.raises(UsageError, match=r"pooled \[N, D\] keys"):
+        train_run(store, "gated", {"text": feats["text"], "audio": layered}, stream=True)
 
 
 def _mixsig(*args, env=None, preexec=None):
