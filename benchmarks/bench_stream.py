@@ -41,22 +41,10 @@ print(json.dumps({"windows": run.attrs["fits"]["text"][0].get("stream_windows"),
 """
 
 
-def build(path: Path, n: int, d: int):
-    from mixsig.cache import Provenance, Samples, Status, create_store
+def build(path: Path, n: int, d: int) -> str:
+    from tests.synthetic import make_wide_store
 
-    rng = np.random.default_rng(0)
-    label = rng.integers(0, 2, n)
-    split = np.array(["train", "val", "test"], dtype=object)[rng.choice(3, n, p=[0.8, 0.1, 0.1])]
-    store = create_store(str(path), Samples(ids=[f"r{i:07d}" for i in range(n)], split=list(split), label=label,
-                                            classes=("a", "b"), group=[""] * n), attrs={"manifest_sha256": "bench"})
-    key = store.create_key(Provenance(modality="text", encoder="bench-text", revision="sha256:" + "0" * 64,
-                                      pooling="cls", preprocessing={"seed": 0}), d)
-    with store.writer(key) as w:
-        for lo, hi in w.blocks():
-            X = np.random.default_rng([0, lo]).standard_normal((hi - lo, d), dtype=np.float32)
-            X[:, :4] += (0.8 * (2 * label[lo:hi] - 1))[:, None].astype(np.float32) / 2
-            w.write_block(lo, hi, X, np.full(hi - lo, Status.OK, np.int8))
-    return key
+    return make_wide_store(path, n, d)[1]
 
 
 def run_child(store: Path, key: str, name: str, mode: str, memory: str, out: Path) -> dict:

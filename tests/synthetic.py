@@ -69,3 +69,25 @@ def make_synthetic_store(path, *, n: int = 240, dims: Mapping[str, int] | None =
                 w.write_block(lo, hi, X[lo:hi], np.full(hi - lo, Status.OK, np.int8))
         keys.setdefault(modality, []).append(key)
     return store, keys
+
+
+def make_wide_store(path, n: int, d: int):
+    """A store of ``n`` rows with one ``[n, d]`` float32 text key (planted signal 0.8 in its first 4 dims, splits
+    80/10/10), written block by block so the caller never holds the key; returns ``(store, key)``. For keys larger
+    than memory (tests/heads/test_streaming.py, benchmarks/bench_stream.py)."""
+    from mixsig.cache import Provenance, Samples, Status, create_store
+
+    rng = np.random.default_rng(0)
+    label = rng.integers(0, 2, n)
+    split = np.array(["train", "val", "test"], dtype=object)[rng.choice(3, n, p=[0.8, 0.1, 0.1])]
+    store = create_store(str(path), Samples(ids=[f"r{i:07d}" for i in range(n)], split=list(split), label=label,
+                                            classes=("a", "b"), group=[""] * n), attrs={"manifest_sha256": "wide"})
+    prov = Provenance(modality="text", encoder="wide-text", revision="sha256:" + "0" * 64, pooling="cls",
+                      preprocessing={"seed": 0})
+    key = store.create_key(prov, d)
+    with store.writer(key) as w:
+        for lo, hi in w.blocks():
+            X = np.random.default_rng([0, lo]).standard_normal((hi - lo, d), dtype=np.float32)
+            X[:, :4] += (0.8 * (2 * label[lo:hi] - 1))[:, None].astype(np.float32) / 2
+            w.write_block(lo, hi, X, np.full(hi - lo, Status.OK, np.int8))
+    return store, key

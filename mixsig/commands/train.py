@@ -69,8 +69,8 @@ def register(subparsers) -> None:
                         "the run is the same, bit for bit, as without --stream (else windows are shuffled, then rows "
                         "within them); seeds train one after another")
     p.add_argument("--stream-memory", default=None, metavar="BYTES",
-                   help="with --stream: bytes of feature rows held at once (default 1G; e.g. 256M): windows of about "
-                        "a third of it, so keep it under the memory you have beside the model (ulimit -v counts "
+                   help="with --stream: bytes of feature rows held at once (default 1G; e.g. 256M): windows of a sixth "
+                        "of it (training, read-ahead, validation, chunks being read), so keep it under the memory you have beside the model (ulimit -v counts "
                         "Python and torch too, ~0.7 GB)")
     p.add_argument("--json", action="store_true", help="print one JSON object (run name, attrs) instead of a table")
     p.set_defaults(func=run)

@@ -12,7 +12,6 @@ import os
 import resource
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +19,7 @@ import pytest
 from mixsig.errors import UsageError
 from mixsig.heads import get_head, train_run
 from mixsig.heads._streaming import StoreRows, WindowLoader
-from tests.synthetic import make_synthetic_store
+from tests.synthetic import make_synthetic_store, make_wide_store
 
 PARAMS = {"epochs": 2, "hidden": 16, "batch_size": 32}
 
@@ -158,32 +157,13 @@ def test_cli_train_stream(tmp_path):
     assert r.returncode != 0 and "add --stream" in r.stderr
 
 
-def _big_store(path: Path, n: int, d: int):
-    from mixsig.cache import Provenance, Samples, Status, create_store
-
-    rng = np.random.default_rng(0)
-    label = rng.integers(0, 2, n)
-    split = np.array(["train", "val", "test"], dtype=object)[rng.choice(3, n, p=[0.8, 0.1, 0.1])]
-    store = create_store(str(path), Samples(ids=[f"r{i:07d}" for i in range(n)], split=list(split), label=label,
-                                            classes=("a", "b"), group=[""] * n), attrs={"manifest_sha256": "big"})
-    prov = Provenance(modality="text", encoder="big-text", revision="sha256:" + "0" * 64, pooling="cls",
-                      preprocessing={"seed": 0})
-    key = store.create_key(prov, d)
-    with store.writer(key) as w:
-        for lo, hi in w.blocks():  # written block by block: the test process never holds the key either
-            X = np.random.default_rng([0, lo]).standard_normal((hi - lo, d), dtype=np.float32)
-            X[:, :4] += (0.8 * (2 * label[lo:hi] - 1))[:, None].astype(np.float32) / 2
-            w.write_block(lo, hi, X, np.full(hi - lo, Status.OK, np.int8))
-    return store, key
-
-
 #: the address-space limit of the slow test and the key's size: 250,000 x 4,096 float32 = 4.1 GB, twice the limit
 LIMIT_BYTES, BIG_N, BIG_D = 2 << 30, 250_000, 4096
 
 
 @pytest.mark.slow
 def test_streamed_gated_head_trains_on_a_key_twice_the_address_space_limit(tmp_path):
-    store, key = _big_store(tmp_path / "big.zarr", BIG_N, BIG_D)
+    store, key = make_wide_store(tmp_path / "big.zarr", BIG_N, BIG_D)
     assert BIG_N * BIG_D * 4 >= 1.9 * LIMIT_BYTES
     limit = lambda: resource.setrlimit(resource.RLIMIT_AS, (LIMIT_BYTES, LIMIT_BYTES))  # noqa: E731
     env = dict(os.environ, HF_HUB_OFFLINE="1", MALLOC_ARENA_MAX="2")  # glibc's per-thread arenas reserve 64 MB each
