@@ -66,8 +66,9 @@ def register(subparsers) -> None:
     p.add_argument("--stream", action="store_true",
                    help="never read a key whole: a torch head (gated, concat, late) reads its rows window by window "
                         "while it trains, for pooled keys larger than memory; when the training rows fit one window "
-                        "the run is the same, bit for bit, as without --stream (else windows are shuffled, then rows "
-                        "within them); seeds train one after another")
+                        "the run is the same, bit for bit, as without --stream with one seed (several: within 1e-4, as "
+                        "seeds trained together are), else windows are shuffled, then rows within them; seeds train "
+                        "one after another")
     p.add_argument("--stream-memory", default=None, metavar="BYTES",
                    help="with --stream: bytes of feature rows held at once (default 1G; e.g. 256M): windows of a sixth "
                         "of it (training, read-ahead, validation, chunks being read), so keep it under the memory you have beside the model (ulimit -v counts "

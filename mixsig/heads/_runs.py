@@ -28,7 +28,7 @@ from mixsig.heads._missing import missing_modality_observer
 from mixsig.heads._fitrecord import FitRecord, stack_seeds
 from mixsig.heads._registry import get_head, head_class
 from mixsig.heads._streaming import (DEFAULT_STREAM_MEMORY, block_rows_for, blockwise, check_streamable, fit_streamed,
-                                     parse_memory, stream_features)
+                                     parse_memory, predict_and_weights, stream_features)
 from mixsig.heads._runargs import _class_weight, check_seeds, parse_seeds, soft_label_matrix  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
@@ -201,7 +201,9 @@ def _fit_subsets(data: _TrainData, head: str, params: dict, seeds: list[int], n_
         for s_i, (seed, h) in enumerate(zip(seeds, fitted)):
             Xs = {m: data.X[m] for m in sub}
             blocks = block_rows_for(Xs, getattr(h.config, "eval_batch_size", 8192), data.stream or 0)
-            p_used = blockwise(h.predict_proba, Xs, blocks)  # in memory: one call; streamed: block by block
+            # in memory: one call each; streamed: block by block, one read for both
+            both = blockwise(partial(predict_and_weights, h), Xs, blocks)
+            p_used = both.pop("probs")
             probs[s_i, used] = p_used
             rec = FitRecord(head=h, subset=sub, subset_name=sname, seed_index=s_i, seed=seed, n_seeds=S, X=Xs,
                             data=data, probs=p_used)
@@ -214,7 +216,7 @@ def _fit_subsets(data: _TrainData, head: str, params: dict, seeds: list[int], n_
                     entry = {"subset": sname, "seed": int(seed), "split": sp, "reason": reason}
                     collapsed.append(entry)
                     log.warning("%s", describe_collapse(entry), extra={"mixsig_collapse": True})
-            w = blockwise(h.modality_weights, Xs, blocks)
+            w = both or None
             if w:
                 if gates is None:
                     gates = np.full((S, N, len(sub)), np.nan, np.float32)

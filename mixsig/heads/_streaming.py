@@ -12,10 +12,11 @@ so every forward pass sees the rows it would see in memory.
 
 Same results as in memory: when the training rows fit in one window (the default budget holds ~tens of thousands
 of rows of a few 768-d keys), the window order is exactly the in-memory path's ``torch.randperm`` drawn from the
-same stream, and a streamed run is bit-identical to the in-memory run (tests/heads/test_streaming.py). With several
+same stream, and a streamed run is bit-identical to the in-memory run with one seed, or with the seeds trained one
+after another (``MIXSIG_BATCHED_SEEDS=0``; in memory they train batched, equal within 1e-4) (tests/heads/test_streaming.py). With several
 windows the order is a windowed shuffle instead (each batch's rows come from one or two windows), which changes
-the numbers but not what is learned; :class:`WindowLoader` over in-memory arrays (``arrays=``) gives that same order
-in memory, for comparison.
+the numbers but not what is learned; :class:`WindowLoader` over in-memory arrays gives that same order in memory,
+for comparison. A batch must fit in a window (refused otherwise, naming the ``stream_memory`` it needs).
 
 Limits: torch heads only (``gated``, ``concat``, ``late``; LightGBM and logistic regression need their rows in
 memory) and pooled ``[N, D]`` keys; the seeds of a streamed run train one after another (not batched).
@@ -61,6 +62,8 @@ class StoreRows:
         return int(self.rows.size)
 
     def __getitem__(self, positions) -> "StoreRows":
+        if isinstance(positions, slice):
+            return StoreRows(self.store, self.key, self.rows[positions], self.width)
         pos = np.asarray(positions)
         if pos.dtype == bool:
             pos = np.flatnonzero(pos)
@@ -87,11 +90,14 @@ def _blocks(n: int, block_rows: int):
 
 
 def block_rows_for(X: dict, eval_batch_size: int, memory: int = DEFAULT_STREAM_MEMORY) -> int:
-    """Rows per block of :func:`blockwise`: a whole multiple of ``eval_batch_size`` (the forward passes then see the
-    rows they see in memory) within ``memory`` bytes of every modality's rows, at least one ``eval_batch_size``."""
+    """Rows per block of :func:`blockwise`: :data:`BLOCKS_HELD` blocks of every modality's rows within ``memory``
+    bytes, a whole multiple of ``eval_batch_size`` (the forward passes then see the chunks they see in memory) when
+    the budget holds three eval batches, else fewer rows (streamed keys only)."""
     row_bytes = sum(4 * int(x.shape[1]) for x in X.values()) or 1
-    k = max(1, memory // (BLOCKS_HELD * row_bytes * eval_batch_size))
-    return int(eval_batch_size * k)
+    k = memory // (BLOCKS_HELD * row_bytes * eval_batch_size)
+    if k >= 1 or not any(isinstance(x, StoreRows) for x in X.values()):
+        return int(eval_batch_size * max(1, k))
+    return max(1, int(memory // (BLOCKS_HELD * row_bytes)))  # a budget under 3 eval batches: smaller blocks
 
 
 def blockwise(fn, X: dict, block_rows: int):
@@ -120,6 +126,11 @@ def blockwise(fn, X: dict, block_rows: int):
     return np.concatenate(out)
 
 
+def predict_and_weights(head, X: dict) -> dict:
+    """``{"probs": head.predict_proba(X), **head.modality_weights(X)}`` (gates and attention for heads with them)."""
+    return {"probs": head.predict_proba(X), **(head.modality_weights(X) or {})}
+
+
 def rows_mean(x, block_rows: int = 65536) -> np.ndarray:
     """Column means (float64) of an array or :class:`StoreRows`, read block by block."""
     if not isinstance(x, StoreRows):
@@ -133,19 +144,33 @@ def rows_mean(x, block_rows: int = 65536) -> np.ndarray:
 class WindowLoader:
     """The rows of one fit (every modality's :class:`StoreRows` over the same rows, or in-memory ``arrays``) read
     window by window for :func:`mixsig.training.train_epochs`: :meth:`permutation` draws an epoch's order and
-    :meth:`modality` gives each modality a tensor-like view whose ``index_select(0, idx)`` gathers a batch."""
+    :meth:`modality` gives each modality a tensor-like view whose ``index_select(0, idx)`` gathers a batch.
+
+    Windows are of equal size (within one row), so a batch no larger than a window spans at most two, consecutive
+    in the epoch's order. Held: the window before the current one in that order, the current one, and the next
+    (read ahead by a thread as soon as the current one is first asked for). Without an order (validation rows,
+    read in turn) the last two windows asked for are held. ``reads`` counts windows read, ``misses`` the reads the
+    caller had to wait for from the start (none of the training windows when batches come in the epoch's order)."""
 
     def __init__(self, sources: list, window_rows: int):
         self.sources = sources
         self.n = len(sources[0])
-        self.W = max(2, int(window_rows))
-        self.windows = _blocks(self.n, self.W)
+        k = max(1, -(-self.n // max(2, int(window_rows))))
+        cuts = [self.n * j // k for j in range(k + 1)]  # equal windows (sizes differ by one row at most)
+        self.windows = [(cuts[j], cuts[j + 1]) for j in range(k)]
+        self.W = max(b - a for a, b in self.windows)
+        self._starts = np.array(cuts[:-1], np.int64)
         self._held: dict[int, list] = {}
         self._pending: dict[int, Future] = {}
         self._plan: list[int] = []
+        self._at: dict[int, int] = {}  # window -> position in this epoch's order
+        self._pos = -1  # the furthest position of this epoch's order asked for
+        self._recent: list[int] = []  # without an order: the windows asked for last
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="mixsig-window")
-        self.reads = 0  # windows read (a test checks the read-ahead reads each window once per epoch)
+        self.reads = 0
+        self.misses = 0
+        self.max_held = 0
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -160,14 +185,14 @@ class WindowLoader:
         if n != self.n:
             raise ValueError(f"permutation of {n} rows asked of a loader of {self.n}")
         if len(self.windows) == 1:
-            self._plan = [0]
-            return torch.randperm(n, generator=generator)
-        order = torch.randperm(len(self.windows), generator=generator).tolist()
-        parts = [self.windows[w][0] + torch.randperm(self.windows[w][1] - self.windows[w][0], generator=generator)
-                 for w in order]
-        self._plan = order
+            order, perm = [0], torch.randperm(n, generator=generator)
+        else:
+            order = torch.randperm(len(self.windows), generator=generator).tolist()
+            perm = torch.cat([self.windows[w][0] + torch.randperm(self.windows[w][1] - self.windows[w][0],
+                                                                  generator=generator) for w in order])
+        self._plan, self._at, self._pos = order, {w: k for k, w in enumerate(order)}, -1
         self._ahead(order[0])
-        return torch.cat(parts)
+        return perm
 
     def _read(self, w: int) -> list:
         import torch
@@ -176,11 +201,6 @@ class WindowLoader:
         out = []
         for src in self.sources:
             x = src.read(a, b) if isinstance(src, StoreRows) else np.ascontiguousarray(src[a:b], np.float32)
-            if not np.isfinite(x).all():
-                bad = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
-                what = f"key {src.key} row {int(src.rows[a + bad])}" if isinstance(src, StoreRows) else f"row {a + bad}"
-                raise StoreError(f"{what} holds NaN/Inf but is marked done; run `mixsig cache verify` and "
-                                 f"re-extract it.")
             out.append(torch.from_numpy(x))
         self.reads += 1
         return out
@@ -190,35 +210,45 @@ class WindowLoader:
             if w not in self._held and w not in self._pending:
                 self._pending[w] = self._pool.submit(self._read, w)
 
+    def _keep(self, w: int) -> set:
+        k = self._at.get(w)
+        if k is None:  # no order (rows read in turn): the last two asked for, and the next read ahead
+            if w not in self._recent and w + 1 < len(self.windows):
+                self._ahead(w + 1)
+            self._recent = [v for v in self._recent if v != w][-1:] + [w]
+            return set(self._recent)
+        if k > self._pos:  # the order moved on: read the next window ahead
+            self._pos = k
+            if k + 1 < len(self._plan):
+                self._ahead(self._plan[k + 1])
+        return {self._plan[j] for j in (k - 1, k, k + 1) if 0 <= j < len(self._plan)}
+
     def window(self, w: int) -> list:
-        """Window ``w``'s tensors (one per modality), read now or taken from the read-ahead; starts reading the
-        window after it in this epoch's order and lets go of windows the order has passed."""
-        held = self._held.get(w)
-        if held is not None:
-            return held
-        self._ahead(w)
-        with self._lock:
-            fut = self._pending.pop(w)
-        held = fut.result()
-        plan = self._plan
-        k = plan.index(w) if w in plan else -1
-        keep = {w} | ({plan[k - 1]} if k > 0 else set())
+        """Window ``w``'s tensors (one per modality): held, taken from the read-ahead, or read now."""
+        keep = self._keep(w)
         for old in [v for v in self._held if v not in keep]:
             del self._held[old]
-        self._held[w] = held
-        if 0 <= k < len(plan) - 1:
-            self._ahead(plan[k + 1])
+        held = self._held.get(w)
+        if held is None:
+            with self._lock:
+                fut = self._pending.pop(w, None)
+            if fut is None:
+                self.misses += 1
+                fut = self._pool.submit(self._read, w)
+            held = self._held[w] = fut.result()
+            self.max_held = max(self.max_held, len(self._held))
         return held
 
     def gather(self, i: int, idx):
         import torch
 
-        w_of = torch.div(idx, self.W, rounding_mode="floor")
+        w_of = torch.from_numpy(np.searchsorted(self._starts, idx.numpy(), side="right") - 1)
         first, last = int(w_of.min()), int(w_of.max())
         if first == last:
             return self.window(first)[i].index_select(0, idx - self.windows[first][0])
+        ws = sorted(torch.unique(w_of).tolist(), key=lambda w: self._at.get(w, w))  # in the epoch's order
         out = None
-        for w in torch.unique(w_of).tolist():
+        for w in ws:
             sel = torch.nonzero(w_of == w).squeeze(1)
             part = self.window(w)[i].index_select(0, idx.index_select(0, sel) - self.windows[w][0])
             if out is None:
@@ -236,6 +266,7 @@ class _View:
     def __init__(self, loader: WindowLoader, i: int):
         self.loader, self.i = loader, i
         self.shape = (loader.n, int(loader.sources[i].shape[1]))
+        self.chunk_rows = loader.W  # slices of at most this many rows span two windows at most
         self.ndim = 2
         self.dtype = np.dtype(np.float32)
         self.permutation = loader.permutation
@@ -270,7 +301,7 @@ def parse_memory(text) -> int:
         mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}.get(t[-1:], 1)
         try:
             value = int(float(t[:-1] if mult > 1 else t) * mult)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise UsageError(f"--stream-memory takes bytes like 512M, 2G or 1500000; got {text!r}.") from None
     if value < (64 << 10):
         raise UsageError(f"--stream-memory {text!r} is under 64 KiB; give e.g. 256M.")
@@ -306,7 +337,8 @@ def finite_check(x: StoreRows, block_rows: int) -> None:
 def stream_features(store, features: dict[str, str], memory: int = DEFAULT_STREAM_MEMORY):
     """The streamed counterpart of reading every key: ``({modality: StoreRows over the used rows}, used rows (done
     in every key, sorted), {modality: rows not done})``, after one pass over each key's used rows that refuses
-    NaN/Inf in a done row (:func:`finite_check`)."""
+    NaN/Inf in a done row (:func:`finite_check`). Unlike the in-memory path, which checks every done row of each
+    key, rows a run does not use (not done in another key) are not read, so not checked."""
     N = len(store.samples)
     common = np.ones(N, dtype=bool)
     not_done = {}
@@ -327,6 +359,7 @@ def fit_streamed(head: str, params: dict, X: dict, y, X_val, y_val, soft_labels,
     from mixsig.heads._base import FitInputs
     from mixsig.heads._registry import get_head
     from mixsig.heads._targets import target_matrix
+    from mixsig.heads._torch import resolve_schedule
 
     mods = list(X)
     window = window_rows_for(X, memory)
@@ -334,6 +367,15 @@ def fit_streamed(head: str, params: dict, X: dict, y, X_val, y_val, soft_labels,
         h = get_head(head, **params)
         h._check_config()
         loader = WindowLoader([X[m] for m in mods], window)
+        batch = resolve_schedule(loader.n, h.config.steps, h.config.batch_size, h.config.epochs).batch_size
+        if batch > loader.W:
+            loader.close()
+            row = sum(4 * int(X[m].shape[1]) for m in mods)
+            raise UsageError(f"--stream: batches of {batch} rows do not fit windows of {loader.W} rows "
+                             f"(--stream-memory {memory:,} bytes); give --stream-memory of at least "
+                             f"{WINDOWS_HELD * batch * row:,} bytes or a smaller batch_size"
+                             + (" (batch_size=0 is one batch of every training row)" if not h.config.batch_size else "")
+                             + ".")
         val = None
         if X_val is not None:
             val_loader = WindowLoader([X_val[m] for m in mods], window)
@@ -355,4 +397,4 @@ def fit_streamed(head: str, params: dict, X: dict, y, X_val, y_val, soft_labels,
 
 
 __all__ = ["DEFAULT_STREAM_MEMORY", "StoreRows", "WindowLoader", "blockwise", "block_rows_for", "check_streamable",
-           "finite_check", "fit_streamed", "parse_memory", "rows_mean", "stream_features", "window_rows_for"]
+           "finite_check", "fit_streamed", "parse_memory", "predict_and_weights", "rows_mean", "stream_features", "window_rows_for"]

@@ -20,6 +20,7 @@ default 1), all restored afterwards. The same seed, inputs and thread count give
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -259,8 +260,11 @@ class TorchHead(Head):
             tensor = lambda x: torch.from_numpy(x) if isinstance(x, np.ndarray) else x  # noqa: E731
             xs = [tensor(x) for x in Xs]
             xs_val = None if Xs_val is None else [tensor(x) for x in Xs_val]
+            cfg = self.config  # streamed validation rows: scored in slices of at most a window
+            if xs_val is not None and getattr(xs_val[0], "chunk_rows", None):
+                cfg = dataclasses.replace(cfg, eval_batch_size=min(cfg.eval_batch_size, xs_val[0].chunk_rows))
             history, _, best_step = train_loop(net, xs, torch.from_numpy(T.astype(np.float32)), xs_val,
-                                               y_val, self.config, callback, recorder,
+                                               y_val, cfg, callback, recorder,
                                                order=getattr(xs[0], "permutation", None))
         net.eval()
         self.dynamics_ = recorder.result()

@@ -93,13 +93,44 @@ def test_window_order_is_a_permutation_of_whole_windows_and_randperm_in_one_wind
     loader = WindowLoader([np.zeros((103, 2), np.float32)], window_rows=20)
     perm = loader.permutation(103, torch.Generator().manual_seed(5)).numpy()
     assert sorted(perm.tolist()) == list(range(103))
-    blocks = perm[:20] // 20, perm[-3:] // 20  # the first 20 rows: one window; the 3-row window stays whole
-    assert len(set(blocks[0].tolist())) == 1 or len(set((perm // 20)[:23].tolist())) == 2
-    starts = [i for i in range(1, 103) if perm[i] // 20 != perm[i - 1] // 20]
-    assert len(starts) == 5  # 6 windows, each contiguous in the order
+    assert len(loader.windows) == 6 and {b - a for a, b in loader.windows} == {17, 18}  # equal, not 5 x 20 + 3
+    win = np.searchsorted([a for a, _ in loader.windows], perm, side="right") - 1
+    changes = np.flatnonzero(np.diff(win))
+    assert len(changes) == 5  # 6 windows, each contiguous in the order
+    assert sorted(win[np.r_[0, changes + 1]].tolist()) == list(range(6))
     one = WindowLoader([np.zeros((103, 2), np.float32)], window_rows=200)
     np.testing.assert_array_equal(one.permutation(103, torch.Generator().manual_seed(5)).numpy(),
                                   torch.randperm(103, generator=torch.Generator().manual_seed(5)).numpy())
+
+
+def test_windows_are_read_ahead_once_an_epoch_and_at_most_three_are_held():
+    import torch
+
+    from mixsig.training import batch_starts
+
+    X = [np.random.default_rng(0).standard_normal((2010, 3)).astype(np.float32), np.zeros((2010, 2), np.float32)]
+    loader = WindowLoader(X, window_rows=200)  # 11 windows of 182-183 rows: no 10-row tail window
+    sizes = {b - a for a, b in loader.windows}
+    assert len(loader.windows) == 11 and max(sizes) - min(sizes) <= 1
+    gen, epochs = torch.Generator().manual_seed(1), 6
+    for _ in range(epochs):
+        perm = loader.permutation(2010, gen)
+        for s in batch_starts(2010, 64):
+            idx = perm[s:s + 64]
+            for i, x in enumerate(X):  # the rows asked for, modality by modality, as the training step asks
+                np.testing.assert_array_equal(loader.modality(i).index_select(0, idx).numpy(), x[idx.numpy()])
+    assert loader.misses == 0  # every training window came from the read-ahead
+    assert epochs * 11 - (epochs - 1) <= loader.reads <= epochs * 11 and loader.max_held <= 3
+    # validation rows read in turn (no order), in slices of at most a window: each window read once a pass
+    val = WindowLoader(X, window_rows=200)
+    view = [val.modality(i) for i in range(2)]
+    for _ in range(2):
+        for a in range(0, 2010, view[0].chunk_rows):
+            for v, x in zip(view, X):
+                np.testing.assert_array_equal(v[a:a + v.chunk_rows].numpy(), x[a:a + view[0].chunk_rows])
+    assert val.reads == 2 * 11 and val.max_held <= 2
+    loader.close()
+    val.close()
 
 
 @pytest.mark.parametrize("signal,expect", [({"text": 1.5, "audio": 1.0}, "learns"), ({"text": 0.0, "audio": 0.0}, "chance")])
@@ -123,9 +154,16 @@ def test_stream_refuses_what_it_cannot_train(tmp_path):
         train_run(store, "lightgbm", feats, stream=True)
     with pytest.raises(UsageError, match="stream-memory"):
         train_run(store, "gated", feats, stream=True, stream_memory="lots")
+    for bad in ("inf", "1e400", "-5M"):
+        with pytest.raises(UsageError, match="stream-memory"):
+            train_run(store, "gated", feats, stream=True, stream_memory=bad)
+    # a batch larger than a window (here every training row: batch_size=0) would hold more than the budget
+    with pytest.raises(UsageError, match="do not fit windows"):
+        train_run(store, "gated", feats, params=dict(PARAMS, batch_size=0), stream=True, stream_memory="64K")
     rows = StoreRows(store, feats["text"], np.arange(10), 24)
     with pytest.raises(UsageError, match="train without --stream"):
         np.asarray(rows)
+    np.testing.assert_array_equal(rows[2:5].read(), store.read(feats["text"], rows=np.arange(2, 5)).X)
     from mixsig.cache import Provenance, Status
 
     layered = store.create_key(Provenance(modality="audio", encoder="layers", revision="sha256:" + "0" * 64,
