@@ -27,8 +27,9 @@ from mixsig.heads._layers import gather_rows, layer_use
 from mixsig.heads._missing import missing_modality_observer
 from mixsig.heads._fitrecord import FitRecord, stack_seeds
 from mixsig.heads._registry import get_head, head_class
-from mixsig.heads._streaming import (DEFAULT_STREAM_MEMORY, block_rows_for, blockwise, check_streamable, fit_streamed,
-                                     parse_memory, predict_and_weights, stream_features)
+from mixsig.heads._stream_args import check_batches, check_streamable, parse_memory
+from mixsig.heads._streaming import (DEFAULT_STREAM_MEMORY, block_rows_for, blockwise, fit_streamed, predict_and_weights,
+                                     stream_features)
 from mixsig.heads._runargs import _class_weight, check_seeds, parse_seeds, soft_label_matrix  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
@@ -182,6 +183,8 @@ def _fit_subsets(data: _TrainData, head: str, params: dict, seeds: list[int], n_
     training dynamics, layer weights) add to the run without changing this loop."""
     from mixsig.cache import RunSubset, describe_collapse, subset_name
 
+    if data.stream:  # a batch must fit a window of the widest subset: refused before any fit
+        check_batches(head, params, data.X, int(data.tr.size), data.stream)
     subsets = modality_subsets(list(data.X))
     total, step = len(subsets) * len(seeds), 0
     out: dict[str, RunSubset] = {}

@@ -141,6 +141,11 @@ def rows_mean(x, block_rows: int = 65536) -> np.ndarray:
     return total / max(1, len(x))
 
 
+def n_windows(n: int, window_rows: int) -> int:
+    """How many equal windows of at most ``window_rows`` rows ``n`` rows make (the largest holds ceil(n / that))."""
+    return max(1, -(-n // max(2, int(window_rows))))
+
+
 class WindowLoader:
     """The rows of one fit (every modality's :class:`StoreRows` over the same rows, or in-memory ``arrays``) read
     window by window for :func:`mixsig.training.train_epochs`: :meth:`permutation` draws an epoch's order and
@@ -155,7 +160,7 @@ class WindowLoader:
     def __init__(self, sources: list, window_rows: int):
         self.sources = sources
         self.n = len(sources[0])
-        k = max(1, -(-self.n // max(2, int(window_rows))))
+        k = n_windows(self.n, window_rows)
         cuts = [self.n * j // k for j in range(k + 1)]  # equal windows (sizes differ by one row at most)
         self.windows = [(cuts[j], cuts[j + 1]) for j in range(k)]
         self.W = max(b - a for a, b in self.windows)
@@ -292,37 +297,6 @@ def window_rows_for(X: dict, memory: int = DEFAULT_STREAM_MEMORY) -> int:
     return max(2, int(memory // (WINDOWS_HELD * row_bytes)))
 
 
-def parse_memory(text) -> int:
-    """``"512M"``, ``"2G"``, ``"1.5GiB"``, ``"1000000"`` -> bytes; :class:`UsageError` naming the forms."""
-    if isinstance(text, (int, np.integer)):
-        value = int(text)
-    else:
-        t = str(text).strip().upper().removesuffix("IB").removesuffix("B")
-        mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}.get(t[-1:], 1)
-        try:
-            value = int(float(t[:-1] if mult > 1 else t) * mult)
-        except (ValueError, OverflowError):
-            raise UsageError(f"--stream-memory takes bytes like 512M, 2G or 1500000; got {text!r}.") from None
-    if value < (64 << 10):
-        raise UsageError(f"--stream-memory {text!r} is under 64 KiB; give e.g. 256M.")
-    return value
-
-
-def check_streamable(head: str, store, features: dict) -> None:
-    """Refuse, before any work, what streaming cannot train: heads that need their rows in memory, all-layer keys."""
-    from mixsig.heads._registry import head_class
-    from mixsig.heads._torch import TorchHead
-
-    if not issubclass(head_class(head), TorchHead):
-        raise UsageError(f"--stream trains torch heads (gated, concat, late); {head!r} needs its training rows in "
-                         f"memory. Train it without --stream.")
-    for key in features.values():
-        shape = store.key_shape(key)
-        if len(shape) != 2:
-            raise UsageError(f"--stream reads pooled [N, D] keys; {key} is {list(shape)} (all layers). Pool it "
-                             f"(`mixsig extract --layers last`) or train without --stream.")
-
-
 def finite_check(x: StoreRows, block_rows: int) -> None:
     """One pass over a streamed key's rows: NaN/Inf in a done row raises :class:`StoreError` naming it."""
     for a, b in _blocks(len(x), block_rows):
@@ -359,7 +333,6 @@ def fit_streamed(head: str, params: dict, X: dict, y, X_val, y_val, soft_labels,
     from mixsig.heads._base import FitInputs
     from mixsig.heads._registry import get_head
     from mixsig.heads._targets import target_matrix
-    from mixsig.heads._torch import resolve_schedule
 
     mods = list(X)
     window = window_rows_for(X, memory)
@@ -367,15 +340,6 @@ def fit_streamed(head: str, params: dict, X: dict, y, X_val, y_val, soft_labels,
         h = get_head(head, **params)
         h._check_config()
         loader = WindowLoader([X[m] for m in mods], window)
-        batch = resolve_schedule(loader.n, h.config.steps, h.config.batch_size, h.config.epochs).batch_size
-        if batch > loader.W:
-            loader.close()
-            row = sum(4 * int(X[m].shape[1]) for m in mods)
-            raise UsageError(f"--stream: batches of {batch} rows do not fit windows of {loader.W} rows "
-                             f"(--stream-memory {memory:,} bytes); give --stream-memory of at least "
-                             f"{WINDOWS_HELD * batch * row:,} bytes or a smaller batch_size"
-                             + (" (batch_size=0 is one batch of every training row)" if not h.config.batch_size else "")
-                             + ".")
         val = None
         if X_val is not None:
             val_loader = WindowLoader([X_val[m] for m in mods], window)
@@ -385,7 +349,7 @@ def fit_streamed(head: str, params: dict, X: dict, y, X_val, y_val, soft_labels,
         inputs = FitInputs(modalities=tuple(mods), X=tuple(loader.modality(i) for i in range(len(mods))),
                            y=np.asarray(y, np.int64), T=T, n_classes=int(n_classes), class_weight=h.config.class_weight,
                            X_val=val, y_val=None if val is None else np.asarray(y_val, np.int64))
-        log.info("streamed fit: %d training rows in %d window(s) of %d rows", loader.n, len(loader.windows), window)
+        log.debug("streamed fit: %d training rows in %d window(s) of %d rows", loader.n, len(loader.windows), window)
         try:
             h.fit_validated(inputs, seed=seed)
             h.stream_windows_ = len(loader.windows)
@@ -396,5 +360,5 @@ def fit_streamed(head: str, params: dict, X: dict, y, X_val, y_val, soft_labels,
         yield h
 
 
-__all__ = ["DEFAULT_STREAM_MEMORY", "StoreRows", "WindowLoader", "blockwise", "block_rows_for", "check_streamable",
-           "finite_check", "fit_streamed", "parse_memory", "predict_and_weights", "rows_mean", "stream_features", "window_rows_for"]
+__all__ = ["DEFAULT_STREAM_MEMORY", "StoreRows", "WindowLoader", "blockwise", "block_rows_for", "finite_check",
+           "fit_streamed", "n_windows", "predict_and_weights", "rows_mean", "stream_features", "window_rows_for"]

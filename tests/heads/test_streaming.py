@@ -160,6 +160,12 @@ def test_stream_refuses_what_it_cannot_train(tmp_path):
     # a batch larger than a window (here every training row: batch_size=0) would hold more than the budget
     with pytest.raises(UsageError, match="do not fit windows"):
         train_run(store, "gated", feats, params=dict(PARAMS, batch_size=0), stream=True, stream_memory="64K")
+    # batches that fit the one-modality windows but not the widest subset's: refused before the first fit
+    fits = []
+    with pytest.raises(UsageError, match=r"do not fit windows of \d+ rows of text\+audio"):
+        train_run(store, "gated", feats, params=dict(PARAMS, batch_size=64), stream=True, stream_memory="64K",
+                  progress=lambda *a: fits.append(a))
+    assert fits == []
     rows = StoreRows(store, feats["text"], np.arange(10), 24)
     with pytest.raises(UsageError, match="train without --stream"):
         np.asarray(rows)
