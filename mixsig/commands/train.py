@@ -70,9 +70,10 @@ def register(subparsers) -> None:
                         "seeds trained together are), else windows are shuffled, then rows within them; seeds train "
                         "one after another")
     p.add_argument("--stream-memory", default=None, metavar="BYTES",
-                   help="with --stream: bytes of feature rows held at once (default 1G; e.g. 256M): windows of a sixth "
-                        "of it (training, read-ahead, validation, chunks being read), so keep it under the memory you have beside the model (ulimit -v counts "
-                        "Python and torch too, ~0.7 GB)")
+                   help="with --stream: bytes of feature rows held at once (default 1G; e.g. 256M): windows of a "
+                        "sixth of it (training, read-ahead, validation, chunks being read); keep it under the memory "
+                        "you have beside Python and torch (under ulimit -v they take ~0.8 GB of address space with "
+                        "MALLOC_ARENA_MAX=2, ~1.2 GB without)")
     p.add_argument("--json", action="store_true", help="print one JSON object (run name, attrs) instead of a table")
     p.set_defaults(func=run)
 
