@@ -9,13 +9,9 @@ fast as ``np.load`` of the same array and 4-5x faster than zarr's generic path, 
   byte more, to tell a longer file), then checksummed there while the bytes are still in cache;
 - large reads are split between threads over contiguous runs of chunks (reads release the GIL; google_crc32c's
   checksums of chunks under 1 MiB do not: mixsig/cache/_crc.py);
-- arrays with small chunks (``done``, ``status``) are read with as little Python per file as possible.
-
-Other layouts fall back to zarr.
-
-Each chunk's trailing CRC is also compared with the digest recorded for its position when it was written, where
-the caller passes one (``expect``; see :mod:`mixsig.cache._digest`): an int compare, so a valid chunk copied to
-another position is caught at no measurable cost.
+- small chunks (``done``, ``status``, the ledger): little Python per file; one checked before costs a ``stat``.
+Other layouts fall back to zarr. Each chunk's trailing CRC is also compared with the digest recorded for its
+position where the caller passes one (``expect``; :mod:`mixsig.cache._digest`): a chunk copied elsewhere is caught.
 """
 
 from __future__ import annotations
@@ -30,6 +26,7 @@ from pathlib import Path
 import google_crc32c
 import numpy as np
 
+from mixsig.cache import _small_seen
 from mixsig.cache._digest import ABSENT, UNKNOWN, MisplacedChunk, describe_mismatch
 from mixsig.errors import CorruptChunk
 
@@ -276,13 +273,17 @@ class ReadPlan:
 
 
 def _read_small(plan: ReadPlan) -> None:
-    """Every chunk of a small-chunked array (done, status, ...): one open, read and close per file, no fstat, and
-    one copy into ``out`` at the end."""
+    """Every chunk of a small-chunked array (done, status, the ledger), one copy into ``out`` at the end: one ``stat``
+    for a file checked before and unchanged since (:mod:`mixsig.cache._small_seen`), else open, fstat, read, close."""
     rows, n, count, shape, dtype, nbytes = plan.rows, plan.n, plan.count, plan.shape, plan.dtype, plan.nbytes
     base, tail, out, fill, expect, seen = plan.base, plan.tail, plan.out, plan.fill, plan.expect, plan.seen
     payloads, missing = [], []
     for i in range(count):
         name = f"{base}{i}{tail}"
+        if (hit := _small_seen.recall(name)) is not None and expect[i] in (UNKNOWN, hit[1]):
+            payloads.append(hit[0])
+            seen[i] = hit[1]
+            continue
         try:
             fd = os.open(name, os.O_RDONLY)
         except FileNotFoundError:
@@ -295,7 +296,9 @@ def _read_small(plan: ReadPlan) -> None:
         if expect[i] == ABSENT:
             os.close(fd)
             raise _misplaced(f"array {plan.path} chunk {i}", ABSENT, 0)
+        st = os.fstat(fd)
         data, seen[i] = _small_payload(fd, name, nbytes, f"array {plan.path} chunk {i}", expect[i])
+        _small_seen.keep(name, st, seen[i], data)
         payloads.append(data)
     if count:
         out[...] = np.frombuffer(b"".join(payloads), dtype).reshape((count * rows,) + shape[1:])[:n]

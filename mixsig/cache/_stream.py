@@ -139,7 +139,10 @@ def _map_checked(path: str, shape: tuple, dtype, nbytes: int, expect: int, crc=g
 
 
 def forget_verified() -> None:
-    """Unmap every verified chunk (the next reads checksum their chunks again)."""
+    """Unmap every verified chunk and forget the small chunk files checked (the next reads checksum them again)."""
+    from mixsig.cache import _small_seen
+
+    _small_seen.forget()
     with _verified_lock:
         while _VERIFIED:
             _forget(next(iter(_VERIFIED)))
