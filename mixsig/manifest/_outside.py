@@ -22,22 +22,40 @@ OPTION = "--allow-outside-paths"
 
 
 def _inside(path: str, root: str) -> bool:
-    return os.path.commonpath([path, root]) == root
+    """``path`` is ``root`` or under it (both absolute and normalised: realpath / normpath output)."""
+    return path == root or path.startswith(root if root.endswith(os.sep) else root + os.sep)
 
 
-def outside_reason(root: Path, value: str, real_root: str | None = None) -> str | None:
+def _resolved(target: str, folders: dict | None) -> str:
+    """``os.path.realpath(target)``; with ``folders`` (a cache of resolved folders, one per call of
+    :func:`outside_items`) the folder is resolved once and each file costs one ``lstat``: realpath(folder/name) is
+    realpath(realpath(folder)/name) for a plain name, and a name that is a symlink is resolved in full."""
+    if folders is None:
+        return os.path.realpath(target)
+    folder, name = os.path.split(target)
+    if name in ("", ".", ".."):
+        return os.path.realpath(target)
+    real_folder = folders.get(folder)
+    if real_folder is None:
+        real_folder = folders[folder] = os.path.realpath(folder)
+    candidate = os.path.join(real_folder, name)
+    return os.path.realpath(candidate) if os.path.islink(candidate) else candidate
+
+
+def outside_reason(root: Path, value: str, real_root: str | None = None, folders: dict | None = None) -> str | None:
     """Why the media path ``value`` (as written, relative to the folder ``root``) leads outside ``root``; None
     when it stays inside (a symlink inside the folder that points inside is fine). ``real_root``: the resolved
-    ``root``, when the caller has it already."""
+    ``root``, when the caller has it already; ``folders``: resolved folders kept between calls."""
+    root = os.path.abspath(root)
     real_root = real_root or os.path.realpath(root)
-    written = Path(value)
-    target = written if written.is_absolute() else Path(root) / written
-    real = os.path.realpath(target)
+    absolute = os.path.isabs(value)
+    target = value if absolute else os.path.join(root, value)
+    real = _resolved(target, folders)
     if _inside(real, real_root):
         return None
-    lexical = os.path.normpath(str(target))
+    lexical = os.path.normpath(target)
     if not _inside(lexical, real_root):
-        if written.is_absolute():
+        if absolute:
             return "is an absolute path outside the manifest's folder"
         return "climbs out of the manifest's folder with '..'"
     return f"goes through a symlink that resolves to {real!r}, outside the manifest's folder"
@@ -45,12 +63,12 @@ def outside_reason(root: Path, value: str, real_root: str | None = None) -> str 
 
 def outside_items(root: Path, rows: list[Row], row_numbers: list) -> list[tuple[int | None, Row, str, str]]:
     """``(row number, row, modality, reason)`` for every audio/video path of ``rows`` that leads outside ``root``."""
-    found = []
+    found, folders = [], {}
     real_root = os.path.realpath(root)
     for rownum, r in zip(row_numbers, rows):
         for m in MEDIA_MODALITIES:
             if r[m]:
-                reason = outside_reason(root, r[m], real_root)
+                reason = outside_reason(root, r[m], real_root, folders)
                 if reason:
                     found.append((rownum, r, m, reason))
     return found

@@ -178,3 +178,36 @@ def test_no_file_outside_the_folder_is_opened_by_default(corpus, tmp_path):
         return json.loads(line[0][len("OPENED "):])
     assert opened("deny") == []
     assert opened("allow")  # the same calls do open the outside file when asked to
+
+
+def test_folders_resolved_once_give_the_same_verdicts_as_resolving_every_path(tmp_path):
+    """outside_paths resolves each folder once and lstats each file (a 2M-path manifest spent minutes in realpath);
+    planted: chains of symlinked files and folders, relative and absolute link targets, '..' after a symlinked
+    folder, links that dangle; every verdict and reason equals resolving each path in full."""
+    from mixsig.manifest._outside import outside_reason
+
+    root, out = tmp_path / "c", tmp_path / "o"
+    (root / "real" / "deep").mkdir(parents=True)
+    (out / "x").mkdir(parents=True)
+    for f in (root / "real" / "a.wav", root / "real" / "deep" / "b.wav", out / "s.wav", out / "x" / "t.wav"):
+        _wav(f, 220)
+    (root / "in_dir").symlink_to("real", target_is_directory=True)             # relative folder link, inside
+    (root / "out_dir").symlink_to(out, target_is_directory=True)              # folder link, outside
+    (root / "real" / "up").symlink_to("..", target_is_directory=True)         # a loop back to the root
+    (root / "real" / "hop.wav").symlink_to("../out_dir/s.wav")                 # file link through a folder link
+    (root / "real" / "chain.wav").symlink_to("hop.wav")                        # a chain of file links
+    (root / "real" / "ok.wav").symlink_to("deep/b.wav")                        # file link, inside
+    (root / "dangling.wav").symlink_to(tmp_path / "nowhere.wav")              # dangling, outside
+    (root / "dangling_in.wav").symlink_to("real/nothing.wav")                 # dangling, inside
+    paths = ["real/a.wav", "in_dir/a.wav", "in_dir/deep/b.wav", "out_dir/s.wav", "out_dir/x/t.wav",
+             "real/up/real/a.wav", "real/up/out_dir/x/t.wav", "real/hop.wav", "real/chain.wav", "real/ok.wav",
+             "in_dir/chain.wav", "in_dir/ok.wav", "out_dir/../c/real/a.wav", "in_dir/../real/a.wav",
+             "in_dir/../../o/s.wav", "dangling.wav", "dangling_in.wav", "missing/x.wav", str(out / "s.wav"),
+             str(root / "real" / "a.wav"), "real/deep/../a.wav", "./real/a.wav", "real/.", "real/.."]
+    lines = ["id,split,label,text,audio"] + [f"r{i},train,x,t,{p}" for i, p in enumerate(paths)]
+    (root / "m.csv").write_text("\n".join(lines) + "\n")
+    manifest, _ = validate_manifest(root / "m.csv")
+    found = {i: reason for i, _, _, reason in outside_paths(manifest)}
+    want = {f"r{i}": outside_reason(root, p) for i, p in enumerate(paths)}   # no folder cache: realpath of each
+    assert found == {i: r for i, r in want.items() if r is not None}
+    assert set(found) == {f"r{i}" for i in (3, 4, 6, 7, 8, 10, 14, 15, 18)}, found
