@@ -55,6 +55,7 @@ def main(argv=None) -> dict:
             for lo, hi in w.blocks():
                 w.write_block(lo, hi, X[lo:hi], np.full(hi - lo, Status.OK, np.int8))
         chunk_rows = w.chunk_rows
+        time.sleep(2.1)  # a store written moments ago is checked on every read (mixsig/cache/_small_seen.RACY_NS)
         assert np.array_equal(store.read(key).X, X)
         assert np.array_equal(store.read(key, rows=pick).X, X[pick])
 

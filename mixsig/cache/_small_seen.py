@@ -8,17 +8,31 @@ checked once is kept here with the identity it had when it was read (inode, devi
 is the rule the verified embedding chunks already follow (:mod:`mixsig.cache._stream`): zarr writes a chunk to a
 new file and renames it into place, so any rewrite is a new inode. The digest recorded for the chunk's position is
 still compared with the kept CRC on every read. :func:`mixsig.cache.forget_verified` forgets these too.
+
+A file modified less than :data:`RACY_NS` before it was read is not kept (git's "racily clean" rule): filesystems
+reuse a freed inode number at once (ext4 here cycled 3 numbers over 2,000 rewrites of one file), and where file
+times are coarse (a clock tick on older kernels, a second on some filesystems) a file rewritten twice within one
+tick could come back with the identity of the version that was read. A file older than that has an mtime no later
+rewrite can give again. The verified embedding chunks follow the same rule.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 
 #: path -> (identity, CRC, payload bytes)
 _SEEN: dict[str, tuple] = {}
 #: payload bytes kept at most; past it everything is forgotten (rebuilt by the next reads)
 MAX_BYTES = 32 << 20
+#: a file modified less than this (ns) before it was read is not kept: longer than any filesystem's time step
+RACY_NS = 2_000_000_000
+
+
+def settled_file(st) -> bool:
+    """The file ``st`` describes was last modified at least :data:`RACY_NS` ago: its identity can be trusted."""
+    return time.time_ns() - st.st_mtime_ns >= RACY_NS
 _held = [0]
 _lock = threading.Lock()
 
@@ -47,11 +61,14 @@ def recall(path: str) -> tuple[bytes, int] | None:
 
 
 def keep(path: str, st, crc: int, payload: bytes) -> None:
-    """Remember ``payload`` (checked, CRC ``crc``) of ``path`` as read from the file ``fstat`` gave ``st`` for."""
+    """Remember ``payload`` (checked, CRC ``crc``) of ``path`` as read from the file ``fstat`` gave ``st`` for
+    (unless it was modified too recently to tell a later version by its identity: :data:`RACY_NS`)."""
     with _lock:
         old = _SEEN.pop(path, None)
         if old is not None:
             _held[0] -= len(old[2])
+        if not settled_file(st):
+            return
         if _held[0] + len(payload) > MAX_BYTES:
             _SEEN.clear()
             _held[0] = 0

@@ -1,6 +1,7 @@
 """Small chunk files (done, status, the digest ledger) checked once by this process are kept while their file is
 the same file (mixsig/cache/_small_seen.py): a repeat read opens none of them, a rewrite or an in-place change
-that moves the modification time is read and checked again, and forget_verified() forgets them."""
+that moves the modification time is read and checked again, forget_verified() forgets them, and files written
+moments before a read (small or embedding chunks) are not kept at all."""
 
 from __future__ import annotations
 
@@ -31,8 +32,19 @@ def store_key(tmp_path):
                 status = np.full(hi - lo, Status.OK, np.int8)
                 status[max(0, 176 - lo):] = Status.DECODE_ERROR
                 w.write_block(lo, hi, x[lo:hi], status)
+    _age(root)
     forget_verified()
     return root, key, x
+
+
+def _age(root, seconds: float = 10.0) -> None:
+    """Every file under ``root`` last modified ``seconds`` ago (files written moments before a read are not kept)."""
+    import time
+
+    then = time.time_ns() - int(seconds * 1e9)
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            os.utime(os.path.join(dirpath, name), ns=(then, then))
 
 
 def _opened(monkeypatch):
@@ -107,3 +119,28 @@ def test_a_done_chunk_changed_in_place_is_refused_once_its_file_changed(store_ke
     forget_verified()
     with pytest.raises(CorruptChunk, match="done chunk 1"):
         store.read(key, rows=np.arange(0, 100))
+
+
+def test_files_written_moments_ago_are_read_again_on_every_read(store_key, tmp_path, monkeypatch):
+    """A file modified less than 2 s before it was read is not kept, small or embedding chunk: an inode number is
+    reused at once and a coarse clock could give a rewrite the identity of the version read."""
+    root, key, x = store_key
+    fresh = tmp_path / "fresh.zarr"
+    shutil.copytree(root, fresh)
+    now = __import__("time").time_ns()
+    for dirpath, _, names in os.walk(fresh):   # as if written just now
+        for name in names:
+            os.utime(os.path.join(dirpath, name), ns=(now, now))
+    store = open_store(fresh)
+    rows = np.arange(0, 176, 5)
+    store.read(key, rows=rows)
+    seen = _opened(monkeypatch)
+    np.testing.assert_array_equal(store.read(key, rows=rows).X, x[rows])
+    small = len(_small_files(seen, key))
+    chunks = [p for p in seen if f"{key}{os.sep}embedding{os.sep}" in p]
+    assert small == 2 * 6 and len(chunks) == 6, (small, chunks)   # read and checked again, all of them
+    _age(fresh)
+    store.read(key, rows=rows)      # kept now
+    seen.clear()
+    np.testing.assert_array_equal(store.read(key, rows=rows).X, x[rows])
+    assert [p for p in seen if os.path.exists(p)] == []   # (the never-written row-chunks are looked for again)
