@@ -296,9 +296,9 @@ def _read_small(plan: ReadPlan) -> None:
         if expect[i] == ABSENT:
             os.close(fd)
             raise _misplaced(f"array {plan.path} chunk {i}", ABSENT, 0)
-        st = os.fstat(fd)
+        st, at = os.fstat(fd), _small_seen.now_ns()
         data, seen[i] = _small_payload(fd, name, nbytes, f"array {plan.path} chunk {i}", expect[i])
-        _small_seen.keep(name, st, seen[i], data)
+        _small_seen.keep(name, st, at, seen[i], data)
         payloads.append(data)
     if count:
         out[...] = np.frombuffer(b"".join(payloads), dtype).reshape((count * rows,) + shape[1:])[:n]

@@ -14,6 +14,10 @@ reuse a freed inode number at once (ext4 here cycled 3 numbers over 2,000 rewrit
 times are coarse (a clock tick on older kernels, a second on some filesystems) a file rewritten twice within one
 tick could come back with the identity of the version that was read. A file older than that has an mtime no later
 rewrite can give again. The verified embedding chunks follow the same rule.
+
+Not tested on NFS, whose clients may answer ``stat`` from an attribute cache for a few seconds (``open`` revalidates):
+a reader there could use a kept ledger or done mask that long after a writer on another host rewrote it, and see
+a false digest mismatch. Mount with ``actimeo=0`` where writers on several hosts share a store folder.
 """
 
 from __future__ import annotations
@@ -24,15 +28,22 @@ import time
 
 #: path -> (identity, CRC, payload bytes)
 _SEEN: dict[str, tuple] = {}
-#: payload bytes kept at most; past it everything is forgotten (rebuilt by the next reads)
+#: bytes kept at most (payloads + :data:`OVERHEAD` each); past it everything is forgotten (rebuilt by the next reads)
 MAX_BYTES = 32 << 20
+#: Python's own bytes per kept file (dict entry, tuples, bytes object; ~520 measured for 48-byte ledger entries)
+OVERHEAD = 512
 #: a file modified less than this (ns) before it was read is not kept: longer than any filesystem's time step
 RACY_NS = 2_000_000_000
 
 
-def settled_file(st) -> bool:
-    """The file ``st`` describes was last modified at least :data:`RACY_NS` ago: its identity can be trusted."""
-    return time.time_ns() - st.st_mtime_ns >= RACY_NS
+def settled_file(st, now_ns: int) -> bool:
+    """The file ``st`` describes was last modified at least :data:`RACY_NS` before ``now_ns``, a time taken while
+    the file was still open (its inode number cannot be reused before it is closed): its identity can be trusted."""
+    return now_ns - st.st_mtime_ns >= RACY_NS
+
+
+def now_ns() -> int:
+    return time.time_ns()
 _held = [0]
 _lock = threading.Lock()
 
@@ -55,25 +66,26 @@ def recall(path: str) -> tuple[bytes, int] | None:
         with _lock:
             if _SEEN.get(path) is hit:
                 del _SEEN[path]
-                _held[0] -= len(hit[2])
+                _held[0] -= len(hit[2]) + OVERHEAD
         return None
     return hit[2], hit[1]
 
 
-def keep(path: str, st, crc: int, payload: bytes) -> None:
-    """Remember ``payload`` (checked, CRC ``crc``) of ``path`` as read from the file ``fstat`` gave ``st`` for
-    (unless it was modified too recently to tell a later version by its identity: :data:`RACY_NS`)."""
+def keep(path: str, st, at_ns: int, crc: int, payload: bytes) -> None:
+    """Remember ``payload`` (checked, CRC ``crc``) of ``path`` as read from the file ``fstat`` gave ``st`` for at
+    ``at_ns``, before it was closed (unless it was then modified too recently to tell a later version by its
+    identity: :data:`RACY_NS`)."""
     with _lock:
         old = _SEEN.pop(path, None)
         if old is not None:
-            _held[0] -= len(old[2])
-        if not settled_file(st):
+            _held[0] -= len(old[2]) + OVERHEAD
+        if not settled_file(st, at_ns):
             return
-        if _held[0] + len(payload) > MAX_BYTES:
+        if _held[0] + len(payload) + OVERHEAD > MAX_BYTES:
             _SEEN.clear()
             _held[0] = 0
         _SEEN[path] = (identity(st), crc, payload)
-        _held[0] += len(payload)
+        _held[0] += len(payload) + OVERHEAD
 
 
 def forget() -> None:

@@ -49,7 +49,7 @@ from mixsig.cache._chunks import (
 )
 from mixsig.cache._crc import crc32c as crc32c_nogil
 from mixsig.cache._digest import ABSENT, UNKNOWN
-from mixsig.cache._small_seen import settled_file
+from mixsig.cache._small_seen import now_ns, settled_file
 
 #: path -> (identity (st_ino, st_dev, st_size, st_mtime_ns), CRC, mmap, [chunk shape] view) of chunk files whose
 #: checksum this process verified, least recently used first.
@@ -114,7 +114,7 @@ def _map_checked(path: str, shape: tuple, dtype, nbytes: int, expect: int, crc=g
     except OSError:
         return None
     try:
-        st = os.fstat(fd)
+        st, at = os.fstat(fd), now_ns()
         if st.st_size != nbytes + 4:
             return None
         mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
@@ -130,7 +130,7 @@ def _map_checked(path: str, shape: tuple, dtype, nbytes: int, expect: int, crc=g
         mm.close()
         return None
     view = np.frombuffer(mm, dtype, math.prod(shape)).reshape(shape)
-    if not settled_file(st):  # written moments ago: not kept (its identity could come back; _small_seen.RACY_NS)
+    if not settled_file(st, at):  # written moments ago: not kept (its identity could come back; _small_seen.RACY_NS)
         return view
     with _verified_lock:
         if path in _VERIFIED:

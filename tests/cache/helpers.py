@@ -1,5 +1,8 @@
 """Builders shared by the cache tests."""
 
+import os
+import time
+
 import numpy as np
 
 from mixsig.cache import Provenance, Samples, Status
@@ -41,3 +44,13 @@ def fill_key(store, key, rows_fail=()):
             w.write_block(lo, hi, row_values(range(lo, hi)), st, input_hash=[f"{r:016x}" for r in range(lo, hi)])
 
 
+
+
+def age_files(root, seconds: float = 10.0) -> None:
+    """Every file under ``root`` last modified ``seconds`` ago: this process keeps the chunks it checks only when
+    they were written at least 2 s before (mixsig/cache/_small_seen.py, RACY_NS), and tests write them moments
+    before they read them."""
+    then = time.time_ns() - int(seconds * 1e9)
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            os.utime(os.path.join(dirpath, name), ns=(then, then))

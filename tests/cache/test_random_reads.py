@@ -8,7 +8,7 @@ import pytest
 
 from mixsig.cache import Provenance, Status, create_store, iter_batches, open_store
 from mixsig.errors import CorruptChunk
-from tests.cache.helpers import make_samples
+from tests.cache.helpers import age_files, make_samples
 
 N, D, CR = 1000, 24, 64   # 16 chunks, the last partial (1000 = 15 * 64 + 40)
 
@@ -125,6 +125,7 @@ def test_a_chunk_changed_after_a_read_is_checked_again(tmp_path, filled):
 
     root = tmp_path / "copy.zarr"
     shutil.copytree(filled[0], root)
+    age_files(root)                               # else written moments ago: checked on every read, none kept
     key, x = filled[1]["float32"], filled[2]
     store = open_store(root)
     pick = np.array([200, 300, 7])                # chunks 3, 4, 0

@@ -13,7 +13,7 @@ import pytest
 
 from mixsig.cache import Provenance, Status, create_store, forget_verified, open_store
 from mixsig.errors import CorruptChunk
-from tests.cache.helpers import make_samples
+from tests.cache.helpers import age_files, make_samples
 
 N, D, CR = 400, 8, 32   # 13 row-chunks
 
@@ -32,19 +32,9 @@ def store_key(tmp_path):
                 status = np.full(hi - lo, Status.OK, np.int8)
                 status[max(0, 176 - lo):] = Status.DECODE_ERROR
                 w.write_block(lo, hi, x[lo:hi], status)
-    _age(root)
+    age_files(root)
     forget_verified()
     return root, key, x
-
-
-def _age(root, seconds: float = 10.0) -> None:
-    """Every file under ``root`` last modified ``seconds`` ago (files written moments before a read are not kept)."""
-    import time
-
-    then = time.time_ns() - int(seconds * 1e9)
-    for dirpath, _, names in os.walk(root):
-        for name in names:
-            os.utime(os.path.join(dirpath, name), ns=(then, then))
 
 
 def _opened(monkeypatch):
@@ -127,10 +117,7 @@ def test_files_written_moments_ago_are_read_again_on_every_read(store_key, tmp_p
     root, key, x = store_key
     fresh = tmp_path / "fresh.zarr"
     shutil.copytree(root, fresh)
-    now = __import__("time").time_ns()
-    for dirpath, _, names in os.walk(fresh):   # as if written just now
-        for name in names:
-            os.utime(os.path.join(dirpath, name), ns=(now, now))
+    age_files(fresh, -60.0)   # modified "less than 2 s ago" whatever the load: a minute ahead (a skewed clock)
     store = open_store(fresh)
     rows = np.arange(0, 176, 5)
     store.read(key, rows=rows)
@@ -139,8 +126,33 @@ def test_files_written_moments_ago_are_read_again_on_every_read(store_key, tmp_p
     small = len(_small_files(seen, key))
     chunks = [p for p in seen if f"{key}{os.sep}embedding{os.sep}" in p]
     assert small == 2 * 6 and len(chunks) == 6, (small, chunks)   # read and checked again, all of them
-    _age(fresh)
+    age_files(fresh)
     store.read(key, rows=rows)      # kept now
     seen.clear()
     np.testing.assert_array_equal(store.read(key, rows=rows).X, x[rows])
     assert [p for p in seen if os.path.exists(p)] == []   # (the never-written row-chunks are looked for again)
+
+
+def test_a_kept_done_chunk_whose_ledger_digest_changed_is_read_again_and_refused(store_key, tmp_path):
+    """The digest the ledger records for a position is compared with a kept chunk's CRC on every read: a ledger
+    entry rewritten to name another CRC (a valid chunk moved, a rewrite half done) sends the read to the file,
+    which does not match either: refused."""
+    import google_crc32c
+
+    root, key, x = store_key
+    copy = tmp_path / "copy.zarr"
+    shutil.copytree(root, copy)
+    age_files(copy)
+    store = open_store(copy)
+    rows = np.arange(0, 176, 3)   # 6 of 13 row-chunks: done and ledger read whole, done kept
+    np.testing.assert_array_equal(store.read(key, rows=rows).X, x[rows])
+    entry = copy / "features" / key / "digests" / "c" / "2" / "0"
+    raw = entry.read_bytes()
+    table = np.frombuffer(raw[:-4], "<i8").copy()
+    table[2] ^= 1                 # column "done": another CRC
+    payload = table.tobytes()
+    tmp = entry.with_name("0.new")
+    tmp.write_bytes(payload + google_crc32c.value(payload).to_bytes(4, "little"))
+    os.replace(tmp, entry)        # as zarr writes: a new file
+    with pytest.raises(CorruptChunk, match="done chunk 2 is not the chunk written at this position"):
+        store.read(key, rows=rows)
