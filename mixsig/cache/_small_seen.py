@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 
 #: path -> (identity, CRC, payload bytes)
 _SEEN: dict[str, tuple] = {}
@@ -34,18 +33,15 @@ MAX_BYTES = 32 << 20
 OVERHEAD = 512
 #: a file modified less than this (ns) before it was read is not kept: longer than any filesystem's time step
 RACY_NS = 2_000_000_000
-
-
-def settled_file(st, now_ns: int) -> bool:
-    """The file ``st`` describes was last modified at least :data:`RACY_NS` before ``now_ns``, a time taken while
-    the file was still open (its inode number cannot be reused before it is closed): its identity can be trusted."""
-    return now_ns - st.st_mtime_ns >= RACY_NS
-
-
-def now_ns() -> int:
-    return time.time_ns()
 _held = [0]
 _lock = threading.Lock()
+
+
+def old_enough(st, at_ns: int) -> bool:
+    """The file ``st`` describes was last modified at least :data:`RACY_NS` before ``at_ns`` (``time.time_ns()``
+    taken while the file was still open: its inode number cannot be reused before it is closed), so its identity
+    can be trusted."""
+    return at_ns - st.st_mtime_ns >= RACY_NS
 
 
 def identity(st) -> tuple:
@@ -79,7 +75,7 @@ def keep(path: str, st, at_ns: int, crc: int, payload: bytes) -> None:
         old = _SEEN.pop(path, None)
         if old is not None:
             _held[0] -= len(old[2]) + OVERHEAD
-        if not settled_file(st, at_ns):
+        if not old_enough(st, at_ns):
             return
         if _held[0] + len(payload) + OVERHEAD > MAX_BYTES:
             _SEEN.clear()

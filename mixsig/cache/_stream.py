@@ -9,8 +9,8 @@ then picking rows, it touches no output memory for rows nobody asked for (measur
 A chunk already verified by this process is not checksummed again while its file is the same file: same inode,
 device, size and modification time (zarr writes a chunk to a new file and renames it into place, so any rewrite
 is a new inode; one ``stat`` tells; a file written less than 2 s before it was read is not kept, as its identity
-could come back: :mod:`mixsig.cache._small_seen`). Its file stays memory-mapped (up to :data:`MAP_BYTES`), its wanted rows are
-copied from the mapping, and its recorded digest is still compared with the CRC it was verified with. (A foreign
+could come back: :mod:`mixsig.cache._small_seen`). Its file stays memory-mapped (up to :data:`MAP_BYTES`), its
+wanted rows are copied from the mapping, and its recorded digest is still compared with the CRC it was verified with. (A foreign
 program truncating a mapped chunk file in place while it is read would crash the read with SIGBUS; mixsig and
 zarr never write in place.) So the first read of a chunk costs its whole bytes, and the
 reads of a mini-batch loader after it only the rows. A chunk that cannot be mapped (``mmap`` fails under an
@@ -33,6 +33,7 @@ import mmap
 import os
 import queue
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ from mixsig.cache._chunks import (
 )
 from mixsig.cache._crc import crc32c as crc32c_nogil
 from mixsig.cache._digest import ABSENT, UNKNOWN
-from mixsig.cache._small_seen import now_ns, settled_file
+from mixsig.cache import _small_seen
 
 #: path -> (identity (st_ino, st_dev, st_size, st_mtime_ns), CRC, mmap, [chunk shape] view) of chunk files whose
 #: checksum this process verified, least recently used first.
@@ -114,7 +115,7 @@ def _map_checked(path: str, shape: tuple, dtype, nbytes: int, expect: int, crc=g
     except OSError:
         return None
     try:
-        st, at = os.fstat(fd), now_ns()
+        st, at = os.fstat(fd), time.time_ns()
         if st.st_size != nbytes + 4:
             return None
         mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
@@ -130,7 +131,7 @@ def _map_checked(path: str, shape: tuple, dtype, nbytes: int, expect: int, crc=g
         mm.close()
         return None
     view = np.frombuffer(mm, dtype, math.prod(shape)).reshape(shape)
-    if not settled_file(st, at):  # written moments ago: not kept (its identity could come back; _small_seen.RACY_NS)
+    if not _small_seen.old_enough(st, at):  # written moments ago: not kept (its identity could come back)
         return view
     with _verified_lock:
         if path in _VERIFIED:
@@ -144,8 +145,6 @@ def _map_checked(path: str, shape: tuple, dtype, nbytes: int, expect: int, crc=g
 
 def forget_verified() -> None:
     """Unmap every verified chunk and forget the small chunk files checked (the next reads checksum them again)."""
-    from mixsig.cache import _small_seen
-
     _small_seen.forget()
     with _verified_lock:
         while _VERIFIED:

@@ -66,7 +66,7 @@ def add_encoder_arguments(p) -> None:
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch threads for this command, restored after (default: 1 on machines of <= 2 cores, "
                         "where a second thread contends with decoding, else the number of cores). On an idle "
-                        "2-core machine, 2 made audio extraction ~1.3x faster and video slower (benchmarks/README.md)"
+                        "2-core machine, 2 made audio extraction 1.2-1.3x faster and video slower (benchmarks/README.md)"
                         "; the last bits of the embeddings can differ between thread counts")
     p.add_argument("--allow-group-leak", action="store_true",
                    help="go on although groups of the manifest cross splits (e.g. to reproduce a published split); "
